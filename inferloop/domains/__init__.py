@@ -1,0 +1,1 @@
+"""The two domains, emails (spam) and transactions (fraud): schemas and models."""

@@ -1,0 +1,111 @@
+"""Every Redis key and pub/sub channel inferloop uses is built here.
+
+The whole storage schema fits on this screen. Keys of one registered model carry the
+model name as a Redis Cluster hash tag (``{name}``), so the transactions and scripts
+that touch several of them also run on a cluster.
+
+    <p>:registry:models                      set     names of registered models
+    <p>:model:{name}                         hash    registered model (description, tags, created)
+    <p>:model:{name}:aliases                 hash    alias -> version
+    <p>:model:{name}:counter                 string  last version number handed out
+    <p>:model:{name}:versions                zset    version numbers, scored by version
+    <p>:model:{name}:v:<n>                   hash    version metadata
+    <p>:model:{name}:v:<n>:artifact          string  compressed joblib bytes of the pipeline
+    <p>:model:{name}:v:<n>:report            hash    report files (name -> bytes)
+    <p>:model:{name}:history                 stream  alias moves: time, actor, from, to, reason
+    <p>:model:{name}:notices                 channel a message per alias move
+    <p>:retrain:{domain}:lock                string  lease of the one running retrain (token)
+    <p>:retrain:{domain}:fire:<ts>           string  claim of one scheduled firing (SET NX)
+    <p>:retrain:{domain}:status              hash    last run, last success, next run
+    <p>:retrain:triggers                     stream  operator triggers, read by a consumer group
+    <p>:retrain:outcome:<trigger id>         string  the outcome of one trigger (JSON)
+    <p>:worker:{domain}:attempts:<t>:<p>:<o> string  scoring attempts of a failing batch
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+def _check_part(kind: str, value: str) -> str:
+    # Braces would break the hash tag and colons the key layout.
+    if not value or any(c in value for c in "{}:\n\r "):
+        raise ValueError(f"{kind} {value!r} must be non-empty, without braces, colons or spaces")
+    return value
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key builder under one prefix (the ``redis.key_prefix`` setting)."""
+
+    prefix: str
+
+    # -- registry ---------------------------------------------------------------
+    def models(self) -> str:
+        """Set of the names of every registered model."""
+        return f"{self.prefix}:registry:models"
+
+    def model(self, name: str) -> str:
+        """Hash of a registered model's own fields."""
+        return f"{self.prefix}:model:{{{_check_part('model name', name)}}}"
+
+    def aliases(self, name: str) -> str:
+        """Hash of alias -> version number."""
+        return f"{self.model(name)}:aliases"
+
+    def version_counter(self, name: str) -> str:
+        """Counter that hands out version numbers."""
+        return f"{self.model(name)}:counter"
+
+    def versions(self, name: str) -> str:
+        """Sorted set of the version numbers of a model."""
+        return f"{self.model(name)}:versions"
+
+    def version(self, name: str, version: int) -> str:
+        """Hash of one version's metadata."""
+        return f"{self.model(name)}:v:{int(version)}"
+
+    def artifact(self, name: str, version: int) -> str:
+        """The compressed artifact bytes of one version."""
+        return f"{self.version(name, version)}:artifact"
+
+    def report(self, name: str, version: int) -> str:
+        """Hash of the report files of one version."""
+        return f"{self.version(name, version)}:report"
+
+    def history(self, name: str) -> str:
+        """Stream of alias moves."""
+        return f"{self.model(name)}:history"
+
+    def notices(self, name: str) -> str:
+        """Pub/sub channel announcing alias moves."""
+        return f"{self.model(name)}:notices"
+
+    # -- retrain ----------------------------------------------------------------
+    def retrain_lock(self, domain: str) -> str:
+        """Lease held by the one retrain of a domain that may run."""
+        return f"{self.prefix}:retrain:{{{_check_part('domain', domain)}}}:lock"
+
+    def retrain_fire(self, domain: str, fire_time: str) -> str:
+        """Claim of one scheduled firing, so it runs once across service instances."""
+        return f"{self.prefix}:retrain:{{{_check_part('domain', domain)}}}:fire:{fire_time}"
+
+    def retrain_status(self, domain: str) -> str:
+        """Hash of a domain's last run, last success and next scheduled run."""
+        return f"{self.prefix}:retrain:{{{_check_part('domain', domain)}}}:status"
+
+    def retrain_triggers(self) -> str:
+        """Stream of operator triggers for the retrain service."""
+        return f"{self.prefix}:retrain:triggers"
+
+    def retrain_outcome(self, trigger_id: str) -> str:
+        """The recorded outcome of one trigger."""
+        return f"{self.prefix}:retrain:outcome:{_check_part('trigger id', trigger_id)}"
+
+    # -- worker -----------------------------------------------------------------
+    def scoring_attempts(self, domain: str, topic: str, partition: int, offset: int) -> str:
+        """Attempts at scoring the batch that starts at one offset."""
+        return (
+            f"{self.prefix}:worker:{{{_check_part('domain', domain)}}}:attempts:"
+            f"{_check_part('topic', topic)}:{int(partition)}:{int(offset)}"
+        )

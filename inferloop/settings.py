@@ -1,0 +1,208 @@
+"""Settings: one object per process, built once in ``main()`` and passed down.
+
+Every field can be set from the environment with the ``INFERLOOP_`` prefix; nested
+sections use a double underscore, e.g. ``INFERLOOP_KAFKA__BOOTSTRAP_SERVERS`` or
+``INFERLOOP_REDIS__URL``. Nothing here reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Domain = Literal["emails", "transactions"]
+DOMAINS: tuple[Domain, ...] = ("emails", "transactions")
+
+DeliveryGuarantee = Literal["at-least-once", "exactly-once"]
+
+
+def _cache_home() -> Path:
+    return Path.home() / ".cache" / "inferloop"
+
+
+def _state_home() -> Path:
+    return Path.home() / ".local" / "state" / "inferloop"
+
+
+def _default_data_dir() -> Path:
+    # The data sets sit beside the project (../shared/data); from an installed copy
+    # the working directory is the best guess.
+    for base in (Path.cwd(), Path(__file__).resolve().parent.parent):
+        candidate = base.parent / "shared" / "data"
+        if candidate.is_dir():
+            return candidate
+    return Path.cwd().parent / "shared" / "data"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Section):
+    """How to reach Kafka; the security options pass straight to kafka-python."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    client_id: str = "inferloop"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_password: SecretStr | None = None
+    request_timeout_ms: int = Field(default=30_000, gt=0)
+    # How long a client may look for the cluster before it is called unreachable.
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _servers_given(cls, value: str) -> str:
+        servers = [s.strip() for s in value.split(",") if s.strip()]
+        if not servers:
+            raise ValueError("at least one host:port is needed")
+        for server in servers:
+            host, sep, port = server.rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"{server!r} is not host:port")
+        return ",".join(servers)
+
+    @property
+    def servers(self) -> list[str]:
+        """The bootstrap servers as a list."""
+        return self.bootstrap_servers.split(",")
+
+
+class RedisSettings(_Section):
+    """How to reach Redis, and the prefix of every key inferloop writes."""
+
+    url: str = "redis://127.0.0.1:6379/0"
+    username: str | None = None
+    password: SecretStr | None = None
+    ssl_ca_certs: Path | None = None
+    key_prefix: str = Field(default="inferloop", min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    # Fail fast: an unreachable Redis is an error naming its address, not a hang.
+    socket_timeout_s: float = Field(default=5.0, gt=0)
+    connect_timeout_s: float = Field(default=2.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+
+class TopicSettings(_Section):
+    """Topic names per domain and how new topics are made."""
+
+    prefix: str = Field(default="", pattern=r"^[A-Za-z0-9_.\-]*$")
+    emails: str = Field(default="emails", pattern=r"^[A-Za-z0-9_.\-]+$")
+    transactions: str = Field(default="transactions", pattern=r"^[A-Za-z0-9_.\-]+$")
+    partitions: int = Field(default=4, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+
+
+class LocalServicesSettings(_Section):
+    """The Kafka and Redis that ``inferloop services up`` runs on this machine."""
+
+    kafka_version: str = "4.3.1"
+    kafka_port: int = Field(default=9092, ge=1, le=65535)
+    kafka_controller_port: int = Field(default=9093, ge=1, le=65535)
+    kafka_heap: str = "512m"
+    redis_port: int = Field(default=6379, ge=1, le=65535)
+    # Jars are cached here so a second start needs no network.
+    cache_dir: Path = Field(default_factory=_cache_home)
+    # Data, logs and pid files of the running services.
+    state_dir: Path = Field(default_factory=_state_home)
+    start_timeout_s: float = Field(default=60.0, gt=0)
+
+
+class RegistrySettings(_Section):
+    """Model registry: signing keys and retention."""
+
+    # Ed25519 private key (PEM) of whoever registers versions: the retrain job or an
+    # operator's import. Workers never have one.
+    signing_key_path: Path | None = None
+    # Public keys (PEM) that a loaded artifact may be signed by; several allow rotation.
+    verify_key_paths: Annotated[tuple[Path, ...], NoDecode] = ()
+    # Development only: accept unsigned artifacts. Loud when on.
+    allow_unsigned: bool = False
+    keep_versions: int = Field(default=10, ge=1)
+    max_artifact_bytes: int = Field(default=256 * 1024 * 1024, gt=0, le=512 * 1024 * 1024)
+    actor: str | None = None
+
+    @field_validator("verify_key_paths", mode="before")
+    @classmethod
+    def _split_paths(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(Path(p) for p in value.split(",") if p.strip())
+        return value
+
+
+class WorkerSettings(_Section):
+    """The streaming worker."""
+
+    delivery: DeliveryGuarantee = "at-least-once"
+    instance_id: str = Field(default_factory=socket.gethostname)
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    max_batch_size: int = Field(default=1000, ge=1)
+    poll_timeout_ms: int = Field(default=100, ge=0)
+    max_poll_interval_ms: int = Field(default=300_000, gt=0)
+    session_timeout_ms: int = Field(default=10_000, gt=0)
+    heartbeat_interval_ms: int = Field(default=3_000, gt=0)
+    transaction_timeout_ms: int = Field(default=10_000, gt=0)
+    linger_ms: int = Field(default=5, ge=0)
+    max_request_size: int = Field(default=1_048_576, gt=0)
+    # Periodic alias check, the fallback when a promotion notice is missed.
+    model_check_interval_s: float = Field(default=5.0, gt=0)
+    max_scoring_attempts: int = Field(default=3, ge=1)
+    shutdown_grace_s: float = Field(default=30.0, gt=0)
+    metrics_port: int = Field(default=9300, ge=0, le=65535)
+
+
+class RetrainSettings(_Section):
+    """The retraining job and its scheduler service."""
+
+    # Per-domain schedule: a cron expression ("0 * * * *") or an interval ("15m", "1h").
+    emails_schedule: str = "1h"
+    transactions_schedule: str = "1h"
+    min_new_labels: int = Field(default=100, ge=0)
+    holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
+    label_maturity_s: float = Field(default=0.0, ge=0)
+    window_s: float | None = Field(default=None, gt=0)
+    min_holdout_positives: int = Field(default=30, ge=1)
+    promotion_margin: float = Field(default=0.0, ge=0)
+    bootstrap_rounds: int = Field(default=1000, ge=10)
+    seed: int = 42
+    fit_threads: int = Field(default=1, ge=1)
+    fit_nice: int = Field(default=10, ge=0, le=19)
+    lock_lease_s: float = Field(default=600.0, gt=0)
+    reports_dir: Path = Path("reports")
+    snapshot_dir: Path = Field(default_factory=lambda: _cache_home() / "snapshots")
+    metrics_port: int = Field(default=9400, ge=0, le=65535)
+
+
+class Settings(BaseSettings):
+    """Everything one inferloop process is configured with."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="INFERLOOP_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    redis: RedisSettings = RedisSettings()
+    topics: TopicSettings = TopicSettings()
+    services: LocalServicesSettings = LocalServicesSettings()
+    registry: RegistrySettings = RegistrySettings()
+    worker: WorkerSettings = WorkerSettings()
+    retrain: RetrainSettings = RetrainSettings()
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -1,0 +1,1 @@
+"""The model registry: versions, signed artifacts, lineage and aliases in Redis."""

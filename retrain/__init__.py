@@ -1,0 +1,1 @@
+"""The scheduled retraining job and its service."""

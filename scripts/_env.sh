@@ -1,0 +1,25 @@
+# Sourced by the scripts in this folder: make sure uv and the locked virtualenv exist.
+# Nothing here needs root except installing Debian's redis-server when it is missing.
+
+UV_VERSION="0.13.9"
+INFERLOOP_TOOLS="${XDG_CACHE_HOME:-$HOME/.cache}/inferloop/tools"
+
+ensure_uv() {
+  if command -v uv >/dev/null 2>&1; then
+    UV="$(command -v uv)"
+  elif [ -x "$INFERLOOP_TOOLS/bin/uv" ]; then
+    UV="$INFERLOOP_TOOLS/bin/uv"
+  else
+    echo "==> installing uv $UV_VERSION into $INFERLOOP_TOOLS" >&2
+    python3 -m venv "$INFERLOOP_TOOLS"
+    "$INFERLOOP_TOOLS/bin/python" -m pip install -q --disable-pip-version-check "uv==$UV_VERSION"
+    UV="$INFERLOOP_TOOLS/bin/uv"
+  fi
+  export UV
+}
+
+ensure_venv() {
+  ensure_uv
+  echo "==> installing the locked dependencies (uv sync --frozen)" >&2
+  "$UV" sync --frozen --quiet "$@"
+}

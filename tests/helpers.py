@@ -1,0 +1,91 @@
+"""Helpers for tests that talk to the real services."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+
+from inferloop.connections import admin_client, make_consumer
+from inferloop.settings import Settings
+
+
+def delete_topics_with_prefix(settings: Settings, prefix: str) -> None:
+    """Delete every topic whose name starts with ``prefix`` (a test's own topics)."""
+    if not prefix:
+        raise ValueError("refusing to delete topics without a prefix")
+    with admin_client(settings.kafka) as admin:
+        doomed = [t for t in admin.list_topics() if t.startswith(prefix)]
+        if doomed:
+            admin.delete_topics(doomed, raise_errors=False)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment a subprocess needs to see ``settings`` (the parts tests change)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFERLOOP_")}
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(f"{prefix}__{key}" if prefix else key, inner)
+        elif value is not None:
+            flat[prefix] = value
+
+    walk("", settings.model_dump(mode="json"))
+    for key, value in flat.items():
+        if isinstance(value, (list, tuple)):
+            text = ",".join(str(v) for v in value)
+        elif isinstance(value, bool):
+            text = "true" if value else "false"
+        else:
+            text = str(value)
+        env[f"INFERLOOP_{key.upper()}"] = text
+    return env
+
+
+def read_topic(
+    settings: Settings,
+    topic: str,
+    *,
+    expect: int | None = None,
+    timeout_s: float = 30.0,
+    isolation_level: str = "read_uncommitted",
+) -> list[Any]:
+    """Every record of ``topic`` from the start, read without a group.
+
+    With ``expect`` it waits until that many records have arrived (or the timeout);
+    without it, it reads up to the end offsets seen at the start.
+    """
+    consumer: KafkaConsumer = make_consumer(
+        settings.kafka, isolation_level=isolation_level, auto_offset_reset="earliest"
+    )
+    try:
+        partitions = [
+            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
+        ]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        end = consumer.end_offsets(partitions)
+        records: list[Any] = []
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend(batch)
+            if expect is not None:
+                if len(records) >= expect:
+                    break
+            elif all(consumer.position(tp) >= end[tp] for tp in partitions):
+                break
+        return records
+    finally:
+        consumer.close()
+
+
+def json_values(records: Iterable[Any]) -> list[Any]:
+    """The JSON-decoded values of ``records``."""
+    return [json.loads(r.value) for r in records]
