@@ -4,6 +4,10 @@
 UV_VERSION="0.13.9"
 INFERLOOP_TOOLS="${XDG_CACHE_HOME:-$HOME/.cache}/inferloop/tools"
 
+# Trust the platform's certificate store (where a TLS-inspecting proxy's CA lives), as
+# pip and Maven do, rather than uv's bundled roots.
+export UV_SYSTEM_CERTS="${UV_SYSTEM_CERTS:-1}"
+
 ensure_uv() {
   if command -v uv >/dev/null 2>&1; then
     UV="$(command -v uv)"
