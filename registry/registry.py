@@ -801,30 +801,37 @@ class Registry:
         status = answer[0]
         if status == "ok":
             return
-        detail = answer[1] if len(answer) > 1 else ""
         if status == "no_version":
             raise self._missing(name, version)
-        errors: dict[str, RegistryError] = {
-            "lock_lost": LockLostError(f"{what}: the retrain lock is no longer held by this job"),
-            "digest": VersionStateError(f"{what}: v{version} has digest {detail[:12]}"),
-            "tombstone": ArtifactDeletedError(f"{what}: v{version}'s artifact was deleted"),
-            "rejected": VersionStateError(f"{what}: v{version} is rejected"),
-            "conflict": PromotionConflictError(
-                f"{what}: the alias is at {AliasTarget.decode(detail) or 'nothing'}, not where "
-                "this move expected it (another move came first)"
-            ),
-            "unchanged": VersionStateError(f"{what}: the alias is there already"),
-            "aliased": VersionStateError(f"{what}: alias {detail!r} points at v{version}"),
-            "rollback_target": VersionStateError(f"{what}: v{version} is a rollback target"),
-            "no_previous": NoPreviousChampionError(f"{what}: there is no previous champion"),
+        detail = answer[1] if len(answer) > 1 else ""
+        if status == "conflict":
+            raise PromotionConflictError(
+                f"{what}: the alias is at {_shown(detail)}, not where this move expected it "
+                "(another move came first)"
+            )
+        kinds: dict[str, tuple[type[RegistryError], str]] = {
+            "lock_lost": (LockLostError, "the retrain lock is no longer held by this job"),
+            "digest": (VersionStateError, f"v{version} has digest {detail[:12]}"),
+            "tombstone": (ArtifactDeletedError, f"v{version}'s artifact was deleted"),
+            "rejected": (VersionStateError, f"v{version} is rejected"),
+            "unchanged": (VersionStateError, "the alias is there already"),
+            "aliased": (VersionStateError, f"alias {detail!r} points at v{version}"),
+            "rollback_target": (VersionStateError, f"v{version} is a rollback target"),
+            "no_previous": (NoPreviousChampionError, "there is no previous champion"),
         }
-        raise errors.get(status, RegistryStorageError(f"{what}: unexpected answer {answer!r}"))
+        kind, message = kinds.get(status, (RegistryStorageError, f"unexpected answer {answer}"))
+        raise kind(f"{what}: {message}")
 
     def _who(self, actor: str | None) -> tuple[str, str]:
         # The Redis user is asked once: a client's credentials do not change.
         if self._user is None:
             self._user = _text(self.client.acl_whoami())
         return actor or self.actor, self._user
+
+
+def _shown(encoded: str) -> str:
+    target = AliasTarget.decode(encoded)
+    return str(target) if target else "nothing"
 
 
 def _text(value: bytes | str) -> str:
