@@ -36,8 +36,7 @@ def test_a_watcher_sees_a_promotion_made_by_another_process(
     registry: Registry, registry_settings: Settings, two: list[ModelVersion]
 ) -> None:
     with registry.watch("transactions") as watcher:
-        assert watcher.current is None
-        assert watcher.wait(timeout_s=0.5) is None
+        assert (watcher.current, watcher.wait(timeout_s=0.5)) == (None, None)
         process = multiprocessing.get_context("spawn").Process(
             target=_promote, args=(registry_settings, 1, None)
         )
@@ -113,11 +112,9 @@ def test_a_watcher_rides_out_a_redis_outage_and_then_catches_up(
         started = time.monotonic()
         assert watcher.wait(timeout_s=1.5) is None
         assert time.monotonic() - started < 10
-        assert not watcher.healthy
-        assert watcher.last_error is not None
+        assert (watcher.healthy, watcher.last_error is not None) == (False, True)
 
         own_redis.start(timeout_s=30)
         registry.promote("transactions", 2, expected_current=1, reason="after the outage")
         assert watcher.wait(timeout_s=10) == second.target
-        assert watcher.healthy
-        assert watcher.disconnects == 1
+        assert (watcher.healthy, watcher.disconnects) == (True, 1)
