@@ -454,7 +454,13 @@ class Registry:
             checked.resident_bytes,
         )
         return LoadedModel(
-            entity, checked.pipeline, checked.load_time_s, checked.resident_bytes, signed_by
+            version=entity,
+            pipeline=checked.pipeline,
+            load_time_s=checked.load_time_s,
+            resident_bytes=checked.resident_bytes,
+            verified_key_id=signed_by,
+            check_time_s=checked.check_time_s,
+            total_time_s=time.perf_counter() - started,
         )
 
     def _fetch(self, name: str, version: int) -> tuple[dict[bytes, bytes], bytes | None]:
@@ -711,16 +717,23 @@ class Registry:
         keep = self.keep_versions if keep is None else keep
         if keep < 1:
             raise InvalidVersionError(f"retention must keep at least one version, not {keep}")
-        raw: list[bytes] = cast(Any, self.client.zrange(self.keys.versions(name), 0, -keep - 1))
+        versions_key = self.keys.versions(check_model_name(name))
+        raw: list[bytes] = cast(Any, self.client.zrange(versions_key, 0, -keep - 1))
         numbers = [int(_text(v)) for v in raw]
+        with self.client.pipeline(transaction=False) as pipe:
+            for number in numbers:
+                pipe.hexists(self.keys.version(name, number), "deleted_at")
+            gone = pipe.execute()
         deleted = []
-        for number in numbers:
+        for number in (n for n, tombstone in zip(numbers, gone, strict=True) if not tombstone):
             try:
                 entry = self.delete_version(name, number, reason=f"retention: keep the last {keep}")
             except VersionStateError:
                 continue
             if entry is not None:
                 deleted.append(number)
+        if deleted:
+            log.info("retention of %s (keep %d) deleted the artifacts of %s", name, keep, deleted)
         return deleted
 
     # -- reports ---------------------------------------------------------------------
