@@ -168,6 +168,11 @@ class Registry:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    @_talks_to_redis
+    def ping(self) -> None:
+        """Check that Redis answers (RegistryUnavailableError naming its address if not)."""
+        self.client.ping()
+
     # -- reads -----------------------------------------------------------------------
     @_talks_to_redis
     def resolve(self, name: str, alias: str = CHAMPION) -> AliasTarget | None:
@@ -289,6 +294,8 @@ class Registry:
         check_model_name(name)
         self._require_signer()
         events = _golden_events(golden_events)
+        # Fail fast: the pickling and checks below take a while.
+        self.ping()
         data = self._checked_size(name, artifact.dump(pipeline))
         scores, load = self._round_trip(name, pipeline, data, domain, events)
         body = {
@@ -782,6 +789,7 @@ class Registry:
         signed by this registry's key and records where it came from.
         """
         self._require_signer()
+        self.ping()
         exported = transfer.read(path, self.max_artifact_bytes)
         keys = dict(self.trust.verifier.keys) | (dict(trust.keys) if trust else {})
         manifest, signed_by = verified_manifest(
