@@ -513,7 +513,7 @@ class Registry:
                 trust=self.trust,
                 check_libraries=False,
             )
-        except (IntegrityError, SigningKeyError) as exc:
+        except (IntegrityError, SigningKeyError, RegistryStorageError) as exc:
             return VerifyResult(name, version, False, str(exc), key_id)
         return VerifyResult(name, version, True, None, key_id)
 
@@ -791,6 +791,7 @@ class Registry:
         self._require_signer()
         self.ping()
         exported = transfer.read(path, self.max_artifact_bytes)
+        check_model_name(exported.name)
         keys = dict(self.trust.verifier.keys) | (dict(trust.keys) if trust else {})
         manifest, signed_by = verified_manifest(
             manifest_bytes=exported.manifest,

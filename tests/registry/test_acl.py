@@ -115,6 +115,10 @@ def test_an_operator_promotes_rolls_back_and_rejects_but_cannot_register_or_dele
         raw.set(stored.keys.artifact("transactions", 2), b"evil")
     with pytest.raises(redis.exceptions.NoPermissionError):
         raw.incr(stored.keys.version_counter("transactions"))
+    # It may queue a retrain, not take the retrain lock.
+    assert raw.xadd(stored.keys.retrain_triggers(), {"domain": "transactions"})
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        raw.set(stored.keys.retrain_lock("transactions"), "mine")
     assert [v.version for v in stored.list_versions("transactions")] == [1, 2]
     assert stored.get_version("transactions", 2).has_artifact
 
