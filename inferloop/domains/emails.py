@@ -30,6 +30,8 @@ META_WORD_PATTERN = r"\S+"
 
 _DOMAIN = re.compile(r"@([A-Za-z0-9.\-]+)")
 _MAILER_WORD = re.compile(r"[A-Za-z][A-Za-z.\-]*")
+_PRESENCE_HEADERS = ("organization", "mime-version", "x-msmail-priority", "importance")
+_VALUE_HEADERS = {"precedence": "prec", "content-transfer-encoding": "cte"}
 
 
 def address_domain(address: str) -> str:
@@ -49,6 +51,29 @@ def _count_bucket(n: int) -> str:
     return "0" if n == 0 else "1" if n == 1 else "few" if n <= 5 else "many"
 
 
+def _first_word(value: str) -> str:
+    word = _MAILER_WORD.search(value)
+    return word.group(0).lower() if word else "none"
+
+
+def _header_tokens(headers: dict[str, str]) -> list[str]:
+    tokens = []
+    if "in-reply-to" in headers or "references" in headers:
+        tokens.append("is:reply")
+    if "list-id" in headers or "list-unsubscribe" in headers:
+        tokens.append("is:list")
+    for name in _PRESENCE_HEADERS:
+        if name in headers:
+            tokens.append(f"has:{name}")
+    for name, prefix in _VALUE_HEADERS.items():
+        if name in headers:
+            tokens.append(f"{prefix}:{_first_word(headers[name])}")
+    priority = headers.get("x-priority", "").strip()[:1]
+    if priority:
+        tokens.append(f"prio:{priority}")
+    return tokens
+
+
 def meta_tokens(event: s.EmailEvent) -> str:
     """Whitespace-separated tokens of what the headers say about an email."""
     sender_domain = address_domain(event.sender)
@@ -61,13 +86,9 @@ def meta_tokens(event: s.EmailEvent) -> str:
         tokens.append("replyto:same" if reply_domain == sender_domain else "replyto:other")
     content_type = headers.get("content-type", "")
     tokens.append(f"ct:{content_type.split(';', 1)[0].strip().lower() or 'none'}")
-    mailer = _MAILER_WORD.search(headers.get("x-mailer", "") or headers.get("user-agent", ""))
-    tokens.append(f"mailer:{mailer.group(0).lower() if mailer else 'none'}")
+    tokens.append(f"mailer:{_first_word(headers.get('x-mailer') or headers.get('user-agent', ''))}")
     tokens.extend(_domain_tokens("msgid", address_domain(headers.get("message-id", ""))))
-    if "in-reply-to" in headers or "references" in headers:
-        tokens.append("is:reply")
-    if "list-id" in headers:
-        tokens.append("is:list")
+    tokens.extend(_header_tokens(headers))
     subject = event.subject
     if not subject:
         tokens.append("subj:empty")
