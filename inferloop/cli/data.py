@@ -19,6 +19,7 @@ from rich.progress import (
 
 from inferloop.cli import settings_of
 from inferloop.cli.output import json_option, print_json, print_table
+from inferloop.domains import DomainSpec, EmailsDomain, TransactionsDomain, get_domain
 from inferloop.domains.datasets import DATASETS, load_dataset
 from inferloop.domains.evaluation import evaluate as run_evaluation
 from inferloop.domains.replay import ReplayPlan, selection
@@ -74,6 +75,18 @@ def _fmt(value: float) -> str:
     help="Time-ordered folds for the out-of-fold threshold.",
 )
 @click.option("--seed", type=int, default=42, show_default=True)
+@click.option(
+    "--max-ham-flagged",
+    type=click.FloatRange(0.0001, 0.5),
+    default=None,
+    help="emails: the share of ham the threshold may flag (default 0.005).",
+)
+@click.option(
+    "--min-fraud-recall",
+    type=click.FloatRange(0.01, 1.0),
+    default=None,
+    help="transactions: the fraud recall the threshold must keep (default 0.8).",
+)
 @json_option
 @click.pass_context
 def evaluate(
@@ -85,11 +98,18 @@ def evaluate(
     holdout_fraction: float,
     folds: int,
     seed: int,
+    max_ham_flagged: float | None,
+    min_fraud_recall: float | None,
     as_json: bool,
 ) -> None:
     """Train DOMAIN's model on the older part of a data set and judge it on the newest."""
     _check_dataset(domain, dataset)
     settings = settings_of(ctx)
+    spec: DomainSpec = get_domain(domain)
+    if max_ham_flagged is not None and domain == "emails":
+        spec = EmailsDomain(max_ham_flagged=max_ham_flagged)
+    if min_fraud_recall is not None and domain == "transactions":
+        spec = TransactionsDomain(min_fraud_recall=min_fraud_recall)
     result = run_evaluation(
         dataset,
         settings.data_dir,
@@ -97,6 +117,7 @@ def evaluate(
         seed=seed,
         folds=folds,
         fit_threads=settings.retrain.fit_threads,
+        spec=spec,
     )
     report: dict[str, Any] = {
         "dataset": result.dataset,
@@ -143,8 +164,9 @@ def evaluate(
     print_table(
         rows,
         ["metric", "holdout", "train out-of-fold"],
-        title=f"at threshold {result.threshold:.6f} (chosen out of fold on train)",
+        title=f"at threshold {result.threshold:.6f}",
     )
+    click.echo(f"threshold chosen for {result.params['threshold_target']} on the training part")
     click.echo(
         f"scoring rate: {result.scoring.events_per_s:,.0f} events/s on one core "
         f"(batches of {result.scoring.batch_size}, JSON parsing included; "

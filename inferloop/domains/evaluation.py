@@ -114,12 +114,16 @@ def evaluate(
     seed: int = 42,
     folds: int = 5,
     fit_threads: int | None = None,
+    spec: DomainSpec | None = None,
 ) -> Evaluation:
-    """Load, de-duplicate, split by time, fit with an out-of-fold threshold, judge."""
-    spec = get_domain(DATASETS[dataset_name]) if dataset_name in DATASETS else None
+    """Load, de-duplicate, split by time, fit with an out-of-fold threshold, judge.
+
+    ``spec`` replaces the domain's default spec (e.g. with another threshold target).
+    """
     dataset = load_dataset(dataset_name, data_dir)
-    if spec is None:  # load_dataset has raised for unknown names already
-        raise DomainError(f"unknown data set {dataset_name!r}")
+    spec = spec or get_domain(DATASETS[dataset_name])
+    if spec.name != dataset.domain:
+        raise DomainError(f"data set {dataset_name!r} is not of the {spec.name} domain")
     deduplicated, duplicates = deduplicate(dataset)
     train_idx, holdout_idx = holdout_split(deduplicated, holdout_fraction)
     train, holdout = deduplicated.subset(train_idx), deduplicated.subset(holdout_idx)
@@ -142,5 +146,10 @@ def evaluate(
         oof_metrics=spec.metrics(train.y, fitted.oof_scores, fitted.threshold),
         fit_s=fit_s,
         scoring=scoring_rate(spec, fitted.pipeline, holdout.events),
-        params={"seed": seed, "folds": folds, "holdout_fraction": holdout_fraction},
+        params={
+            "seed": seed,
+            "folds": folds,
+            "holdout_fraction": holdout_fraction,
+            "threshold_target": spec.threshold_target(),
+        },
     )

@@ -49,7 +49,8 @@ def synthetic_transactions(n: int, seed: int = 0) -> tuple[list[s.Event], np.nda
 def test_email_rows_hold_text_and_header_tokens() -> None:
     (event,) = EMAILS.validate_batch([encode(email_dict(subject="Hello"))]).events
     rows = EMAILS.to_rows([event])
-    assert rows.shape == (1, 2)
+    assert rows.shape == (1, 3)
+    assert rows[0, 2] == rows[0, 0][:300]
     assert rows[0, 0].startswith("Hello\n")
     tokens = rows[0, 1].split()
     assert "from:example.org" in tokens
@@ -99,7 +100,7 @@ def test_rows_concatenate_and_index() -> None:
     rows = EMAILS.to_rows(events)
     both = EMAILS.concat_rows([EMAILS.take_rows(rows, np.arange(4)), rows[4:]])
     assert (both == rows).all()
-    assert EMAILS.concat_rows([]).shape == (0, 2)
+    assert EMAILS.concat_rows([]).shape == (0, 3)
 
 
 def test_fit_refuses_too_few_positives() -> None:
