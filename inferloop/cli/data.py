@@ -167,13 +167,17 @@ def evaluate(
         title=f"at threshold {result.threshold:.6f}",
     )
     click.echo(f"threshold chosen for {result.params['threshold_target']} on the training part")
+    rate = result.scoring
     click.echo(
-        f"scoring rate: {result.scoring.events_per_s:,.0f} events/s on one core "
-        f"(batches of {result.scoring.batch_size}, JSON parsing included; "
-        f"validate {result.scoring.validate_s:.2f}s, rows {result.scoring.rows_s:.2f}s, "
-        f"score {result.scoring.score_s:.2f}s for {result.scoring.events} events); "
-        f"fit {result.fit_s:.1f}s"
+        f"scoring rate: {rate.events_per_s:,.0f} events/s on one core (batches of "
+        f"{rate.batch_size}, JSON parsing included, {rate.events} events); parts alone: "
+        f"validate {_per_s(rate.events, rate.validate_s)}, rows {_per_s(rate.events, rate.rows_s)}, "
+        f"score {_per_s(rate.events, rate.score_s)}; fit {result.fit_s:.1f}s"
     )
+
+
+def _per_s(events: int, seconds: float) -> str:
+    return f"{events / seconds:,.0f}/s" if seconds else "n/a"
 
 
 @click.command()
