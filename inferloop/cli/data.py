@@ -171,7 +171,8 @@ def evaluate(
     click.echo(
         f"scoring rate: {rate.events_per_s:,.0f} events/s on one core (batches of "
         f"{rate.batch_size}, JSON parsing included, {rate.events} events); parts alone: "
-        f"validate {_per_s(rate.events, rate.validate_s)}, rows {_per_s(rate.events, rate.rows_s)}, "
+        f"validate {_per_s(rate.events, rate.validate_s)}, "
+        f"rows {_per_s(rate.events, rate.rows_s)}, "
         f"score {_per_s(rate.events, rate.score_s)}; fit {result.fit_s:.1f}s"
     )
 
