@@ -139,6 +139,7 @@ def evaluate(
             "validate_s": round(result.scoring.validate_s, 3),
             "rows_s": round(result.scoring.rows_s, 3),
             "score_s": round(result.scoring.score_s, 3),
+            "json_loads_baseline_s": round(result.scoring.json_loads_s, 3),
         },
         "params": result.params,
     }
@@ -173,7 +174,8 @@ def evaluate(
         f"{rate.batch_size}, JSON parsing included, {rate.events} events); parts alone: "
         f"validate {_per_s(rate.events, rate.validate_s)}, "
         f"rows {_per_s(rate.events, rate.rows_s)}, "
-        f"score {_per_s(rate.events, rate.score_s)}; fit {result.fit_s:.1f}s"
+        f"score {_per_s(rate.events, rate.score_s)}; baseline in the same run: json.loads "
+        f"alone {_per_s(rate.events, rate.json_loads_s)}; fit {result.fit_s:.1f}s"
     )
 
 
