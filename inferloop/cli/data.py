@@ -19,19 +19,15 @@ from rich.progress import (
 
 from inferloop.cli import settings_of
 from inferloop.cli.output import json_option, print_json, print_table
-from inferloop.domains import DomainSpec, EmailsDomain, TransactionsDomain, get_domain
-from inferloop.domains.datasets import DATASETS, load_dataset
-from inferloop.domains.evaluation import evaluate as run_evaluation
-from inferloop.domains.replay import ReplayPlan, selection
-from inferloop.domains.replay import replay as run_replay
 from inferloop.settings import DOMAINS, Domain
-from inferloop.topics import create_domain_topics
 
 DATASET_NAMES = ("sms", "spamassassin", "creditcard")
 METRIC_ORDER = ("precision", "recall", "f1", "mcc", "roc_auc", "auprc", "fpr")
 
 
 def _check_dataset(domain: Domain, dataset: str) -> None:
+    from inferloop.domains.datasets import DATASETS
+
     if DATASETS[dataset] != domain:
         raise click.BadParameter(
             f"{dataset!r} is a data set of the {DATASETS[dataset]} domain, not {domain}",
@@ -103,6 +99,9 @@ def evaluate(
     as_json: bool,
 ) -> None:
     """Train DOMAIN's model on the older part of a data set and judge it on the newest."""
+    from inferloop.domains import DomainSpec, EmailsDomain, TransactionsDomain, get_domain
+    from inferloop.domains.evaluation import evaluate as run_evaluation
+
     _check_dataset(domain, dataset)
     settings = settings_of(ctx)
     spec: DomainSpec = get_domain(domain)
@@ -251,6 +250,11 @@ def replay(
     as_json: bool,
 ) -> None:
     """Publish a data set's events in event-time order, and their labels after a delay."""
+    from inferloop.domains.datasets import load_dataset
+    from inferloop.domains.replay import ReplayPlan, selection
+    from inferloop.domains.replay import replay as run_replay
+    from inferloop.topics import create_domain_topics
+
     _check_dataset(domain, dataset)
     settings = settings_of(ctx)
     plan = ReplayPlan.from_settings(

@@ -28,7 +28,7 @@ def keys() -> None:
 def generate(out_dir: Path, name: str, force: bool, as_json: bool) -> None:
     """Write a new Ed25519 key pair. The private key goes only to the signer (the retrain
     job, or the operator who imports); workers get the public key."""
-    from inferloop.registry.signing import generate_key_pair  # noqa: PLC0415
+    from inferloop.registry.signing import generate_key_pair
 
     pair = generate_key_pair(out_dir, name, overwrite=force)
     if as_json:

@@ -27,7 +27,7 @@ _METRICS_SHOWN = 3
 def _open(ctx: click.Context) -> Registry:
     # Imported when a command runs: the registry pulls in scikit-learn, which
     # `inferloop --help` does not need.
-    from inferloop.registry import Registry  # noqa: PLC0415
+    from inferloop.registry import Registry
 
     registry = Registry.from_settings(settings_of(ctx))
     ctx.call_on_close(registry.close)
@@ -44,7 +44,7 @@ class Ref:
 
     def resolve(self, registry: Registry, default_alias: str = "champion") -> int:
         """The version number this names (the default alias for a bare name)."""
-        from inferloop.registry import AliasNotFoundError  # noqa: PLC0415
+        from inferloop.registry import AliasNotFoundError
 
         if self.version is not None:
             return self.version
@@ -386,7 +386,7 @@ def export_(ctx: click.Context, ref: Ref, file: Path) -> None:
 def import_(ctx: click.Context, file: Path, trust_keys: tuple[Path, ...], as_json: bool) -> None:
     """Store the version exported to FILE as a new version, signed by this registry's key;
     its signature, digest and golden sample are checked first."""
-    from inferloop.registry.signing import Verifier  # noqa: PLC0415
+    from inferloop.registry.signing import Verifier
 
     trust = Verifier.from_files(trust_keys) if trust_keys else None
     stored = _open(ctx).import_version(file, trust=trust)
@@ -433,7 +433,7 @@ def report(ctx: click.Context, name: str, version: int, out_dir: Path) -> None:
 def acl(ctx: click.Context, role: str, user: str | None) -> None:
     """Print the Redis ACL SETUSER command for ROLE under the configured key prefix
     (replace PASSWORD)."""
-    from inferloop.registry.acl import setuser_line  # noqa: PLC0415
+    from inferloop.registry.acl import setuser_line
 
     prefix = settings_of(ctx).redis.key_prefix
     click.echo(setuser_line(role, user or f"inferloop-{role}", prefix))
