@@ -33,11 +33,19 @@ log = logging.getLogger(__name__)
 TEXT_COLUMN = 0
 META_COLUMN = 1
 HEAD_COLUMN = 2
+# Words are read from the first TEXT_CHARS characters only: the rest of a long email
+# adds nothing measurable (SpamAssassin: the same out-of-fold figures to 4 digits),
+# while the 1 % longest emails hold a quarter of all characters, and one 200,000-
+# character body would cost as much as a hundred typical ones.
+TEXT_CHARS = 20_000
 # Character n-grams see only the start of the text (subject first): they catch the
 # obfuscations of short spam ("fr33", "£1000") but cost time per character, and a
-# long email's start says as much as its whole.
-HEAD_CHARS = 300
-REGULARISATION_C = 10.0
+# long email's start says as much as its whole (200 characters: out-of-fold figures
+# as with 300, a fifth faster).
+HEAD_CHARS = 200
+# Logistic regression's inverse regularisation strength (chosen on out-of-fold
+# scores of the training part of both email data sets: 30 over 1, 3, 10 and 100).
+REGULARISATION_C = 30.0
 # Scores are kept this far from 0 and 1 before taking their logit.
 _SCORE_EPS = 1e-12
 # Header tokens are whitespace-separated words like "from:example.org".
@@ -117,7 +125,7 @@ def email_rows(events: Sequence[s.Event]) -> s.Rows:
     rows = np.empty((len(events), 3), dtype=object)
     for i, event in enumerate(events):
         email: s.EmailEvent = event  # type: ignore[assignment]
-        text = f"{email.subject}\n{email.body}"
+        text = f"{email.subject}\n{email.body}"[:TEXT_CHARS]
         rows[i, TEXT_COLUMN] = text
         rows[i, META_COLUMN] = meta_tokens(email)
         rows[i, HEAD_COLUMN] = text[:HEAD_CHARS]

@@ -112,6 +112,14 @@ def test_fit_chooses_a_threshold_out_of_fold_and_the_artifact_round_trips(
     assert np.array_equal(loaded.predict_proba(rows)[:, 1], scores)
 
 
+def test_email_rows_read_words_from_the_start_of_a_long_text_only() -> None:
+    body = "word " * (em.TEXT_CHARS // 5 + 1000)
+    (event,) = EMAILS.validate_batch([encode(email_dict(body=body))]).events
+    rows = EMAILS.to_rows([event])
+    assert len(rows[0, em.TEXT_COLUMN]) == em.TEXT_CHARS
+    assert len(rows[0, em.HEAD_COLUMN]) == em.HEAD_CHARS
+
+
 def test_email_threshold_flags_at_most_half_a_percent_of_out_of_fold_ham() -> None:
     events, y = synthetic_emails(600, seed=3)
     fitted = training.fit(EMAILS, EMAILS.to_rows(events), y, seed=1, folds=3)
