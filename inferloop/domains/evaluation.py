@@ -1,7 +1,7 @@
 """Offline evaluation: train on the older part of a data set, judge on the newest part.
 
 The newest part is never used for fitting, tuning or choosing the threshold: the
-threshold comes from out-of-fold scores on the training part. The scoring rate is
+threshold comes from forward out-of-fold scores on the training part. The scoring rate is
 measured the way the worker scores: JSON bytes in, validated, turned into rows and
 scored in batches of 1,000 on one core.
 """
@@ -152,7 +152,7 @@ def evaluate(
         holdout_positives=int(holdout.y.sum()),
         threshold=fitted.threshold,
         metrics=spec.metrics(holdout.y, scores, fitted.threshold),
-        oof_metrics=spec.metrics(train.y, fitted.oof_scores, fitted.threshold),
+        oof_metrics=spec.metrics(fitted.oof_y, fitted.oof_scores, fitted.threshold),
         fit_s=fit_s,
         scoring=scoring_rate(spec, fitted.pipeline, holdout.events),
         params={

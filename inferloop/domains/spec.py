@@ -96,6 +96,16 @@ class DomainSpec(ABC):
     def build_pipeline(self, seed: int) -> Pipeline:
         """The domain's default pipeline, unfitted, featurisation included."""
 
+    def calibrate(
+        self, pipeline: Pipeline, y: np.ndarray[Any, Any], oof_scores: np.ndarray[Any, Any]
+    ) -> tuple[Pipeline, np.ndarray[Any, Any]]:
+        """Calibrate a fitted pipeline's scores from out-of-fold scores.
+
+        Returns the pipeline and the out-of-fold scores on its new scale; the
+        threshold is chosen on the latter. By default the scores stay as they are.
+        """
+        return pipeline, oof_scores
+
     @abstractmethod
     def choose_threshold(self, y: np.ndarray[Any, Any], oof_scores: np.ndarray[Any, Any]) -> float:
         """The decision threshold for the domain's target, from out-of-fold scores."""

@@ -7,9 +7,12 @@ import io
 import joblib
 import numpy as np
 import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from inferloop.domains import DomainSpec, TrainingError, TransactionsDomain, get_domain, training
+from inferloop.domains import emails as em
 from inferloop.domains import metrics as m
 from inferloop.domains import schemas as s
 from tests.domains.factories import email_dict, encode, transaction_dict
@@ -51,7 +54,7 @@ def test_email_rows_hold_text_and_header_tokens() -> None:
     (event,) = EMAILS.validate_batch([encode(email_dict(subject="Hello"))]).events
     rows = EMAILS.to_rows([event])
     assert rows.shape == (1, 3)
-    assert rows[0, 2] == rows[0, 0][:300]
+    assert rows[0, 2] == rows[0, 0][: em.HEAD_CHARS]
     assert rows[0, 0].startswith("Hello\n")
     tokens = rows[0, 1].split()
     assert "from:example.org" in tokens
@@ -89,7 +92,12 @@ def test_fit_chooses_a_threshold_out_of_fold_and_the_artifact_round_trips(
     rows = spec.to_rows(events)
     fitted = training.fit(spec, rows, y, seed=1, folds=3)
 
-    assert fitted.oof_scores.shape == (600,)
+    # Four blocks in time; the oldest is never scored.
+    assert 400 <= len(fitted.oof_index) <= 500
+    assert fitted.oof_scores.shape == fitted.oof_index.shape == fitted.oof_y.shape
+    assert (np.diff(fitted.oof_index) > 0).all()
+    assert (fitted.oof_y == y[fitted.oof_index]).all()
+    assert fitted.oof_index.min() > 50
     assert 0.0 <= fitted.threshold <= 1.0
     scores = fitted.pipeline.predict_proba(rows)[:, 1]
     metrics = spec.metrics(y, scores, fitted.threshold)
@@ -102,6 +110,116 @@ def test_fit_chooses_a_threshold_out_of_fold_and_the_artifact_round_trips(
     buffer.seek(0)
     loaded = joblib.load(buffer)
     assert np.array_equal(loaded.predict_proba(rows)[:, 1], scores)
+
+
+def test_email_rows_read_words_from_the_start_of_a_long_text_only() -> None:
+    body = "word " * (em.TEXT_CHARS // 5 + 1000)
+    (event,) = EMAILS.validate_batch([encode(email_dict(body=body))]).events
+    rows = EMAILS.to_rows([event])
+    assert len(rows[0, em.TEXT_COLUMN]) == em.TEXT_CHARS
+    assert len(rows[0, em.HEAD_COLUMN]) == em.HEAD_CHARS
+
+
+def test_email_threshold_flags_at_most_half_a_percent_of_out_of_fold_ham() -> None:
+    events, y = synthetic_emails(600, seed=3)
+    fitted = training.fit(EMAILS, EMAILS.to_rows(events), y, seed=1, folds=3)
+    ham = fitted.oof_scores[fitted.oof_y == 0]
+    assert np.count_nonzero(ham >= fitted.threshold) <= int(0.005 * len(ham))
+
+
+class _PositionRecorder(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
+    """Remembers the positions (column 0) it was fitted on; scores them back."""
+
+    def __init__(self, fits: list[tuple[np.ndarray, np.ndarray]] | None = None) -> None:
+        self.fits = fits
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> _PositionRecorder:
+        self.classes_ = np.array([0, 1])
+        assert self.fits is not None
+        self.fits.append((x[:, 0].astype(int), np.asarray(y)))
+        return self
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        score = x[:, 0] / 1e6
+        return np.column_stack([1 - score, score])
+
+
+class _RecordingTransactions(TransactionsDomain):
+    """Rows are positions; every pipeline records what it was fitted on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fits: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def build_pipeline(self, seed: int) -> Pipeline:
+        return Pipeline([("model", _PositionRecorder(self.fits))])
+
+
+def test_forward_folds_score_each_block_with_models_of_its_past_only() -> None:
+    rng = np.random.default_rng(5)
+    y = (rng.random(300) < 0.2).astype(np.int8)
+    rows = np.arange(300, dtype=np.float64)[:, None]
+    spec = _RecordingTransactions()
+    index, scores = training.forward_oof_scores(spec, rows, y, seed=0, folds=4)
+
+    assert (scores == index / 1e6).all()
+    blocks = training.time_blocks(y, 5)
+    assert (np.sort(index) == np.sort(np.concatenate(blocks[1:]))).all()
+    for fold, (fitted_on, _) in enumerate(spec.fits[:4], start=1):
+        scored = blocks[fold]
+        for label in (0, 1):
+            assert fitted_on[y[fitted_on] == label].max() < scored[y[scored] == label].min()
+    # The final fit sees everything.
+    training.fit(spec, rows, y, folds=4)
+    assert len(spec.fits[-1][0]) == 300
+
+
+def test_time_blocks_are_contiguous_per_class_and_hold_both_classes() -> None:
+    y = np.r_[np.zeros(40), np.ones(20), np.zeros(40), np.ones(20)].astype(np.int8)
+    blocks = training.time_blocks(y, 4)
+    for block in blocks:
+        assert set(y[block]) == {0, 1}
+    for label in (0, 1):
+        members = np.concatenate([b[y[b] == label] for b in blocks])
+        assert (members == np.flatnonzero(y == label)).all()
+
+
+def test_platt_scaling_recovers_a_known_sigmoid() -> None:
+    rng = np.random.default_rng(7)
+    z = rng.normal(0.0, 2.0, 40_000)
+    y = (rng.random(len(z)) < em.sigmoid(1.8 * z + 0.7)).astype(np.int8)
+    slope, intercept = em.platt_scaling(y, em.sigmoid(z))
+    assert slope == pytest.approx(1.8, abs=0.1)
+    assert intercept == pytest.approx(0.7, abs=0.1)
+
+
+def test_platt_scaling_keeps_a_finite_slope_on_separated_scores() -> None:
+    y = np.r_[np.zeros(50), np.ones(50)]
+    scores = np.r_[np.full(50, 0.1), np.full(50, 0.9)]
+    slope, _ = em.platt_scaling(y, scores)
+    assert 0.0 < slope < 10.0
+
+
+def test_calibration_folded_into_a_logistic_regression_is_the_sigmoid_of_its_logit() -> None:
+    rng = np.random.default_rng(2)
+    features = rng.normal(size=(200, 3))
+    y = (features[:, 0] + rng.normal(size=200) > 0).astype(int)
+    model = LogisticRegression().fit(features, y)
+    raw = model.predict_proba(features)[:, 1]
+    em.fold_calibration(model, 1.7, -0.4)
+    expected = em.sigmoid(1.7 * em.score_logits(raw) - 0.4)
+    assert np.allclose(model.predict_proba(features)[:, 1], expected, rtol=1e-9, atol=1e-12)
+
+
+def test_email_calibration_with_a_reversed_slope_leaves_the_scores_alone() -> None:
+    events, y = synthetic_emails(60)
+    pipeline = EMAILS.build_pipeline(0).fit(EMAILS.to_rows(events), y)
+    coef = pipeline.named_steps["model"].coef_.copy()
+    reversed_scores = np.where(y == 1, 0.2, 0.8)
+    same, scores = EMAILS.calibrate(pipeline, y, reversed_scores)
+    assert same is pipeline
+    assert (scores == reversed_scores).all()
+    assert (pipeline.named_steps["model"].coef_ == coef).all()
 
 
 def test_rows_concatenate_and_index() -> None:
