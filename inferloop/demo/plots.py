@@ -1,0 +1,99 @@
+"""The demo's pictures: throughput over time, the model-version timeline, and the
+precision-recall curve of each version on the labels that came back for it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: the demo may run without a display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import precision_recall_curve  # noqa: E402
+
+from inferloop.demo.outcome import DomainOutcome, Predicted  # noqa: E402
+
+
+@dataclass(frozen=True)
+class VersionEvent:
+    """A moment in a model's life: registered, promoted or rejected."""
+
+    time_s: float  # seconds since the demo started
+    version: int
+    what: str  # "promoted" | "rejected" | "registered"
+
+
+def throughput_plot(outcomes: Sequence[DomainOutcome], path: Path) -> Path:
+    """Predictions per second over time, one line per domain."""
+    fig, ax = plt.subplots(figsize=(9, 4))
+    for outcome in outcomes:
+        if outcome.timeline:
+            t, rate = zip(*outcome.timeline, strict=True)
+            ax.plot(t, rate, label=outcome.domain, linewidth=1.2)
+    ax.set_xlabel("seconds since the first prediction")
+    ax.set_ylabel("predictions / s")
+    ax.set_title("Throughput")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
+def timeline_plot(
+    events: Mapping[str, Sequence[VersionEvent]], duration_s: float, path: Path
+) -> Path:
+    """Which version was champion when, per domain, with the candidates the gate rejected."""
+    domains = list(events)
+    fig, axes = plt.subplots(len(domains), 1, figsize=(9, 1.8 + 1.4 * len(domains)), squeeze=False)
+    for ax, domain in zip(axes[:, 0], domains, strict=True):
+        promoted = sorted((e for e in events[domain] if e.what == "promoted"), key=lambda e: e.time_s)
+        for i, event in enumerate(promoted):
+            end = promoted[i + 1].time_s if i + 1 < len(promoted) else duration_s
+            ax.barh(0, end - event.time_s, left=event.time_s, height=0.5, alpha=0.8)
+            ax.text(event.time_s, 0, f" v{event.version}", va="center", fontsize=9)
+        for event in events[domain]:
+            if event.what == "rejected":
+                ax.plot(event.time_s, 0.45, marker="x", color="crimson", markersize=9)
+                ax.text(event.time_s, 0.55, f"v{event.version} rejected", fontsize=8, color="crimson")
+        ax.set_yticks([])
+        ax.set_ylim(-0.6, 0.9)
+        ax.set_xlim(0, max(duration_s, 1.0))
+        ax.set_ylabel(domain)
+        ax.grid(axis="x", alpha=0.3)
+    axes[-1, 0].set_xlabel("seconds since the demo started")
+    fig.suptitle("Champion over time (bars) and rejected candidates (x)")
+    return _save(fig, path)
+
+
+def pr_plot(
+    domain: str, predictions: Sequence[Predicted], labels: Mapping[str, int], path: Path
+) -> Path:
+    """Precision-recall curve of each version, on the events whose label came back."""
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    for version in sorted({p.version for p in predictions}):
+        joined = [p for p in predictions if p.version == version and p.event_id in labels]
+        y = np.array([labels[p.event_id] for p in joined], dtype=np.int8)
+        if not 0 < int(y.sum()) < len(y):
+            continue
+        scores = np.array([p.score for p in joined])
+        precision, recall, _ = precision_recall_curve(y, scores)
+        ax.plot(recall, precision, label=f"v{version} ({len(joined)} labelled)")
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1.01)
+    ax.set_ylim(0, 1.01)
+    ax.set_title(f"{domain}: precision-recall by version")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left")
+    return _save(fig, path)
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
