@@ -7,9 +7,11 @@ starts there: ``auto_offset_reset`` is ``earliest`` by default).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
-from kafka import TopicPartition
+from kafka import OffsetAndMetadata, TopicPartition
+from kafka.errors import KafkaError
 
 from inferloop.connections import admin_client, make_consumer
 from inferloop.settings import Domain, Settings
@@ -58,8 +60,7 @@ def group_lag(settings: Settings, domain: Domain) -> GroupLag:
         starts = consumer.beginning_offsets(partitions)
     finally:
         consumer.close()
-    with admin_client(settings.kafka) as admin:
-        committed = admin.list_group_offsets({group: partitions}).get(group, {})
+    committed = _committed(settings, group, partitions)
     rows = []
     for tp in partitions:
         meta = committed.get(tp)
@@ -67,3 +68,21 @@ def group_lag(settings: Settings, domain: Domain) -> GroupLag:
         base = offset if offset is not None else starts[tp]
         rows.append(PartitionLag(tp.partition, offset, ends[tp], max(ends[tp] - base, 0)))
     return GroupLag(group=group, topic=topic, partitions=tuple(rows))
+
+
+def _committed(
+    settings: Settings, group: str, partitions: list[TopicPartition]
+) -> dict[TopicPartition, OffsetAndMetadata]:
+    # A fresh cluster creates its offsets topic on first use: the coordinator is
+    # briefly unavailable, a retriable error.
+    deadline = time.monotonic() + settings.kafka.connect_timeout_s
+    with admin_client(settings.kafka) as admin:
+        while True:
+            try:
+                answer = admin.list_group_offsets({group: partitions})
+            except KafkaError as exc:
+                if not exc.retriable or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+                continue
+            return dict(answer.get(group, {}))

@@ -140,6 +140,11 @@ class Worker:
             self._close()
         return self.summary
 
+    @property
+    def http_port(self) -> int | None:
+        """The port of the metrics and health endpoint, once it is serving."""
+        return self._server.port if self._server is not None else None
+
     def request_stop(self, reason: str = "requested") -> None:
         """Stop after the batch in hand (what the first SIGTERM does)."""
         self.stop.request(reason)
@@ -317,6 +322,9 @@ class Worker:
         )  # fmt: skip
 
     def _assignment_changed(self, assigned: set[TopicPartition]) -> None:
+        if assigned:
+            # Idle time counts from when there is something to read.
+            self._last_record_at = time.monotonic()
         self._assigned = assigned
         self.health.partitions = len(assigned)
         self.metrics.partitions.labels(self.domain).set(len(assigned))

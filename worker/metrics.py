@@ -127,6 +127,11 @@ class WorkerMetrics:
         self.errors = Counter(p + "errors", "Errors by kind.", [*d, "kind"], registry=r)
         self.redis_up = Gauge(p + "redis_up", "1 when Redis answered last time.", d, registry=r)
         self._positives: dict[str, tuple[int, int]] = {}
+        # Series labelled by the domain alone exist from the start (zero until used).
+        for metric in (self.events, self.batch_size, self.scoring_seconds, self.batch_seconds,
+                       self.partitions, self.swaps, self.swap_pause, self.load_seconds,
+                       self.redis_up):  # fmt: skip
+            metric.labels(domain)
 
     def count_predictions(
         self, version: int, positives: int, total: int, names: Sequence[str]

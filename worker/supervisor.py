@@ -70,7 +70,9 @@ class Supervisor:
             time.sleep(0.1)
         codes = [c.history[-1] if c.history else 0 for c in self._children]
         log.info("supervisor: every child exited (codes %s)", codes)
-        return 0 if all(code == 0 for code in codes) else 1
+        # A child still starting when the SIGTERM came had no handler yet: it did nothing.
+        clean = (0, -signal.SIGTERM) if self._stopping_since is not None else (0,)
+        return 0 if all(code in clean for code in codes) else 1
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self._signals += 1
