@@ -23,11 +23,13 @@ import csv
 import gzip
 import json
 import logging
+import statistics
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from kafka import OffsetAndMetadata, TopicPartition
 from pyinstrument import Profiler
+from threadpoolctl import threadpool_limits
 
 from inferloop.connections import admin_client, make_consumer, make_producer
 from inferloop.domains import get_domain
@@ -201,14 +204,16 @@ def pass_through(settings: Settings, source: str, sink: str, expected: int) -> f
         consumer.close()
 
 
-def offline_scoring(pipeline: Any, values: list[bytes]) -> float:
-    """Events per second of validation + rows + one predict_proba per 1,000 values."""
+def offline_scoring(pipeline: Any, values: list[bytes], threads: int) -> float:
+    """Events per second of validation + rows + one predict_proba per 1,000 values, with
+    as many numpy/OpenMP threads as the worker uses."""
     spec = get_domain("transactions")
-    started = time.perf_counter()
-    for i in range(0, len(values), BATCH):
-        validated = spec.validate_batch(values[i : i + BATCH])
-        pipeline.predict_proba(spec.to_rows(validated.events))[:, 1]
-    return len(values) / (time.perf_counter() - started)
+    with threadpool_limits(threads):
+        started = time.perf_counter()
+        for i in range(0, len(values), BATCH):
+            validated = spec.validate_batch(values[i : i + BATCH])
+            pipeline.predict_proba(spec.to_rows(validated.events))[:, 1]
+        return len(values) / (time.perf_counter() - started)
 
 
 def run_worker(settings: Settings, expected: int, profile: Path | None) -> tuple[float, Any]:
@@ -226,23 +231,73 @@ def run_worker(settings: Settings, expected: int, profile: Path | None) -> tuple
     return summary.consumed / busy_s, summary
 
 
-def register_champion(settings: Settings, rows: list[list[str]]) -> None:
-    """Fit the fraud pipeline on the labelled rows, register it, make it champion."""
+def fit_champion(rows: list[list[str]]) -> tuple[Any, float]:
+    """The fraud pipeline fitted on the labelled rows, and its threshold."""
     spec = get_domain("transactions")
     x, y = labelled(rows)
     started = time.perf_counter()
     pipeline = spec.build_pipeline(seed=7).fit(x, y)
     threshold = spec.choose_threshold(y, pipeline.predict_proba(x)[:, 1])
     log.info("fitted on %d rows in %.1f s", len(y), time.perf_counter() - started)
+    return pipeline, float(threshold)
+
+
+def register_champion(
+    settings: Settings, pipeline: Any, threshold: float, rows: list[list[str]]
+) -> None:
+    """Register the fitted pipeline and make it the champion."""
     golden = [json.loads(event_bytes(i, rows[i])) for i in range(20)]
     with Registry.from_settings(settings) as registry:
         version = registry.register(
             "transactions", pipeline, domain="transactions", threshold=threshold,
-            input_schema_version=spec.schema_version, golden_events=golden,
+            input_schema_version=1, golden_events=golden,
             params={"seed": 7}, metrics={}, champion_metrics=None,
             lineage={"source": "bench"}, created_by="bench_worker",
         )  # fmt: skip
         registry.promote("transactions", version.version, expected_current=None, reason="bench")
+
+
+@dataclass(frozen=True)
+class Round:
+    """The three figures of one round, measured one after the other."""
+
+    pass_through: float
+    scoring: float
+    worker: float
+
+    @property
+    def bound(self) -> float:
+        """1 / (1/pass-through + 1/scoring)."""
+        return 1 / (1 / self.pass_through + 1 / self.scoring)
+
+    @property
+    def ratio(self) -> float:
+        """The worker against the bound."""
+        return self.worker / self.bound
+
+
+def one_round(
+    settings: Settings, fitted: tuple[Any, float], rows: list[list[str]],
+    values: list[bytes], profile: Path | None,
+) -> Round:  # fmt: skip
+    """Fresh topics, the champion registered, the events published, the three runs."""
+    create_domain_topics(settings, "transactions")
+    topics = for_settings(settings, "transactions")
+    sink = settings.topics.prefix + "passthrough.out"
+    with admin_client(settings.kafka) as admin:
+        partitions = settings.topics.partitions
+        admin.create_topics({sink: {"num_partitions": partitions, "replication_factor": 1}})
+    register_champion(settings, *fitted, rows)
+    publish(settings, topics.events, values)
+    log.info("published %d events to %s", len(values), topics.events)
+    pt = pass_through(settings, topics.events, sink, len(values))
+    log.info("pass-through: %.0f msg/s", pt)
+    scoring = offline_scoring(fitted[0], values, settings.worker.scoring_threads)
+    log.info("offline scoring: %.0f events/s", scoring)
+    rate, summary = run_worker(settings, len(values), profile)
+    log.info("worker: %.0f msg/s (%d predicted)", rate, summary.predicted)
+    assert summary.predicted == len(values), summary
+    return Round(pt, scoring, rate)
 
 
 def crc32c_in_use() -> bool:
@@ -255,7 +310,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--train-rows", type=int, default=60_000)
-    parser.add_argument("--profile", type=Path, default=None, help="pyinstrument text report")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat the three runs")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="pyinstrument text report of the last round's worker")  # fmt: skip
     parser.add_argument("--bootstrap", default=None, help="use this broker instead")
     parser.add_argument("--redis-url", default=None, help="with --bootstrap: this Redis")
     parser.add_argument("--data-dir", type=Path, default=Settings().data_dir)
@@ -269,36 +326,24 @@ def main() -> None:
     values = [event_bytes(i, rows[i % len(rows)]) for i in range(args.events)]
     log.info("%d events, %.0f bytes on average; crc32c in use: %s",
              len(values), sum(map(len, values)) / len(values), crc32c_in_use())  # fmt: skip
+    fitted = fit_champion(rows[: args.train_rows])
+    rounds = []
     with tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp:
         home = Path(tmp)
         with services(args, home) as (bootstrap, redis_url):
-            settings = bench_settings(bootstrap, redis_url, home, args.partitions)
-            create_domain_topics(settings, "transactions")
-            topics = for_settings(settings, "transactions")
-            sink = settings.topics.prefix + "passthrough.out"
-            with admin_client(settings.kafka) as admin:
-                admin.create_topics({sink: {"num_partitions": args.partitions,
-                                            "replication_factor": 1}})  # fmt: skip
-            register_champion(settings, rows[: args.train_rows])
-            publish(settings, topics.events, values)
-            log.info("published %d events to %s", len(values), topics.events)
-
-            pt = pass_through(settings, topics.events, sink, len(values))
-            log.info("pass-through: %.0f msg/s", pt)
-            with Registry.from_settings(settings) as registry:
-                pipeline = registry.load("transactions", 1).pipeline
-            scoring = offline_scoring(pipeline, values)
-            log.info("offline scoring: %.0f events/s", scoring)
-            rate, summary = run_worker(settings, len(values), args.profile)
-            bound = 1 / (1 / pt + 1 / scoring)
-            print(f"events                 {len(values)}  ({args.partitions} partitions)")
-            print(f"crc32c (C) in use      {crc32c_in_use()}")
-            print(f"pass-through           {pt:10.0f} msg/s")
-            print(f"offline scoring        {scoring:10.0f} events/s")
-            print(f"bound 1/(1/pt+1/sc)    {bound:10.0f} msg/s")
-            done = f"{summary.predicted} predicted, {summary.dead_lettered} dead-lettered"
-            print(f"worker (at-least-once) {rate:10.0f} msg/s  ({done})")
-            print(f"worker / bound         {rate / bound:10.2f}")
+            for n in range(args.rounds):
+                settings = bench_settings(bootstrap, redis_url, home, args.partitions)
+                profile = args.profile if n == args.rounds - 1 else None
+                rounds.append(one_round(settings, fitted, rows, values, profile))
+    print(f"events: {len(values)} of {sum(map(len, values)) / len(values):.0f} bytes, "
+          f"{args.partitions} partitions; crc32c (C) in use: {crc32c_in_use()}")  # fmt: skip
+    print("round  pass-through  scoring  bound  worker  worker/bound")
+    for n, r in enumerate(rounds, start=1):
+        print(f"{n:5d}  {r.pass_through:12.0f}  {r.scoring:7.0f}  {r.bound:5.0f}  "
+              f"{r.worker:6.0f}  {r.ratio:12.2f}")  # fmt: skip
+    ratios = [r.ratio for r in rounds]
+    print(f"worker/bound: median {statistics.median(ratios):.2f}, "
+          f"min {min(ratios):.2f}, max {max(ratios):.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

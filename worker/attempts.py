@@ -1,12 +1,15 @@
 """Scoring attempts of a batch, counted in Redis so that the count survives a crash.
 
-Before a batch is scored, the counter of each of its partitions' first offsets is
-incremented; once the batch is committed they are deleted (in the same round trip as
-the next batch's increments). A batch that crashed the worker, or failed and was read
-again, comes back with a higher count; past ``max_scoring_attempts`` it is
-dead-lettered instead of scored, so one event never stalls a partition. When Redis is
-unreachable the count is unknown (0) and scoring goes on; Redis is tried again after a
-growing pause, never on every batch.
+A batch comes back only where a partition resumes: after an assignment (a restart,
+a crash, a rebalance: the committed offset) or after a seek back (sends that failed,
+an aborted transaction). So the first batch of a partition after such a resume point
+is counted, under the key of its first offset in that partition; steady-state batches
+cost no round trip to Redis. A batch that keeps crashing the worker, or keeps failing
+its transaction, comes back with a higher count each time; past
+``max_scoring_attempts`` it is dead-lettered instead of scored, so one event never
+stalls a partition. Counters are deleted once their batch is committed, and expire on
+their own otherwise. When Redis is unreachable the count is unknown (0) and scoring
+goes on; Redis is tried again after a growing pause.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterable
 
 import redis
+from kafka import TopicPartition
 
 from inferloop.connections import make_redis
 from inferloop.keys import Keys
@@ -33,7 +38,7 @@ MAX_FINISHED_KEYS = 10_000
 
 
 class AttemptCounter:
-    """Counts scoring attempts per batch start in Redis; a circuit breaker when it is down."""
+    """Counts attempts at the batches that start where a partition resumed."""
 
     def __init__(self, settings: Settings, domain: str, metrics: WorkerMetrics) -> None:
         quick = settings.redis.model_copy(
@@ -47,24 +52,59 @@ class AttemptCounter:
         self._backoff = Backoff(settings.worker.redis_backoff_max_s)
         self._retry_at = 0.0
         self._down = False
+        self._resumed: set[TopicPartition] = set()
         self._finished: list[str] = []
+        # Marks and commits also come from the rebalance listener's thread.
         self._lock = threading.Lock()
 
-    def keys_of(self, batch: Batch) -> list[str]:
-        """The counter keys of a batch: one per partition, at its first offset."""
-        return [
-            self._keys.scoring_attempts(self._domain, tp.topic, tp.partition, offset)
-            for tp, offset in batch.first_offsets.items()
-        ]
+    def resumed(self, partitions: Iterable[TopicPartition]) -> None:
+        """These partitions start again from a committed or sought offset."""
+        with self._lock:
+            self._resumed.update(partitions)
 
     def begin(self, batch: Batch) -> int:
-        """Count one more attempt at ``batch``: the highest count of its partitions (0 when
-        Redis is unreachable)."""
-        if self._down and time.monotonic() < self._retry_at:
-            return 0
-        keys = self.keys_of(batch)
+        """The attempt number of ``batch`` (1 for a first attempt; 0 when it does not start
+        at a resume point or Redis is unreachable)."""
+        with self._lock:
+            resumed = [tp for tp in batch.first_offsets if tp in self._resumed]
+            if not resumed:
+                return 0
+            self._resumed.difference_update(resumed)
+        keys = [
+            self._keys.scoring_attempts(
+                self._domain, tp.topic, tp.partition, batch.first_offsets[tp]
+            )
+            for tp in resumed
+        ]
+        counts = self._increment(keys)
+        if counts:
+            batch.attempt_keys = keys
+        return max(counts, default=0)
+
+    def done(self, batch: Batch) -> None:
+        """``batch`` is committed: its counters are deleted with the next round trip."""
+        if batch.attempt_keys:
+            with self._lock:
+                self._finished.extend(batch.attempt_keys)
+                del self._finished[:-MAX_FINISHED_KEYS]
+
+    def flush(self) -> None:
+        """Delete the counters of committed batches now (if Redis answers)."""
+        self._increment([])
+
+    def close(self) -> None:
+        """Flush, and disconnect."""
+        self.flush()
+        self._redis.close()
+
+    def _increment(self, keys: list[str]) -> list[int]:
         with self._lock:
             finished, self._finished = self._finished, []
+        if not keys and not finished:
+            return []
+        if self._down and time.monotonic() < self._retry_at:
+            self._requeue(finished)
+            return []
         try:
             pipe = self._redis.pipeline(transaction=False)
             if finished:
@@ -74,32 +114,17 @@ class AttemptCounter:
                 pipe.expire(key, self._ttl_s)
             replies = pipe.execute()
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            with self._lock:
-                self._finished[:0] = finished[-MAX_FINISHED_KEYS:]
+            self._requeue(finished)
             self._went_down(exc)
-            return 0
+            return []
         self._came_back()
-        counts = replies[1 if finished else 0 :: 2]
-        return max((int(c) for c in counts), default=0)
+        return [int(c) for c in replies[1 if finished else 0 :: 2]]
 
-    def done(self, batch: Batch) -> None:
-        """``batch`` is committed: its counters go with the next round trip."""
-        keys = self.keys_of(batch)
-        with self._lock:
-            self._finished.extend(keys)
-            if len(self._finished) > MAX_FINISHED_KEYS:
+    def _requeue(self, keys: list[str]) -> None:
+        if keys:
+            with self._lock:
+                self._finished[:0] = keys
                 del self._finished[:-MAX_FINISHED_KEYS]
-
-    def close(self) -> None:
-        """Delete the counters of committed batches, if Redis answers, and disconnect."""
-        with self._lock:
-            finished, self._finished = self._finished, []
-        if finished and not self._down:
-            try:
-                self._redis.delete(*finished)
-            except (redis.ConnectionError, redis.TimeoutError):
-                log.debug("attempt counters left to expire: Redis unreachable")
-        self._redis.close()
 
     def _went_down(self, exc: Exception) -> None:
         if not self._down:

@@ -48,6 +48,7 @@ class Batch:
     scoring_s: float = 0.0
     record_timestamps_ms: np.ndarray[Any, Any] | None = None
     extra_fields: int = 0
+    attempt_keys: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.records)

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka.errors import (
     CommitFailedError,
+    FencedInstanceIdError,
     IllegalGenerationError,
     IllegalStateError,
     KafkaError,
@@ -40,16 +41,20 @@ from kafka.errors import (
 from inferloop.topics import DomainTopics
 from inferloop.worker.batch import Batch
 from inferloop.worker.errors import ProducerFencedOutError
+from inferloop.worker.partitioning import partitions_of
 
 log = logging.getLogger(__name__)
 
 Offsets = dict[TopicPartition, OffsetAndMetadata]
 FaultFn = Callable[[str], None]
 CommittedFn = Callable[[Batch], None]
+# Called with the offsets the consumer went back to, and why.
+RewindFn = Callable[[dict[TopicPartition, int], BaseException], None]
 
 # A commit that fails because the group moved on: the rebalance that follows settles it.
 GROUP_MOVED_ERRORS = (
     CommitFailedError,
+    FencedInstanceIdError,
     RebalanceInProgressError,
     IllegalGenerationError,
     UnknownMemberIdError,
@@ -76,9 +81,11 @@ def send_batch(producer: KafkaProducer, topics: DomainTopics, batch: Batch) -> l
     """Send every prediction and dead letter of ``batch``; the futures, in order."""
     send = producer.send
     predictions = topics.predictions
+    # The default partitioner hashes one key per send in Python; a batch is hashed at once.
+    partitions = partitions_of(batch.keys, len(producer.partitions_for(predictions)))
     futures = [
-        send(predictions, value=value, key=key)
-        for key, value in zip(batch.keys, batch.predictions, strict=True)
+        send(predictions, value=value, key=key, partition=partition)
+        for key, value, partition in zip(batch.keys, batch.predictions, partitions, strict=True)
     ]
     dlq = topics.dlq
     futures.extend(
@@ -152,7 +159,7 @@ class AtLeastOnce:
         ack_timeout_s: float,
         fault: FaultFn,
         on_committed: CommittedFn,
-        on_send_failure: Callable[[BaseException], None],
+        on_rewind: RewindFn,
     ) -> None:
         self._consumer = consumer
         self._producer = producer
@@ -161,7 +168,7 @@ class AtLeastOnce:
         self._ack_timeout_s = ack_timeout_s
         self._fault = fault
         self._on_committed = on_committed
-        self._on_send_failure = on_send_failure
+        self._on_rewind = on_rewind
         self._queue: deque[_InFlight] = deque()
         # The rebalance listener runs on the consumer's IO thread while the loop is
         # blocked in poll(); the lock makes that hand-over explicit.
@@ -236,7 +243,7 @@ class AtLeastOnce:
             type(error).__name__, error, len(dropped),
             {f"{tp.topic}/{tp.partition}": o for tp, o in sorted(first.items())},
         )  # fmt: skip
-        self._on_send_failure(error)
+        self._on_rewind(first, error)
 
     def on_revoked(self) -> Offsets:
         """Flush the producer and return the offsets of the acknowledged batches."""
@@ -276,14 +283,14 @@ class ExactlyOnce:
         *,
         fault: FaultFn,
         on_committed: CommittedFn,
-        on_abort: Callable[[BaseException], None],
+        on_rewind: RewindFn,
     ) -> None:
         self._consumer = consumer
         self._producer = producer
         self._topics = topics
         self._fault = fault
         self._on_committed = on_committed
-        self._on_abort = on_abort
+        self._on_rewind = on_rewind
 
     def in_flight(self) -> int:
         """Always 0: a batch's transaction completes before the next poll."""
@@ -321,7 +328,7 @@ class ExactlyOnce:
         except ProducerFencedError as fenced:
             raise ProducerFencedOutError(f"producer fenced while aborting: {fenced}") from fenced
         seek_back(self._consumer, batch.first_offsets)
-        self._on_abort(exc)
+        self._on_rewind(batch.first_offsets, exc)
 
     def settle(self) -> None:
         """Nothing to do: every batch is settled by its own transaction."""

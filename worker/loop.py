@@ -24,7 +24,7 @@ from inferloop.settings import Domain, Settings
 from inferloop.topics import DomainTopics, consumer_group, for_settings
 from inferloop.worker.attempts import AttemptCounter
 from inferloop.worker.batch import Batch, BatchProcessor, batch_of
-from inferloop.worker.delivery import AtLeastOnce, Delivery, ExactlyOnce
+from inferloop.worker.delivery import GROUP_MOVED_ERRORS, AtLeastOnce, Delivery, ExactlyOnce
 from inferloop.worker.errors import TopicMissingError
 from inferloop.worker.faults import FaultHook
 from inferloop.worker.health import HealthServer, HealthState
@@ -154,6 +154,7 @@ class Worker:
         self.health.state = "starting"
         if self._install_signals:
             self.stop.install(supervised=self._supervised)
+            start_watchdog(self.stop, self.settings.worker.shutdown_grace_s)
         self._server = HealthServer(self.settings.worker.metrics_host, self._metrics_port,
                                     self.metrics, self.health)  # fmt: skip
         self._server.start()
@@ -231,8 +232,6 @@ class Worker:
         remaining_s = max(grace_s - (time.monotonic() - self.stop.at), 1.0)
         log.info("worker %s stopping (%s): finishing %d batches in flight",
                  self._name, self.stop.reason, self._delivery_().in_flight())  # fmt: skip
-        if self._install_signals:
-            start_watchdog(remaining_s, "shutdown")
         if not self._delivery_().drain(remaining_s * 0.8):
             log.error("batches still unacknowledged at shutdown; they will be read again")
         self.summary.stopped_because = self.stop.reason
@@ -303,6 +302,7 @@ class Worker:
         if now < self._next_progress:
             return
         self._next_progress = now + PROGRESS_EVERY_S
+        self._attempts_().flush()
         consumer = self._consumer_()
         for tp in self._assigned:
             high = consumer.highwater(tp)
@@ -325,17 +325,21 @@ class Worker:
         if assigned:
             # Idle time counts from when there is something to read.
             self._last_record_at = time.monotonic()
+            self._attempts_().resumed(assigned)
         self._assigned = assigned
         self.health.partitions = len(assigned)
         self.metrics.partitions.labels(self.domain).set(len(assigned))
 
-    def _on_send_failure(self, error: BaseException) -> None:
-        self.metrics.errors.labels(self.domain, "send").inc()
-        # A broker that refuses everything must not turn the loop into a busy spin.
-        time.sleep(0.5)
-
-    def _on_abort(self, error: BaseException) -> None:
-        self.metrics.errors.labels(self.domain, "transaction_abort").inc()
+    def _rewound(self, offsets: dict[TopicPartition, int], error: BaseException) -> None:
+        # A batch read again because the group moved is not a batch that fails.
+        if not isinstance(error, GROUP_MOVED_ERRORS):
+            self._attempts_().resumed(offsets)
+        if self.settings.worker.delivery == "exactly-once":
+            self.metrics.errors.labels(self.domain, "transaction_abort").inc()
+        else:
+            self.metrics.errors.labels(self.domain, "send").inc()
+            # A broker that refuses everything must not turn the loop into a busy spin.
+            time.sleep(0.5)
 
     # -- clients -----------------------------------------------------------------------------
     def _make_consumer(self) -> KafkaConsumer:
@@ -387,12 +391,12 @@ class Worker:
         ws = self.settings.worker
         if ws.delivery == "exactly-once":
             return ExactlyOnce(consumer, producer, self.topics, fault=self.fire,
-                               on_committed=self._committed, on_abort=self._on_abort)  # fmt: skip
+                               on_committed=self._committed, on_rewind=self._rewound)  # fmt: skip
         return AtLeastOnce(
             consumer, producer, self.topics,
             max_in_flight=ws.max_in_flight_batches,
             ack_timeout_s=self.settings.kafka.request_timeout_ms / 1000 * 4,
-            fault=self.fire, on_committed=self._committed, on_send_failure=self._on_send_failure,
+            fault=self.fire, on_committed=self._committed, on_rewind=self._rewound,
         )  # fmt: skip
 
     def _check_topics(self, consumer: KafkaConsumer) -> None:

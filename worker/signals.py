@@ -53,15 +53,23 @@ class StopRequest:
             signal.signal(sig, signal.SIG_DFL)
 
 
-def start_watchdog(grace_s: float, what: str) -> threading.Timer:
-    """End the process if ``what`` has not finished within ``grace_s``."""
+def start_watchdog(stop: StopRequest, grace_s: float) -> threading.Thread:
+    """End the process if it is still running ``grace_s`` after the stop request.
 
-    def expire() -> None:
-        log.error("%s took longer than the %.1f s grace period; exiting now", what, grace_s)
+    A thread, not the handler: the handler only records the request; this notices it
+    even while the loop is blocked (waiting on a broker that does not answer).
+    """
+
+    def watch() -> None:
+        while not stop.requested:
+            time.sleep(0.1)
+        remaining_s = grace_s - (time.monotonic() - stop.at)
+        if remaining_s > 0:
+            time.sleep(remaining_s)
+        log.error("still running %.1f s after %s; exiting now", grace_s, stop.reason)
         logging.shutdown()
         os._exit(EXIT_GRACE_EXCEEDED)
 
-    timer = threading.Timer(grace_s, expire)
-    timer.daemon = True
-    timer.start()
-    return timer
+    thread = threading.Thread(target=watch, name="shutdown-watchdog", daemon=True)
+    thread.start()
+    return thread

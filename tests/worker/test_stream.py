@@ -7,6 +7,8 @@ import json
 import time
 from collections.abc import Callable
 
+from kafka.partitioner.default import murmur2
+
 from inferloop.settings import Settings
 from inferloop.topics import DomainTopics, create_domain_topics, for_settings
 from inferloop.worker.deadletter import (
@@ -61,6 +63,9 @@ def test_ten_thousand_events_in_the_same_ten_thousand_ids_out_with_the_version(
     assert {p.domain for p in out} == {"transactions"}
     assert {p.label for p in out} <= {"legit", "fraud"}
     assert group_lag(wsettings, "transactions").total == 0
+    # Partitioned by key exactly as Kafka's default partitioner would.
+    records = read_topic(wsettings, topics.predictions)
+    assert all(r.partition == (murmur2(r.key) & 0x7FFFFFFF) % 4 for r in records)
 
 
 def hostile_messages() -> list[tuple[str, bytes | None, str]]:
