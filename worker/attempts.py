@@ -1,15 +1,16 @@
 """Scoring attempts of a batch, counted in Redis so that the count survives a crash.
 
-A batch comes back only where a partition resumes: after an assignment (a restart,
-a crash, a rebalance: the committed offset) or after a seek back (sends that failed,
-an aborted transaction). So the first batch of a partition after such a resume point
+A batch that crashes the worker (a native crash in the model, the kernel's OOM killer)
+comes back where its partition resumes: at the committed offset, after the restart's
+assignment; in exactly-once mode the crash also aborts its transaction, so without a
+count it would loop forever. So the first batch of each partition after an assignment
 is counted, under the key of its first offset in that partition; steady-state batches
-cost no round trip to Redis. A batch that keeps crashing the worker, or keeps failing
-its transaction, comes back with a higher count each time; past
-``max_scoring_attempts`` it is dead-lettered instead of scored, so one event never
-stalls a partition. Counters are deleted once their batch is committed, and expire on
-their own otherwise. When Redis is unreachable the count is unknown (0) and scoring
-goes on; Redis is tried again after a growing pause.
+cost no round trip to Redis. Past ``max_scoring_attempts`` such a batch is
+dead-lettered (``scoring_error``) instead of scored, so one event never stalls a
+partition. A batch read again because Kafka refused its sends or its transaction is
+not counted: that is not the events' fault. Counters are deleted once their batch is
+committed and expire on their own otherwise. When Redis is unreachable the count is
+unknown (0) and scoring goes on; Redis is tried again after a growing pause.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ MAX_FINISHED_KEYS = 10_000
 
 
 class AttemptCounter:
-    """Counts attempts at the batches that start where a partition resumed."""
+    """Counts attempts at the first batch of each partition after an assignment."""
 
     def __init__(self, settings: Settings, domain: str, metrics: WorkerMetrics) -> None:
         quick = settings.redis.model_copy(
@@ -58,7 +59,7 @@ class AttemptCounter:
         self._lock = threading.Lock()
 
     def resumed(self, partitions: Iterable[TopicPartition]) -> None:
-        """These partitions start again from a committed or sought offset."""
+        """These partitions start again from their committed offset (a new assignment)."""
         with self._lock:
             self._resumed.update(partitions)
 

@@ -23,7 +23,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
@@ -33,6 +33,7 @@ from kafka.errors import (
     IllegalGenerationError,
     IllegalStateError,
     KafkaError,
+    KafkaTimeoutError,
     ProducerFencedError,
     RebalanceInProgressError,
     UnknownMemberIdError,
@@ -113,8 +114,14 @@ class Delivery(Protocol):
     def on_lost(self) -> None:
         """Partitions are already gone: forget the batches in hand."""
 
+    def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Partitions are (again) ours: read the forgotten batches of those kept again."""
+
     def in_flight(self) -> int:
         """Batches written but not yet committed."""
+
+    def close(self, timeout_s: float) -> None:
+        """Close the producer, waiting at most ``timeout_s`` for what it still sends."""
 
 
 @dataclass
@@ -122,6 +129,7 @@ class _InFlight:
     batch: Batch
     futures: list[Any]
     error: BaseException | None = None
+    sent_at: float = field(default_factory=time.monotonic)
 
     def done(self) -> bool:
         return all(f.is_done for f in self.futures)
@@ -152,24 +160,28 @@ class AtLeastOnce:
     def __init__(
         self,
         consumer: KafkaConsumer,
-        producer: KafkaProducer,
+        producer_factory: Callable[[], KafkaProducer],
         topics: DomainTopics,
         *,
         max_in_flight: int,
         ack_timeout_s: float,
+        revoke_timeout_s: float,
         fault: FaultFn,
         on_committed: CommittedFn,
         on_rewind: RewindFn,
     ) -> None:
         self._consumer = consumer
-        self._producer = producer
+        self._producer_factory = producer_factory
+        self._producer = producer_factory()
         self._topics = topics
         self._max_in_flight = max_in_flight
         self._ack_timeout_s = ack_timeout_s
+        self._revoke_timeout_s = revoke_timeout_s
         self._fault = fault
         self._on_committed = on_committed
         self._on_rewind = on_rewind
         self._queue: deque[_InFlight] = deque()
+        self._reread: dict[TopicPartition, int] = {}
         # The rebalance listener runs on the consumer's IO thread while the loop is
         # blocked in poll(); the lock makes that hand-over explicit.
         self._lock = threading.RLock()
@@ -189,14 +201,20 @@ class AtLeastOnce:
             with self._lock:
                 self._queue.append(_InFlight(batch, futures))
         while len(self._queue) > self._max_in_flight:
-            if not self._settle_head(time.monotonic() + self._ack_timeout_s):
+            head = self._queue[0]
+            if not self._settle_head(head.sent_at + self._ack_timeout_s + 0.1):
                 break
 
     def settle(self) -> None:
-        """Commit every batch at the head whose sends are all done."""
-        while self._queue and (self._queue[0].error or self._queue[0].done()):
+        """Commit every batch at the head whose sends are all done (or overdue)."""
+        while self._queue and (
+            self._queue[0].error or self._queue[0].done() or self._overdue(self._queue[0])
+        ):
             if not self._settle_head(time.monotonic()):
                 break
+
+    def _overdue(self, item: _InFlight) -> bool:
+        return time.monotonic() - item.sent_at > self._ack_timeout_s
 
     def drain(self, timeout_s: float) -> bool:
         """Wait for every batch in flight and commit it, until ``timeout_s`` runs out."""
@@ -213,7 +231,13 @@ class AtLeastOnce:
                 return True
             head = self._queue[0]
             if head.error is None and not head.wait(deadline):
-                return False
+                if not self._overdue(head):
+                    return False
+                # The producer owes an answer it should have given by now (its delivery
+                # timeout has passed): count the batch as failed and send it again.
+                head.error = KafkaTimeoutError(
+                    f"sends not acknowledged within {self._ack_timeout_s:g} s"
+                )
             error = head.error or head.failure()
             if error is not None:
                 self._rewind(error)
@@ -239,23 +263,31 @@ class AtLeastOnce:
                 first[tp] = min(first.get(tp, offset), offset)
         seek_back(self._consumer, first)
         log.error(
-            "sends failed (%s: %s): dropped %d batches in flight, back to %s",
+            "sends failed (%s: %s): dropped %d batches in flight, back to %s; new producer",
             type(error).__name__, error, len(dropped),
             {f"{tp.topic}/{tp.partition}": o for tp, o in sorted(first.items())},
         )  # fmt: skip
+        # An idempotent producer whose batch failed can be stuck in a fatal state (every
+        # later send fails at once): start over with a new one.
+        old, self._producer = self._producer, self._producer_factory()
+        old.close(timeout=0)
         self._on_rewind(first, error)
 
     def on_revoked(self) -> Offsets:
-        """Flush the producer and return the offsets of the acknowledged batches."""
+        """The offsets of the batches in hand whose sends are all acknowledged.
+
+        Runs on the consumer's IO thread, whose heartbeats wait meanwhile: a batch not
+        acknowledged within ``revoke_timeout_s`` is left uncommitted (read again).
+        """
+        deadline = time.monotonic() + self._revoke_timeout_s
+        offsets: dict[TopicPartition, int] = {}
+        committed: list[Batch] = []
         with self._lock:
-            self._producer.flush(timeout=self._ack_timeout_s)
-            offsets: dict[TopicPartition, int] = {}
-            committed: list[Batch] = []
             while self._queue:
                 item = self._queue.popleft()
-                if item.error or not item.done() or item.failure() is not None:
-                    # Not acknowledged: the next owner reads these records again.
-                    self._queue.clear()
+                if item.error or not item.wait(deadline) or item.failure() is not None:
+                    self._queue.appendleft(item)
+                    self._forget()
                     break
                 offsets.update(item.batch.next_offsets)
                 committed.append(item.batch)
@@ -269,7 +301,29 @@ class AtLeastOnce:
             if self._queue:
                 log.warning("partitions lost: %d batches in flight left uncommitted",
                             len(self._queue))  # fmt: skip
-            self._queue.clear()
+            self._forget()
+
+    def _forget(self) -> None:
+        # The consumer keeps its position in a partition it is given again after a
+        # rebalance, past these batches: remember where they start, to go back there.
+        for item in self._queue:
+            for tp, offset in item.batch.first_offsets.items():
+                self._reread[tp] = min(self._reread.get(tp, offset), offset)
+        self._queue.clear()
+
+    def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Seek each kept partition back to its first forgotten offset."""
+        with self._lock:
+            back = {tp: o for tp, o in self._reread.items() if tp in assigned}
+            self._reread.clear()
+        if back:
+            seek_back(self._consumer, back)
+            where = {f"{tp.topic}/{tp.partition}": o for tp, o in sorted(back.items())}
+            log.info("reading forgotten batches again from %s", where)
+
+    def close(self, timeout_s: float) -> None:
+        """Close the producer."""
+        self._producer.close(timeout=timeout_s)
 
 
 class ExactlyOnce:
@@ -343,3 +397,10 @@ class ExactlyOnce:
 
     def on_lost(self) -> None:
         """Nothing in hand."""
+
+    def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Nothing forgotten: an aborted batch was sought back already."""
+
+    def close(self, timeout_s: float) -> None:
+        """Close the producer."""
+        self._producer.close(timeout=timeout_s)

@@ -24,7 +24,7 @@ from inferloop.settings import Domain, Settings
 from inferloop.topics import DomainTopics, consumer_group, for_settings
 from inferloop.worker.attempts import AttemptCounter
 from inferloop.worker.batch import Batch, BatchProcessor, batch_of
-from inferloop.worker.delivery import GROUP_MOVED_ERRORS, AtLeastOnce, Delivery, ExactlyOnce
+from inferloop.worker.delivery import AtLeastOnce, Delivery, ExactlyOnce
 from inferloop.worker.errors import TopicMissingError
 from inferloop.worker.faults import FaultHook
 from inferloop.worker.health import HealthServer, HealthState
@@ -106,7 +106,6 @@ class Worker:
             fault=self.fire,
         )  # fmt: skip
         self._consumer: KafkaConsumer | None = None
-        self._producer: KafkaProducer | None = None
         self._delivery: Delivery | None = None
         self._attempts: AttemptCounter | None = None
         self._server: HealthServer | None = None
@@ -162,14 +161,15 @@ class Worker:
                  self.settings.worker.metrics_host, self._server.port)  # fmt: skip
         self._consumer = self._make_consumer()
         self._check_topics(self._consumer)
-        self._producer = self._make_producer()
         self._attempts = AttemptCounter(self.settings, self.domain, self.metrics)
-        self._delivery = self._make_delivery(self._consumer, self._producer)
+        self._delivery = self._make_delivery(self._consumer)
         self.health.state = "waiting_for_champion"
 
     def _subscribe(self) -> None:
         consumer = self._consumer_()
-        handler = RebalanceHandler(consumer, self._delivery_(), self._assignment_changed)
+        handler = RebalanceHandler(
+            consumer, self._delivery_(), self._assignment_changed, self._name
+        )
         consumer.subscribe([self.topics.events], listener=handler)
         self._keeper.start()
         self.health.state = "running"
@@ -243,8 +243,8 @@ class Worker:
         timeout_s = min(ws.shutdown_grace_s, 10.0)
         if self._consumer is not None:
             self._consumer.close(autocommit=False, timeout_ms=int(timeout_s * 1000))
-        if self._producer is not None:
-            self._producer.close(timeout=timeout_s)
+        if self._delivery is not None:
+            self._delivery.close(timeout_s)
         if self._attempts is not None:
             self._attempts.close()
         if self._server is not None:
@@ -331,9 +331,8 @@ class Worker:
         self.metrics.partitions.labels(self.domain).set(len(assigned))
 
     def _rewound(self, offsets: dict[TopicPartition, int], error: BaseException) -> None:
-        # A batch read again because the group moved is not a batch that fails.
-        if not isinstance(error, GROUP_MOVED_ERRORS):
-            self._attempts_().resumed(offsets)
+        # Not counted as an attempt: Kafka failed, not the batch, whose events must not be
+        # dead-lettered for it.
         if self.settings.worker.delivery == "exactly-once":
             self.metrics.errors.labels(self.domain, "transaction_abort").inc()
         else:
@@ -362,11 +361,6 @@ class Worker:
 
     def _make_producer(self) -> KafkaProducer:
         ws = self.settings.worker
-        request_timeout_ms = self.settings.kafka.request_timeout_ms
-        # A send must fail (and the batch be read again) before the group gives up on us.
-        delivery_timeout_ms = max(
-            ws.linger_ms + request_timeout_ms, min(120_000, ws.max_poll_interval_ms // 2)
-        )
         options: dict[str, Any] = {
             "client_id": f"{self.settings.kafka.client_id}-worker-{self.domain}-{self.slot}",
             "acks": "all",
@@ -374,7 +368,7 @@ class Worker:
             "linger_ms": ws.linger_ms,
             "batch_size": ws.producer_batch_bytes,
             "max_request_size": ws.max_request_size,
-            "delivery_timeout_ms": delivery_timeout_ms,
+            "delivery_timeout_ms": self._delivery_timeout_ms(),
             "allow_auto_create_topics": False,
         }
         if ws.delivery == "exactly-once":
@@ -387,15 +381,23 @@ class Worker:
             log.info("transactional producer %s ready", options["transactional_id"])
         return producer
 
-    def _make_delivery(self, consumer: KafkaConsumer, producer: KafkaProducer) -> Delivery:
+    def _delivery_timeout_ms(self) -> int:
+        # A send must fail (and the batch be read again) before the group gives up on us.
+        ws = self.settings.worker
+        request_timeout_ms = self.settings.kafka.request_timeout_ms
+        return max(ws.linger_ms + request_timeout_ms, min(120_000, ws.max_poll_interval_ms // 2))
+
+    def _make_delivery(self, consumer: KafkaConsumer) -> Delivery:
         ws = self.settings.worker
         if ws.delivery == "exactly-once":
-            return ExactlyOnce(consumer, producer, self.topics, fault=self.fire,
+            return ExactlyOnce(consumer, self._make_producer(), self.topics, fault=self.fire,
                                on_committed=self._committed, on_rewind=self._rewound)  # fmt: skip
         return AtLeastOnce(
-            consumer, producer, self.topics,
+            consumer, self._make_producer, self.topics,
             max_in_flight=ws.max_in_flight_batches,
-            ack_timeout_s=self.settings.kafka.request_timeout_ms / 1000 * 4,
+            # The producer answers every send within its delivery timeout; a margin more.
+            ack_timeout_s=self._delivery_timeout_ms() / 1000 + 5.0,
+            revoke_timeout_s=max(1.0, ws.session_timeout_ms / 2000),
             fault=self.fire, on_committed=self._committed, on_rewind=self._rewound,
         )  # fmt: skip
 

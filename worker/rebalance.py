@@ -28,8 +28,9 @@ class RebalanceHandler(AsyncConsumerRebalanceListener):  # type: ignore[misc]
     """Finishes and commits the batches in hand before partitions are revoked."""
 
     def __init__(
-        self, consumer: KafkaConsumer, delivery: Delivery, on_assignment: AssignmentFn
+        self, consumer: KafkaConsumer, delivery: Delivery, on_assignment: AssignmentFn, name: str
     ) -> None:
+        self._name = name
         self._consumer = consumer
         self._delivery = delivery
         self._on_assignment = on_assignment
@@ -38,25 +39,35 @@ class RebalanceHandler(AsyncConsumerRebalanceListener):  # type: ignore[misc]
         """Finish the batches in hand and commit them before the partitions go."""
         if not revoked:
             return
-        offsets = self._delivery.on_revoked()
+        try:
+            offsets = self._delivery.on_revoked()
+        except KafkaError as exc:
+            # Raising here would fail the consumer's poll; the batches are read again.
+            log.warning("worker %s: finishing the batches in hand failed (%s); they will be "
+                        "read again", self._name, exc)  # fmt: skip
+            self._delivery.on_lost()
+            offsets = {}
         if offsets:
             try:
                 await self._consumer.commit_async(offsets)
             except KafkaError as exc:
-                log.warning("commit on revocation failed (%s); the next owner reads again", exc)
+                log.warning("worker %s: commit on revocation failed (%s); the next owner "
+                            "reads again", self._name, exc)  # fmt: skip
             else:
-                log.info("committed %d partitions before revocation", len(offsets))
-        log.info("partitions revoked: %s", _names(revoked))
+                log.info("worker %s committed %d partitions before revocation", self._name,
+                         len(offsets))  # fmt: skip
+        log.info("worker %s: partitions revoked: %s", self._name, _names(revoked))
         self._on_assignment(set())
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         """Record the new assignment."""
-        log.info("partitions assigned: %s", _names(assigned))
+        log.info("worker %s: partitions assigned: %s", self._name, _names(assigned))
+        self._delivery.on_assigned(set(assigned))
         self._on_assignment(set(assigned))
 
     async def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
         """Drop the batches in hand: committing them is no longer ours to do."""
-        log.warning("partitions lost: %s", _names(lost))
+        log.warning("worker %s: partitions lost: %s", self._name, _names(lost))
         self._delivery.on_lost()
         self._on_assignment(set())
 

@@ -146,7 +146,8 @@ def show(
         })  # fmt: skip
         return
     counts = [{"reason": r, "count": n} for r, n in summary.by_reason.items()]
-    print_table(counts, ["reason", "count"], title=f"{summary.topic}: {summary.total} letters")
+    click.echo(f"{summary.topic}: {summary.total} dead letters")
+    print_table(counts, ["reason", "count"])
     if summary.letters:
         print_table([_letter_row(letter) for letter in summary.letters],
                     ["letter", "reason", "source", "key", "bytes", "detail"])  # fmt: skip
@@ -212,8 +213,8 @@ def lag(ctx: click.Context, domain: Domain, as_json: bool) -> None:
         return
     rows = [{"partition": p.partition, "committed": p.committed, "end": p.end, "lag": p.lag}
             for p in result.partitions]  # fmt: skip
-    print_table(rows, ["partition", "committed", "end", "lag"],
-                title=f"group {result.group} on {result.topic}: lag {result.total}")  # fmt: skip
+    click.echo(f"group {result.group} on {result.topic}: lag {result.total}")
+    print_table(rows, ["partition", "committed", "end", "lag"])
 
 
 COMMANDS = (worker, dlq, lag)

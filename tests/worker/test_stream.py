@@ -7,8 +7,11 @@ import json
 import time
 from collections.abc import Callable
 
+from kafka.admin import ConfigResource
+from kafka.errors import MessageSizeTooLargeError
 from kafka.partitioner.default import murmur2
 
+from inferloop.connections import admin_client, make_producer
 from inferloop.settings import Settings
 from inferloop.topics import DomainTopics, create_domain_topics, for_settings
 from inferloop.worker.deadletter import (
@@ -26,7 +29,7 @@ from inferloop.worker.deadletter import (
 from inferloop.worker.lag import group_lag
 from inferloop.worker.loop import RunLimits
 from tests.helpers import read_topic
-from tests.worker.conftest import Champion, WorkerThread, wait_for
+from tests.worker.conftest import Champion, WorkerThread, wait_for, with_worker
 from tests.worker.factories import (
     POISON_AMOUNT,
     Fitted,
@@ -190,3 +193,66 @@ def test_an_event_that_makes_the_model_raise_is_dead_lettered_and_its_batch_pred
     assert sorted(p.event_id for p in out) == sorted(f"tx-{i}" for i in range(300) if i != 150)
     assert summary.predicted == 299
     assert summary.dead_lettered == 1
+
+
+def set_topic_config(settings: Settings, topic: str, configs: dict[str, str]) -> None:
+    with admin_client(settings.kafka) as admin:
+        admin.alter_configs([ConfigResource("topic", topic, configs=configs)])
+
+
+PROBE = frozenset({b"probe"})
+
+
+def refuses(settings: Settings, topic: str, size: int) -> bool:
+    """Whether the broker refuses a record of ``size`` bytes on ``topic`` now."""
+    producer = make_producer(settings.kafka, acks="all", enable_idempotence=False, retries=0)
+    try:
+        producer.send(topic, key=next(iter(PROBE)), value=b"x" * size).get(timeout=10)
+    except MessageSizeTooLargeError:
+        return True
+    finally:
+        producer.close()
+    return False
+
+
+def test_sends_the_broker_refuses_are_read_again_and_nothing_is_skipped(
+    *,
+    wsettings: Settings,
+    topics: DomainTopics,
+    champion: Champion,
+    model_v1: Fitted,
+    worker_thread: Callable[..., WorkerThread],
+) -> None:
+    champion(model_v1)
+    # Quick timeouts: a send the producer never answers counts as failed within seconds.
+    settings = with_worker(
+        wsettings.model_copy(
+            update={"kafka": wsettings.kafka.model_copy(update={"request_timeout_ms": 5000})}
+        ),
+        max_poll_interval_ms=10_000,
+    )
+    # Every prediction (about 300 bytes) is now too large for its topic.
+    set_topic_config(wsettings, topics.predictions, {"max.message.bytes": "120"})
+    wait_for(lambda: refuses(wsettings, topics.predictions, 300), 30, "the new limit")
+    publish_events(wsettings, topics.events, range(100))
+    running = worker_thread(settings)
+    errors = "inferloop_worker_errors_total"
+    labels = {"domain": "transactions", "kind": "send"}
+    wait_for(lambda: (running.worker.metrics.registry.get_sample_value(errors, labels) or 0) >= 2,
+             60, "refused sends")  # fmt: skip
+    assert all(p.committed is None for p in group_lag(wsettings, "transactions").partitions)
+
+    set_topic_config(wsettings, topics.predictions, {"max.message.bytes": "1048588"})
+    wanted = {f"tx-{i}" for i in range(100)}
+
+    def all_predicted() -> bool:
+        out = predictions(wsettings, topics.predictions, ignore_keys=PROBE)
+        return {p.event_id for p in out} == wanted
+
+    wait_for(all_predicted, 60, "every event predicted")
+    running.stop()
+    out = predictions(wsettings, topics.predictions, ignore_keys=PROBE)
+
+    assert {p.event_id for p in out} == wanted
+    assert read_topic(wsettings, topics.dlq) == []
+    assert group_lag(wsettings, "transactions").total == 0
