@@ -60,6 +60,8 @@ class RunSummary:
     # the time spent on records (group join and an empty topic excluded).
     elapsed_s: float = 0.0
     first_record_s: float = 0.0
+    # From the subscription to the moment everything consumed was committed.
+    drained_s: float = 0.0
 
 
 def transactional_id(settings: Settings, domain: str, slot: int) -> str:
@@ -234,6 +236,7 @@ class Worker:
                  self._name, self.stop.reason, self._delivery_().in_flight())  # fmt: skip
         if not self._delivery_().drain(remaining_s * 0.8):
             log.error("batches still unacknowledged at shutdown; they will be read again")
+        self.summary.drained_s = time.monotonic() - self._started_at
         self.summary.stopped_because = self.stop.reason
 
     def _close(self) -> None:

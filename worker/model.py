@@ -38,7 +38,7 @@ GOLDEN_RTOL = 1e-6
 GOLDEN_ATOL = 1e-9
 REDIS_DOWN_ERRORS = (RedisUnavailableError, redis.ConnectionError, redis.TimeoutError)
 # How long one wait on the watcher lasts: the keeper's stop is noticed this fast.
-WATCH_SLICE_S = 1.0
+WATCH_SLICE_S = 0.25
 
 
 @dataclass(frozen=True)
