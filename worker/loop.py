@@ -125,7 +125,7 @@ class Worker:
         try:
             with threadpool_limits(self.settings.worker.scoring_threads):
                 self._open()
-                if self._keeper.wait_for_champion(lambda: self.stop.requested) is None:
+                if self._keeper.wait_for_champion(self._should_end) is None:
                     self.summary.stopped_because = self.stop.reason or "stopped"
                     return self.summary
                 self._subscribe()

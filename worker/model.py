@@ -192,7 +192,8 @@ class ModelKeeper:
             try:
                 target = self._registry_or_connect().resolve(self._name, CHAMPION)
                 self._redis_ok()
-                model = self._load(target) if target is not None else None
+                wanted = target is not None and target not in self._refused
+                model = self._load(target) if target is not None and wanted else None
             except REDIS_DOWN_ERRORS as exc:
                 pause_s = self._redis_down(exc)
                 target = model = None
@@ -211,10 +212,12 @@ class ModelKeeper:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop the background thread."""
+        """Stop the background thread and close the registry's connections."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5.0)
+        if self._registry is not None:
+            self._registry.close()
 
     # -- the loop's side -----------------------------------------------------------------
     def take_swap(self) -> ActiveModel | None:

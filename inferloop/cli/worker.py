@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from inferloop.cli import settings_of
 from inferloop.cli.output import json_option, print_json, print_table
 from inferloop.settings import DOMAINS, Domain, Settings
-from inferloop.worker.dlq import StoredLetter
-from inferloop.worker.dlq import redrive as redrive_letters
-from inferloop.worker.dlq import show as show_letters
-from inferloop.worker.lag import group_lag
-from inferloop.worker.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from inferloop.worker.dlq import StoredLetter
+
+# Each command imports the worker package when it runs: the CLI is imported as a whole
+# (``inferloop --help``, and every other command), and the worker brings scikit-learn.
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +81,6 @@ def run(
         _supervise(settings, domain, processes=processes, delivery=delivery,
                    max_messages=max_messages, idle_timeout_s=idle_timeout_s)  # fmt: skip
         return
-    # The loop brings scikit-learn; only this command pays for importing it.
     from inferloop.worker.loop import RunLimits, Worker  # noqa: PLC0415
 
     limits = RunLimits(max_messages=max_messages, idle_timeout_s=idle_timeout_s)
@@ -110,6 +111,8 @@ def _supervise(
         args += ["--max-messages", str(max_messages)]
     if idle_timeout_s is not None:
         args += ["--idle-timeout-s", str(idle_timeout_s)]
+    from inferloop.worker.supervisor import Supervisor  # noqa: PLC0415
+
     code = Supervisor(processes, args, grace_s=settings.worker.shutdown_grace_s).run()
     if code:
         sys.exit(code)
@@ -136,6 +139,8 @@ def show(
     ctx: click.Context, *, domain: Domain, reasons: tuple[str, ...], limit: int, as_json: bool
 ) -> None:
     """Count DOMAIN's dead letters by reason and list the first ones."""
+    from inferloop.worker.dlq import show as show_letters  # noqa: PLC0415
+
     summary = show_letters(settings_of(ctx), domain, reasons=reasons, limit=limit)
     if as_json:
         print_json({
@@ -188,6 +193,8 @@ def redrive(
     as_json: bool,
 ) -> None:
     """Republish chosen dead letters, bytes unchanged, to their source topic."""
+    from inferloop.worker.dlq import redrive as redrive_letters  # noqa: PLC0415
+
     result = redrive_letters(settings_of(ctx), domain, reasons=reasons, coordinates=coordinates,
                              dry_run=dry_run)  # fmt: skip
     if as_json:
@@ -206,6 +213,8 @@ def redrive(
 def lag(ctx: click.Context, domain: Domain, as_json: bool) -> None:
     """Lag of DOMAIN's consumer group, from the offsets committed in Kafka (works with
     every worker down)."""
+    from inferloop.worker.lag import group_lag  # noqa: PLC0415
+
     result = group_lag(settings_of(ctx), domain)
     if as_json:
         print_json({"group": result.group, "topic": result.topic, "total": result.total,
