@@ -1,0 +1,71 @@
+"""Each domain's retrain status in Redis: last run, last success, next scheduled run."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import redis
+
+from inferloop.keys import Keys
+from inferloop.retrain.lock import HolderInfo, LeaseLock
+from inferloop.retrain.outcome import RunOutcome
+
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    """Now, in UTC."""
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    """ISO 8601 with the zone, to the millisecond."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class DomainStatus:
+    """What Redis says about one domain's retraining."""
+
+    domain: str
+    last_run: RunOutcome | None
+    last_success_at: str | None
+    next_run_at: str | None
+    running: HolderInfo | None
+
+
+def record_run(client: redis.Redis, keys: Keys, outcome: RunOutcome) -> None:
+    """Store ``outcome`` as the domain's last run (and last success when it was one)."""
+    fields = {"last_run": outcome.to_json(), "last_run_at": outcome.finished_at}
+    if outcome.successful:
+        fields["last_success_at"] = outcome.finished_at
+    try:
+        client.hset(keys.retrain_status(outcome.domain), mapping=fields)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        # The outcome is logged and returned either way; the status is a convenience.
+        log.warning("recording the %s run status failed: %s", outcome.domain, exc)
+
+
+def record_next_run(client: redis.Redis, keys: Keys, domain: str, when: datetime | None) -> None:
+    """Store when the domain's next scheduled run is due (nothing: none scheduled)."""
+    key = keys.retrain_status(domain)
+    if when is None:
+        client.hdel(key, "next_run_at")
+    else:
+        client.hset(key, "next_run_at", iso(when))
+
+
+def read_status(client: redis.Redis, keys: Keys, domain: str, lease_s: float) -> DomainStatus:
+    """The domain's status, and who runs it right now."""
+    raw = {k.decode(): v.decode() for k, v in client.hgetall(keys.retrain_status(domain)).items()}
+    last = raw.get("last_run")
+    running = LeaseLock(client, keys.retrain_lock(domain), lease_s).holder()
+    return DomainStatus(
+        domain=domain,
+        last_run=RunOutcome.from_json(last) if last else None,
+        last_success_at=raw.get("last_success_at"),
+        next_run_at=raw.get("next_run_at"),
+        running=running,
+    )
