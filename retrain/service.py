@@ -36,7 +36,7 @@ from inferloop.registry import Registry
 from inferloop.retrain.job import RetrainJob, RunRequest
 from inferloop.retrain.monitoring import MonitoringServer, ServiceMetrics
 from inferloop.retrain.outcome import RunOutcome
-from inferloop.retrain.progress import LogProgress
+from inferloop.retrain.progress import LogProgress, Progress
 from inferloop.retrain.schedule import (
     FiringExecutor,
     claim_firing,
@@ -71,6 +71,7 @@ class RetrainService:
         *,
         domains: Sequence[Domain] = DOMAINS,
         metrics_port: int | None = None,
+        progress: Progress | None = None,
     ) -> None:
         self.settings = settings
         self.retrain = settings.retrain
@@ -86,7 +87,7 @@ class RetrainService:
             settings,
             registry,
             role=f"service:{self.instance}",
-            progress=LogProgress(),
+            progress=progress or LogProgress(),
             cancel=self._cancel,
         )
         self._stop = threading.Event()
@@ -96,9 +97,9 @@ class RetrainService:
         self._inflight: dict[str, Trigger] = {}
         self._outcomes: list[RunOutcome] = []
         self._next_beat = 0.0
+        self.scheduler = self._build_scheduler()
         port = self.retrain.metrics_port if metrics_port is None else metrics_port
         self.http = MonitoringServer(self.metrics, self.health, self.retrain.metrics_host, port)
-        self.scheduler = self._build_scheduler()
 
     # -- the loop ------------------------------------------------------------------------
     def run(self, *, max_runs: int | None = None, timeout_s: float | None = None) -> ServiceReport:

@@ -38,32 +38,38 @@ class Trigger:
     force: bool
     requested_by: str
     requested_at: str
+    seed: int | None = None
     entry_id: str = ""  # the stream entry it arrived as
 
     def fields(self) -> dict[str, str]:
         """The stream entry's fields."""
-        return {
+        fields = {
             "trigger_id": self.trigger_id,
             "domain": self.domain,
             "force": "1" if self.force else "0",
             "requested_by": self.requested_by,
             "requested_at": self.requested_at,
         }
+        if self.seed is not None:
+            fields["seed"] = str(self.seed)
+        return fields
 
     @classmethod
     def from_entry(cls, entry_id: str, fields: dict[str, str]) -> Trigger:
         """The trigger a stream entry holds; TriggerError when it holds no valid one."""
         domain = fields.get("domain", "")
         trigger_id = fields.get("trigger_id", "")
-        if domain not in DOMAINS or not trigger_id:
+        seed = fields.get("seed")
+        if domain not in DOMAINS or not trigger_id or (seed is not None and not _is_int(seed)):
             raise TriggerError(f"trigger entry {entry_id} is not valid: {fields!r}")
         return cls(
-            trigger_id,
-            domain,
-            fields.get("force") == "1",  # type: ignore[arg-type]
-            fields.get("requested_by", "?"),
-            fields.get("requested_at", ""),
-            entry_id,
+            trigger_id=trigger_id,
+            domain=domain,  # type: ignore[arg-type]
+            force=fields.get("force") == "1",
+            requested_by=fields.get("requested_by", "?"),
+            requested_at=fields.get("requested_at", ""),
+            seed=None if seed is None else int(seed),
+            entry_id=entry_id,
         )
 
 
@@ -185,6 +191,10 @@ class TriggerQueue:
 
 def _is_int(text: str) -> bool:
     return text.lstrip("-").isdigit()
+
+
+def _is_int(text: str) -> bool:
+    return text.removeprefix("-").isdigit()
 
 
 def _text(value: bytes | str) -> str:

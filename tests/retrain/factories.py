@@ -29,12 +29,12 @@ def labelled_email(
     body: str,
     event_time: datetime,
     *,
+    sender: str = "ann@corp.example",
     labelled_at: datetime | None = None,
     prefix: str = "m",
 ) -> dict[str, Any]:
     """A labelled email example (the event, its label, when and by whom)."""
     when = labelled_at or event_time + timedelta(hours=1)
-    sender = "promo@deals.example" if label == "spam" else "ann@corp.example"
     return {
         "id": f"{prefix}{i}",
         "event_time": event_time.isoformat(),
@@ -55,24 +55,34 @@ def emails(
     *,
     start: int = 0,
     spam_words: Sequence[str] = SPAM_A,
+    spam_sender: str = "promo@deals.example",
     spam_rate: float = 0.3,
+    disguise: int = 0,
     shuffle_labels: bool = False,
     seed: int = 0,
-    step_s: float = 60.0,
     prefix: str = "m",
 ) -> list[dict[str, Any]]:
-    """``n`` labelled emails, one a minute from ``start`` minutes after the origin."""
-    rng = np.random.default_rng(seed)
+    """``n`` labelled emails, one a minute from ``start`` minutes after the origin.
+
+    Spam draws its words from ``spam_words`` and comes from ``spam_sender`` (a new
+    campaign: other words, another sender), with ``disguise`` of its 12 words taken
+    from legitimate mail; ``shuffle_labels`` deals the labels out at random, so they
+    say nothing about the text.
+    """
+    rng = np.random.default_rng(seed + start)
     y = rng.random(n) < spam_rate
     labels = rng.permutation(y) if shuffle_labels else y
     out = []
     for k in range(n):
-        words = spam_words if y[k] else HAM_WORDS
-        body = " ".join([*rng.choice(words, 8), *rng.choice(COMMON, 4)])
-        when = ORIGIN + timedelta(seconds=(start + k) * step_s)
-        out.append(
-            labelled_email(start + k, "spam" if labels[k] else "ham", body, when, prefix=prefix)
-        )
+        if y[k]:
+            drawn = [*rng.choice(spam_words, 12 - disguise), *rng.choice(HAM_WORDS, disguise)]
+        else:
+            drawn = [*rng.choice(HAM_WORDS, 8), *rng.choice(COMMON, 4)]
+        body = " ".join(drawn)
+        when = ORIGIN + timedelta(minutes=start + k)
+        sender = spam_sender if y[k] else "ann@corp.example"
+        label = "spam" if labels[k] else "ham"
+        out.append(labelled_email(start + k, label, body, when, sender=sender, prefix=prefix))
     return out
 
 

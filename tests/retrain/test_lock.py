@@ -53,7 +53,7 @@ def test_renewal_keeps_a_short_lease_alive(settings: Settings, redis_client: red
         # Three lease lengths later the renewer has kept it.
         for _ in range(3):
             assert lease.renew()
-            ttl_ms = int(redis_client.pttl(lock.key))  # type: ignore[arg-type]
+            ttl_ms = int(redis_client.pttl(lock.key))
             assert 0 < ttl_ms <= 600
         assert not lease.lost
 
