@@ -207,6 +207,21 @@ class RetrainSettings(_Section):
     outcome_ttl_s: float = Field(default=7 * 24 * 3600.0, gt=0)
 
 
+class ReplaySettings(_Section):
+    """The replay producer (``inferloop replay``): pacing, delayed labels, batching."""
+
+    # Events per second; None sends as fast as the broker takes them.
+    rate_per_s: float | None = Field(default=None, gt=0)
+    # A labelled example follows its event after this long (chargebacks, reports).
+    label_delay_s: float = Field(default=30.0, ge=0)
+    # The share of events whose label comes back (chosen by a hash of the event id).
+    label_fraction: float = Field(default=1.0, ge=0, le=1)
+    label_source: str = Field(default="replay", min_length=1, max_length=256)
+    linger_ms: int = Field(default=20, ge=0)
+    batch_size_bytes: int = Field(default=256 * 1024, gt=0)
+    compression_type: Literal["none", "gzip"] = "none"
+
+
 class Settings(BaseSettings):
     """Everything one inferloop process is configured with."""
 
@@ -224,5 +239,6 @@ class Settings(BaseSettings):
     registry: RegistrySettings = RegistrySettings()
     worker: WorkerSettings = WorkerSettings()
     retrain: RetrainSettings = RetrainSettings()
+    replay: ReplaySettings = ReplaySettings()
     data_dir: Path = Field(default_factory=_default_data_dir)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
