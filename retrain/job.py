@@ -25,7 +25,7 @@ from typing import Any
 from threadpoolctl import threadpool_limits
 
 from inferloop.domains import DomainSpec, get_domain
-from inferloop.errors import InferloopError
+from inferloop.errors import InferloopError, RedisUnavailableError
 from inferloop.keys import Keys
 from inferloop.registry import AliasTarget, LockGuard, ModelVersion, Registry
 from inferloop.registry.errors import LockLostError, PromotionConflictError, RegistryError
@@ -46,7 +46,7 @@ from inferloop.retrain.provenance import code_commit, lock_file_sha256
 from inferloop.retrain.recipe import Recipe, Trained, holdout_rows, train_and_score
 from inferloop.retrain.report import build_report, write_report
 from inferloop.retrain.snapshot import Snapshot, SnapshotReader
-from inferloop.retrain.status import iso, record_run, utc_now
+from inferloop.retrain.status import iso, record_run, redis_errors, utc_now
 from inferloop.settings import Domain, Settings
 from inferloop.topics import for_settings
 
@@ -166,11 +166,15 @@ class RetrainJob:
             ", forced" if request.force else "",
         )
         try:
-            lease = self.lock(request.domain).acquire(
-                default_holder(f"{self.role}:{request.run_id}")
-            )
+            with redis_errors(self.settings.redis):
+                lease = self.lock(request.domain).acquire(
+                    default_holder(f"{self.role}:{request.run_id}")
+                )
         except LockHeldError as exc:
             record.outcome, record.reason, record.lock_holder = "lock_held", str(exc), exc.holder
+            return self._finish(record, started)
+        except RedisUnavailableError as exc:
+            record.outcome, record.reason = "failed", str(exc)
             return self._finish(record, started)
         with self._leases_lock:
             self._leases[request.domain] = lease
@@ -233,6 +237,9 @@ class RetrainJob:
                 progress=self.progress,
             )
         record.examples, record.holdout = len(run.trained.examples), len(run.trained.split.holdout)
+        record.durations_s.update(
+            {f"fit.{k}": round(v, 3) for k, v in run.trained.durations_s.items()}
+        )
         record.holdout_positives = int(run.trained.holdout_y.sum())
         with self._step(record, "evaluate"):
             run.evaluation = self._evaluate(run)
@@ -272,9 +279,12 @@ class RetrainJob:
             if skip is not None:
                 run.record.outcome, run.record.reason = "skipped", skip
                 return False
+            started = time.perf_counter()
             run.snapshot = reader.read(topic, ranges, taken_at)
+            read_s = time.perf_counter() - started
             per_partition = max(1, math.ceil(retrain.golden_events / max(len(ranges), 1)))
             golden = golden_events(run.spec, reader.tail(topic, ranges, per_partition))
+        run.record.durations_s["read.snapshot"] = round(read_s, 3)
         run.golden = golden[: retrain.golden_events]
         run.record.records_read = run.snapshot.records_from_kafka
         return True

@@ -13,6 +13,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from inferloop.retrain.errors import RetrainError
 from inferloop.retrain.outcome import RunOutcome
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,13 @@ class MonitoringServer:
 
     def __init__(self, metrics: ServiceMetrics, health: Health, host: str, port: int) -> None:
         handler = _handler(metrics, health)
-        self.server = ThreadingHTTPServer((host, port), handler)
+        try:
+            self.server = ThreadingHTTPServer((host, port), handler)
+        except OSError as exc:
+            raise RetrainError(
+                f"cannot serve metrics on {host}:{port} (INFERLOOP_RETRAIN__METRICS_PORT): "
+                f"{exc.strerror or exc}"
+            ) from exc
         self.server.daemon_threads = True
         self.thread = threading.Thread(
             target=self.server.serve_forever, name="retrain-http", daemon=True
@@ -121,8 +128,9 @@ class MonitoringServer:
         )
 
     def stop(self) -> None:
-        """Stop serving and close the socket."""
-        self.server.shutdown()
+        """Stop serving (if started) and close the socket."""
+        if self.thread.is_alive():
+            self.server.shutdown()
         self.server.server_close()
 
 

@@ -86,7 +86,8 @@ class RunOutcome:
             parts.append(f"{self.primary_metric} candidate {self.candidate:.4f} vs {vs}")
         parts.append(f"{self.duration_s:.1f}s")
         if self.durations_s:
-            steps = " ".join(f"{k}={v:.1f}s" for k, v in self.durations_s.items())
+            # The steps themselves; their parts ("fit.model") stay in the record.
+            steps = " ".join(f"{k}={v:.1f}s" for k, v in self.durations_s.items() if "." not in k)
             parts.append(f"({steps})")
         return ", ".join(parts) + f": {self.reason}"
 

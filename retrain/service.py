@@ -43,7 +43,7 @@ from inferloop.retrain.schedule import (
     parse_schedule,
     scheduled_fire_time,
 )
-from inferloop.retrain.status import iso, read_status, record_next_run, utc_now
+from inferloop.retrain.status import iso, read_status, record_next_run, redis_errors, utc_now
 from inferloop.retrain.triggers import Trigger, TriggerQueue
 from inferloop.settings import DOMAINS, Domain, Settings
 
@@ -110,10 +110,11 @@ class RetrainService:
             self.instance,
             ", ".join(self.domains) or "no domain",
         )
-        self._start()
         try:
+            with redis_errors(self.settings.redis):
+                self._start()
             while not self._finished(max_runs, deadline):
-                self._serve_once()
+                self._serve_once_or_wait()
         finally:
             abandoned = self._shutdown()
         with self._lock:
@@ -145,6 +146,14 @@ class RetrainService:
             log.info("trigger %s was pending with this instance: running it", trigger.trigger_id)
             self._dispatch(trigger)
 
+    def _serve_once_or_wait(self) -> None:
+        try:
+            self._serve_once()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            # Runs in progress go on; triggers wait in Redis until it answers again.
+            log.warning("retrain service %s: Redis unreachable (%s); retrying", self.instance, exc)
+            self._stop.wait(1.0)
+
     def _serve_once(self) -> None:
         if time.monotonic() >= self._next_beat:
             self._heartbeat()
@@ -163,7 +172,8 @@ class RetrainService:
 
     def _shutdown(self) -> list[str]:
         log.info("retrain service %s stopping", self.instance)
-        self.scheduler.shutdown(wait=False)
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
         deadline = time.monotonic() + self.retrain.shutdown_grace_s
         while self._busy() and time.monotonic() < deadline and not self._force.is_set():
             time.sleep(0.1)

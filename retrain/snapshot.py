@@ -124,22 +124,25 @@ class _PartitionReader:
 
     def take(self, records: list[Any]) -> int:
         """Keep the records below the end offset; return how many were taken."""
-        taken = 0
-        for record in records:
-            if record.offset >= self.rng.end:
-                break
-            if self.verify is not None:
-                if not self._verified(record):
-                    return taken
-                continue
-            self.values.append(record.value)
-            self.offsets.append(record.offset)
-            self.mark = RecordMark(record.offset, record.key)
-            taken += 1
-        self.records += taken
+        if self.verify is not None:
+            records = self._skip_verified(records)
+        kept = [r for r in records if r.offset < self.rng.end]
+        if kept:
+            self.values.extend(r.value for r in kept)
+            self.offsets.extend(r.offset for r in kept)
+            self.mark = RecordMark(kept[-1].offset, kept[-1].key)
+            self.records += len(kept)
         if len(self.values) >= PARSE_BATCH:
             self.flush()
-        return taken
+        return len(kept)
+
+    def _skip_verified(self, records: list[Any]) -> list[Any]:
+        """The records after the cache's last one, once it proved to be in Kafka."""
+        if not records:
+            return records
+        if not self._verified(records[0]):
+            return []
+        return records[1:]
 
     def _verified(self, record: Any) -> bool:
         assert self.verify is not None

@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import redis
 
+from inferloop.connections import redis_unavailable
 from inferloop.keys import Keys
 from inferloop.retrain.lock import HolderInfo, LeaseLock
 from inferloop.retrain.outcome import RunOutcome
+from inferloop.settings import RedisSettings
 
 log = logging.getLogger(__name__)
+
+
+@contextmanager
+def redis_errors(settings: RedisSettings) -> Iterator[None]:
+    """Turn an unreachable Redis into the error that names its address."""
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise redis_unavailable(settings, exc) from exc
 
 
 def utc_now() -> datetime:

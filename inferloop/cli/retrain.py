@@ -22,7 +22,7 @@ from inferloop.retrain.outcome import RunOutcome
 from inferloop.retrain.progress import LogProgress, Progress, RichProgress
 from inferloop.retrain.rebuild import rebuild as rebuild_version
 from inferloop.retrain.service import RetrainService, heartbeat_max_age_s, live_services
-from inferloop.retrain.status import iso, read_status, utc_now
+from inferloop.retrain.status import iso, read_status, redis_errors, utc_now
 from inferloop.retrain.triggers import Trigger, TriggerQueue, new_trigger_id
 from inferloop.settings import DOMAINS, Domain, Settings
 
@@ -141,39 +141,64 @@ def run(
 
     Either way one retrain per domain runs at a time (a lease in Redis); a second
     request is told who holds it."""
-
     settings = settings_of(ctx)
     registry = _registry(settings)
-    instances = [] if in_process else _live_services(settings, registry)
+    with redis_errors(settings.redis):
+        instances = [] if in_process else _live_services(settings, registry)
     if instances:
-        trigger = _send_trigger(settings, registry, domain, force=force, seed=seed)
-        where = ", ".join(instances)
-        if not wait:
-            click.echo(
-                f"trigger {trigger.trigger_id} sent to the retrain service ({where}); "
-                "`inferloop retrain status` shows its outcome"
+        with redis_errors(settings.redis):
+            found = _through_service(
+                settings,
+                registry,
+                instances,
+                domain,
+                force=force,
+                seed=seed,
+                wait=wait,
+                timeout_s=timeout_s,
             )
+        if found is None:
             return
-        click.echo(
-            f"trigger {trigger.trigger_id} sent to the retrain service ({where}); "
-            "waiting for its outcome",
-            err=True,
-        )
-        outcome = _queue(settings, registry).wait(trigger.trigger_id, timeout_s)
+        outcome = found
     else:
         job = RetrainJob(settings, registry, role="cli", progress=_progress())
         outcome = job.run(RunRequest(domain, trigger="cli", force=force, seed=seed))
     _show_outcome(outcome, as_json)
 
 
-def _live_services(settings: Settings, registry: Registry) -> list[str]:
+def _through_service(
+    settings: Settings,
+    registry: Registry,
+    instances: list[str],
+    domain: Domain,
+    *,
+    force: bool,
+    seed: int | None,
+    wait: bool,
+    timeout_s: float,
+) -> RunOutcome | None:
+    trigger = _send_trigger(settings, registry, domain, force=force, seed=seed)
+    where = ", ".join(instances)
+    if not wait:
+        click.echo(
+            f"trigger {trigger.trigger_id} sent to the retrain service ({where}); "
+            "`inferloop retrain status` shows its outcome"
+        )
+        return None
+    click.echo(
+        f"trigger {trigger.trigger_id} sent to the retrain service ({where}); "
+        "waiting for its outcome",
+        err=True,
+    )
+    return _queue(settings, registry).wait(trigger.trigger_id, timeout_s)
 
+
+def _live_services(settings: Settings, registry: Registry) -> list[str]:
     keys = Keys(settings.redis.key_prefix)
     return sorted(live_services(registry.client, keys, heartbeat_max_age_s(settings)))
 
 
 def _queue(settings: Settings, registry: Registry) -> TriggerQueue:
-
     return TriggerQueue(
         registry.client,
         Keys(settings.redis.key_prefix),
@@ -184,7 +209,6 @@ def _queue(settings: Settings, registry: Registry) -> TriggerQueue:
 def _send_trigger(
     settings: Settings, registry: Registry, domain: Domain, *, force: bool, seed: int | None
 ) -> Trigger:
-
     trigger = Trigger(
         trigger_id=new_trigger_id(),
         domain=domain,
@@ -198,7 +222,6 @@ def _send_trigger(
 
 
 def _show_outcome(outcome: RunOutcome, as_json: bool) -> None:
-
     if as_json:
         print_json(outcome)
     else:
@@ -219,7 +242,6 @@ def _show_outcome(outcome: RunOutcome, as_json: bool) -> None:
 def rebuild(ctx: click.Context, name: str, version: int, as_json: bool) -> None:
     """Refit NAME VERSION from the offsets in its lineage, reading Kafka (never the
     cache), and show that its metrics and holdout predictions match."""
-
     settings = settings_of(ctx)
     result = rebuild_version(settings, _registry(settings), name, version, _progress())
     if as_json:
@@ -262,15 +284,15 @@ def rebuild(ctx: click.Context, name: str, version: int, as_json: bool) -> None:
 @click.pass_context
 def status(ctx: click.Context, domains: tuple[Domain, ...], as_json: bool) -> None:
     """Each domain's last run, last success, next scheduled run, and what runs now."""
-
     settings = settings_of(ctx)
     registry = _registry(settings)
     keys = Keys(settings.redis.key_prefix)
-    statuses = [
-        read_status(registry.client, keys, d, settings.retrain.lock_lease_s)
-        for d in domains or DOMAINS
-    ]
-    services = live_services(registry.client, keys, heartbeat_max_age_s(settings))
+    with redis_errors(settings.redis):
+        statuses = [
+            read_status(registry.client, keys, d, settings.retrain.lock_lease_s)
+            for d in domains or DOMAINS
+        ]
+        services = live_services(registry.client, keys, heartbeat_max_age_s(settings))
     if as_json:
         print_json({"domains": statuses, "services": services})
         return

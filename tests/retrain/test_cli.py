@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from inferloop.cli import cli
 from inferloop.keys import Keys
+from inferloop.local.process import free_port
 from inferloop.registry import Registry
 from inferloop.retrain.lock import LeaseLock
 from inferloop.settings import Settings
@@ -61,3 +62,19 @@ def test_a_bad_schedule_is_one_line_naming_the_setting(retrain_settings: Setting
     assert code == 1
     assert "INFERLOOP_RETRAIN__EMAILS_SCHEDULE" in output
     assert "Traceback" not in output
+
+
+def test_an_unreachable_redis_is_one_line_naming_its_address(retrain_settings: Settings) -> None:
+    port = free_port()
+    unreachable = retrain_settings.model_copy(
+        update={
+            "redis": retrain_settings.redis.model_copy(
+                update={"url": f"redis://127.0.0.1:{port}/0", "connect_timeout_s": 0.5}
+            )
+        }
+    )
+    for command in (["run", "emails"], ["status"]):
+        code, output = _invoke(unreachable, *command)
+        assert code == 1
+        assert f"Redis unreachable at 127.0.0.1:{port}" in output
+        assert "Traceback" not in output

@@ -10,14 +10,15 @@ from kafka import TopicPartition
 
 from inferloop.connections import make_consumer
 from inferloop.keys import Keys
+from inferloop.local.process import free_port
 from inferloop.registry import Registry
-from inferloop.retrain.job import RunRequest
+from inferloop.retrain.job import RetrainJob, RunRequest
 from inferloop.retrain.lock import LeaseLock
 from inferloop.retrain.outcome import RunOutcome
 from inferloop.retrain.progress import Progress
 from inferloop.retrain.report import CONFUSION_FILE, METRICS_FILE, PR_FILE, SCORES_FILE
 from inferloop.settings import Settings
-from tests.retrain.conftest import JobFactory
+from tests.retrain.conftest import JobFactory, with_retrain
 from tests.retrain.factories import SPAM_B, emails, produce
 
 REPORT_FILES = {METRICS_FILE, PR_FILE, CONFUSION_FILE, SCORES_FILE}
@@ -196,3 +197,34 @@ def test_a_replayed_label_is_one_example_with_its_latest_label(
     assert lineage["duplicates"] == 50 + len(relabelled)
     spam = sum(e["label"] == "spam" for e in examples) - len(relabelled)
     assert lineage["labels"]["spam"] == spam
+
+
+def test_a_holdout_overlapping_the_champions_training_data_cannot_promote(
+    retrain_settings: Settings, labels_topic: str, registry: Registry, make_job: JobFactory
+) -> None:
+    produce(retrain_settings, labels_topic, emails(400))
+    assert make_job().run(RunRequest("emails")).outcome == "promoted"
+    # A larger holdout now reaches back into what the champion was trained on.
+    wider = with_retrain(retrain_settings, holdout_fraction=0.5)
+    outcome = make_job(wider).run(RunRequest("emails", force=True))
+    assert outcome.outcome == "not_comparable"
+    assert "the champion would be scored on examples it was trained on" in outcome.reason
+    assert registry.get_version("emails", 2).status == "rejected"
+    assert registry.resolve("emails") == registry.get_version("emails", 1).target
+
+
+def test_an_unreachable_redis_is_a_failed_run_naming_its_address(
+    retrain_settings: Settings, labels_topic: str
+) -> None:
+    port = free_port()
+    unreachable = retrain_settings.model_copy(
+        update={
+            "redis": retrain_settings.redis.model_copy(
+                update={"url": f"redis://127.0.0.1:{port}/0", "connect_timeout_s": 0.5}
+            )
+        }
+    )
+    with Registry.from_settings(unreachable) as registry:
+        outcome = RetrainJob(unreachable, registry).run(RunRequest("emails"))
+    assert outcome.outcome == "failed"
+    assert f"Redis unreachable at 127.0.0.1:{port}" in outcome.reason

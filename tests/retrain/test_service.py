@@ -16,7 +16,7 @@ from inferloop.keys import Keys
 from inferloop.registry import ModelNotFoundError, Registry
 from inferloop.retrain.lock import LeaseLock
 from inferloop.retrain.progress import Progress
-from inferloop.retrain.service import RetrainService
+from inferloop.retrain.service import RetrainService, ServiceReport
 from inferloop.retrain.status import read_status
 from inferloop.retrain.triggers import GROUP, Trigger, TriggerQueue, new_trigger_id
 from inferloop.settings import Settings
@@ -61,6 +61,26 @@ def test_an_interval_schedule_runs_the_job_for_its_fire_time(
     metrics = service.metrics.render().decode()
     assert 'inferloop_retrain_runs_total{domain="emails",outcome="promoted"} 1.0' in metrics
     assert 'inferloop_retrain_firings_total{domain="emails",result="run"} 1.0' in metrics
+
+
+def test_two_instances_run_each_firing_once(
+    retrain_settings: Settings, labels_topic: str, registry: Registry
+) -> None:
+    produce(retrain_settings, labels_topic, emails(300))
+    settings = with_retrain(retrain_settings, emails_schedule="2s", min_new_labels=0)
+    first = RetrainService(with_retrain(settings, instance_id="a"), registry, metrics_port=0)
+    second = RetrainService(with_retrain(settings, instance_id="b"), registry, metrics_port=0)
+    reports: list[ServiceReport] = []
+    thread = threading.Thread(target=lambda: reports.append(first.run(timeout_s=7)))
+    thread.start()
+    reports.append(second.run(timeout_s=7))
+    thread.join(timeout=60)
+    runs = [r for report in reports for r in report.runs]
+    fire_times = [r.fire_time for r in runs]
+    assert runs
+    assert len(set(fire_times)) == len(fire_times)  # no firing ran twice
+    metrics = first.metrics.render().decode() + second.metrics.render().decode()
+    assert "claimed_elsewhere" in metrics or "skipped_running" in metrics
 
 
 def test_a_trigger_is_run_exactly_once_by_two_instances(
