@@ -15,6 +15,7 @@ from types import BuiltinFunctionType, FunctionType, ModuleType
 from typing import Any
 
 import joblib
+import numpy as np
 
 from inferloop.registry.errors import IntegrityError
 
@@ -58,5 +59,16 @@ def deep_size_bytes(obj: Any) -> int:
             continue
         seen.add(id(item))
         total += sys.getsizeof(item)
-        stack.extend(gc.get_referents(item))
+        stack.extend(_referents(item))
     return total
+
+
+def _referents(item: Any) -> list[Any]:
+    # numpy arrays are not tracked by the garbage collector: a view's buffer is its base
+    # (joblib loads arrays as views of one buffer), an object array's items are its own.
+    if isinstance(item, np.ndarray):
+        inner: list[Any] = [] if item.base is None else [item.base]
+        if item.dtype == object:
+            inner.extend(item.ravel().tolist())
+        return inner
+    return gc.get_referents(item)

@@ -165,9 +165,12 @@ class LoadedModel:
 
     version: ModelVersion
     pipeline: Any
+    # Unpickling alone; then the golden check; then all of load() (fetch and verify too).
     load_time_s: float
     resident_bytes: int
     verified_key_id: str | None
+    check_time_s: float = 0.0
+    total_time_s: float = 0.0
 
     @property
     def target(self) -> AliasTarget:

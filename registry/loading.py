@@ -17,6 +17,8 @@ from typing import Any
 from inferloop.registry import artifact, golden
 from inferloop.registry.errors import (
     DigestMismatchError,
+    GoldenMismatchError,
+    InvalidVersionError,
     ManifestMismatchError,
     MissingSignatureError,
     SigningKeyError,
@@ -116,6 +118,10 @@ def unpickle_checked(
     resident_bytes = artifact.deep_size_bytes(pipeline)
     started = time.perf_counter()
     sample = manifest["golden"]
-    rows = rows_builder(manifest["domain"], sample["events"])
+    try:
+        rows = rows_builder(manifest["domain"], sample["events"])
+    except InvalidVersionError as exc:
+        # E.g. events of a newer schema than this process knows: it cannot score them.
+        raise GoldenMismatchError(f"{what}: {exc}") from exc
     scores = golden.check(pipeline, rows, sample["scores"], what)
     return Unpickled(pipeline, load_time_s, resident_bytes, time.perf_counter() - started, scores)

@@ -168,6 +168,11 @@ class Registry:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    @_talks_to_redis
+    def ping(self) -> None:
+        """Check that Redis answers (RegistryUnavailableError naming its address if not)."""
+        self.client.ping()
+
     # -- reads -----------------------------------------------------------------------
     @_talks_to_redis
     def resolve(self, name: str, alias: str = CHAMPION) -> AliasTarget | None:
@@ -289,6 +294,8 @@ class Registry:
         check_model_name(name)
         self._require_signer()
         events = _golden_events(golden_events)
+        # Fail fast: the pickling and checks below take a while.
+        self.ping()
         data = self._checked_size(name, artifact.dump(pipeline))
         scores, load = self._round_trip(name, pipeline, data, domain, events)
         body = {
@@ -454,7 +461,13 @@ class Registry:
             checked.resident_bytes,
         )
         return LoadedModel(
-            entity, checked.pipeline, checked.load_time_s, checked.resident_bytes, signed_by
+            version=entity,
+            pipeline=checked.pipeline,
+            load_time_s=checked.load_time_s,
+            resident_bytes=checked.resident_bytes,
+            verified_key_id=signed_by,
+            check_time_s=checked.check_time_s,
+            total_time_s=time.perf_counter() - started,
         )
 
     def _fetch(self, name: str, version: int) -> tuple[dict[bytes, bytes], bytes | None]:
@@ -500,7 +513,7 @@ class Registry:
                 trust=self.trust,
                 check_libraries=False,
             )
-        except (IntegrityError, SigningKeyError) as exc:
+        except (IntegrityError, SigningKeyError, RegistryStorageError) as exc:
             return VerifyResult(name, version, False, str(exc), key_id)
         return VerifyResult(name, version, True, None, key_id)
 
@@ -711,16 +724,23 @@ class Registry:
         keep = self.keep_versions if keep is None else keep
         if keep < 1:
             raise InvalidVersionError(f"retention must keep at least one version, not {keep}")
-        raw: list[bytes] = cast(Any, self.client.zrange(self.keys.versions(name), 0, -keep - 1))
+        versions_key = self.keys.versions(check_model_name(name))
+        raw: list[bytes] = cast(Any, self.client.zrange(versions_key, 0, -keep - 1))
         numbers = [int(_text(v)) for v in raw]
+        with self.client.pipeline(transaction=False) as pipe:
+            for number in numbers:
+                pipe.hexists(self.keys.version(name, number), "deleted_at")
+            gone = pipe.execute()
         deleted = []
-        for number in numbers:
+        for number in (n for n, tombstone in zip(numbers, gone, strict=True) if not tombstone):
             try:
                 entry = self.delete_version(name, number, reason=f"retention: keep the last {keep}")
             except VersionStateError:
                 continue
             if entry is not None:
                 deleted.append(number)
+        if deleted:
+            log.info("retention of %s (keep %d) deleted the artifacts of %s", name, keep, deleted)
         return deleted
 
     # -- reports ---------------------------------------------------------------------
@@ -769,7 +789,9 @@ class Registry:
         signed by this registry's key and records where it came from.
         """
         self._require_signer()
+        self.ping()
         exported = transfer.read(path, self.max_artifact_bytes)
+        check_model_name(exported.name)
         keys = dict(self.trust.verifier.keys) | (dict(trust.keys) if trust else {})
         manifest, signed_by = verified_manifest(
             manifest_bytes=exported.manifest,
@@ -801,30 +823,37 @@ class Registry:
         status = answer[0]
         if status == "ok":
             return
-        detail = answer[1] if len(answer) > 1 else ""
         if status == "no_version":
             raise self._missing(name, version)
-        errors: dict[str, RegistryError] = {
-            "lock_lost": LockLostError(f"{what}: the retrain lock is no longer held by this job"),
-            "digest": VersionStateError(f"{what}: v{version} has digest {detail[:12]}"),
-            "tombstone": ArtifactDeletedError(f"{what}: v{version}'s artifact was deleted"),
-            "rejected": VersionStateError(f"{what}: v{version} is rejected"),
-            "conflict": PromotionConflictError(
-                f"{what}: the alias is at {AliasTarget.decode(detail) or 'nothing'}, not where "
-                "this move expected it (another move came first)"
-            ),
-            "unchanged": VersionStateError(f"{what}: the alias is there already"),
-            "aliased": VersionStateError(f"{what}: alias {detail!r} points at v{version}"),
-            "rollback_target": VersionStateError(f"{what}: v{version} is a rollback target"),
-            "no_previous": NoPreviousChampionError(f"{what}: there is no previous champion"),
+        detail = answer[1] if len(answer) > 1 else ""
+        if status == "conflict":
+            raise PromotionConflictError(
+                f"{what}: the alias is at {_shown(detail)}, not where this move expected it "
+                "(another move came first)"
+            )
+        kinds: dict[str, tuple[type[RegistryError], str]] = {
+            "lock_lost": (LockLostError, "the retrain lock is no longer held by this job"),
+            "digest": (VersionStateError, f"v{version} has digest {detail[:12]}"),
+            "tombstone": (ArtifactDeletedError, f"v{version}'s artifact was deleted"),
+            "rejected": (VersionStateError, f"v{version} is rejected"),
+            "unchanged": (VersionStateError, "the alias is there already"),
+            "aliased": (VersionStateError, f"alias {detail!r} points at v{version}"),
+            "rollback_target": (VersionStateError, f"v{version} is a rollback target"),
+            "no_previous": (NoPreviousChampionError, "there is no previous champion"),
         }
-        raise errors.get(status, RegistryStorageError(f"{what}: unexpected answer {answer!r}"))
+        kind, message = kinds.get(status, (RegistryStorageError, f"unexpected answer {answer}"))
+        raise kind(f"{what}: {message}")
 
     def _who(self, actor: str | None) -> tuple[str, str]:
         # The Redis user is asked once: a client's credentials do not change.
         if self._user is None:
             self._user = _text(self.client.acl_whoami())
         return actor or self.actor, self._user
+
+
+def _shown(encoded: str) -> str:
+    target = AliasTarget.decode(encoded)
+    return str(target) if target else "nothing"
 
 
 def _text(value: bytes | str) -> str:
