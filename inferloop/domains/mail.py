@@ -30,6 +30,14 @@ SIGNAL_HEADERS: tuple[str, ...] = (
     "list-id",
     "in-reply-to",
     "references",
+    "precedence",
+    "list-unsubscribe",
+    "x-priority",
+    "x-msmail-priority",
+    "importance",
+    "organization",
+    "mime-version",
+    "content-transfer-encoding",
 )
 _HEADER_ERRORS = (HeaderParseError, MessageError, ValueError, IndexError, TypeError, AttributeError)
 _BLOCK_TAGS = frozenset(

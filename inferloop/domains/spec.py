@@ -100,6 +100,10 @@ class DomainSpec(ABC):
     def choose_threshold(self, y: np.ndarray[Any, Any], oof_scores: np.ndarray[Any, Any]) -> float:
         """The decision threshold for the domain's target, from out-of-fold scores."""
 
+    def threshold_target(self) -> str:
+        """What the threshold is chosen for, in words."""
+        return "domain default"
+
     def metrics(
         self, y: np.ndarray[Any, Any], scores: np.ndarray[Any, Any], threshold: float
     ) -> dict[str, float]:

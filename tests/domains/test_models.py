@@ -7,8 +7,9 @@ import io
 import joblib
 import numpy as np
 import pytest
+from sklearn.pipeline import Pipeline
 
-from inferloop.domains import TrainingError, get_domain, training
+from inferloop.domains import DomainSpec, TrainingError, TransactionsDomain, get_domain, training
 from inferloop.domains import metrics as m
 from inferloop.domains import schemas as s
 from tests.domains.factories import email_dict, encode, transaction_dict
@@ -49,7 +50,8 @@ def synthetic_transactions(n: int, seed: int = 0) -> tuple[list[s.Event], np.nda
 def test_email_rows_hold_text_and_header_tokens() -> None:
     (event,) = EMAILS.validate_batch([encode(email_dict(subject="Hello"))]).events
     rows = EMAILS.to_rows([event])
-    assert rows.shape == (1, 2)
+    assert rows.shape == (1, 3)
+    assert rows[0, 2] == rows[0, 0][:300]
     assert rows[0, 0].startswith("Hello\n")
     tokens = rows[0, 1].split()
     assert "from:example.org" in tokens
@@ -68,13 +70,21 @@ def test_transaction_rows_are_features_then_amount() -> None:
     assert TRANSACTIONS.to_rows([]).shape == (0, 29)
 
 
+class QuickTransactions(TransactionsDomain):
+    """The default pipeline with fewer trees: the same mechanics, a fraction of the time."""
+
+    def build_pipeline(self, seed: int) -> Pipeline:
+        return super().build_pipeline(seed).set_params(model__max_iter=60)
+
+
 @pytest.mark.parametrize(
-    ("domain", "make"), [("emails", synthetic_emails), ("transactions", synthetic_transactions)]
+    ("spec", "make"),
+    [(EMAILS, synthetic_emails), (QuickTransactions(), synthetic_transactions)],
+    ids=["emails", "transactions"],
 )
 def test_fit_chooses_a_threshold_out_of_fold_and_the_artifact_round_trips(
-    domain: str, make: object
+    spec: DomainSpec, make: object
 ) -> None:
-    spec = get_domain(domain)
     events, y = make(600)  # type: ignore[operator]
     rows = spec.to_rows(events)
     fitted = training.fit(spec, rows, y, seed=1, folds=3)
@@ -99,7 +109,7 @@ def test_rows_concatenate_and_index() -> None:
     rows = EMAILS.to_rows(events)
     both = EMAILS.concat_rows([EMAILS.take_rows(rows, np.arange(4)), rows[4:]])
     assert (both == rows).all()
-    assert EMAILS.concat_rows([]).shape == (0, 2)
+    assert EMAILS.concat_rows([]).shape == (0, 3)
 
 
 def test_fit_refuses_too_few_positives() -> None:
