@@ -17,6 +17,9 @@ class LockHeldError(RetrainError):
         self.holder = holder
 
 
+class RetrainPermissionError(RetrainError): ...
+
+
 class SnapshotError(RetrainError): ...
 
 

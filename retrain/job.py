@@ -37,6 +37,7 @@ from inferloop.retrain.errors import (
     LockHeldError,
     NotEnoughDataError,
     RetrainError,
+    RetrainPermissionError,
 )
 from inferloop.retrain.gate import GUARDRAILS, Contender, GateConfig, GateResult, decide
 from inferloop.retrain.lock import Lease, LeaseLock, default_holder
@@ -173,7 +174,7 @@ class RetrainJob:
         except LockHeldError as exc:
             record.outcome, record.reason, record.lock_holder = "lock_held", str(exc), exc.holder
             return self._finish(record, started)
-        except RedisUnavailableError as exc:
+        except (RedisUnavailableError, RetrainPermissionError) as exc:
             record.outcome, record.reason = "failed", str(exc)
             return self._finish(record, started)
         with self._leases_lock:

@@ -184,12 +184,14 @@ class LeaseLock:
 
     def holder(self) -> HolderInfo | None:
         """Who holds the lease now, or None."""
-        pipe = self.client.pipeline(transaction=False)
-        pipe.get(self.key)
-        pipe.pttl(self.key)
-        value, ttl_ms = pipe.execute()
+        value = self.client.get(self.key)
         if value is None:
             return None
+        try:
+            ttl_ms = self.client.pttl(self.key)
+        except redis.exceptions.NoPermissionError:
+            # An operator's ACL may read the lock but not ask for its expiry.
+            ttl_ms = None
         ttl_s = ttl_ms / 1000.0 if isinstance(ttl_ms, int) and ttl_ms >= 0 else None
         return parse_token(_text(value), ttl_s)
 

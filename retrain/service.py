@@ -92,6 +92,8 @@ class RetrainService:
         )
         self._stop = threading.Event()
         self._force = threading.Event()
+        # Set once the service has signed in and its scheduler runs.
+        self.started = threading.Event()
         self._lock = threading.Lock()
         self._running: dict[str, str] = {}
         self._inflight: dict[str, Trigger] = {}
@@ -145,6 +147,7 @@ class RetrainService:
         for trigger in self.queue.read_own_pending(self.instance):
             log.info("trigger %s was pending with this instance: running it", trigger.trigger_id)
             self._dispatch(trigger)
+        self.started.set()
 
     def _serve_once_or_wait(self) -> None:
         try:
@@ -345,8 +348,11 @@ class RetrainService:
             log.warning("retrain service heartbeat failed: %s", exc)
 
     def _leave(self) -> None:
+        # Overwritten, not deleted (the retrain ACL user has no HDEL): a heartbeat of 0
+        # is as good as gone.
+        info = {"domains": list(self.domains), "heartbeat_at": 0, "stopped_at": time.time()}
         try:
-            self.client.hdel(self.keys.retrain_services(), self.instance)
+            self.client.hset(self.keys.retrain_services(), self.instance, json.dumps(info))
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             log.warning("retrain service could not sign off: %s", exc)
 

@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 
 import redis
 
-from inferloop.connections import redis_unavailable
+from inferloop.connections import redis_address, redis_unavailable
 from inferloop.keys import Keys
+from inferloop.retrain.errors import RetrainPermissionError
 from inferloop.retrain.lock import HolderInfo, LeaseLock
 from inferloop.retrain.outcome import RunOutcome
 from inferloop.settings import RedisSettings
@@ -26,6 +27,13 @@ def redis_errors(settings: RedisSettings) -> Iterator[None]:
         yield
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise redis_unavailable(settings, exc) from exc
+    except redis.exceptions.NoPermissionError as exc:
+        user = settings.username or "default"
+        raise RetrainPermissionError(
+            f"Redis user {user!r} at {redis_address(settings)} may not do this: {exc} "
+            "(an operator's ACL queues triggers for the retrain service; it cannot take "
+            "the retrain lock)"
+        ) from exc
 
 
 def utc_now() -> datetime:
@@ -56,18 +64,17 @@ def record_run(client: redis.Redis, keys: Keys, outcome: RunOutcome) -> None:
         fields["last_success_at"] = outcome.finished_at
     try:
         client.hset(keys.retrain_status(outcome.domain), mapping=fields)
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
+    except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.NoPermissionError) as exc:
         # The outcome is logged and returned either way; the status is a convenience.
         log.warning("recording the %s run status failed: %s", outcome.domain, exc)
 
 
 def record_next_run(client: redis.Redis, keys: Keys, domain: str, when: datetime | None) -> None:
-    """Store when the domain's next scheduled run is due (nothing: none scheduled)."""
-    key = keys.retrain_status(domain)
-    if when is None:
-        client.hdel(key, "next_run_at")
-    else:
-        client.hset(key, "next_run_at", iso(when))
+    """Store when the domain's next scheduled run is due (empty: none scheduled).
+
+    Fields are overwritten, never deleted: the retrain ACL user has no HDEL.
+    """
+    client.hset(keys.retrain_status(domain), "next_run_at", "" if when is None else iso(when))
 
 
 def read_status(client: redis.Redis, keys: Keys, domain: str, lease_s: float) -> DomainStatus:
@@ -79,6 +86,6 @@ def read_status(client: redis.Redis, keys: Keys, domain: str, lease_s: float) ->
         domain=domain,
         last_run=RunOutcome.from_json(last) if last else None,
         last_success_at=raw.get("last_success_at"),
-        next_run_at=raw.get("next_run_at"),
+        next_run_at=raw.get("next_run_at") or None,
         running=running,
     )

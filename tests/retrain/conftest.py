@@ -54,6 +54,7 @@ def serving(
     thread = threading.Thread(target=lambda: reports.append(service.run(timeout_s=120)))
     thread.start()
     try:
+        assert service.started.wait(timeout=30), "the service did not start"
         yield service, reports
     finally:
         service.request_stop()

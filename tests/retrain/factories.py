@@ -18,7 +18,6 @@ from inferloop.settings import Settings
 
 HAM_WORDS = (*tuple(f"ham{i}" for i in range(60)), "meeting", "report", "lunch", "draft")
 SPAM_A = (*tuple(f"prize{i}" for i in range(60)), "winner", "free", "cash")
-SPAM_B = (*tuple(f"crypto{i}" for i in range(60)), "wallet", "token", "airdrop")
 COMMON = ("the", "and", "you", "for", "this", "today", "please", "thanks")
 ORIGIN = datetime(2024, 5, 1, tzinfo=UTC)
 
@@ -57,30 +56,34 @@ def emails(
     spam_words: Sequence[str] = SPAM_A,
     spam_sender: str = "promo@deals.example",
     spam_rate: float = 0.3,
-    disguise: int = 0,
+    newsletters: float = 0.0,
     shuffle_labels: bool = False,
     seed: int = 0,
     prefix: str = "m",
 ) -> list[dict[str, Any]]:
     """``n`` labelled emails, one a minute from ``start`` minutes after the origin.
 
-    Spam draws its words from ``spam_words`` and comes from ``spam_sender`` (a new
-    campaign: other words, another sender), with ``disguise`` of its 12 words taken
-    from legitimate mail; ``shuffle_labels`` deals the labels out at random, so they
-    say nothing about the text.
+    Spam draws its words from ``spam_words`` and comes from ``spam_sender``; a share
+    ``newsletters`` of the legitimate mail is a newsletter from a new sender written
+    in the words of the first spam campaign (what an older model takes for spam);
+    ``shuffle_labels`` deals the labels out at random, so they say nothing about the
+    text.
     """
     rng = np.random.default_rng(seed + start)
     y = rng.random(n) < spam_rate
+    letter = ~y & (rng.random(n) < newsletters)
     labels = rng.permutation(y) if shuffle_labels else y
     out = []
     for k in range(n):
         if y[k]:
-            drawn = [*rng.choice(spam_words, 12 - disguise), *rng.choice(HAM_WORDS, disguise)]
+            drawn, sender = rng.choice(spam_words, 12), spam_sender
+        elif letter[k]:
+            drawn, sender = rng.choice(SPAM_A, 12), "news@letters.example"
         else:
             drawn = [*rng.choice(HAM_WORDS, 8), *rng.choice(COMMON, 4)]
+            sender = "ann@corp.example"
         body = " ".join(drawn)
         when = ORIGIN + timedelta(minutes=start + k)
-        sender = spam_sender if y[k] else "ann@corp.example"
         label = "spam" if labels[k] else "ham"
         out.append(labelled_email(start + k, label, body, when, sender=sender, prefix=prefix))
     return out
