@@ -76,9 +76,9 @@ def emails(
     out = []
     for k in range(n):
         if y[k]:
-            drawn, sender = rng.choice(spam_words, 12), spam_sender
+            drawn, sender = list(rng.choice(spam_words, 12)), spam_sender
         elif letter[k]:
-            drawn, sender = rng.choice(SPAM_A, 12), "news@letters.example"
+            drawn, sender = list(rng.choice(SPAM_A, 12)), "news@letters.example"
         else:
             drawn = [*rng.choice(HAM_WORDS, 8), *rng.choice(COMMON, 4)]
             sender = "ann@corp.example"
