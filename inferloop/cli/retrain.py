@@ -7,24 +7,23 @@ import os
 import signal
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from inferloop.cli import settings_of
 from inferloop.cli.output import json_option, print_json, print_table
 from inferloop.keys import Keys
-from inferloop.registry import Registry
-from inferloop.retrain.errors import LockHeldError, RebuildMismatchError, RetrainError
-from inferloop.retrain.job import RetrainJob, RunRequest
-from inferloop.retrain.lock import default_holder
-from inferloop.retrain.outcome import RunOutcome
-from inferloop.retrain.progress import LogProgress, Progress, RichProgress
-from inferloop.retrain.rebuild import rebuild as rebuild_version
-from inferloop.retrain.service import RetrainService, heartbeat_max_age_s, live_services
-from inferloop.retrain.status import iso, read_status, redis_errors, utc_now
-from inferloop.retrain.triggers import Trigger, TriggerQueue, new_trigger_id
 from inferloop.settings import DOMAINS, Domain, Settings
+
+if TYPE_CHECKING:
+    from inferloop.registry import Registry
+    from inferloop.retrain.outcome import RunOutcome
+    from inferloop.retrain.progress import Progress
+    from inferloop.retrain.triggers import Trigger, TriggerQueue
+
+# The retrain package (scikit-learn, matplotlib, APScheduler) is imported by the
+# commands that use it, so that `inferloop --help` stays quick.
 
 domain_choice = click.Choice(DOMAINS)
 # Outcomes that mean the request did not do its job: exit status 1.
@@ -37,10 +36,14 @@ def retrain() -> None:
 
 
 def _registry(settings: Settings) -> Registry:
+    from inferloop.registry import Registry  # noqa: PLC0415
+
     return Registry.from_settings(settings)
 
 
 def _progress() -> Progress:
+    from inferloop.retrain.progress import LogProgress, RichProgress  # noqa: PLC0415
+
     return RichProgress() if sys.stderr.isatty() else LogProgress()
 
 
@@ -82,6 +85,7 @@ def serve(
 
     SIGTERM or Ctrl-C stops it: a running fit gets INFERLOOP_RETRAIN__SHUTDOWN_GRACE_S
     to finish, then its lease is released; a second signal releases it at once."""
+    from inferloop.retrain.service import RetrainService  # noqa: PLC0415
 
     settings = settings_of(ctx)
     service = RetrainService(
@@ -141,6 +145,9 @@ def run(
 
     Either way one retrain per domain runs at a time (a lease in Redis); a second
     request is told who holds it."""
+    from inferloop.retrain.job import RetrainJob, RunRequest  # noqa: PLC0415
+    from inferloop.retrain.status import redis_errors  # noqa: PLC0415
+
     settings = settings_of(ctx)
     registry = _registry(settings)
     with redis_errors(settings.redis):
@@ -194,11 +201,15 @@ def _through_service(
 
 
 def _live_services(settings: Settings, registry: Registry) -> list[str]:
+    from inferloop.retrain.service import heartbeat_max_age_s, live_services  # noqa: PLC0415
+
     keys = Keys(settings.redis.key_prefix)
     return sorted(live_services(registry.client, keys, heartbeat_max_age_s(settings)))
 
 
 def _queue(settings: Settings, registry: Registry) -> TriggerQueue:
+    from inferloop.retrain.triggers import TriggerQueue  # noqa: PLC0415
+
     return TriggerQueue(
         registry.client,
         Keys(settings.redis.key_prefix),
@@ -209,6 +220,10 @@ def _queue(settings: Settings, registry: Registry) -> TriggerQueue:
 def _send_trigger(
     settings: Settings, registry: Registry, domain: Domain, *, force: bool, seed: int | None
 ) -> Trigger:
+    from inferloop.retrain.lock import default_holder  # noqa: PLC0415
+    from inferloop.retrain.status import iso, utc_now  # noqa: PLC0415
+    from inferloop.retrain.triggers import Trigger, new_trigger_id  # noqa: PLC0415
+
     trigger = Trigger(
         trigger_id=new_trigger_id(),
         domain=domain,
@@ -222,6 +237,8 @@ def _send_trigger(
 
 
 def _show_outcome(outcome: RunOutcome, as_json: bool) -> None:
+    from inferloop.retrain.errors import LockHeldError, RetrainError  # noqa: PLC0415
+
     if as_json:
         print_json(outcome)
     else:
@@ -242,6 +259,9 @@ def _show_outcome(outcome: RunOutcome, as_json: bool) -> None:
 def rebuild(ctx: click.Context, name: str, version: int, as_json: bool) -> None:
     """Refit NAME VERSION from the offsets in its lineage, reading Kafka (never the
     cache), and show that its metrics and holdout predictions match."""
+    from inferloop.retrain.errors import RebuildMismatchError  # noqa: PLC0415
+    from inferloop.retrain.rebuild import rebuild as rebuild_version  # noqa: PLC0415
+
     settings = settings_of(ctx)
     result = rebuild_version(settings, _registry(settings), name, version, _progress())
     if as_json:
@@ -284,6 +304,9 @@ def rebuild(ctx: click.Context, name: str, version: int, as_json: bool) -> None:
 @click.pass_context
 def status(ctx: click.Context, domains: tuple[Domain, ...], as_json: bool) -> None:
     """Each domain's last run, last success, next scheduled run, and what runs now."""
+    from inferloop.retrain.service import heartbeat_max_age_s, live_services  # noqa: PLC0415
+    from inferloop.retrain.status import read_status, redis_errors  # noqa: PLC0415
+
     settings = settings_of(ctx)
     registry = _registry(settings)
     keys = Keys(settings.redis.key_prefix)
