@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -257,3 +257,35 @@ class Settings(BaseSettings):
     replay: ReplaySettings = ReplaySettings()
     data_dir: Path = Field(default_factory=_default_data_dir)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as ``INFERLOOP_*`` variables, for a child process to rebuild them.
+
+        Secrets are written as their values: the result is meant for a child's
+        environment, never for a log.
+        """
+        env: dict[str, str] = {}
+        for key, value in _flatten(self.model_dump()).items():
+            env[f"INFERLOOP_{key.upper()}"] = _env_text(value)
+        return env
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}__{key}" if prefix else key
+        if isinstance(value, dict):
+            flat |= _flatten(value, name)
+        elif value is not None:
+            flat[name] = value
+    return flat
+
+
+def _env_text(value: Any) -> str:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(_env_text(v) for v in value)
+    return str(value)

@@ -25,27 +25,10 @@ def delete_topics_with_prefix(settings: Settings, prefix: str) -> None:
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment a subprocess needs to see ``settings`` (the parts tests change)."""
+    """The environment a subprocess needs to see ``settings``: this process's environment
+    without its own ``INFERLOOP_*`` variables, plus those of ``settings``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("INFERLOOP_")}
-    flat: dict[str, Any] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for key, inner in value.items():
-                walk(f"{prefix}__{key}" if prefix else key, inner)
-        elif value is not None:
-            flat[prefix] = value
-
-    walk("", settings.model_dump(mode="json"))
-    for key, value in flat.items():
-        if isinstance(value, (list, tuple)):
-            text = ",".join(str(v) for v in value)
-        elif isinstance(value, bool):
-            text = "true" if value else "false"
-        else:
-            text = str(value)
-        env[f"INFERLOOP_{key.upper()}"] = text
-    return env
+    return env | settings.to_env()
 
 
 def read_topic(

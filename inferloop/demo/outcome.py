@@ -157,34 +157,40 @@ def quality_by_version(
     return result
 
 
-def summarise(
-    domain: str,
-    replayed_ids: Sequence[str],
-    event_timestamps_ms: Mapping[str, int],
-    predictions: Sequence[Predicted],
-    dead_letter_reasons: Sequence[str],
-    dead_letter_ids: Sequence[str],
-    labels: Mapping[str, int],
-) -> DomainOutcome:
+@dataclass(frozen=True)
+class DomainRecords:
+    """What one domain's topics held after the run."""
+
+    replayed_ids: list[str]
+    event_timestamps_ms: dict[str, int]
+    predictions: list[Predicted]
+    dead_letter_ids: list[str]
+    dead_letter_reasons: list[str]
+    labels: dict[str, int]
+
+
+def summarise(domain: str, records: DomainRecords) -> DomainOutcome:
     """The outcome of one domain from what the topics held after the run."""
+    predictions = records.predictions
     predicted = {p.event_id for p in predictions}
-    handled = predicted | set(dead_letter_ids)
-    lost = sum(1 for event_id in set(replayed_ids) if event_id not in handled)
-    ids_per_version = Counter(p.version for p in predictions)
-    v2_times = [p.timestamp_ms for p in predictions if p.version > min(ids_per_version, default=0)]
+    handled = predicted | set(records.dead_letter_ids)
+    lost = sum(1 for event_id in set(records.replayed_ids) if event_id not in handled)
+    per_version = Counter(p.version for p in predictions)
+    first = min(per_version, default=0)
+    later = [p.timestamp_ms for p in predictions if p.version > first]
     return DomainOutcome(
         domain=domain,
-        replayed=len(set(replayed_ids)),
+        replayed=len(set(records.replayed_ids)),
         predicted_ids=len(predicted),
         predictions=len(predictions),
         duplicates=len(predictions) - len(predicted),
         lost=lost,
-        dead_letters=dict(Counter(dead_letter_reasons)),
-        by_version=dict(sorted(ids_per_version.items())),
+        dead_letters=dict(Counter(records.dead_letter_reasons)),
+        by_version=dict(sorted(per_version.items())),
         throughput_per_s=overall_rate(predictions),
-        latency_ms=latency_ms(predictions, event_timestamps_ms),
-        quality=quality_by_version(predictions, labels),
-        first_v2_ms=min(v2_times) if v2_times else None,
+        latency_ms=latency_ms(predictions, records.event_timestamps_ms),
+        quality=quality_by_version(predictions, records.labels),
+        first_v2_ms=min(later) if later else None,
         timeline=throughput_series(predictions),
     )
 

@@ -11,11 +11,12 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: the demo may run without a display
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import precision_recall_curve  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+from sklearn.metrics import precision_recall_curve
 
-from inferloop.demo.outcome import DomainOutcome, Predicted  # noqa: E402
+from inferloop.demo.outcome import DomainOutcome, Predicted
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,12 @@ def timeline_plot(
 ) -> Path:
     """Which version was champion when, per domain, with the candidates the gate rejected."""
     domains = list(events)
-    fig, axes = plt.subplots(len(domains), 1, figsize=(9, 1.8 + 1.4 * len(domains)), squeeze=False)
+    height = 1.8 + 1.4 * len(domains)
+    fig, axes = plt.subplots(len(domains), 1, figsize=(9, height), squeeze=False)
     for ax, domain in zip(axes[:, 0], domains, strict=True):
-        promoted = sorted((e for e in events[domain] if e.what == "promoted"), key=lambda e: e.time_s)
+        promoted = sorted(
+            (e for e in events[domain] if e.what == "promoted"), key=lambda e: e.time_s
+        )
         for i, event in enumerate(promoted):
             end = promoted[i + 1].time_s if i + 1 < len(promoted) else duration_s
             ax.barh(0, end - event.time_s, left=event.time_s, height=0.5, alpha=0.8)
@@ -57,7 +61,8 @@ def timeline_plot(
         for event in events[domain]:
             if event.what == "rejected":
                 ax.plot(event.time_s, 0.45, marker="x", color="crimson", markersize=9)
-                ax.text(event.time_s, 0.55, f"v{event.version} rejected", fontsize=8, color="crimson")
+                label = f"v{event.version} rejected"
+                ax.text(event.time_s, 0.55, label, fontsize=8, color="crimson")
         ax.set_yticks([])
         ax.set_ylim(-0.6, 0.9)
         ax.set_xlim(0, max(duration_s, 1.0))
@@ -91,7 +96,7 @@ def pr_plot(
     return _save(fig, path)
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def _save(fig: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

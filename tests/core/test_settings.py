@@ -71,3 +71,18 @@ def test_environment_is_read_when_built_not_at_import(monkeypatch: pytest.Monkey
 def test_verify_keys_are_a_comma_separated_list(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INFERLOOP_REGISTRY__VERIFY_KEY_PATHS", "/k/old.pub,/k/new.pub")
     assert [str(p) for p in Settings().registry.verify_key_paths] == ["/k/old.pub", "/k/new.pub"]
+
+
+def test_to_env_rebuilds_the_same_settings_secrets_included(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    original = Settings(
+        kafka={"bootstrap_servers": "k:1", "sasl_password": "s3cret"},  # type: ignore[arg-type]
+        registry={"verify_key_paths": ("/a.pub", "/b.pub"), "allow_unsigned": True},  # type: ignore[arg-type]
+        topics={"prefix": "x-"},  # type: ignore[arg-type]
+    )
+    env = original.to_env()
+    assert env["INFERLOOP_KAFKA__SASL_PASSWORD"] == "s3cret"
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert Settings() == original

@@ -95,3 +95,35 @@ def test_creditcard_is_time_ordered_and_deduplicated(data_dir: Path) -> None:
     assert len(deduplicated) + dropped == 20_000
     rows = get_domain("transactions").to_rows(part.events[:5])
     assert rows.shape == (5, 29)
+
+
+def test_interleaved_keeps_each_class_in_order_and_spreads_it_over_the_stream() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    import numpy as np
+
+    from inferloop.domains import schemas as s
+    from inferloop.domains.datasets import Dataset
+
+    base = datetime(2002, 1, 1, tzinfo=UTC)
+    # Six ham from one year, then three spam from a later one, as SpamAssassin is.
+    times = [base + timedelta(days=i) for i in range(6)] + [
+        base + timedelta(days=400 + i) for i in range(3)
+    ]
+    events = [
+        s.EmailEvent(id=f"e{i}", event_time=t, schema_version=1, sender="a@b.c", body="x")
+        for i, t in enumerate(times)
+    ]
+    y = np.array([0] * 6 + [1] * 3, dtype=np.int8)
+    data = Dataset("t", "emails", events, y, Path("."), holdout_by_class=True)
+
+    mixed = data.interleaved(base, timedelta(minutes=1))
+
+    ids = [e.id for e in mixed.events]
+    assert sorted(ids) == sorted(e.id for e in events)
+    assert [i for i in ids if i in {"e6", "e7", "e8"}] == ["e6", "e7", "e8"]
+    assert [i for i in ids if i not in {"e6", "e7", "e8"}] == [f"e{i}" for i in range(6)]
+    # The spam is spread out, not left at the end: one in each third of the stream.
+    assert [int(mixed.y[i * 3 : i * 3 + 3].sum()) for i in range(3)] == [1, 1, 1]
+    assert [e.event_time for e in mixed.events] == [base + timedelta(minutes=i) for i in range(9)]
+    assert not mixed.holdout_by_class

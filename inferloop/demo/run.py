@@ -1,0 +1,395 @@
+"""The demo: the whole lifecycle of both domains on the local real services.
+
+1. Start Kafka and Redis when they are not running; make a signing key; create the
+   topics of this run (every topic and Redis key of a run has its own prefix).
+2. Publish the older part of each data set as labelled history and train v1 through the
+   real retrain job, which promotes it when it clears the domain's floor.
+3. Start a worker per domain and the retrain service (on a short schedule), then replay
+   the rest of the data as a live stream, with labels coming back after a delay and a
+   few hostile messages mixed in.
+4. The schedule retrains on the labels that came back; the gate promotes a better v2
+   and the workers swap it in. At the end an operator asks for a deliberately weakened
+   candidate, which the gate rejects.
+5. Stop what was started and report: per domain, events, predictions per version, dead
+   letters, lost events, throughput, latency and the quality of each version, with plots.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+
+from inferloop.connections import make_producer
+from inferloop.demo.collect import collect
+from inferloop.demo.live import LineView, Monitor, View
+from inferloop.demo.plan import DATA_SOURCES, DemoPlan, DomainPlan
+from inferloop.demo.processes import Child, Children
+from inferloop.demo.summary import DemoReport, build_report
+from inferloop.domains.datasets import Dataset, load_dataset
+from inferloop.domains.errors import DatasetNotFoundError
+from inferloop.domains.replay import ReplayPlan, replay
+from inferloop.errors import InferloopError
+from inferloop.local.process import free_port
+from inferloop.local.services import LocalServices
+from inferloop.registry import Registry
+from inferloop.registry.signing import generate_key_pair
+from inferloop.retrain.job import RetrainJob, RunRequest
+from inferloop.settings import Domain, Settings
+from inferloop.topics import create_domain_topics, for_settings
+
+log = logging.getLogger(__name__)
+
+# Messages no schema accepts, mixed into the stream so the dead-letter topic has
+# something to show: (key, value, the reason the worker should give).
+HOSTILE: tuple[tuple[str, bytes], ...] = (
+    ("not-json", b"{this is not json"),
+    ("not-utf8", b"\xff\xfe\x00garbage"),
+    ("deep", b"[" * 5000 + b"]" * 5000),
+    ("no-fields", b'{"id": "demo-bad-no-fields"}'),
+    ("naive-time", b'{"id": "x", "event_time": "2024-01-01T00:00:00", "schema_version": 1}'),
+)
+
+
+# The deliberately weakened candidate an operator asks for at the end: far too strong a
+# regularisation for the text model, three trees instead of 500 for the fraud model.
+WEAKENED: dict[str, tuple[str, ...]] = {
+    "emails": ("model__C=0.0001",),
+    "transactions": ("model__max_iter=3",),
+}
+
+
+# Event times of an interleaved data set: one event every five minutes from here.
+INTERLEAVED_START = datetime(2024, 1, 1, tzinfo=UTC)
+INTERLEAVED_SPACING = timedelta(minutes=5)
+
+
+class DemoError(InferloopError): ...
+
+
+@dataclass
+class DomainRun:
+    """A domain's data and progress during the run."""
+
+    plan: DomainPlan
+    data: Dataset
+    v1: int | None = None
+    rejected: dict[str, Any] | None = None
+    stream_done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+
+class Demo:
+    """One demo run; :meth:`run` does it all and returns the domains it ran."""
+
+    def __init__(self, base: Settings, plan: DemoPlan, console: Console) -> None:
+        self.base = base
+        self.plan = plan
+        self.console = console
+        self.local = LocalServices.from_settings(base.services)
+        self.started_services: list[str] = []
+        self.children = Children()
+        self.started = time.monotonic()
+        self.started_at = datetime.now(UTC)
+        self.settings = base
+        self.runs: dict[Domain, DomainRun] = {}
+
+    # -- set-up --------------------------------------------------------------------
+    def start_services(self) -> None:
+        """Start Kafka and Redis unless they run; point this run's settings at them."""
+        before = {s.name for s in self.local.status() if s.running}
+        self.started_services = [n for n in ("kafka", "redis") if n not in before]
+        states = self.local.up()
+        for s in states:
+            how = "started" if s.started_now else "already running"
+            self.console.print(f"{s.name} {s.version} at {s.address}: {how}")
+        self.settings = self._run_settings()
+
+    def _run_settings(self) -> Settings:
+        keys = self.plan.out_dir / "keys"
+        pair = generate_key_pair(keys, "demo-signing")
+        schedules = {f"{d}_schedule": "off" for d in ("emails", "transactions")}
+        schedules |= {f"{d.domain}_schedule": d.schedule for d in self.plan.domains}
+        base = self.base
+        return base.model_copy(
+            update={
+                "kafka": base.kafka.model_copy(
+                    update={"bootstrap_servers": self.local.kafka.address}
+                ),
+                "redis": base.redis.model_copy(
+                    update={"url": self.local.redis.url, "key_prefix": self.plan.key_prefix}
+                ),
+                "topics": base.topics.model_copy(update={"prefix": self.plan.topic_prefix}),
+                "registry": base.registry.model_copy(
+                    update={
+                        "signing_key_path": pair.private_path,
+                        "verify_key_paths": (pair.public_path,),
+                    }
+                ),
+                "retrain": base.retrain.model_copy(
+                    update={
+                        **schedules,
+                        "min_new_labels": 50,
+                        # Three forward folds rather than five: a shorter demo, the
+                        # same recipe otherwise.
+                        "folds": 3,
+                        "reports_dir": self.plan.out_dir / "reports",
+                        "snapshot_dir": self.plan.out_dir / "snapshots",
+                        "metrics_port": free_port(),
+                    }
+                ),
+                "worker": base.worker.model_copy(update={"metrics_port": free_port()}),
+            }
+        )
+
+    def load_data(self) -> None:
+        """Load each domain's data set; a missing one drops its domain, with directions."""
+        for domain_plan in self.plan.domains:
+            try:
+                data = load_dataset(domain_plan.dataset, self.settings.data_dir)
+            except DatasetNotFoundError as exc:
+                self.console.print(
+                    f"[yellow]{domain_plan.domain}: skipped, {exc}. Get it from "
+                    f"{DATA_SOURCES[domain_plan.dataset]} and point --data-dir (or "
+                    f"INFERLOOP_DATA_DIR) at the folder that holds it.[/yellow]"
+                )
+                continue
+            if domain_plan.interleave:
+                data = data.interleaved(INTERLEAVED_START, INTERLEAVED_SPACING)
+            self.runs[domain_plan.domain] = DomainRun(domain_plan, data)
+        if not self.runs:
+            raise DemoError(f"no data set found under {self.settings.data_dir}")
+
+    def create_topics(self) -> None:
+        """The four topics of each domain of this run."""
+        for domain in self.runs:
+            create_domain_topics(self.settings, domain)
+
+    # -- v1 ------------------------------------------------------------------------
+    def seed_history(self) -> None:
+        """Publish the older part as labelled history and train v1 on it."""
+        with Registry.from_settings(self.settings) as registry:
+            job = RetrainJob(self.settings, registry, role="demo")
+            for domain, run in self.runs.items():
+                plan = ReplayPlan(
+                    labels_only=True, label_delay_s=0.0, end_fraction=run.plan.seed_end
+                )
+                summary = replay(self.settings, run.data, plan)
+                self.console.print(
+                    f"{domain}: {summary.labels_sent} labelled examples published as history"
+                )
+                outcome = job.run(RunRequest(domain=domain, trigger="demo-seed", force=True))
+                self.console.print(f"{domain}: {outcome.summary_line()}")
+                if outcome.outcome != "promoted":
+                    raise DemoError(f"{domain}: v1 was not promoted: {outcome.reason}")
+                run.v1 = outcome.version
+
+    # -- the live part -------------------------------------------------------------
+    def start_processes(self) -> None:
+        """A worker per domain and the retrain service."""
+        env = self.settings.to_env()
+        logs = self.plan.out_dir / "logs"
+        for domain in self.runs:
+            argv = ["worker", "run", domain, "--processes", str(self.plan.processes)]
+            self.children.start(Child(f"worker-{domain}", argv, logs / f"worker-{domain}.log"), env)
+        domains = [arg for d in self.runs for arg in ("--domain", d)]
+        argv = ["retrain", "serve", *domains]
+        self.children.start(Child("retrain-service", argv, logs / "retrain-service.log"), env)
+
+    def stream(self, monitor: Monitor, live: View) -> None:
+        """Replay the rest of each data set while the view follows it."""
+        self._send_hostile()
+        threads = [
+            threading.Thread(target=self._stream_domain, args=(run, monitor), daemon=True)
+            for run in self.runs.values()
+        ]
+        for thread in threads:
+            thread.start()
+        self._watch(
+            monitor, live, until=lambda: all(r.stream_done.is_set() for r in self.runs.values())
+        )
+        for run in self.runs.values():
+            if run.error is not None:
+                raise DemoError(f"{run.plan.domain}: the replay failed: {run.error}") from run.error
+
+    def _stream_domain(self, run: DomainRun, monitor: Monitor) -> None:
+        state = monitor.states[run.plan.domain]
+        plan = ReplayPlan(
+            rate_per_s=run.plan.rate_per_s,
+            label_delay_s=self.plan.label_delay_s,
+            start_fraction=run.plan.seed_end,
+            end_fraction=run.plan.stream_end,
+        )
+        n = len(run.data)
+        state.events_total = int(plan.end_fraction * n) - int(plan.start_fraction * n)
+        state.stage = "streaming"
+
+        def progress(events: int, labels: int) -> None:
+            state.events_sent, state.labels_sent = events, labels
+
+        try:
+            replay(self.settings, run.data, plan, progress=progress, progress_every=200)
+            state.stage = "stream done"
+        except (InferloopError, OSError) as exc:  # the main thread raises it
+            run.error = exc
+        finally:
+            run.stream_done.set()
+
+    def _send_hostile(self) -> None:
+        producer = make_producer(self.settings.kafka, acks="all")
+        try:
+            for domain in self.runs:
+                topic = for_settings(self.settings, domain).events
+                for name, value in HOSTILE:
+                    producer.send(topic, key=f"demo-bad-{name}".encode(), value=value)
+            producer.flush(timeout=30)
+        finally:
+            producer.close()
+
+    def _watch(
+        self,
+        monitor: Monitor,
+        live: View,
+        until: Callable[[], bool],
+        deadline_s: float | None = -1.0,
+    ) -> None:
+        if deadline_s == -1.0:
+            deadline_s = self.plan.timeout_s
+        deadline = None if deadline_s is None else self.started + deadline_s
+        while not until():
+            crashed = self.children.crashed()
+            if crashed:
+                names = ", ".join(f"{c.name} (log {c.log_path})" for c in crashed)
+                raise DemoError(f"stopped unexpectedly: {names}")
+            if deadline is not None and time.monotonic() > deadline:
+                raise DemoError(f"not done within {self.plan.timeout_s:.0f} s")
+            monitor.refresh()
+            live.update(monitor.table(time.monotonic() - self.started))
+            time.sleep(1.0)
+        monitor.refresh()
+        live.update(monitor.table(time.monotonic() - self.started))
+
+    # -- the end -------------------------------------------------------------------
+    def settle(self, monitor: Monitor, live: View) -> None:
+        """Wait for a v2 per domain (the schedule decides) and for the workers to catch up."""
+
+        def promoted_and_caught_up() -> bool:
+            for domain, run in self.runs.items():
+                state = monitor.states[domain]
+                if state.champion is None or run.v1 is None or state.champion <= run.v1:
+                    state.stage = "waiting for v2"
+                    return False
+                if state.lag:
+                    state.stage = "catching up"
+                    return False
+                state.stage = "v2 in service"
+            return True
+
+        self._watch(monitor, live, until=promoted_and_caught_up)
+
+    @contextmanager
+    def live_view(self) -> Iterator[tuple[Monitor, View]]:
+        """The monitor and the view (a live table on a terminal, lines otherwise)."""
+        with Registry.from_settings(self.settings) as registry:
+            monitor = Monitor(self.settings, registry, tuple(self.runs))
+            try:
+                if self.console.is_terminal:
+                    with Live(console=self.console, refresh_per_second=2) as live:
+                        yield monitor, live
+                else:
+                    yield monitor, LineView(self.console)
+            finally:
+                monitor.close()
+
+    def reject_weakened(self, monitor: Monitor, live: View) -> None:
+        """An operator asks the service for a deliberately weakened candidate of each
+        domain; the gate compares it with the champion on the same holdout and refuses it."""
+        for domain, run in self.runs.items():
+            monitor.states[domain].stage = "weakened candidate"
+            argv = ["retrain", "run", domain, "--force", "--wait", "--json"]
+            for param in WEAKENED[domain]:
+                argv += ["--param", param]
+            result: dict[str, Any] = {}
+            thread = threading.Thread(
+                target=self._operator, args=(argv, result), daemon=True, name=f"operator-{domain}"
+            )
+            thread.start()
+            self._watch(monitor, live, until=_finished(thread))
+            if "error" in result:
+                raise DemoError(f"{domain}: the weakened run failed: {result['error']}")
+            run.rejected = result["outcome"]
+            monitor.states[domain].stage = f"weakened: {result['outcome'].get('outcome')}"
+
+    def _operator(self, argv: list[str], result: dict[str, Any]) -> None:
+        command = [sys.executable, "-P", "-m", "inferloop", *argv]
+        done = subprocess.run(
+            command, env=os.environ | self.settings.to_env(), capture_output=True, text=True,
+            check=False,
+        )  # fmt: skip
+        if done.returncode not in (0, 1):
+            result["error"] = (done.stderr or done.stdout).strip()[-500:]
+            return
+        try:
+            result["outcome"] = json.loads(done.stdout)
+        except json.JSONDecodeError:
+            result["error"] = (done.stderr or done.stdout).strip()[-500:]
+
+    def follow(self, monitor: Monitor, live: View) -> None:
+        """Keep everything running and the view live until Ctrl-C."""
+        self.console.print("following: Ctrl-C stops the demo and prints the summary")
+        with contextlib.suppress(KeyboardInterrupt):
+            self._watch(monitor, live, until=lambda: False, deadline_s=None)
+
+    def report(self) -> DemoReport:
+        """Read the topics and the registry back and write the summary and plots."""
+        records = {domain: collect(self.settings, domain) for domain in self.runs}
+        with Registry.from_settings(self.settings) as registry:
+            return build_report(
+                self.plan.out_dir, records, registry, self.started_at,
+                time.monotonic() - self.started,
+            )  # fmt: skip
+
+    def run(self) -> DemoReport:
+        """The whole demo; what it started is stopped on the way out, whatever happens."""
+        try:
+            self.start_services()
+            self.load_data()
+            self.create_topics()
+            self.seed_history()
+            self.start_processes()
+            with self.live_view() as (monitor, live):
+                self.stream(monitor, live)
+                self.settle(monitor, live)
+                self.reject_weakened(monitor, live)
+                if self.plan.follow:
+                    self.follow(monitor, live)
+            self.children.stop_all()
+            return self.report()
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        """Stop the children, then the services this run started."""
+        codes = self.children.stop_all()
+        for name, code in codes.items():
+            if code not in (0, None):
+                self.console.print(f"[yellow]{name} exited with {code}[/yellow]")
+        if self.started_services:
+            self.local.down()
+
+
+def _finished(thread: threading.Thread) -> Callable[[], bool]:
+    return lambda: not thread.is_alive()
