@@ -2,14 +2,14 @@
 
 Each round draws the holdout's examples with replacement (the same draw for both
 models: that is what makes it paired) and computes the metric for each model on it.
-Nothing is copied per round: each example is mapped once to a small bin, and a round
-is one ``bincount`` of the drawn examples' bins. For the threshold metrics a bin is the
-cell of the confusion matrix. For AUPRC it is the first group of equally scored
-examples holding a positive at or after the example's rank: the counts of those bins,
-summed in rank order, are exactly the examples seen and positives caught at each
-threshold where recall moves, which is all average precision needs. ROC-AUC weighs the
-counts of every group. A metric without such a form falls back to the domain's own
-``metrics`` on each resampled holdout (correct, only slower).
+Nothing is copied per round. For the threshold metrics the draw's counts (computed
+once for both models) weigh each example's cell of the confusion matrix. For AUPRC
+each example is mapped once to a bin, the first group of equally scored examples
+holding a positive at or after its rank; a round is one ``bincount`` of the drawn
+examples' bins, and those counts, summed in rank order, are exactly the examples seen
+and the positives caught at each threshold where recall moves, which is all average
+precision needs. ROC-AUC counts every group. A metric without such a form falls back
+to the domain's own ``metrics`` on each resampled holdout (correct, only slower).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -44,7 +45,20 @@ def _ratio(num: float, den: float) -> float:
 
 def confusion_cells(y: np.ndarray[Any, Any], flagged: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     """Each example's cell of the confusion matrix: 0 tn, 1 fn, 2 fp, 3 tp."""
-    return np.asarray(flagged, dtype=np.int32) * 2 + np.asarray(y, dtype=np.int32)
+    return np.asarray(flagged, dtype=np.intp) * 2 + np.asarray(y, dtype=np.intp)
+
+
+class Resample:
+    """One draw of the holdout with replacement, seen as indices or as counts."""
+
+    def __init__(self, draw: Draw, n: int) -> None:
+        self.draw = draw
+        self.n = n
+
+    @cached_property
+    def counts(self) -> FloatArray:
+        """How often each example was drawn (computed once, shared by both models)."""
+        return np.bincount(self.draw, minlength=self.n).astype(np.float64)
 
 
 def threshold_metric(name: str, counts: np.ndarray[Any, Any]) -> float:
@@ -74,14 +88,14 @@ class RankOrder:
         # The group (run of equal scores, best first) of each example.
         group_of_ranked = np.cumsum(np.r_[0, ranked[1:] != ranked[:-1]])
         self.groups = int(group_of_ranked[-1]) + 1 if len(values) else 0
-        self.group = np.empty(len(values), dtype=np.int32)
+        self.group = np.empty(len(values), dtype=np.intp)
         self.group[order] = group_of_ranked
         # Groups that hold a positive: where recall moves, so where AUPRC is summed.
         positive_groups = np.unique(self.group[self.y > 0])
         self.bins = len(positive_groups)
         segment = np.searchsorted(positive_groups, self.group)
         # Bin and class in one code, so a round is one gather and one bincount.
-        self.code = (segment * 2 + (self.y > 0)).astype(np.int32)
+        self.code = (segment * 2 + (self.y > 0)).astype(np.intp)
 
     def average_precision(self, draw: Draw) -> float:
         """AUPRC (average precision, as scikit-learn defines it) of a resample."""
@@ -121,12 +135,13 @@ class ResampledMetric:
         else:
             raise KeyError(name)
 
-    def __call__(self, draw: Draw) -> float:
+    def __call__(self, resample: Resample) -> float:
         if self.name in THRESHOLD_METRICS:
-            return threshold_metric(self.name, np.bincount(self.cells[draw], minlength=4))
+            cells = np.bincount(self.cells, weights=resample.counts, minlength=4)
+            return threshold_metric(self.name, cells)
         if self.name == "auprc":
-            return self.rank.average_precision(draw)
-        return self.rank.roc_auc(draw)
+            return self.rank.average_precision(resample.draw)
+        return self.rank.roc_auc(resample.draw)
 
 
 def supports(metric: str) -> bool:
@@ -155,15 +170,14 @@ def paired_deltas(
     if supports(metric):
         cand, champ = ResampledMetric(metric, y, candidate), ResampledMetric(metric, y, champion)
         for i in range(rounds):
-            # int32 indices: half the memory traffic of the gathers below.
-            draw = rng.integers(0, n, n, dtype=np.int32)
-            deltas[i] = cand(draw) - champ(draw)
+            resample = Resample(rng.integers(0, n, n), n)
+            deltas[i] = cand(resample) - champ(resample)
     else:
         if fallback is None:
             raise KeyError(f"no fast form of {metric!r} and no fallback given")
         cand_scores, champ_scores = np.asarray(candidate.scores), np.asarray(champion.scores)
         for i in range(rounds):
-            draw = rng.integers(0, n, n, dtype=np.int32)
+            draw = rng.integers(0, n, n)
             deltas[i] = fallback(y[draw], cand_scores[draw], candidate.threshold) - fallback(
                 y[draw], champ_scores[draw], champion.threshold
             )

@@ -10,6 +10,7 @@ from inferloop.domains import get_domain
 from inferloop.retrain.bootstrap import (
     ModelScores,
     RankOrder,
+    Resample,
     ResampledMetric,
     paired_deltas,
 )
@@ -27,7 +28,7 @@ def _data(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def test_the_whole_holdout_reproduces_the_domain_metrics(domain: str) -> None:
     y, scores = _data()
     expected = get_domain(domain).metrics(y, scores, 0.5)
-    everyone = np.arange(len(y))
+    everyone = Resample(np.arange(len(y)), len(y))
     for name in ("precision", "recall", "f1", "fpr", "mcc", "auprc", "roc_auc"):
         got = ResampledMetric(name, y, ModelScores(scores, 0.5))(everyone)
         assert got == pytest.approx(expected[name], abs=1e-12), name
