@@ -1,0 +1,201 @@
+"""Operator triggers: a Redis Stream read by the service's consumer group.
+
+``inferloop retrain run DOMAIN`` adds an entry with a trigger id of its own; a service
+instance reads it through the group, runs the job, stores the outcome under the
+trigger id and only then acknowledges the entry. A service that dies mid-run leaves
+the entry pending: it (or another instance) claims it again once it has been idle
+longer than ``trigger_claim_idle_s``, and a running instance keeps the entries it
+works on fresh, so a long fit is never claimed away. An outcome stored already means
+the trigger ran (the acknowledgement was lost): it is acknowledged, not run again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from inferloop.keys import Keys
+from inferloop.retrain.errors import TriggerError, TriggerTimeoutError
+from inferloop.retrain.outcome import RunOutcome
+from inferloop.settings import DOMAINS, Domain
+
+log = logging.getLogger(__name__)
+
+GROUP = "retrain-service"
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """One operator request: run ``domain`` now."""
+
+    trigger_id: str
+    domain: Domain
+    force: bool
+    requested_by: str
+    requested_at: str
+    seed: int | None = None
+    entry_id: str = ""  # the stream entry it arrived as
+
+    def fields(self) -> dict[str, str]:
+        """The stream entry's fields."""
+        fields = {
+            "trigger_id": self.trigger_id,
+            "domain": self.domain,
+            "force": "1" if self.force else "0",
+            "requested_by": self.requested_by,
+            "requested_at": self.requested_at,
+        }
+        if self.seed is not None:
+            fields["seed"] = str(self.seed)
+        return fields
+
+    @classmethod
+    def from_entry(cls, entry_id: str, fields: dict[str, str]) -> Trigger:
+        """The trigger a stream entry holds; TriggerError when it holds no valid one."""
+        domain = fields.get("domain", "")
+        trigger_id = fields.get("trigger_id", "")
+        seed = fields.get("seed")
+        if domain not in DOMAINS or not trigger_id or (seed is not None and not _is_int(seed)):
+            raise TriggerError(f"trigger entry {entry_id} is not valid: {fields!r}")
+        return cls(
+            trigger_id=trigger_id,
+            domain=domain,  # type: ignore[arg-type]
+            force=fields.get("force") == "1",
+            requested_by=fields.get("requested_by", "?"),
+            requested_at=fields.get("requested_at", ""),
+            seed=None if seed is None else int(seed),
+            entry_id=entry_id,
+        )
+
+
+def new_trigger_id() -> str:
+    """A fresh trigger id (no colons, so it fits in a key)."""
+    return uuid.uuid4().hex
+
+
+class TriggerQueue:
+    """The trigger stream of one key prefix, seen by senders and service instances."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, *, outcome_ttl_s: float) -> None:
+        self.client = client
+        self.keys = keys
+        self.stream = keys.retrain_triggers()
+        self.outcome_ttl_s = outcome_ttl_s
+
+    # -- senders -----------------------------------------------------------------------
+    def send(self, trigger: Trigger) -> str:
+        """Add ``trigger`` to the stream; return its entry id."""
+        entry = self.client.xadd(self.stream, trigger.fields())  # type: ignore[arg-type]
+        log.info(
+            "trigger %s for %s sent by %s", trigger.trigger_id, trigger.domain, trigger.requested_by
+        )
+        return _text(entry)
+
+    def outcome(self, trigger_id: str) -> RunOutcome | None:
+        """The recorded outcome of a trigger, or None while it has none."""
+        raw = self.client.get(self.keys.retrain_outcome(trigger_id))
+        return None if raw is None else RunOutcome.from_json(raw)  # type: ignore[arg-type]
+
+    def wait(self, trigger_id: str, timeout_s: float, poll_s: float = 0.5) -> RunOutcome:
+        """Wait for the outcome of a trigger; TriggerTimeoutError after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            found = self.outcome(trigger_id)
+            if found is not None:
+                return found
+            if time.monotonic() >= deadline:
+                raise TriggerTimeoutError(
+                    f"trigger {trigger_id} has no outcome after {timeout_s:.0f} s; "
+                    f"`inferloop retrain status` shows what runs"
+                )
+            time.sleep(poll_s)
+
+    # -- service instances ------------------------------------------------------------------
+    def ensure_group(self) -> None:
+        """Create the consumer group (and the stream) unless they exist."""
+        try:
+            self.client.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def read_own_pending(self, consumer: str, count: int = 100) -> list[Trigger]:
+        """Entries delivered to this consumer before and never acknowledged (a restart)."""
+        return self._parse(self._read(consumer, "0", None, count))
+
+    def read_new(self, consumer: str, block_ms: int, count: int = 10) -> list[Trigger]:
+        """Entries no consumer of the group has seen, waiting up to ``block_ms``."""
+        return self._parse(self._read(consumer, ">", block_ms, count))
+
+    def done_already(self, trigger: Trigger) -> bool:
+        """Whether the trigger's outcome is stored (it ran; only the ack was lost)."""
+        return bool(self.client.exists(self.keys.retrain_outcome(trigger.trigger_id)))
+
+    def claim_idle(self, consumer: str, min_idle_s: float, count: int = 10) -> list[Trigger]:
+        """Entries pending with another consumer for over ``min_idle_s``, now ours."""
+        answer = self.client.xautoclaim(
+            self.stream, GROUP, consumer, min_idle_time=int(min_idle_s * 1000), count=count
+        )
+        claimed = answer[1] if len(answer) > 1 else []
+        return self._parse([(eid, f) for eid, f in claimed if f])
+
+    def keep_fresh(self, consumer: str, entry_ids: list[str]) -> None:
+        """Reset the idle time of entries this consumer is working on."""
+        if entry_ids:
+            self.client.xclaim(
+                self.stream, GROUP, consumer, min_idle_time=0, message_ids=entry_ids, justid=True
+            )
+
+    def finish(self, trigger: Trigger, outcome: RunOutcome) -> None:
+        """Store the outcome under the trigger id, then acknowledge the entry."""
+        key = self.keys.retrain_outcome(trigger.trigger_id)
+        self.client.set(key, outcome.to_json(), ex=int(self.outcome_ttl_s))
+        self.ack(trigger.entry_id)
+
+    def ack(self, entry_id: str) -> None:
+        """Acknowledge (and drop) one entry."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.xack(self.stream, GROUP, entry_id)
+        pipe.xdel(self.stream, entry_id)
+        pipe.execute()
+
+    def _read(
+        self, consumer: str, start: str, block_ms: int | None, count: int
+    ) -> list[tuple[Any, Any]]:
+        answer = self.client.xreadgroup(
+            GROUP, consumer, {self.stream: start}, count=count, block=block_ms
+        )
+        if not answer:
+            return []
+        _, entries = answer[0]
+        return [(eid, f) for eid, f in entries if f]
+
+    def _parse(self, entries: list[tuple[Any, Any]]) -> list[Trigger]:
+        triggers = []
+        for raw_id, raw_fields in entries:
+            entry_id = _text(raw_id)
+            fields = {_text(k): _text(v) for k, v in raw_fields.items()}
+            try:
+                triggers.append(Trigger.from_entry(entry_id, fields))
+            except TriggerError as exc:
+                # A malformed entry can never run: keep it out of the way, say so.
+                log.error("dropping %s", exc)
+                self.ack(entry_id)
+        return triggers
+
+
+def _is_int(text: str) -> bool:
+    return text.lstrip("-").isdigit()
+
+
+def _is_int(text: str) -> bool:
+    return text.removeprefix("-").isdigit()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
