@@ -17,7 +17,7 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,6 +70,8 @@ class RunRequest:
     trigger: str = "cli"
     force: bool = False
     seed: int | None = None
+    # Pipeline parameters for this run only (``step__parameter``), recorded in the recipe.
+    params: Mapping[str, Any] = field(default_factory=dict)
     run_id: str = field(default_factory=new_run_id)
     fire_time: str | None = None
 
@@ -229,7 +231,7 @@ class RetrainJob:
             lease,
             record,
             spec,
-            Recipe.from_settings(spec, self.settings.retrain, request.seed),
+            Recipe.from_settings(spec, self.settings.retrain, request.seed, request.params),
             self._champion(request.domain),
         )
         record.champion_version = run.champion.target.version if run.champion else None
