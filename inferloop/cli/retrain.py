@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -36,13 +37,13 @@ def retrain() -> None:
 
 
 def _registry(settings: Settings) -> Registry:
-    from inferloop.registry import Registry  # noqa: PLC0415
+    from inferloop.registry import Registry
 
     return Registry.from_settings(settings)
 
 
 def _progress() -> Progress:
-    from inferloop.retrain.progress import LogProgress, RichProgress  # noqa: PLC0415
+    from inferloop.retrain.progress import LogProgress, RichProgress
 
     return RichProgress() if sys.stderr.isatty() else LogProgress()
 
@@ -85,7 +86,7 @@ def serve(
 
     SIGTERM or Ctrl-C stops it: a running fit gets INFERLOOP_RETRAIN__SHUTDOWN_GRACE_S
     to finish, then its lease is released; a second signal releases it at once."""
-    from inferloop.retrain.service import RetrainService  # noqa: PLC0415
+    from inferloop.retrain.service import RetrainService
 
     settings = settings_of(ctx)
     service = RetrainService(
@@ -111,6 +112,21 @@ def serve(
         os._exit(1)
 
 
+def _parse_params(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> dict[str, Any]:
+    parsed: dict[str, Any] = {}
+    for item in values:
+        name, sep, text = item.partition("=")
+        if not sep or "__" not in name:
+            raise click.BadParameter(f"{item!r} is not STEP__NAME=VALUE", ctx, param)
+        try:
+            parsed[name] = json.loads(text)
+        except json.JSONDecodeError:
+            parsed[name] = text
+    return parsed
+
+
 @retrain.command()
 @click.argument("domain", type=domain_choice)
 @click.option(
@@ -121,6 +137,15 @@ def serve(
 @click.option("--force", is_flag=True, help="Run even when few new labels arrived.")
 @click.option("--in-process", is_flag=True, help="Run here even when a service is running.")
 @click.option("--seed", type=int, default=None, help="Seed of this run (default: the setting).")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    callback=_parse_params,
+    metavar="STEP__NAME=VALUE",
+    help="Set a pipeline parameter for this run only (repeatable; VALUE is JSON or text), "
+    "e.g. model__max_iter=200. Recorded in the version's recipe.",
+)
 @click.option(
     "--timeout-s",
     type=click.FloatRange(min=0),
@@ -138,6 +163,7 @@ def run(
     force: bool,
     in_process: bool,
     seed: int | None,
+    params: dict[str, Any],
     timeout_s: float,
     as_json: bool,
 ) -> None:
@@ -145,9 +171,13 @@ def run(
 
     Either way one retrain per domain runs at a time (a lease in Redis); a second
     request is told who holds it."""
-    from inferloop.retrain.job import RetrainJob, RunRequest  # noqa: PLC0415
-    from inferloop.retrain.status import redis_errors  # noqa: PLC0415
+    from inferloop.domains import get_domain
+    from inferloop.domains.training import build
+    from inferloop.retrain.job import RetrainJob, RunRequest
+    from inferloop.retrain.status import redis_errors
 
+    if params:
+        build(get_domain(domain), 0, params)  # an unknown parameter fails here, not in a run
     settings = settings_of(ctx)
     registry = _registry(settings)
     with redis_errors(settings.redis):
@@ -161,6 +191,7 @@ def run(
                 domain,
                 force=force,
                 seed=seed,
+                params=params,
                 wait=wait,
                 timeout_s=timeout_s,
             )
@@ -169,7 +200,8 @@ def run(
         outcome = found
     else:
         job = RetrainJob(settings, registry, role="cli", progress=_progress())
-        outcome = job.run(RunRequest(domain, trigger="cli", force=force, seed=seed))
+        request = RunRequest(domain, trigger="cli", force=force, seed=seed, params=params)
+        outcome = job.run(request)
     _show_outcome(outcome, as_json)
 
 
@@ -181,10 +213,11 @@ def _through_service(
     *,
     force: bool,
     seed: int | None,
+    params: dict[str, Any],
     wait: bool,
     timeout_s: float,
 ) -> RunOutcome | None:
-    trigger = _send_trigger(settings, registry, domain, force=force, seed=seed)
+    trigger = _send_trigger(settings, registry, domain, force=force, seed=seed, params=params)
     where = ", ".join(instances)
     if not wait:
         click.echo(
@@ -201,14 +234,14 @@ def _through_service(
 
 
 def _live_services(settings: Settings, registry: Registry) -> list[str]:
-    from inferloop.retrain.service import heartbeat_max_age_s, live_services  # noqa: PLC0415
+    from inferloop.retrain.service import heartbeat_max_age_s, live_services
 
     keys = Keys(settings.redis.key_prefix)
     return sorted(live_services(registry.client, keys, heartbeat_max_age_s(settings)))
 
 
 def _queue(settings: Settings, registry: Registry) -> TriggerQueue:
-    from inferloop.retrain.triggers import TriggerQueue  # noqa: PLC0415
+    from inferloop.retrain.triggers import TriggerQueue
 
     return TriggerQueue(
         registry.client,
@@ -218,11 +251,17 @@ def _queue(settings: Settings, registry: Registry) -> TriggerQueue:
 
 
 def _send_trigger(
-    settings: Settings, registry: Registry, domain: Domain, *, force: bool, seed: int | None
+    settings: Settings,
+    registry: Registry,
+    domain: Domain,
+    *,
+    force: bool,
+    seed: int | None,
+    params: dict[str, Any],
 ) -> Trigger:
-    from inferloop.retrain.lock import default_holder  # noqa: PLC0415
-    from inferloop.retrain.status import iso, utc_now  # noqa: PLC0415
-    from inferloop.retrain.triggers import Trigger, new_trigger_id  # noqa: PLC0415
+    from inferloop.retrain.lock import default_holder
+    from inferloop.retrain.status import iso, utc_now
+    from inferloop.retrain.triggers import Trigger, new_trigger_id
 
     trigger = Trigger(
         trigger_id=new_trigger_id(),
@@ -231,13 +270,14 @@ def _send_trigger(
         requested_by=default_holder("cli"),
         requested_at=iso(utc_now()),
         seed=seed,
+        params=params,
     )
     _queue(settings, registry).send(trigger)
     return trigger
 
 
 def _show_outcome(outcome: RunOutcome, as_json: bool) -> None:
-    from inferloop.retrain.errors import LockHeldError, RetrainError  # noqa: PLC0415
+    from inferloop.retrain.errors import LockHeldError, RetrainError
 
     if as_json:
         print_json(outcome)
@@ -259,8 +299,8 @@ def _show_outcome(outcome: RunOutcome, as_json: bool) -> None:
 def rebuild(ctx: click.Context, name: str, version: int, as_json: bool) -> None:
     """Refit NAME VERSION from the offsets in its lineage, reading Kafka (never the
     cache), and show that its metrics and holdout predictions match."""
-    from inferloop.retrain.errors import RebuildMismatchError  # noqa: PLC0415
-    from inferloop.retrain.rebuild import rebuild as rebuild_version  # noqa: PLC0415
+    from inferloop.retrain.errors import RebuildMismatchError
+    from inferloop.retrain.rebuild import rebuild as rebuild_version
 
     settings = settings_of(ctx)
     result = rebuild_version(settings, _registry(settings), name, version, _progress())
@@ -304,8 +344,8 @@ def rebuild(ctx: click.Context, name: str, version: int, as_json: bool) -> None:
 @click.pass_context
 def status(ctx: click.Context, domains: tuple[Domain, ...], as_json: bool) -> None:
     """Each domain's last run, last success, next scheduled run, and what runs now."""
-    from inferloop.retrain.service import heartbeat_max_age_s, live_services  # noqa: PLC0415
-    from inferloop.retrain.status import read_status, redis_errors  # noqa: PLC0415
+    from inferloop.retrain.service import heartbeat_max_age_s, live_services
+    from inferloop.retrain.status import read_status, redis_errors
 
     settings = settings_of(ctx)
     registry = _registry(settings)

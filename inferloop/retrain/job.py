@@ -17,7 +17,7 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,6 +70,8 @@ class RunRequest:
     trigger: str = "cli"
     force: bool = False
     seed: int | None = None
+    # Pipeline parameters for this run only (``step__parameter``), recorded in the recipe.
+    params: Mapping[str, Any] = field(default_factory=dict)
     run_id: str = field(default_factory=new_run_id)
     fire_time: str | None = None
 
@@ -166,19 +168,9 @@ class RetrainJob:
             request.trigger,
             ", forced" if request.force else "",
         )
-        try:
-            with redis_errors(self.settings.redis):
-                lease = self.lock(request.domain).acquire(
-                    default_holder(f"{self.role}:{request.run_id}")
-                )
-        except LockHeldError as exc:
-            record.outcome, record.reason, record.lock_holder = "lock_held", str(exc), exc.holder
+        lease = self._acquire(request, record)
+        if lease is None:
             return self._finish(record, started)
-        except (RedisUnavailableError, RetrainPermissionError) as exc:
-            record.outcome, record.reason = "failed", str(exc)
-            return self._finish(record, started)
-        with self._leases_lock:
-            self._leases[request.domain] = lease
         try:
             self._run_locked(request, lease, record)
         except CancelledError as exc:
@@ -193,6 +185,23 @@ class RetrainJob:
                 self._leases.pop(request.domain, None)
             lease.release()
         return self._finish(record, started)
+
+    def _acquire(self, request: RunRequest, record: RunOutcome) -> Lease | None:
+        """The domain's lease, or None with the reason in ``record``."""
+        try:
+            with redis_errors(self.settings.redis):
+                lease = self.lock(request.domain).acquire(
+                    default_holder(f"{self.role}:{request.run_id}")
+                )
+        except LockHeldError as exc:
+            record.outcome, record.reason, record.lock_holder = "lock_held", str(exc), exc.holder
+            return None
+        except (RedisUnavailableError, RetrainPermissionError) as exc:
+            record.outcome, record.reason = "failed", str(exc)
+            return None
+        with self._leases_lock:
+            self._leases[request.domain] = lease
+        return lease
 
     def _finish(self, record: RunOutcome, started: float) -> RunOutcome:
         record.finished_at = iso(utc_now())
@@ -222,7 +231,7 @@ class RetrainJob:
             lease,
             record,
             spec,
-            Recipe.from_settings(spec, self.settings.retrain, request.seed),
+            Recipe.from_settings(spec, self.settings.retrain, request.seed, request.params),
             self._champion(request.domain),
         )
         record.champion_version = run.champion.target.version if run.champion else None

@@ -18,7 +18,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 # The repository this code runs from (an editable install links back into it).
-_SOURCE_ROOT = Path(__file__).resolve().parent.parent
+_SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
 
 @cache

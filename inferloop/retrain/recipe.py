@@ -12,16 +12,16 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from inferloop.domains import DomainSpec
-from inferloop.domains.training import Fitted, fit
+from inferloop.domains.training import Fitted, build, fit
 from inferloop.retrain.columns import Columns
 from inferloop.retrain.dataset import Split, deduplicate, time_split
 from inferloop.retrain.progress import Progress
@@ -48,13 +48,21 @@ class Recipe:
     fit_threads: int
     seed: int
     pipeline: str  # the unfitted pipeline's repr: its steps and parameters
+    # Parameters set on the domain's pipeline (``step__parameter``), e.g. an operator's
+    # experiment; part of the recipe, so a rebuild sets them too.
+    params: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_settings(
-        cls, spec: DomainSpec, retrain: RetrainSettings, seed: int | None = None
+        cls,
+        spec: DomainSpec,
+        retrain: RetrainSettings,
+        seed: int | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> Recipe:
-        """The recipe the settings describe (``seed`` overrides theirs)."""
+        """The recipe the settings describe (``seed`` and ``params`` override theirs)."""
         chosen = retrain.seed if seed is None else seed
+        overrides = dict(params or {})
         return cls(
             domain=spec.name,
             schema_version=spec.schema_version,
@@ -64,7 +72,8 @@ class Recipe:
             folds=retrain.folds,
             fit_threads=retrain.fit_threads,
             seed=chosen,
-            pipeline=repr(spec.build_pipeline(chosen)),
+            pipeline=repr(build(spec, chosen, overrides)),
+            params=overrides,
         )
 
     @classmethod
@@ -165,7 +174,12 @@ def train_and_score(
     started = time.perf_counter()
     with progress.step(spec.name, "fitting", None), fit_resources(recipe.fit_threads, nice):
         fitted = fit(
-            spec, train_rows, examples.y[split.train], seed=recipe.seed, folds=recipe.folds
+            spec,
+            train_rows,
+            examples.y[split.train],
+            seed=recipe.seed,
+            folds=recipe.folds,
+            params=recipe.params,
         )
     durations["fit"] = time.perf_counter() - started
     started = time.perf_counter()

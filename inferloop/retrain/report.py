@@ -23,6 +23,7 @@ METRICS_FILE = "metrics.json"
 PR_FILE = "pr_curves.png"
 CONFUSION_FILE = "confusion_matrix.png"
 SCORES_FILE = "score_distributions.png"
+REPORT_FILES = (METRICS_FILE, PR_FILE, CONFUSION_FILE, SCORES_FILE)
 
 
 def _png(fig: Figure) -> bytes:

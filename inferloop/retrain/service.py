@@ -221,6 +221,7 @@ class RetrainService:
                     trigger="operator",
                     force=trigger.force,
                     seed=trigger.seed,
+                    params=trigger.params,
                     run_id=trigger.trigger_id[:12],
                 )
             )

@@ -11,10 +11,12 @@ the trigger ran (the acknowledgement was lost): it is acknowledged, not run agai
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -39,6 +41,8 @@ class Trigger:
     requested_by: str
     requested_at: str
     seed: int | None = None
+    # Pipeline parameters of this run (``step__parameter``: JSON value).
+    params: Mapping[str, Any] = field(default_factory=dict)
     entry_id: str = ""  # the stream entry it arrived as
 
     def fields(self) -> dict[str, str]:
@@ -52,6 +56,8 @@ class Trigger:
         }
         if self.seed is not None:
             fields["seed"] = str(self.seed)
+        if self.params:
+            fields["params"] = json.dumps(dict(self.params), sort_keys=True)
         return fields
 
     @classmethod
@@ -60,7 +66,9 @@ class Trigger:
         domain = fields.get("domain", "")
         trigger_id = fields.get("trigger_id", "")
         seed = fields.get("seed")
-        if domain not in DOMAINS or not trigger_id or (seed is not None and not _is_int(seed)):
+        params = _params(fields.get("params"))
+        valid_seed = seed is None or _is_int(seed)
+        if domain not in DOMAINS or not trigger_id or not valid_seed or params is None:
             raise TriggerError(f"trigger entry {entry_id} is not valid: {fields!r}")
         return cls(
             trigger_id=trigger_id,
@@ -69,8 +77,20 @@ class Trigger:
             requested_by=fields.get("requested_by", "?"),
             requested_at=fields.get("requested_at", ""),
             seed=None if seed is None else int(seed),
+            params=params,
             entry_id=entry_id,
         )
+
+
+def _params(text: str | None) -> dict[str, Any] | None:
+    """The parameters an entry carries ({} when none); None when they are not valid."""
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def new_trigger_id() -> str:

@@ -10,7 +10,8 @@ from inferloop.domains import get_domain
 from inferloop.retrain.bootstrap import (
     ModelScores,
     RankOrder,
-    WeightedMetric,
+    Resample,
+    ResampledMetric,
     paired_deltas,
 )
 
@@ -24,26 +25,27 @@ def _data(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.mark.parametrize("domain", ["emails", "transactions"])
-def test_unit_weights_reproduce_the_domain_metrics(domain: str) -> None:
+def test_the_whole_holdout_reproduces_the_domain_metrics(domain: str) -> None:
     y, scores = _data()
     expected = get_domain(domain).metrics(y, scores, 0.5)
-    ones = np.ones(len(y))
+    everyone = Resample(np.arange(len(y)), len(y))
     for name in ("precision", "recall", "f1", "fpr", "mcc", "auprc", "roc_auc"):
-        got = WeightedMetric(name, y, ModelScores(scores, 0.5))(ones)
+        got = ResampledMetric(name, y, ModelScores(scores, 0.5))(everyone)
         assert got == pytest.approx(expected[name], abs=1e-12), name
 
 
-def test_resample_weights_match_sklearn_sample_weight() -> None:
+def test_a_resample_scores_as_sklearn_with_its_counts_as_weights() -> None:
     y, scores = _data(seed=3)
     rank = RankOrder(y, scores)
     rng = np.random.default_rng(7)
     for _ in range(5):
-        w = np.bincount(rng.integers(0, len(y), len(y)), minlength=len(y)).astype(float)
-        assert rank.average_precision(w) == pytest.approx(
-            average_precision_score(y, scores, sample_weight=w), abs=1e-12
+        draw = rng.integers(0, len(y), len(y))
+        counts = np.bincount(draw, minlength=len(y)).astype(float)
+        assert rank.average_precision(draw) == pytest.approx(
+            average_precision_score(y, scores, sample_weight=counts), abs=1e-12
         )
-        assert rank.roc_auc(w) == pytest.approx(
-            roc_auc_score(y, scores, sample_weight=w), abs=1e-12
+        assert rank.roc_auc(draw) == pytest.approx(
+            roc_auc_score(y, scores, sample_weight=counts), abs=1e-12
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -10,6 +11,7 @@ from inferloop.cli import cli
 from inferloop.registry import Registry
 from inferloop.retrain.job import RunRequest
 from inferloop.retrain.rebuild import rebuild
+from inferloop.retrain.report import METRICS_FILE, REPORT_FILES
 from inferloop.settings import Settings
 from tests.helpers import settings_env
 from tests.retrain.conftest import JobFactory
@@ -38,7 +40,7 @@ def test_rebuild_reproduces_a_version_from_the_log(
 
 
 def test_the_rebuild_command_shows_the_match(
-    retrain_settings: Settings, labels_topic: str, make_job: JobFactory
+    retrain_settings: Settings, labels_topic: str, make_job: JobFactory, tmp_path: Path
 ) -> None:
     produce(retrain_settings, labels_topic, emails(300))
     make_job().run(RunRequest("emails"))
@@ -48,6 +50,16 @@ def test_the_rebuild_command_shows_the_match(
     assert result.exit_code == 0, result.output
     assert "holdout predictions sha256" in result.output
     assert ": match" in result.output
+    # The report the run kept with the version comes back through the registry's CLI.
+    out = tmp_path / "report"
+    fetched = CliRunner(env=settings_env(retrain_settings)).invoke(
+        cli, ["registry", "report", "emails", "1", "--out", str(out)]
+    )
+    assert fetched.exit_code == 0, fetched.output
+    assert sorted(p.name for p in out.iterdir()) == sorted(REPORT_FILES)
+    assert (out / METRICS_FILE).read_bytes() == (
+        retrain_settings.retrain.reports_dir / "emails" / "v1" / METRICS_FILE
+    ).read_bytes()
     missing = CliRunner(env=settings_env(retrain_settings)).invoke(
         cli, ["retrain", "rebuild", "emails", "9"]
     )
