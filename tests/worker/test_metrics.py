@@ -48,6 +48,6 @@ def test_a_metrics_port_in_use_is_a_clear_error() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
+        health = HealthState("transactions", max_loop_gap_s=30.0)
         with pytest.raises(WorkerConfigError, match=f"127.0.0.1:{port}"):
-            health = HealthState("transactions", max_loop_gap_s=30.0)
             HealthServer("127.0.0.1", port, WorkerMetrics("transactions"), health)
