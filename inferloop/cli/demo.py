@@ -44,6 +44,7 @@ from inferloop.settings import DOMAINS, Domain
 @click.pass_context
 def demo(
     ctx: click.Context,
+    *,
     out_root: Path,
     domains: tuple[Domain, ...],
     data_dir: Path | None,
@@ -75,6 +76,9 @@ def demo(
         with_rates(plan, speed), out_dir=out_root / plan.run_id, follow=follow, timeout_s=timeout_s
     )
     console = Console()
+    if not console.is_terminal:
+        # A log or a pipe: wide enough for the live table's eleven columns.
+        console = Console(width=max(console.width, 132))
     console.print(f"demo run {plan.run_id}: topics {plan.topic_prefix}*, keys {plan.key_prefix}:*")
     report = Demo(settings, plan, console).run()
     print_report(console, report)

@@ -52,9 +52,8 @@ class DemoPlan:
     processes: int = 1
     timeout_s: float = 600.0
     follow: bool = False
-    # The candidate the gate is shown to refuse: the champion's recipe with another seed,
-    # on the same data. No new information, so no real win.
-    rejected_seed: int = 7
+    # Wait for the schedule to promote a v2 of each domain (off: for any candidate).
+    await_promotion: bool = True
 
     @property
     def topic_prefix(self) -> str:
@@ -74,12 +73,12 @@ class DemoPlan:
 # demo streams SpamAssassin's emails instead.
 DEFAULT_DOMAINS = (
     DomainPlan(
-        "emails", "spamassassin", seed_end=0.2, stream_end=1.0, rate_per_s=40.0,
-        schedule="60s", interleave=True,
+        "emails", "spamassassin", seed_end=0.2, stream_end=1.0, rate_per_s=20.0,
+        schedule="45s", interleave=True,
     ),
     DomainPlan(
-        "transactions", "creditcard", seed_end=0.2, stream_end=0.7, rate_per_s=1000.0,
-        schedule="60s",
+        "transactions", "creditcard", seed_end=0.2, stream_end=0.7, rate_per_s=500.0,
+        schedule="45s",
     ),
 )  # fmt: skip
 
