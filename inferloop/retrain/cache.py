@@ -169,8 +169,7 @@ class SnapshotCache:
         }
         arrays |= encode_rows(columns.rows)
         tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        with tmp.open("wb") as handle:
-            np.savez(handle, **arrays)
+        save_arrays(tmp, arrays)
         os.replace(tmp, path)
 
     def _read(self, segment: Segment) -> tuple[Columns, RecordMark | None, dict[str, int]] | None:
@@ -196,6 +195,18 @@ class SnapshotCache:
         raw_mark = meta.get("mark")
         mark = None if raw_mark is None else RecordMark(raw_mark["offset"], _unhex(raw_mark["key"]))
         return columns, mark, dict(meta.get("rejects", {}))
+
+
+def save_arrays(path: Path, arrays: dict[str, np.ndarray[Any, Any]]) -> None:
+    """Write ``arrays`` as an ``.npz`` file (what ``np.load`` reads), refusing pickles.
+
+    ``np.savez`` would pickle an object array silently, and the cache could then not
+    load its own segment (it loads with ``allow_pickle=False``).
+    """
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, array in arrays.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
 
 
 def encode_rows(rows: np.ndarray[Any, Any]) -> dict[str, np.ndarray[Any, Any]]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 
@@ -69,6 +69,24 @@ class GateConfig:
     rounds: int
     seed: int
     guardrails: tuple[Guardrail, ...] = ()
+
+
+class _Figures(TypedDict):
+    """What every decision reports: the metric, both models' values, the positives."""
+
+    primary_metric: str
+    candidate: float
+    champion: float | None
+    positives: int
+
+
+class _Bootstrap(TypedDict):
+    """What the paired bootstrap adds to a decision."""
+
+    delta: float
+    delta_p05: float
+    delta_mean: float
+    rounds: int
 
 
 @dataclass(frozen=True)
@@ -120,12 +138,12 @@ def decide(
     candidate then cannot be compared, so it is not promoted either.
     """
     name = config.primary_metric
-    base = {
-        "primary_metric": name,
-        "candidate": candidate.metric(name),
-        "positives": int(np.count_nonzero(y)),
-        "champion": None if champion is None else champion.metric(name),
-    }
+    base = _Figures(
+        primary_metric=name,
+        candidate=candidate.metric(name),
+        champion=None if champion is None else champion.metric(name),
+        positives=int(np.count_nonzero(y)),
+    )
     early = _on_its_own(config, len(y), base)
     if early is not None:
         return early
@@ -141,11 +159,16 @@ def decide(
     if broken is not None:
         return GateResult("reject", broken, **base)
     return _bootstrap_decision(
-        config, y, (candidate.scores, champion.scores), base, fallback=fallback
+        config,
+        y,
+        (candidate.scores, champion.scores),
+        base,
+        champion.metric(name),
+        fallback=fallback,
     )
 
 
-def _on_its_own(config: GateConfig, n: int, base: dict[str, Any]) -> GateResult | None:
+def _on_its_own(config: GateConfig, n: int, base: _Figures) -> GateResult | None:
     """The decisions that need no champion: too little evidence, below the floor."""
     positives, value = base["positives"], base["candidate"]
     if positives < config.min_positives or positives == n or math.isnan(value):
@@ -175,13 +198,14 @@ def _bootstrap_decision(
     config: GateConfig,
     y: np.ndarray[Any, Any],
     pair: tuple[ModelScores, ModelScores],
-    base: dict[str, Any],
+    base: _Figures,
+    champion_value: float,
     *,
     fallback: MetricFn | None,
 ) -> GateResult:
     candidate, champion = pair
     name = config.primary_metric
-    delta = base["candidate"] - base["champion"]
+    delta = base["candidate"] - champion_value
     deltas = paired_deltas(
         name, y, candidate, champion, rounds=config.rounds, seed=config.seed, fallback=fallback
     )
@@ -190,22 +214,19 @@ def _bootstrap_decision(
             "insufficient_evidence", "no bootstrap round had both classes", delta=delta, **base
         )
     p05 = float(np.percentile(deltas, LOWER_PERCENTILE))
-    figures = {
-        "delta": delta,
-        "delta_p05": p05,
-        "delta_mean": float(deltas.mean()),
-        "rounds": len(deltas),
-    }
+    figures = _Bootstrap(
+        delta=delta, delta_p05=p05, delta_mean=float(deltas.mean()), rounds=len(deltas)
+    )
     if p05 > config.margin:
         reason = (
-            f"{name} {base['candidate']:.4f} vs champion {base['champion']:.4f}: "
+            f"{name} {base['candidate']:.4f} vs champion {champion_value:.4f}: "
             f"+{delta:.4f}, lower 5th percentile {p05:+.4f} clears the margin "
             f"{config.margin}"
         )
         return GateResult("promote", reason, **figures, **base)
     reason = (
         f"no real win: {name} {base['candidate']:.4f} vs champion "
-        f"{base['champion']:.4f} ({delta:+.4f}); the lower 5th percentile of the "
+        f"{champion_value:.4f} ({delta:+.4f}); the lower 5th percentile of the "
         f"paired bootstrap {p05:+.4f} does not clear the margin {config.margin}"
     )
     return GateResult("reject", reason, **figures, **base)

@@ -300,15 +300,36 @@ class RetrainJob:
         return True
 
     def _skip_reason(self, run: _Run, topic: str, ends: dict[int, int]) -> str | None:
-        lineage = dict(run.champion.version.lineage) if run.champion else None
-        new = new_label_count(ends, lineage, topic)
+        """Why the run need not fit (None: it must).
+
+        New labels are counted since the champion's data set, and since the data set of
+        the newest version fitted with this very recipe, whatever the gate made of it: a
+        refused candidate refitted on the same data with the same recipe is the same
+        candidate, so a schedule waits for new labels rather than refit it every tick.
+        """
         needed = self.settings.retrain.min_new_labels
-        if run.request.force or new is None or new >= needed:
+        if run.request.force:
             return None
-        return (
-            f"{new} new labelled records since champion v{run.record.champion_version}'s "
-            f"data set; {needed} needed (--force runs anyway)"
-        )
+        references = [] if run.champion is None else [run.champion.version]
+        references += self._same_recipe(run)
+        for version in references:
+            new = new_label_count(ends, dict(version.lineage), topic)
+            if new is not None and new < needed:
+                which = "champion " if run.champion and version is run.champion.version else ""
+                return (
+                    f"{new} new labelled records since {which}v{version.version}'s data set; "
+                    f"{needed} needed (--force runs anyway)"
+                )
+        return None
+
+    def _same_recipe(self, run: _Run) -> list[ModelVersion]:
+        """The newest version fitted with ``run``'s recipe (none, or one)."""
+        if run.champion is None:
+            return []
+        recipe = run.recipe.sha256()
+        versions = self.registry.list_versions(run.spec.name)
+        same = [v for v in versions if v.lineage.get("training_config_sha256") == recipe]
+        return same[-1:]
 
     def _evaluate(self, run: _Run) -> Evaluation:
         spec, trained = run.spec, run.trained

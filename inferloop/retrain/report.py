@@ -95,7 +95,7 @@ def score_distributions(
 ) -> bytes:
     """Histograms of each model's scores by true class, thresholds marked."""
     fig = Figure(figsize=(6 * len(curves), 4))
-    bins = np.linspace(0.0, 1.0, 51)
+    bins = [i / 50 for i in range(51)]
     for i, (label, (scores, threshold)) in enumerate(curves.items()):
         ax = fig.add_subplot(1, len(curves), i + 1)
         for cls, name in enumerate(label_names):

@@ -240,8 +240,9 @@ class SnapshotReader:
         deadline = time.monotonic() + STALL_S
         while want and time.monotonic() < deadline:
             for tp, records in consumer.poll(timeout_ms=500).items():
-                r = want.get(tp)
-                values.extend(x.value for x in records if r is not None and x.offset < r.end)
+                wanted = want.get(tp)
+                if wanted is not None:
+                    values.extend(x.value for x in records if x.offset < wanted.end)
             for tp in [tp for tp, r in want.items() if consumer.position(tp) >= r.end]:
                 want.pop(tp)
         consumer.assign([])

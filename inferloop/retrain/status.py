@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 from inferloop.connections import redis_address, redis_unavailable
 from inferloop.keys import Keys
@@ -59,7 +60,10 @@ class DomainStatus:
 
 def record_run(client: redis.Redis, keys: Keys, outcome: RunOutcome) -> None:
     """Store ``outcome`` as the domain's last run (and last success when it was one)."""
-    fields = {"last_run": outcome.to_json(), "last_run_at": outcome.finished_at}
+    fields: dict[FieldT, EncodableT] = {
+        "last_run": outcome.to_json(),
+        "last_run_at": outcome.finished_at,
+    }
     if outcome.successful:
         fields["last_success_at"] = outcome.finished_at
     try:
@@ -79,7 +83,7 @@ def record_next_run(client: redis.Redis, keys: Keys, domain: str, when: datetime
 
 def read_status(client: redis.Redis, keys: Keys, domain: str, lease_s: float) -> DomainStatus:
     """The domain's status, and who runs it right now."""
-    raw = {k.decode(): v.decode() for k, v in client.hgetall(keys.retrain_status(domain)).items()}
+    raw = {_text(k): _text(v) for k, v in client.hgetall(keys.retrain_status(domain)).items()}
     last = raw.get("last_run")
     running = LeaseLock(client, keys.retrain_lock(domain), lease_s).holder()
     return DomainStatus(
@@ -89,3 +93,8 @@ def read_status(client: redis.Redis, keys: Keys, domain: str, lease_s: float) ->
         next_run_at=raw.get("next_run_at") or None,
         running=running,
     )
+
+
+def _text(value: bytes | str) -> str:
+    """A reply as text, whether the client decodes replies or not."""
+    return value.decode() if isinstance(value, bytes) else value

@@ -15,11 +15,12 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+from redis.typing import EncodableT, FieldT, StreamIdT
 
 from inferloop.keys import Keys
 from inferloop.retrain.errors import TriggerError, TriggerTimeoutError
@@ -29,6 +30,12 @@ from inferloop.settings import DOMAINS, Domain
 log = logging.getLogger(__name__)
 
 GROUP = "retrain-service"
+# numpy's random states take seeds in [0, 2**32).
+MAX_SEED = 2**32 - 1
+
+RawFields = Mapping[bytes | str, bytes | str]
+# One stream entry as redis-py returns it: its id and its fields.
+RawEntry = tuple[bytes | str, RawFields]
 
 
 @dataclass(frozen=True)
@@ -65,21 +72,32 @@ class Trigger:
         """The trigger a stream entry holds; TriggerError when it holds no valid one."""
         domain = fields.get("domain", "")
         trigger_id = fields.get("trigger_id", "")
-        seed = fields.get("seed")
+        raw_seed = fields.get("seed")
+        seed = None if raw_seed is None else _seed(raw_seed)
         params = _params(fields.get("params"))
-        valid_seed = seed is None or _is_int(seed)
+        valid_seed = raw_seed is None or seed is not None
         if domain not in DOMAINS or not trigger_id or not valid_seed or params is None:
             raise TriggerError(f"trigger entry {entry_id} is not valid: {fields!r}")
         return cls(
             trigger_id=trigger_id,
-            domain=domain,  # type: ignore[arg-type]
+            domain=domain,
             force=fields.get("force") == "1",
             requested_by=fields.get("requested_by", "?"),
             requested_at=fields.get("requested_at", ""),
-            seed=None if seed is None else int(seed),
+            seed=seed,
             params=params,
             entry_id=entry_id,
         )
+
+
+def _seed(text: str) -> int | None:
+    """The seed an entry carries; None when it is not one (not an integer, out of range)."""
+    try:
+        seed = int(text)
+    except ValueError:
+        # str.isdigit() is no guard: "²" is a digit that int() refuses.
+        return None
+    return seed if 0 <= seed <= MAX_SEED else None
 
 
 def _params(text: str | None) -> dict[str, Any] | None:
@@ -110,7 +128,8 @@ class TriggerQueue:
     # -- senders -----------------------------------------------------------------------
     def send(self, trigger: Trigger) -> str:
         """Add ``trigger`` to the stream; return its entry id."""
-        entry = self.client.xadd(self.stream, trigger.fields())  # type: ignore[arg-type]
+        fields: dict[FieldT, EncodableT] = dict(trigger.fields().items())
+        entry = self.client.xadd(self.stream, fields)
         log.info(
             "trigger %s for %s sent by %s", trigger.trigger_id, trigger.domain, trigger.requested_by
         )
@@ -119,7 +138,7 @@ class TriggerQueue:
     def outcome(self, trigger_id: str) -> RunOutcome | None:
         """The recorded outcome of a trigger, or None while it has none."""
         raw = self.client.get(self.keys.retrain_outcome(trigger_id))
-        return None if raw is None else RunOutcome.from_json(raw)  # type: ignore[arg-type]
+        return None if raw is None else RunOutcome.from_json(raw)
 
     def wait(self, trigger_id: str, timeout_s: float, poll_s: float = 0.5) -> RunOutcome:
         """Wait for the outcome of a trigger; TriggerTimeoutError after ``timeout_s``."""
@@ -162,13 +181,14 @@ class TriggerQueue:
             self.stream, GROUP, consumer, min_idle_time=int(min_idle_s * 1000), count=count
         )
         claimed = answer[1] if len(answer) > 1 else []
-        return self._parse([(eid, f) for eid, f in claimed if f])
+        return self._parse(_with_fields(claimed))
 
-    def keep_fresh(self, consumer: str, entry_ids: list[str]) -> None:
+    def keep_fresh(self, consumer: str, entry_ids: Sequence[str]) -> None:
         """Reset the idle time of entries this consumer is working on."""
         if entry_ids:
+            ids: list[StreamIdT] = list(entry_ids)
             self.client.xclaim(
-                self.stream, GROUP, consumer, min_idle_time=0, message_ids=entry_ids, justid=True
+                self.stream, GROUP, consumer, min_idle_time=0, message_ids=ids, justid=True
             )
 
     def finish(self, trigger: Trigger, outcome: RunOutcome) -> None:
@@ -184,18 +204,13 @@ class TriggerQueue:
         pipe.xdel(self.stream, entry_id)
         pipe.execute()
 
-    def _read(
-        self, consumer: str, start: str, block_ms: int | None, count: int
-    ) -> list[tuple[Any, Any]]:
+    def _read(self, consumer: str, start: str, block_ms: int | None, count: int) -> list[RawEntry]:
         answer = self.client.xreadgroup(
             GROUP, consumer, {self.stream: start}, count=count, block=block_ms
         )
-        if not answer:
-            return []
-        _, entries = answer[0]
-        return [(eid, f) for eid, f in entries if f]
+        return stream_entries(answer)
 
-    def _parse(self, entries: list[tuple[Any, Any]]) -> list[Trigger]:
+    def _parse(self, entries: list[RawEntry]) -> list[Trigger]:
         triggers = []
         for raw_id, raw_fields in entries:
             entry_id = _text(raw_id)
@@ -209,12 +224,27 @@ class TriggerQueue:
         return triggers
 
 
-def _is_int(text: str) -> bool:
-    return text.lstrip("-").isdigit()
+def stream_entries(answer: object) -> list[RawEntry]:
+    """The entries of a one-stream XREAD/XREADGROUP answer, in either of redis-py's shapes.
+
+    Its legacy responses (the default, and RESP2) are ``[[stream, entries]]``; its
+    unified RESP3 responses (``legacy_responses=False``) are ``{stream: entries}``.
+    Nothing read is an empty list or dict, or None.
+    """
+    if not answer:
+        return []
+    if isinstance(answer, dict):
+        streams = list(answer.values())
+    elif isinstance(answer, list):
+        streams = [pair[1] for pair in answer]
+    else:
+        raise TypeError(f"not a stream read answer: {answer!r}")
+    return [entry for entries in streams for entry in _with_fields(entries)]
 
 
-def _is_int(text: str) -> bool:
-    return text.removeprefix("-").isdigit()
+def _with_fields(entries: Sequence[Any]) -> list[RawEntry]:
+    """(id, fields) of the entries that still have fields (a deleted entry has none)."""
+    return [(entry[0], entry[1]) for entry in entries if entry[1]]
 
 
 def _text(value: bytes | str) -> str:

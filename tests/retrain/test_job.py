@@ -178,6 +178,26 @@ def test_too_few_new_labels_skip_the_run_with_the_reason(
     assert [v.version for v in registry.list_versions("emails")] == [1]
 
 
+def test_a_refused_candidate_is_not_refitted_until_new_labels_arrive(
+    retrain_settings: Settings, labels_topic: str, registry: Registry, make_job: JobFactory
+) -> None:
+    produce(retrain_settings, labels_topic, emails(400))
+    assert make_job().run(RunRequest("emails")).outcome == "promoted"
+    # Labels no model can learn: the candidate fitted on them is refused.
+    produce(retrain_settings, labels_topic, emails(200, start=400, shuffle_labels=True))
+    refused = make_job().run(RunRequest("emails"))
+    assert (refused.outcome, refused.version) == ("rejected", 2), refused.reason
+    # 200 new labels since the champion's data, none since v2's: the same recipe on the
+    # same data would fit v2 again, so the schedule waits.
+    again = make_job().run(RunRequest("emails"))
+    assert again.outcome == "skipped"
+    assert again.reason.startswith("0 new labelled records since v2's data set")
+    # Another recipe (here: another seed) is another candidate; it runs.
+    other = make_job().run(RunRequest("emails", seed=7))
+    assert other.outcome != "skipped"
+    assert [v.version for v in registry.list_versions("emails")] == [1, 2, 3]
+
+
 def test_a_replayed_label_is_one_example_with_its_latest_label(
     retrain_settings: Settings, labels_topic: str, registry: Registry, make_job: JobFactory
 ) -> None:

@@ -72,3 +72,35 @@ def test_a_malformed_entry_is_dropped(settings: Settings, redis_client: redis.Re
     triggers = queue.read_new("a", block_ms=100)
     assert [t.trigger_id for t in triggers] == [good.trigger_id]
     assert redis_client.xlen(queue.stream) == 1
+
+
+def test_an_entry_whose_seed_is_no_seed_is_dropped_not_raised(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    queue = _queue(settings, redis_client)
+    # "²" is a digit to str.isdigit() that int() refuses; the others are out of range.
+    for seed in ("²", "--5", "-1", str(2**32), "seven"):
+        redis_client.xadd(
+            queue.stream, {"domain": "emails", "trigger_id": new_trigger_id(), "seed": seed}
+        )
+    good = Trigger(new_trigger_id(), "emails", False, "test", "2025-01-01T00:00:00Z", seed=7)
+    queue.send(good)
+    triggers = queue.read_new("a", block_ms=100)
+    assert [(t.trigger_id, t.seed) for t in triggers] == [(good.trigger_id, 7)]
+    assert redis_client.xlen(queue.stream) == 1
+
+
+def test_the_queue_reads_redis_py_unified_responses_too(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    # redis-py 8 answers XREADGROUP as {stream: entries} when legacy_responses is off.
+    with redis.Redis.from_url(settings.redis.url, legacy_responses=False) as unified:
+        queue = _queue(settings, unified)
+        sent = _trigger()
+        queue.send(sent)
+        (got,) = queue.read_new("a", block_ms=100)
+        assert got.trigger_id == sent.trigger_id
+        assert [t.trigger_id for t in queue.read_own_pending("a")] == [sent.trigger_id]
+        queue.finish(got, _outcome(got))
+        assert queue.read_new("a", block_ms=100) == []
+    assert redis_client.xpending(queue.stream, GROUP)["pending"] == 0
