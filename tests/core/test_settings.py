@@ -77,9 +77,9 @@ def test_to_env_rebuilds_the_same_settings_secrets_included(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     original = Settings(
-        kafka={"bootstrap_servers": "k:1", "sasl_password": "s3cret"},  # type: ignore[arg-type]
-        registry={"verify_key_paths": ("/a.pub", "/b.pub"), "allow_unsigned": True},  # type: ignore[arg-type]
-        topics={"prefix": "x-"},  # type: ignore[arg-type]
+        kafka={"bootstrap_servers": "k:1", "sasl_password": "s3cret"},
+        registry={"verify_key_paths": ("/a.pub", "/b.pub"), "allow_unsigned": True},
+        topics={"prefix": "x-"},
     )
     env = original.to_env()
     assert env["INFERLOOP_KAFKA__SASL_PASSWORD"] == "s3cret"

@@ -1,0 +1,1 @@
+"""The demo: the whole lifecycle of both domains on the local real services (``inferloop demo``)."""
