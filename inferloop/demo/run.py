@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from kafka.errors import KafkaError
 from rich.console import Console
 from rich.live import Live
 
@@ -226,11 +227,16 @@ class Demo:
         deadline = time.monotonic() + timeout_s
         with admin_client(self.settings.kafka) as admin:
             while True:
-                described = admin.describe_groups(list(groups))
+                try:
+                    described = admin.describe_groups(list(groups))
+                except KafkaError as exc:
+                    if not exc.retriable:  # e.g. no coordinator yet on a fresh broker
+                        raise
+                    described = {}
                 waiting = [
                     groups[g]
-                    for g, info in described.items()
-                    if info.get("group_state") != "Stable"
+                    for g in groups
+                    if (info := described.get(g, {})).get("group_state") != "Stable"
                     or len(info.get("members") or ()) < self.plan.processes
                 ]
                 if not waiting:
