@@ -178,7 +178,11 @@ class Demo:
                 data = data.interleaved(INTERLEAVED_START, INTERLEAVED_SPACING)
             self.runs[domain_plan.domain] = DomainRun(domain_plan, data)
         if not self.runs:
-            raise DemoError(f"no data set found under {self.settings.data_dir}")
+            wanted = "; ".join(DATA_SOURCES[d.dataset] for d in self.plan.domains)
+            raise DemoError(
+                f"no data set found under {self.settings.data_dir}: get {wanted}, and point "
+                "--data-dir (or INFERLOOP_DATA_DIR) at the folder that holds them"
+            )
 
     def create_topics(self) -> None:
         """The four topics of each domain of this run."""
@@ -199,7 +203,7 @@ class Demo:
                     f"{domain}: {summary.labels_sent} labelled examples published as history"
                 )
                 outcome = job.run(RunRequest(domain=domain, trigger="demo-seed", force=True))
-                self.console.print(f"{domain}: {outcome.summary_line()}")
+                self.console.print(f"{domain}: {outcome.summary_line()}", markup=False)
                 if outcome.outcome != "promoted":
                     raise DemoError(f"{domain}: v1 was not promoted: {outcome.reason}")
                 run.v1 = outcome.version

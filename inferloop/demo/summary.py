@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from inferloop.demo.outcome import DomainOutcome, DomainRecords, as_rows, summarise
@@ -119,7 +120,7 @@ def print_report(console: Console, report: DemoReport) -> None:
         table.add_column("what")
         table.add_column("value")
         for key, value in headline(outcome).items():
-            table.add_row(key, value)
+            table.add_row(key, escape(value))
         console.print(table)
         quality = Table(
             title=f"{domain}: each version on the labels that came back for its predictions",
@@ -135,7 +136,12 @@ def print_report(console: Console, report: DemoReport) -> None:
         for column in ("version", "status", "trigger", "the gate's reason"):
             versions.add_column(column)
         for v in report.versions[domain]:
-            versions.add_row(f"v{v['version']}", v["status"], v["trigger"], str(v["reason"] or ""))
+            versions.add_row(
+                f"v{v['version']}",
+                v["status"],
+                escape(v["trigger"]),
+                escape(str(v["reason"] or "")),
+            )
         console.print(versions)
     for path in (*report.plots, report.summary_json, report.summary_md):
         console.print(f"wrote {path}")
