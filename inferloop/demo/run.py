@@ -378,14 +378,21 @@ class Demo:
             argv = ["retrain", "run", domain, "--force", "--wait", "--json"]
             for param in WEAKENED[domain]:
                 argv += ["--param", param]
-            result: dict[str, Any] = {}
-            thread = threading.Thread(
-                target=self._operator, args=(argv, result), daemon=True, name=f"operator-{domain}"
-            )
-            thread.start()
-            self._watch(monitor, live, until=_finished(thread))
-            if "error" in result:
-                raise DemoError(f"{domain}: the weakened run failed: {result['error']}")
+            while True:
+                result: dict[str, Any] = {}
+                thread = threading.Thread(
+                    target=self._operator, args=(argv, result), daemon=True, name=f"op-{domain}"
+                )
+                thread.start()
+                self._watch(monitor, live, until=_finished(thread))
+                if "error" in result:
+                    raise DemoError(f"{domain}: the weakened run failed: {result['error']}")
+                # A scheduled run of the domain holds its lock: as an operator would, ask
+                # again once it is done.
+                if result["outcome"].get("outcome") != "lock_held":
+                    break
+                monitor.states[domain].stage = "weakened: waiting for the lock"
+                self._watch(monitor, live, until=_after(time.monotonic() + 2.0))
             run.rejected = result["outcome"]
             monitor.states[domain].stage = f"weakened: {result['outcome'].get('outcome')}"
 
@@ -449,3 +456,7 @@ class Demo:
 
 def _finished(thread: threading.Thread) -> Callable[[], bool]:
     return lambda: not thread.is_alive()
+
+
+def _after(moment: float) -> Callable[[], bool]:
+    return lambda: time.monotonic() > moment
