@@ -44,9 +44,13 @@ def throughput_plot(outcomes: Sequence[DomainOutcome], path: Path) -> Path:
 
 
 def timeline_plot(
-    events: Mapping[str, Sequence[VersionEvent]], duration_s: float, path: Path
+    events: Mapping[str, Sequence[VersionEvent]],
+    duration_s: float,
+    path: Path,
+    streams: Mapping[str, tuple[float, float]] | None = None,
 ) -> Path:
-    """Which version was champion when, per domain, with the candidates the gate rejected."""
+    """Which version was champion when, per domain, with the candidates the gate rejected
+    and (shaded) the time the live stream ran."""
     domains = list(events)
     height = 1.8 + 1.4 * len(domains)
     fig, axes = plt.subplots(len(domains), 1, figsize=(9, height), squeeze=False)
@@ -58,13 +62,18 @@ def timeline_plot(
             end = promoted[i + 1].time_s if i + 1 < len(promoted) else duration_s
             ax.barh(0, end - event.time_s, left=event.time_s, height=0.5, alpha=0.8)
             ax.text(event.time_s, 0, f" v{event.version}", va="center", fontsize=9)
-        for event in events[domain]:
-            if event.what == "rejected":
-                ax.plot(event.time_s, 0.45, marker="x", color="crimson", markersize=9)
-                label = f"v{event.version} rejected"
-                ax.text(event.time_s, 0.55, label, fontsize=8, color="crimson")
+        if streams and domain in streams:
+            start, end = streams[domain]
+            ax.axvspan(start, end, color="grey", alpha=0.12, label="live stream")
+            ax.legend(loc="lower right", fontsize=8, frameon=False)
+        rejected = [e for e in events[domain] if e.what == "rejected"]
+        for i, event in enumerate(sorted(rejected, key=lambda e: e.time_s)):
+            ax.plot(event.time_s, 0.45, marker="x", color="crimson", markersize=9)
+            # Alternate heights, so close refusals do not print over each other.
+            label = f"v{event.version} rejected"
+            ax.text(event.time_s, 0.55 + 0.2 * (i % 2), label, fontsize=8, color="crimson")
         ax.set_yticks([])
-        ax.set_ylim(-0.6, 0.9)
+        ax.set_ylim(-0.6, 1.05)
         ax.set_xlim(0, max(duration_s, 1.0))
         ax.set_ylabel(domain)
         ax.grid(axis="x", alpha=0.3)

@@ -90,6 +90,8 @@ class DomainRun:
     v1: int | None = None
     rejected: dict[str, Any] | None = None
     stream_done: threading.Event = field(default_factory=threading.Event)
+    # When the live stream ran, in seconds since the demo started.
+    stream_s: tuple[float, float] | None = None
     error: BaseException | None = None
 
 
@@ -288,9 +290,11 @@ class Demo:
         def progress(events: int, labels: int) -> None:
             state.events_sent, state.labels_sent = events, labels
 
+        began = time.monotonic() - self.started
         try:
             replay(self.settings, run.data, plan, progress=progress, progress_every=200)
             state.stage = "stream done"
+            run.stream_s = (began, time.monotonic() - self.started)
         except (InferloopError, OSError) as exc:  # the main thread raises it
             run.error = exc
         finally:
@@ -423,6 +427,7 @@ class Demo:
             return build_report(
                 self.plan.out_dir, records, registry, self.started_at,
                 time.monotonic() - self.started,
+                streams={d: r.stream_s for d, r in self.runs.items() if r.stream_s},
             )  # fmt: skip
 
     def run(self) -> DemoReport:

@@ -75,6 +75,8 @@ def build_report(
     registry: Registry,
     started: datetime,
     duration_s: float,
+    *,
+    streams: Mapping[str, tuple[float, float]] | None = None,
 ) -> DemoReport:
     """Figures, plots and files for every domain of the run."""
     outcomes: dict[str, DomainOutcome] = {}
@@ -86,7 +88,7 @@ def build_report(
         versions[domain], timelines[domain] = version_story(registry, domain, started)
         plots.append(pr_plot(domain, r.predictions, r.labels, out_dir / f"pr-{domain}.png"))
     plots.append(throughput_plot(list(outcomes.values()), out_dir / "throughput.png"))
-    plots.append(timeline_plot(timelines, duration_s, out_dir / "model-versions.png"))
+    plots.append(timeline_plot(timelines, duration_s, out_dir / "model-versions.png", streams))
     summary = {
         domain: dataclasses.asdict(o) | {"versions": versions[domain]}
         for domain, o in outcomes.items()
