@@ -18,6 +18,7 @@ from sklearn.pipeline import Pipeline
 
 from inferloop.domains import metrics as m
 from inferloop.domains import schemas as s
+from inferloop.domains.labelled_arrays import parse_labelled_transactions
 from inferloop.domains.spec import DomainSpec
 
 ROW_COLUMNS: tuple[str, ...] = (*s.TRANSACTION_FEATURES, "amount")
@@ -49,6 +50,12 @@ class TransactionsDomain(DomainSpec):
     def to_rows(self, events: Sequence[s.Event]) -> s.Rows:
         """v1 .. v28, amount per transaction."""
         return transaction_rows(events)
+
+    def parse_labelled(self, values: Sequence[bytes | None]) -> s.LabelledBatch:
+        """Labelled transactions into arrays; the pydantic path only for unusual records."""
+        return parse_labelled_transactions(
+            values, self.label_names, self.schema_version, super().parse_labelled
+        )
 
     def build_pipeline(self, seed: int) -> Pipeline:
         """A histogram gradient-boosted tree model, tuned for rare positives."""
