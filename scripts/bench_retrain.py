@@ -11,15 +11,22 @@ snapshot cache holds the rest), against the first version as champion. Each run 
 split into its steps: reading, fitting (preparing, the fit with its out-of-fold
 folds, scoring the holdout), evaluating (the champion on the same holdout, the paired
 bootstrap, the report) and registering.
+Reading also shows the part spent parsing records (``read.parse``; the rest is the Kafka
+client), and each row the process's peak resident memory so far (sizes run smallest
+first, so it is that size's peak).
 Figures go to stdout as a table, with each size's time per 1,000 rows against the
-smallest size measured in the same run, and as JSON to ``--out``.
+smallest size measured in the same run and the growth exponent between sizes
+(time ~ size^k), and as JSON to ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
+import math
+import resource
 import sys
 import tempfile
 import time
@@ -52,7 +59,7 @@ from inferloop.topics import create_domain_topics, for_settings
 log = logging.getLogger("bench_retrain")
 
 STEPS = ("read", "fit", "evaluate", "register")
-PARTS = ("read.snapshot", "fit.prepare", "fit.fit", "fit.score")
+PARTS = ("read.snapshot", "read.parse", "fit.prepare", "fit.fit", "fit.score")
 # The data set spans two days; each replayed copy starts where the last one ended.
 COPY_SPAN_S = 2 * 24 * 3600.0
 
@@ -138,6 +145,8 @@ def row(size: int, run: str, outcome: RunOutcome, produce_s: float) -> dict[str,
         "candidate": outcome.candidate,
         "champion": outcome.champion,
         "produce_s": round(produce_s, 1),
+        # The process's peak so far: sizes run smallest first, so it is this size's.
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
 
 
@@ -181,15 +190,31 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     """The figures, and time per 1,000 examples against the smallest size."""
     # Per example of the data set (the +10 % run has 1.1 times the size).
     base = {r["run"]: r["total_s"] / r["examples"] for r in rows if r["size"] == rows[0]["size"]}
-    columns = ("size", "run", "total_s", *STEPS, "records_from_kafka", "decision")
-    print(" | ".join(f"{c:>18}" for c in (*columns, "s per 1k", "vs smallest")))
+    columns = (
+        "size",
+        "run",
+        "total_s",
+        *STEPS,
+        "read.parse",
+        "fit.fit",
+        "records_from_kafka",
+        "peak_rss_mb",
+        "decision",
+    )
+    print(" | ".join(f"{c:>14}" for c in (*columns, "s per 1k", "vs smallest")))
     for r in rows:
         per_row = r["total_s"] / r["examples"]
         cells = [
-            f"{r[c]:>18}" if not isinstance(r[c], float) else f"{r[c]:>18.2f}" for c in columns
+            f"{r[c]:>14}" if not isinstance(r[c], float) else f"{r[c]:>14.2f}" for c in columns
         ]
-        cells += [f"{per_row * 1000:>18.3f}", f"{per_row / base[r['run']]:>18.2f}"]
+        cells += [f"{per_row * 1000:>14.3f}", f"{per_row / base[r['run']]:>14.2f}"]
         print(" | ".join(cells))
+    # Growth exponent k of total time ~ size^k between consecutive sizes (1 = linear).
+    for run in ("first", "+10%"):
+        same = sorted((r for r in rows if r["run"] == run), key=lambda r: r["examples"])
+        for a, b in itertools.pairwise(same):
+            k = math.log(b["total_s"] / a["total_s"]) / math.log(b["examples"] / a["examples"])
+            print(f"growth {run} {a['size']} -> {b['size']}: time ~ size^{k:.2f}")
 
 
 @contextmanager

@@ -56,10 +56,11 @@ class DomainSpec(ABC):
                 rejects.append(s.Reject(index, s.UNSUPPORTED_VERSION, detail))
         return kept_events, kept_indices
 
-    def parse_labelled(self, values: Sequence[bytes]) -> s.LabelledBatch:
+    def parse_labelled(self, values: Sequence[bytes | None]) -> s.LabelledBatch:
         """Parse labelled examples (from the labels topic) into arrays for training."""
-        events, _, rejects, extra = validate_values(self.labelled_model, values)
-        events, _ = self._supported(events, list(range(len(events))), rejects)
+        events, indices, rejects, extra = validate_values(self.labelled_model, values)
+        # The records' own positions: a reject's index is always its record's.
+        events, _ = self._supported(events, indices, rejects)
         rejects.sort(key=lambda r: r.index)
         positive = self.label_names[1]
         return s.LabelledBatch(

@@ -3,7 +3,9 @@
 Rows are a float64 array: ``v1`` .. ``v28``, then the amount. The pipeline is a
 histogram gradient-boosted tree model tuned for a 0.2 % positive rate: a small learning
 rate, many iterations, few leaves and no early stopping (early stopping on a random
-10 % keeps too few frauds to stop well).
+10 % keeps too few frauds to stop well), fitted on every fraud and at most
+``MAX_NEGATIVES`` legitimate transactions (a reweighted sample beyond that), so a fit on
+a million labels costs about what one on 200,000 legitimate ones does.
 """
 
 from __future__ import annotations
@@ -18,7 +20,16 @@ from sklearn.pipeline import Pipeline
 
 from inferloop.domains import metrics as m
 from inferloop.domains import schemas as s
+from inferloop.domains.labelled_arrays import parse_labelled_transactions
+from inferloop.domains.sampling import NegativeSubsample
 from inferloop.domains.spec import DomainSpec
+
+# The most legitimate transactions one fit keeps (every fraud is kept). At or below it a
+# fit is the plain tree model's, so the credit-card figures (about 180,000 legitimate
+# transactions in training) are unchanged; above it the fit's cost stops growing. A
+# share of them cost AUPRC there: on the newest 20 %, 0.768 for all of them, 0.752 and
+# 0.765 (two seeds) with 150,000, 0.746 / 0.760 with half, 0.737 / 0.760 with a fifth.
+MAX_NEGATIVES = 200_000
 
 ROW_COLUMNS: tuple[str, ...] = (*s.TRANSACTION_FEATURES, "amount")
 _ROW_OF = attrgetter(*ROW_COLUMNS)
@@ -50,9 +61,22 @@ class TransactionsDomain(DomainSpec):
         """v1 .. v28, amount per transaction."""
         return transaction_rows(events)
 
+    def parse_labelled(self, values: Sequence[bytes | None]) -> s.LabelledBatch:
+        """Labelled transactions into arrays; the pydantic path only for unusual records."""
+        return parse_labelled_transactions(
+            values, self.label_names, self.schema_version, super().parse_labelled
+        )
+
     def build_pipeline(self, seed: int) -> Pipeline:
-        """A histogram gradient-boosted tree model, tuned for rare positives."""
-        model = HistGradientBoostingClassifier(
+        """Gradient-boosted trees tuned for rare positives, fitted on at most MAX_NEGATIVES.
+
+        ``model`` is a :class:`NegativeSubsample`: every fraud, and every legitimate
+        transaction up to ``MAX_NEGATIVES`` of them; beyond that a seeded sample of that
+        many, reweighted (see :mod:`inferloop.domains.sampling`). The tree model's parameters keep their names
+        (``model__max_iter``); ``model__max_negatives`` moves the cap (``None``: none)
+        and ``model__negative_fraction`` samples below it too.
+        """
+        trees = HistGradientBoostingClassifier(
             learning_rate=0.05,
             max_iter=500,
             max_leaf_nodes=15,
@@ -61,6 +85,7 @@ class TransactionsDomain(DomainSpec):
             early_stopping=False,
             random_state=seed,
         )
+        model = NegativeSubsample(trees, max_negatives=MAX_NEGATIVES, random_state=seed)
         return Pipeline([("model", model)])
 
     def choose_threshold(self, y: np.ndarray[Any, Any], oof_scores: np.ndarray[Any, Any]) -> float:

@@ -295,6 +295,7 @@ class RetrainJob:
             per_partition = max(1, math.ceil(retrain.golden_events / max(len(ranges), 1)))
             golden = golden_events(run.spec, reader.tail(topic, ranges, per_partition))
         run.record.durations_s["read.snapshot"] = round(read_s, 3)
+        run.record.durations_s["read.parse"] = round(run.snapshot.parse_s, 3)
         run.golden = golden[: retrain.golden_events]
         run.record.records_read = run.snapshot.records_from_kafka
         return True

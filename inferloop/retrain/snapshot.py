@@ -59,6 +59,7 @@ class Snapshot:
     rejects: dict[str, int] = field(default_factory=dict)
     records_from_kafka: int = 0
     examples_from_cache: int = 0
+    parse_s: float = 0.0  # of the read, the time spent parsing records into columns
 
     @property
     def records(self) -> int:
@@ -121,6 +122,7 @@ class _PartitionReader:
         self.mark: RecordMark | None = None
         self.records = 0
         self.mismatch = False
+        self.parse_s = 0.0
 
     def take(self, records: list[Any]) -> int:
         """Keep the records below the end offset; return how many were taken."""
@@ -156,7 +158,9 @@ class _PartitionReader:
         """Parse the raw values held so far."""
         if not self.values:
             return
+        started = time.perf_counter()
         batch = self.spec.parse_labelled(self.values)
+        self.parse_s += time.perf_counter() - started
         self.parts.append(from_batch(batch, self.rng.partition, self.offsets, len(self.values)))
         self.rejects.update(r.reason for r in batch.rejects)
         self.values, self.offsets = [], []
@@ -362,6 +366,7 @@ class SnapshotReader:
         parts: list[Columns] = []
         rejects: Counter[str] = Counter()
         from_kafka = from_cache = 0
+        parse_s = 0.0
         for rng in ranges:
             reader = plan.readers[rng.partition]
             fresh = concat(reader.parts, self.spec)
@@ -373,6 +378,7 @@ class SnapshotReader:
             parts.append(fresh)
             rejects.update(reader.rejects)
             from_kafka += reader.records
+            parse_s += reader.parse_s
             if self.cache is not None:
                 piece = Piece(reader.rng.start, rng.end, fresh, reader.mark, dict(reader.rejects))
                 self.cache.store(topic, rng.partition, piece)
@@ -384,6 +390,7 @@ class SnapshotReader:
             rejects=dict(rejects),
             records_from_kafka=from_kafka,
             examples_from_cache=from_cache,
+            parse_s=parse_s,
         )
 
 
