@@ -10,9 +10,6 @@ COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-dev --no-install-project
 
 COPY inferloop ./inferloop
-COPY worker ./worker
-COPY registry ./registry
-COPY retrain ./retrain
 RUN uv sync --frozen --no-dev --no-editable
 
 ENV PATH=/app/.venv/bin:$PATH

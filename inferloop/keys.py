@@ -6,13 +6,15 @@ that touch several of them also run on a cluster.
 
     <p>:registry:models                      set     names of registered models
     <p>:model:{name}                         hash    registered model (description, tags, created)
-    <p>:model:{name}:aliases                 hash    alias -> version
+    <p>:model:{name}:aliases                 hash    alias -> "version digest"
     <p>:model:{name}:counter                 string  last version number handed out
     <p>:model:{name}:versions                zset    version numbers, scored by version
-    <p>:model:{name}:v:<n>                   hash    version metadata
+    <p>:model:{name}:v:<n>                   hash    signed manifest, signature, status, tags
     <p>:model:{name}:v:<n>:artifact          string  compressed joblib bytes of the pipeline
     <p>:model:{name}:v:<n>:report            hash    report files (name -> bytes)
-    <p>:model:{name}:history                 stream  alias moves: time, actor, from, to, reason
+    <p>:model:{name}:history                 stream  alias moves, rejections, deletions: actor,
+                                                     Redis user, from, to, reason
+    <p>:model:{name}:previous                list    previous champions, newest first (rollback)
     <p>:model:{name}:notices                 channel a message per alias move
     <p>:retrain:{domain}:lock                string  lease of the one running retrain (token)
     <p>:retrain:{domain}:fire:<ts>           string  claim of one scheduled firing (SET NX)
@@ -76,6 +78,10 @@ class Keys:
     def history(self, name: str) -> str:
         """Stream of alias moves."""
         return f"{self.model(name)}:history"
+
+    def previous_champions(self, name: str) -> str:
+        """List of the champions before the current one, newest first."""
+        return f"{self.model(name)}:previous"
 
     def notices(self, name: str) -> str:
         """Pub/sub channel announcing alias moves."""

@@ -148,7 +148,9 @@ class WorkerSettings(_Section):
     """The streaming worker."""
 
     delivery: DeliveryGuarantee = "at-least-once"
-    instance_id: str = Field(default_factory=socket.gethostname)
+    # Part of every transactional id (inferloop-<domain>-<instance>-<slot>): two hosts
+    # never fence each other, and a restarted slot fences its own zombie.
+    instance_id: str = Field(default_factory=socket.gethostname, pattern=r"^[A-Za-z0-9_.\-]+$")
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     max_batch_size: int = Field(default=1000, ge=1)
     poll_timeout_ms: int = Field(default=100, ge=0)
@@ -158,11 +160,24 @@ class WorkerSettings(_Section):
     transaction_timeout_ms: int = Field(default=10_000, gt=0)
     linger_ms: int = Field(default=5, ge=0)
     max_request_size: int = Field(default=1_048_576, gt=0)
+    # Bytes per producer batch and partition: predictions are small, so many fit.
+    producer_batch_bytes: int = Field(default=262_144, gt=0)
+    # At-least-once pipelining: batches whose sends may be in flight at once.
+    max_in_flight_batches: int = Field(default=2, ge=1, le=16)
     # Periodic alias check, the fallback when a promotion notice is missed.
     model_check_interval_s: float = Field(default=5.0, gt=0)
     max_scoring_attempts: int = Field(default=3, ge=1)
+    # Attempt counters outlive a crash loop, not a week.
+    scoring_attempts_ttl_s: int = Field(default=86_400, gt=0)
+    # Redis unreachable: retry after 0.5 s, doubling up to this.
+    redis_backoff_max_s: float = Field(default=30.0, gt=0)
+    # Threads for numpy/OpenMP inside one worker process (one process per core).
+    scoring_threads: int = Field(default=1, ge=1)
     shutdown_grace_s: float = Field(default=30.0, gt=0)
+    metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9300, ge=0, le=65535)
+    # Tests only: "<point>:<action>[:<after batches>]" fires a fault at a named point.
+    fault: str | None = None
 
 
 class RetrainSettings(_Section):
@@ -187,6 +202,21 @@ class RetrainSettings(_Section):
     metrics_port: int = Field(default=9400, ge=0, le=65535)
 
 
+class ReplaySettings(_Section):
+    """The replay producer (``inferloop replay``): pacing, delayed labels, batching."""
+
+    # Events per second; None sends as fast as the broker takes them.
+    rate_per_s: float | None = Field(default=None, gt=0)
+    # A labelled example follows its event after this long (chargebacks, reports).
+    label_delay_s: float = Field(default=30.0, ge=0)
+    # The share of events whose label comes back (chosen by a hash of the event id).
+    label_fraction: float = Field(default=1.0, ge=0, le=1)
+    label_source: str = Field(default="replay", min_length=1, max_length=256)
+    linger_ms: int = Field(default=20, ge=0)
+    batch_size_bytes: int = Field(default=256 * 1024, gt=0)
+    compression_type: Literal["none", "gzip"] = "none"
+
+
 class Settings(BaseSettings):
     """Everything one inferloop process is configured with."""
 
@@ -204,5 +234,6 @@ class Settings(BaseSettings):
     registry: RegistrySettings = RegistrySettings()
     worker: WorkerSettings = WorkerSettings()
     retrain: RetrainSettings = RetrainSettings()
+    replay: ReplaySettings = ReplaySettings()
     data_dir: Path = Field(default_factory=_default_data_dir)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -62,8 +62,14 @@ class ManagedProcess:
             pid = int(self.pid_file.read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
-        if _cmdline_contains(pid, self.marker):
+        if not alive(pid):
+            self.pid_file.unlink(missing_ok=True)
+            return None
+        cmdline = _cmdline(pid)
+        if self.marker.encode() in cmdline or cmdline == b"":
+            # Empty while a process is being exec'd: ours, just started.
             return pid
+        # The pid was recycled by another program: the pid file is stale.
         self.pid_file.unlink(missing_ok=True)
         return None
 
@@ -80,6 +86,11 @@ class ManagedProcess:
                 start_new_session=True,
             )
         self.pid_file.write_text(f"{proc.pid}\n")
+        # Popen returns before the kernel has finished the exec: for some milliseconds the
+        # new process's command line is empty, and it must not be taken for a stranger.
+        deadline = time.monotonic() + 5.0
+        while _cmdline(proc.pid) == b"" and alive(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.001)
         return proc.pid
 
     def stop(self, timeout_s: float = 30.0) -> bool:
@@ -128,11 +139,9 @@ def wait_gone(pid: int, timeout_s: float) -> bool:
     return not alive(pid)
 
 
-def _cmdline_contains(pid: int, marker: str) -> bool:
-    if not alive(pid):
-        return False
+def _cmdline(pid: int) -> bytes:
+    """The command line of ``pid`` with spaces between arguments (empty if unreadable)."""
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
     except (FileNotFoundError, ProcessLookupError):
-        return False
-    return marker.encode() in cmdline
+        return b""

@@ -79,3 +79,12 @@ def test_redis_persistence_matches_the_local_server() -> None:
         "--appendfsync": "always",
         "--maxmemory-policy": "noeviction",
     }
+
+
+def test_dockerfile_copies_every_package_folder() -> None:
+    # The image is built from the repository: every folder the distribution packages
+    # must be copied before the final `uv sync`.
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    copied = {line.split()[1] for line in dockerfile.splitlines() if line.startswith("COPY ")}
+    assert {"pyproject.toml", "inferloop"} <= copied
+    assert "uv sync --frozen --no-dev --no-editable" in dockerfile

@@ -1,0 +1,1 @@
+"""Tests of the streaming worker (``inferloop.worker``), against the real Kafka and Redis."""

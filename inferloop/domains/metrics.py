@@ -1,0 +1,114 @@
+"""Quality metrics at a decision threshold, and the ways a threshold is chosen.
+
+The decision rule everywhere is ``score >= threshold`` means the positive class.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import (
+    average_precision_score,
+    matthews_corrcoef,
+    precision_recall_curve,
+    roc_auc_score,
+)
+
+FloatArray = np.ndarray[Any, np.dtype[np.float64]]
+
+
+def decide(scores: np.ndarray[Any, Any], threshold: float) -> np.ndarray[Any, np.dtype[np.bool_]]:
+    """The positive decisions: ``score >= threshold``."""
+    return np.asarray(scores) >= threshold
+
+
+def confusion(
+    y: np.ndarray[Any, Any], scores: np.ndarray[Any, Any], threshold: float
+) -> tuple[int, int, int, int]:
+    """(true positives, false positives, false negatives, true negatives)."""
+    truth = np.asarray(y).astype(bool)
+    flagged = decide(scores, threshold)
+    tp = int(np.count_nonzero(flagged & truth))
+    fp = int(np.count_nonzero(flagged & ~truth))
+    fn = int(np.count_nonzero(~flagged & truth))
+    tn = int(np.count_nonzero(~flagged & ~truth))
+    return tp, fp, fn, tn
+
+
+def _ratio(num: float, den: float) -> float:
+    return num / den if den else 0.0
+
+
+def threshold_metrics(
+    y: np.ndarray[Any, Any], scores: np.ndarray[Any, Any], threshold: float
+) -> dict[str, float]:
+    """Precision, recall, F1, MCC, ROC-AUC, AUPRC and the false-positive rate, with counts.
+
+    ROC-AUC and AUPRC are NaN when ``y`` holds one class only.
+    """
+    y = np.asarray(y)
+    tp, fp, fn, tn = confusion(y, scores, threshold)
+    precision = _ratio(tp, tp + fp)
+    recall = _ratio(tp, tp + fn)
+    both_classes = 0 < int(y.sum()) < len(y)
+    flagged = decide(scores, threshold)
+    return {
+        "precision": precision,
+        "recall": recall,
+        "f1": _ratio(2 * precision * recall, precision + recall),
+        "mcc": float(matthews_corrcoef(y, flagged)) if len(y) else 0.0,
+        "roc_auc": float(roc_auc_score(y, scores)) if both_classes else math.nan,
+        "auprc": float(average_precision_score(y, scores)) if both_classes else math.nan,
+        "fpr": _ratio(fp, fp + tn),
+        "threshold": float(threshold),
+        "n": float(len(y)),
+        "positives": float(tp + fn),
+        "tp": float(tp),
+        "fp": float(fp),
+        "fn": float(fn),
+        "tn": float(tn),
+    }
+
+
+def threshold_at_fpr(
+    y: np.ndarray[Any, Any], scores: np.ndarray[Any, Any], max_fpr: float
+) -> float:
+    """The lowest threshold that flags at most ``max_fpr`` of the negatives.
+
+    The lowest such threshold catches the most positives. With no negatives every
+    score passes (the threshold is 0).
+    """
+    negatives = np.sort(np.asarray(scores, dtype=np.float64)[np.asarray(y) == 0])[::-1]
+    allowed = math.floor(max_fpr * len(negatives) + 1e-9)
+    if allowed >= len(negatives):
+        return 0.0
+    # Just above the highest negative that must not be flagged.
+    return float(np.nextafter(negatives[allowed], np.inf))
+
+
+def threshold_at_recall(
+    y: np.ndarray[Any, Any], scores: np.ndarray[Any, Any], min_recall: float
+) -> float:
+    """The threshold with the best precision among those that keep ``min_recall``.
+
+    Ties go to the highest threshold (fewer alerts). With no positives it is 0.5.
+    """
+    y = np.asarray(y)
+    if not y.any():
+        return 0.5
+    precision, recall, thresholds = precision_recall_curve(y, scores)
+    # precision/recall have one more entry than thresholds (the point recall = 0).
+    precision, recall = precision[:-1], recall[:-1]
+    eligible = np.flatnonzero(recall >= min_recall)
+    best = eligible[precision[eligible] == precision[eligible].max()]
+    return float(thresholds[best.max()])
+
+
+def f1_at_fpr(y: np.ndarray[Any, Any], scores: np.ndarray[Any, Any], max_fpr: float) -> float:
+    """F1 at the lowest threshold on these very scores that flags at most ``max_fpr``.
+
+    Descriptive only (the threshold is chosen on the data it is measured on).
+    """
+    return threshold_metrics(y, scores, threshold_at_fpr(y, scores, max_fpr))["f1"]

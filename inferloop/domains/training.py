@@ -1,0 +1,152 @@
+"""Fitting a domain's pipeline and choosing its threshold on out-of-fold scores.
+
+The threshold is chosen on scores that models gave to examples they were not fitted
+on: a fitted model's scores on its own training data are overconfident, and a
+threshold chosen on them flags far more in production than it promised.
+
+The folds run forward in time, as serving does. The examples are cut into
+``folds + 1`` contiguous blocks in time within each class (no shuffling); block ``j``
+is scored by a model fitted on blocks ``0 .. j - 1`` only, and the oldest block is
+never scored. Ordinary k-fold would also score the oldest block with a model fitted
+on its future alone, a situation serving never meets: on SpamAssassin that block
+holds most of the "hard ham", which such a model scores high, so its threshold
+flagged far fewer messages on the newer data than it aimed at (recall 0.90 on the
+newest 20 % instead of 0.95).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import Pipeline
+
+from inferloop.domains import schemas as s
+from inferloop.domains.errors import TrainingError
+from inferloop.domains.spec import DomainSpec
+
+log = logging.getLogger(__name__)
+
+MIN_PER_CLASS_PER_FOLD = 2
+
+IntArray = np.ndarray[Any, np.dtype[np.intp]]
+FloatArray = np.ndarray[Any, np.dtype[np.float64]]
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """A fitted pipeline, its threshold and the out-of-fold scores it was chosen on.
+
+    ``oof_scores[i]`` is the score of example ``oof_index[i]`` (label ``oof_y[i]``),
+    on the fitted pipeline's (calibrated) scale; the oldest block has no score.
+    """
+
+    pipeline: Pipeline
+    threshold: float
+    oof_scores: FloatArray
+    oof_index: IntArray
+    oof_y: np.ndarray[Any, np.dtype[np.int8]]
+
+
+def check_trainable(y: np.ndarray[Any, Any], folds: int) -> None:
+    """Raise :class:`TrainingError` unless each of the ``folds + 1`` blocks holds both classes."""
+    positives = int(np.count_nonzero(y))
+    negatives = len(y) - positives
+    needed = (folds + 1) * MIN_PER_CLASS_PER_FOLD
+    if positives < needed or negatives < needed:
+        raise TrainingError(
+            f"{positives} positive and {negatives} negative examples; "
+            f"{folds} forward folds need at least {needed} of each"
+        )
+
+
+def time_blocks(y: np.ndarray[Any, Any], blocks: int) -> list[IntArray]:
+    """Positions of ``blocks`` contiguous stretches of time per class, oldest first.
+
+    ``y`` must be in event-time order. Each block holds about the same share of each
+    class, so that classes collected over different periods still meet in every block.
+    """
+    # Without shuffling, StratifiedKFold cuts each class into contiguous blocks in
+    # the given order; its test sets are those blocks, oldest first.
+    splitter = StratifiedKFold(n_splits=blocks, shuffle=False)
+    return [test for _, test in splitter.split(np.zeros(len(y)), y)]
+
+
+def forward_oof_scores(
+    spec: DomainSpec, rows: s.Rows, y: np.ndarray[Any, Any], *, seed: int, folds: int
+) -> tuple[IntArray, FloatArray]:
+    """(positions, scores): each block scored by a model fitted on the older blocks only.
+
+    ``rows`` must be in event-time order; the oldest of the ``folds + 1`` blocks is
+    never scored, so the positions cover the newer ``folds`` blocks, in time order.
+    """
+    blocks = time_blocks(y, folds + 1)
+    scored: list[IntArray] = []
+    scores: list[FloatArray] = []
+    for fold in range(1, folds + 1):
+        started = time.perf_counter()
+        train_idx = np.sort(np.concatenate(blocks[:fold]))
+        pipeline = spec.build_pipeline(seed)
+        pipeline.fit(spec.take_rows(rows, train_idx), y[train_idx])
+        test_idx = blocks[fold]
+        scored.append(test_idx)
+        scores.append(pipeline.predict_proba(spec.take_rows(rows, test_idx))[:, 1])
+        log.debug(
+            "fold %d/%d of %s: fitted on %d, scored %d in %.1fs",
+            fold,
+            folds,
+            spec.name,
+            len(train_idx),
+            len(test_idx),
+            time.perf_counter() - started,
+        )
+    index = np.concatenate(scored)
+    order = np.argsort(index, kind="stable")
+    return index[order], np.concatenate(scores).astype(np.float64)[order]
+
+
+def fit(
+    spec: DomainSpec,
+    rows: s.Rows,
+    y: np.ndarray[Any, Any],
+    *,
+    seed: int = 42,
+    folds: int = 5,
+) -> Fitted:
+    """Fit ``spec``'s pipeline on all of ``rows``; calibrate and threshold it out of fold.
+
+    ``rows`` and ``y`` must be in event-time order (oldest first). The domain may
+    calibrate the fitted pipeline's scores from the out-of-fold scores
+    (:meth:`DomainSpec.calibrate`); the threshold is then chosen on the calibrated
+    out-of-fold scores, so it is on the scale the fitted pipeline scores on.
+    """
+    y = np.asarray(y, dtype=np.int8)
+    if len(y) != len(rows):
+        raise TrainingError(f"{len(rows)} rows but {len(y)} labels")
+    check_trainable(y, folds)
+    started = time.perf_counter()
+    log.info(
+        "fit start: %s, %d examples (%d positive), %d forward folds",
+        spec.name,
+        len(y),
+        int(y.sum()),
+        folds,
+    )
+    index, raw_scores = forward_oof_scores(spec, rows, y, seed=seed, folds=folds)
+    pipeline = spec.build_pipeline(seed)
+    pipeline.fit(rows, y)
+    oof_y = y[index]
+    pipeline, scores = spec.calibrate(pipeline, oof_y, raw_scores)
+    threshold = spec.choose_threshold(oof_y, scores)
+    log.info(
+        "fit finish: %s, threshold %.6f on %d out-of-fold scores, %.1fs",
+        spec.name,
+        threshold,
+        len(index),
+        time.perf_counter() - started,
+    )
+    return Fitted(pipeline, threshold, scores, index, oof_y)

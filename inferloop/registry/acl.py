@@ -1,0 +1,62 @@
+"""Redis ACL users for the three roles that touch the registry.
+
+- ``worker``: reads the registry (resolve, load, watch, list, history) and writes nothing
+  of it; it may count scoring attempts under ``<p>:worker:*``.
+- ``retrain``: registers versions (artifacts, metadata, retention), promotes and rejects
+  them, stores reports, and holds its lock and status under ``<p>:retrain:*``.
+- ``operator``: promotes, rolls back and rejects (alias, status and history writes), reads
+  everything, and queues retrain triggers; it cannot write or delete an artifact (no
+  string writes, no DEL), so it cannot register a version.
+
+Commands inside the registry's Lua scripts are checked against the caller's ACL too, so
+``EVALSHA`` grants nothing beyond the commands listed. The lines are built here, so the
+README, ``inferloop registry acl`` and the tests that check them against a real Redis
+say the same thing.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Role = Literal["worker", "retrain", "operator"]
+ROLES: tuple[Role, ...] = ("worker", "retrain", "operator")
+
+# Reads of every registry key type; MULTI/EXEC make a load's two reads one snapshot.
+_READ = (
+    "+ping +get +exists +hget +hgetall +hmget +hexists +zrange +zrevrange "
+    "+zcard +smembers +lindex +lrange +xrange +xrevrange +multi +exec +discard "
+    "+subscribe +unsubscribe"
+)
+# What the alias scripts (promote, rollback, reject) run, and the Redis user they record.
+_MOVE = "+evalsha +script|load +acl|whoami +hset +lpush +ltrim +lpop +xadd +publish"
+_REGISTER = "+incr +incrby +sadd +hsetnx +set +del +zadd"
+# The retrain job's own lock, status, triggers and outcomes.
+_RETRAIN_OWN = "+pexpire +pttl +xreadgroup +xack +xautoclaim +xclaim +xdel +xgroup|create"
+_WORKER_OWN = "+incr +incrby +expire +del"
+
+
+def acl_rules(role: Role | str, prefix: str) -> str:
+    """The ACL rules of ``role`` for keys under ``prefix`` (without user or password)."""
+    if role not in ROLES:
+        raise ValueError(f"role {role!r} is not one of {', '.join(ROLES)}")
+    model, models = f"{prefix}:model:*", f"{prefix}:registry:*"
+    retrain, worker = f"{prefix}:retrain:*", f"{prefix}:worker:*"
+    channels = f"resetchannels &{prefix}:model:*"
+    if role == "worker":
+        keys = f"resetkeys %R~{model} %R~{models} ~{worker}"
+        return f"{keys} {channels} -@all {_READ} {_WORKER_OWN}"
+    if role == "retrain":
+        keys = f"resetkeys ~{model} ~{models} ~{retrain}"
+        return f"{keys} {channels} -@all {_READ} {_MOVE} {_REGISTER} {_RETRAIN_OWN}"
+    keys = f"resetkeys ~{model} %R~{models} %R~{retrain} %W~{prefix}:retrain:triggers"
+    return f"{keys} {channels} -@all {_READ} {_MOVE}"
+
+
+# Printed where the password goes, for the reader to replace.
+PLACEHOLDER = "PASSWORD"
+
+
+def setuser_line(role: Role | str, user: str, prefix: str, secret: str = PLACEHOLDER) -> str:
+    """The ``ACL SETUSER`` command that creates (or resets) ``user`` for ``role``, with
+    ``secret`` as its password (a placeholder to replace by default)."""
+    return f"ACL SETUSER {user} reset on >{secret} {acl_rules(role, prefix)}"

@@ -1,0 +1,406 @@
+"""Delivery guarantees: how a batch's outputs are written and its offsets committed.
+
+At-least-once (the default) pipelines: batch k's sends are in flight while batch k+1
+is polled and scored. A batch's offsets are committed once every one of its sends is
+acknowledged, as explicit ``{partition: last acknowledged offset + 1}``, batches in
+order. When a batch's sends fail, the batches behind it are dropped and the consumer
+seeks back to the first offset not acknowledged, so nothing is skipped.
+
+Exactly-once wraps each batch in a Kafka transaction: predictions, dead letters and
+the consumer offsets (``send_offsets_to_transaction`` with the consumer's group
+metadata, KIP-447) commit together or not at all. A failure aborts the transaction
+and the batch is read again; a fenced producer (a newer instance of the same
+``transactional_id``, or a transaction the coordinator timed out) stops the worker.
+Downstream readers must use ``isolation_level=read_committed`` to see only committed
+transactions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
+from kafka.errors import (
+    CommitFailedError,
+    FencedInstanceIdError,
+    IllegalGenerationError,
+    IllegalStateError,
+    KafkaError,
+    KafkaTimeoutError,
+    ProducerFencedError,
+    RebalanceInProgressError,
+    UnknownMemberIdError,
+)
+
+from inferloop.topics import DomainTopics
+from inferloop.worker.batch import Batch
+from inferloop.worker.errors import ProducerFencedOutError
+from inferloop.worker.partitioning import partitions_of
+
+log = logging.getLogger(__name__)
+
+Offsets = dict[TopicPartition, OffsetAndMetadata]
+FaultFn = Callable[[str], None]
+CommittedFn = Callable[[Batch], None]
+# Called with the offsets the consumer went back to, and why.
+RewindFn = Callable[[dict[TopicPartition, int], BaseException], None]
+
+# A commit that fails because the group moved on: the rebalance that follows settles it.
+GROUP_MOVED_ERRORS = (
+    CommitFailedError,
+    FencedInstanceIdError,
+    RebalanceInProgressError,
+    IllegalGenerationError,
+    UnknownMemberIdError,
+)
+
+
+def commit_offsets(next_offsets: dict[TopicPartition, int]) -> Offsets:
+    """Explicit offsets to commit: the next offset to read, per partition."""
+    return {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in next_offsets.items()}
+
+
+def seek_back(consumer: KafkaConsumer, first_offsets: dict[TopicPartition, int]) -> None:
+    """Seek the partitions still assigned to ``first_offsets`` (the rest are gone)."""
+    assigned = consumer.assignment()
+    for tp, offset in first_offsets.items():
+        if tp in assigned:
+            try:
+                consumer.seek(tp, offset)
+            except IllegalStateError:
+                log.debug("partition %s went away before the seek", tp)
+
+
+def send_batch(producer: KafkaProducer, topics: DomainTopics, batch: Batch) -> list[Any]:
+    """Send every prediction and dead letter of ``batch``; the futures, in order."""
+    send = producer.send
+    predictions = topics.predictions
+    # The default partitioner hashes one key per send in Python; a batch is hashed at once.
+    partitions = partitions_of(batch.keys, len(producer.partitions_for(predictions)))
+    futures = [
+        send(predictions, value=value, key=key, partition=partition)
+        for key, value, partition in zip(batch.keys, batch.predictions, partitions, strict=True)
+    ]
+    dlq = topics.dlq
+    futures.extend(
+        send(dlq, value=letter.value, key=letter.key, headers=letter.headers)
+        for letter in batch.dead_letters
+    )
+    return futures
+
+
+class Delivery(Protocol):
+    """What the loop needs of a delivery guarantee."""
+
+    def deliver(self, batch: Batch) -> None:
+        """Write the batch's outputs (and, when it can, commit its offsets)."""
+
+    def settle(self) -> None:
+        """Commit what has been acknowledged, without waiting."""
+
+    def drain(self, timeout_s: float) -> bool:
+        """Finish every batch in hand and commit it; False if time ran out."""
+
+    def on_revoked(self) -> Offsets:
+        """Partitions are going: finish the batches in hand, return offsets to commit."""
+
+    def on_lost(self) -> None:
+        """Partitions are already gone: forget the batches in hand."""
+
+    def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Partitions are (again) ours: read the forgotten batches of those kept again."""
+
+    def in_flight(self) -> int:
+        """Batches written but not yet committed."""
+
+    def close(self, timeout_s: float) -> None:
+        """Close the producer, waiting at most ``timeout_s`` for what it still sends."""
+
+
+@dataclass
+class _InFlight:
+    batch: Batch
+    futures: list[Any]
+    error: BaseException | None = None
+    sent_at: float = field(default_factory=time.monotonic)
+
+    def done(self) -> bool:
+        return all(f.is_done for f in self.futures)
+
+    def wait(self, deadline: float) -> bool:
+        """Wait for every send until ``deadline``; True when all are done."""
+        for f in self.futures:
+            if f.is_done:
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            with contextlib.suppress(KafkaError):  # read below from the future itself
+                f.get(timeout=remaining)
+        return self.done()
+
+    def failure(self) -> BaseException | None:
+        for f in self.futures:
+            if f.failed():
+                exc: BaseException = f.exception
+                return exc
+        return None
+
+
+class AtLeastOnce:
+    """Pipelined delivery: commit a batch once all its sends are acknowledged."""
+
+    def __init__(
+        self,
+        consumer: KafkaConsumer,
+        producer_factory: Callable[[], KafkaProducer],
+        topics: DomainTopics,
+        *,
+        max_in_flight: int,
+        ack_timeout_s: float,
+        revoke_timeout_s: float,
+        fault: FaultFn,
+        on_committed: CommittedFn,
+        on_rewind: RewindFn,
+    ) -> None:
+        self._consumer = consumer
+        self._producer_factory = producer_factory
+        self._producer = producer_factory()
+        self._topics = topics
+        self._max_in_flight = max_in_flight
+        self._ack_timeout_s = ack_timeout_s
+        self._revoke_timeout_s = revoke_timeout_s
+        self._fault = fault
+        self._on_committed = on_committed
+        self._on_rewind = on_rewind
+        self._queue: deque[_InFlight] = deque()
+        self._reread: dict[TopicPartition, int] = {}
+        # The rebalance listener runs on the consumer's IO thread while the loop is
+        # blocked in poll(); the lock makes that hand-over explicit.
+        self._lock = threading.RLock()
+
+    def in_flight(self) -> int:
+        """Batches sent but not yet committed."""
+        return len(self._queue)
+
+    def deliver(self, batch: Batch) -> None:
+        """Send the batch; keep at most ``max_in_flight`` batches uncommitted."""
+        try:
+            futures = send_batch(self._producer, self._topics, batch)
+        except KafkaError as exc:  # raised by send() itself, e.g. metadata timeout
+            with self._lock:
+                self._queue.append(_InFlight(batch, [], exc))
+        else:
+            with self._lock:
+                self._queue.append(_InFlight(batch, futures))
+        while len(self._queue) > self._max_in_flight:
+            head = self._queue[0]
+            if not self._settle_head(head.sent_at + self._ack_timeout_s + 0.1):
+                break
+
+    def settle(self) -> None:
+        """Commit every batch at the head whose sends are all done (or overdue)."""
+        while self._queue and (
+            self._queue[0].error or self._queue[0].done() or self._overdue(self._queue[0])
+        ):
+            if not self._settle_head(time.monotonic()):
+                break
+
+    def _overdue(self, item: _InFlight) -> bool:
+        return time.monotonic() - item.sent_at > self._ack_timeout_s
+
+    def drain(self, timeout_s: float) -> bool:
+        """Wait for every batch in flight and commit it, until ``timeout_s`` runs out."""
+        deadline = time.monotonic() + timeout_s
+        while self._queue:
+            if time.monotonic() >= deadline or not self._settle_head(deadline):
+                return not self._queue
+        return True
+
+    def _settle_head(self, deadline: float) -> bool:
+        """Commit or rewind the oldest batch; False when it could not be settled."""
+        with self._lock:
+            if not self._queue:
+                return True
+            head = self._queue[0]
+            if head.error is None and not head.wait(deadline):
+                if not self._overdue(head):
+                    return False
+                # The producer owes an answer it should have given by now (its delivery
+                # timeout has passed): count the batch as failed and send it again.
+                head.error = KafkaTimeoutError(
+                    f"sends not acknowledged within {self._ack_timeout_s:g} s"
+                )
+            error = head.error or head.failure()
+            if error is not None:
+                self._rewind(error)
+                return True
+            self._fault("before_commit")
+            try:
+                self._consumer.commit(commit_offsets(head.batch.next_offsets))
+            except GROUP_MOVED_ERRORS as exc:
+                # The next poll rejoins; the revocation then commits or drops the batch.
+                log.warning("commit deferred to the rebalance: %s", exc)
+                return False
+            self._queue.popleft()
+        self._on_committed(head.batch)
+        self._fault("after_commit")
+        return True
+
+    def _rewind(self, error: BaseException) -> None:
+        dropped = list(self._queue)
+        self._queue.clear()
+        first: dict[TopicPartition, int] = {}
+        for item in dropped:
+            for tp, offset in item.batch.first_offsets.items():
+                first[tp] = min(first.get(tp, offset), offset)
+        seek_back(self._consumer, first)
+        log.error(
+            "sends failed (%s: %s): dropped %d batches in flight, back to %s; new producer",
+            type(error).__name__, error, len(dropped),
+            {f"{tp.topic}/{tp.partition}": o for tp, o in sorted(first.items())},
+        )  # fmt: skip
+        # An idempotent producer whose batch failed can be stuck in a fatal state (every
+        # later send fails at once): start over with a new one.
+        old, self._producer = self._producer, self._producer_factory()
+        old.close(timeout=0)
+        self._on_rewind(first, error)
+
+    def on_revoked(self) -> Offsets:
+        """The offsets of the batches in hand whose sends are all acknowledged.
+
+        Runs on the consumer's IO thread, whose heartbeats wait meanwhile: a batch not
+        acknowledged within ``revoke_timeout_s`` is left uncommitted (read again).
+        """
+        deadline = time.monotonic() + self._revoke_timeout_s
+        offsets: dict[TopicPartition, int] = {}
+        committed: list[Batch] = []
+        with self._lock:
+            while self._queue:
+                item = self._queue.popleft()
+                if item.error or not item.wait(deadline) or item.failure() is not None:
+                    self._queue.appendleft(item)
+                    self._forget()
+                    break
+                offsets.update(item.batch.next_offsets)
+                committed.append(item.batch)
+        for batch in committed:
+            self._on_committed(batch)
+        return commit_offsets(offsets)
+
+    def on_lost(self) -> None:
+        """Forget the batches in hand: their partitions belong to another member now."""
+        with self._lock:
+            if self._queue:
+                log.warning("partitions lost: %d batches in flight left uncommitted",
+                            len(self._queue))  # fmt: skip
+            self._forget()
+
+    def _forget(self) -> None:
+        # The consumer keeps its position in a partition it is given again after a
+        # rebalance, past these batches: remember where they start, to go back there.
+        for item in self._queue:
+            for tp, offset in item.batch.first_offsets.items():
+                self._reread[tp] = min(self._reread.get(tp, offset), offset)
+        self._queue.clear()
+
+    def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Seek each kept partition back to its first forgotten offset."""
+        with self._lock:
+            back = {tp: o for tp, o in self._reread.items() if tp in assigned}
+            self._reread.clear()
+        if back:
+            seek_back(self._consumer, back)
+            where = {f"{tp.topic}/{tp.partition}": o for tp, o in sorted(back.items())}
+            log.info("reading forgotten batches again from %s", where)
+
+    def close(self, timeout_s: float) -> None:
+        """Close the producer."""
+        self._producer.close(timeout=timeout_s)
+
+
+class ExactlyOnce:
+    """One Kafka transaction per batch: outputs and offsets commit together."""
+
+    def __init__(
+        self,
+        consumer: KafkaConsumer,
+        producer: KafkaProducer,
+        topics: DomainTopics,
+        *,
+        fault: FaultFn,
+        on_committed: CommittedFn,
+        on_rewind: RewindFn,
+    ) -> None:
+        self._consumer = consumer
+        self._producer = producer
+        self._topics = topics
+        self._fault = fault
+        self._on_committed = on_committed
+        self._on_rewind = on_rewind
+
+    def in_flight(self) -> int:
+        """Always 0: a batch's transaction completes before the next poll."""
+        return 0
+
+    def deliver(self, batch: Batch) -> None:
+        """Write and commit the batch in one transaction; abort and rewind on failure."""
+        producer = self._producer
+        try:
+            producer.begin_transaction()
+            send_batch(producer, self._topics, batch)
+            # Flushed first so the transaction commit waits on nothing but the marker.
+            producer.flush()
+            producer.send_offsets_to_transaction(
+                commit_offsets(batch.next_offsets), self._consumer.group_metadata()
+            )
+            self._fault("before_commit")
+            producer.commit_transaction()
+        except ProducerFencedError as exc:
+            raise ProducerFencedOutError(
+                f"producer fenced: a newer instance of this transactional id took over, or "
+                f"the coordinator timed the transaction out ({exc})"
+            ) from exc
+        except KafkaError as exc:
+            self._abort(batch, exc)
+            return
+        self._on_committed(batch)
+        self._fault("after_commit")
+
+    def _abort(self, batch: Batch, exc: KafkaError) -> None:
+        log.warning("transaction failed (%s: %s); aborting and reading the batch again",
+                    type(exc).__name__, exc)  # fmt: skip
+        try:
+            self._producer.abort_transaction()
+        except ProducerFencedError as fenced:
+            raise ProducerFencedOutError(f"producer fenced while aborting: {fenced}") from fenced
+        seek_back(self._consumer, batch.first_offsets)
+        self._on_rewind(batch.first_offsets, exc)
+
+    def settle(self) -> None:
+        """Nothing to do: every batch is settled by its own transaction."""
+
+    def drain(self, timeout_s: float) -> bool:
+        """Nothing in hand between two batches."""
+        return True
+
+    def on_revoked(self) -> Offsets:
+        """Nothing in hand: the transaction of the last batch is complete."""
+        return {}
+
+    def on_lost(self) -> None:
+        """Nothing in hand."""
+
+    def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Nothing forgotten: an aborted batch was sought back already."""
+
+    def close(self, timeout_s: float) -> None:
+        """Close the producer."""
+        self._producer.close(timeout=timeout_s)

@@ -1,0 +1,88 @@
+"""Consumer lag of a domain's group, from the offsets committed in Kafka.
+
+Read from the broker, not from a worker, so the lag shows even when every worker is
+down. A partition without a committed offset counts from its first offset (the group
+starts there: ``auto_offset_reset`` is ``earliest`` by default).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from kafka import OffsetAndMetadata, TopicPartition
+from kafka.errors import KafkaError
+
+from inferloop.connections import admin_client, make_consumer
+from inferloop.settings import Domain, Settings
+from inferloop.topics import consumer_group, for_settings
+from inferloop.worker.errors import TopicMissingError
+
+
+@dataclass(frozen=True)
+class PartitionLag:
+    """One partition: the group's committed offset, the end, and the gap between."""
+
+    partition: int
+    committed: int | None
+    end: int
+    lag: int
+
+
+@dataclass(frozen=True)
+class GroupLag:
+    """The lag of a domain's consumer group on its events topic."""
+
+    group: str
+    topic: str
+    partitions: tuple[PartitionLag, ...]
+
+    @property
+    def total(self) -> int:
+        """Messages not yet committed, over every partition."""
+        return sum(p.lag for p in self.partitions)
+
+
+def group_lag(settings: Settings, domain: Domain) -> GroupLag:
+    """The lag of ``inferloop-<domain>`` on ``<domain>``, per partition."""
+    group = consumer_group(settings, domain)
+    topic = for_settings(settings, domain).events
+    consumer = make_consumer(settings.kafka, isolation_level="read_committed")
+    try:
+        numbers = consumer.partitions_for_topic(topic)
+        if not numbers:
+            raise TopicMissingError(
+                f"topic {topic!r} not found on {settings.kafka.bootstrap_servers}"
+            )
+        partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
+        # read_committed: the end is the last stable offset, what a worker can reach.
+        ends = consumer.end_offsets(partitions)
+        starts = consumer.beginning_offsets(partitions)
+    finally:
+        consumer.close()
+    committed = _committed(settings, group, partitions)
+    rows = []
+    for tp in partitions:
+        meta = committed.get(tp)
+        offset = meta.offset if meta is not None and meta.offset >= 0 else None
+        base = offset if offset is not None else starts[tp]
+        rows.append(PartitionLag(tp.partition, offset, ends[tp], max(ends[tp] - base, 0)))
+    return GroupLag(group=group, topic=topic, partitions=tuple(rows))
+
+
+def _committed(
+    settings: Settings, group: str, partitions: list[TopicPartition]
+) -> dict[TopicPartition, OffsetAndMetadata]:
+    # A fresh cluster creates its offsets topic on first use: the coordinator is
+    # briefly unavailable, a retriable error.
+    deadline = time.monotonic() + settings.kafka.connect_timeout_s
+    with admin_client(settings.kafka) as admin:
+        while True:
+            try:
+                answer = admin.list_group_offsets({group: partitions})
+            except KafkaError as exc:
+                if not exc.retriable or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+                continue
+            return dict(answer.get(group, {}))

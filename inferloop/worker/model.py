@@ -1,0 +1,360 @@
+"""The model a worker scores with, and how it follows the registry's champion.
+
+At start the worker waits for a champion without consuming. Then a background thread
+watches the registry (the promotion notice, and a periodic alias check in case a
+notice is missed), loads and verifies a new version off the loop, re-checks its golden
+scores through this process's own validation and featurisation, and hands it over; the
+loop swaps it in between two batches. A version that fails is refused and reported;
+the worker keeps the one it has. When Redis is unreachable the worker goes on scoring
+and the thread reconnects with backoff.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import redis
+
+from inferloop.domains import DomainSpec
+from inferloop.errors import RedisUnavailableError
+from inferloop.registry import AliasTarget, ChampionWatcher, LoadedModel, Registry
+from inferloop.registry.errors import RegistryError
+from inferloop.settings import Settings
+from inferloop.worker.errors import ModelRefusedError
+from inferloop.worker.health import HealthState
+from inferloop.worker.metrics import WorkerMetrics
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+GOLDEN_RTOL = 1e-6
+GOLDEN_ATOL = 1e-9
+REDIS_DOWN_ERRORS = (RedisUnavailableError, redis.ConnectionError, redis.TimeoutError)
+# How long one wait on the watcher lasts: the keeper's stop is noticed this fast.
+WATCH_SLICE_S = 0.25
+
+
+@dataclass(frozen=True)
+class ActiveModel:
+    """A verified version, ready to score a batch of validated events."""
+
+    name: str
+    version: int
+    digest: str
+    threshold: float
+    pipeline: Any
+    spec: DomainSpec
+    holdout_positive_rate: float | None = None
+
+    @property
+    def target(self) -> AliasTarget:
+        """The alias target this model was loaded from."""
+        return AliasTarget(self.version, self.digest)
+
+    @property
+    def ref(self) -> str:
+        """``name@version``, as dead letters name the model."""
+        return f"{self.name}@{self.version}"
+
+    @property
+    def ref_json(self) -> str:
+        """The prediction's ``model`` object, pre-encoded."""
+        return json.dumps({"name": self.name, "version": self.version}, separators=(",", ":"))
+
+    def score(self, events: Sequence[Any]) -> np.ndarray[Any, Any]:
+        """Positive-class scores of ``events``: one vectorised call."""
+        rows = self.spec.to_rows(events)
+        return np.asarray(self.pipeline.predict_proba(rows)[:, 1], dtype=np.float64)
+
+
+def activate(loaded: LoadedModel, spec: DomainSpec) -> ActiveModel:
+    """``loaded`` checked by this process: schema version, and golden scores reproduced
+    through this process's own validation, featurisation and pipeline."""
+    mv = loaded.version
+    if mv.input_schema_version != spec.schema_version:
+        raise ModelRefusedError(
+            f"{mv.name} v{mv.version} expects input schema v{mv.input_schema_version}, "
+            f"this worker validates v{spec.schema_version}"
+        )
+    model = ActiveModel(
+        name=mv.name,
+        version=mv.version,
+        digest=mv.artifact_digest,
+        threshold=float(mv.threshold),
+        pipeline=loaded.pipeline,
+        spec=spec,
+        holdout_positive_rate=holdout_positive_rate(mv.metrics),
+    )
+    check_golden(model, mv.golden.events, mv.golden.scores)
+    return model
+
+
+def check_golden(model: ActiveModel, events: Sequence[Any], expected: Sequence[float]) -> None:
+    """Raise :class:`ModelRefusedError` unless ``model`` reproduces its golden scores."""
+    if not events:
+        raise ModelRefusedError(f"{model.ref} has no golden sample to verify")
+    values = [json.dumps(dict(e)).encode() for e in events]
+    validated = model.spec.validate_batch(values)
+    if validated.rejects:
+        first = validated.rejects[0]
+        raise ModelRefusedError(
+            f"{model.ref}: golden event {first.index} fails validation here: "
+            f"{first.reason}: {first.detail}"
+        )
+    got = model.score(validated.events)
+    want = np.asarray(expected, dtype=np.float64)
+    if got.shape != want.shape or not np.allclose(got, want, rtol=GOLDEN_RTOL, atol=GOLDEN_ATOL):
+        worst = float(np.max(np.abs(got - want))) if got.shape == want.shape else float("nan")
+        raise ModelRefusedError(
+            f"{model.ref} does not reproduce its golden scores here (largest difference {worst:g})"
+        )
+
+
+def holdout_positive_rate(metrics: Any) -> float | None:
+    """The share of its holdout the version flagged positive at training time, from the
+    recorded confusion counts ((tp + fp) / n), when they were recorded."""
+    if not hasattr(metrics, "get"):
+        return None
+    nested = metrics.get("holdout")
+    if hasattr(nested, "get"):
+        metrics = nested
+    tp, fp, n = metrics.get("tp"), metrics.get("fp"), metrics.get("n")
+    if all(isinstance(v, (int, float)) for v in (tp, fp, n)) and n:
+        return float((tp + fp) / n)
+    return None
+
+
+class Backoff:
+    """Exponential backoff: 0.5 s, doubling, up to ``max_s``; ``reset`` after a success."""
+
+    def __init__(self, max_s: float, first_s: float = 0.5) -> None:
+        self._first = first_s
+        self._max = max_s
+        self._next = first_s
+
+    def next(self) -> float:
+        """How long to wait before the next attempt."""
+        delay = self._next
+        self._next = min(self._next * 2, self._max)
+        return delay
+
+    def reset(self) -> None:
+        """Back to the first delay."""
+        self._next = self._first
+
+
+class ModelKeeper:
+    """Loads the champion, follows promotions in a background thread, hands swaps over."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        spec: DomainSpec,
+        metrics: WorkerMetrics,
+        health: HealthState,
+        registry_factory: Callable[[Settings], Registry] = Registry.from_settings,
+    ) -> None:
+        self._settings = settings
+        self._spec = spec
+        self._name = spec.name
+        self._metrics = metrics
+        self._health = health
+        self._registry_factory = registry_factory
+        self._registry: Registry | None = None
+        self._current: ActiveModel | None = None
+        self._pending: ActiveModel | None = None
+        self._pending_seen_at = 0.0
+        self._refused: set[AliasTarget] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._backoff = Backoff(settings.worker.redis_backoff_max_s)
+        self._redis_was_down = False
+
+    @property
+    def current(self) -> ActiveModel | None:
+        """The model the loop scores with."""
+        return self._current
+
+    # -- start -------------------------------------------------------------------------
+    def wait_for_champion(self, should_stop: Callable[[], bool]) -> ActiveModel | None:
+        """Block until a champion is loaded and verified (None if asked to stop first)."""
+        said_waiting = False
+        while not should_stop():
+            pause_s = self._settings.worker.model_check_interval_s
+            try:
+                target = self._registry_or_connect().resolve(self._name, CHAMPION)
+                self._redis_ok()
+                wanted = target is not None and target not in self._refused
+                model = self._load(target) if target is not None and wanted else None
+            except REDIS_DOWN_ERRORS as exc:
+                pause_s = self._redis_down(exc)
+                target = model = None
+            if model is not None:
+                self._install(model)
+                return model
+            if target is None and not said_waiting and not self._redis_was_down:
+                log.info("no champion for %s yet: waiting, not consuming", self._name)
+                said_waiting = True
+            self._sleep(pause_s, should_stop)
+        return None
+
+    def start(self) -> None:
+        """Start following promotions in the background."""
+        self._thread = threading.Thread(target=self._follow, name="model-keeper", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the background thread and close the registry's connections."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+        if self._registry is not None:
+            self._registry.close()
+
+    # -- the loop's side -----------------------------------------------------------------
+    def take_swap(self) -> ActiveModel | None:
+        """The model to swap in now (between two batches), if one is ready."""
+        if self._pending is None:
+            return None
+        started = time.perf_counter()
+        with self._lock:
+            new, self._pending = self._pending, None
+            seen_at = self._pending_seen_at
+        old = self._current
+        self._install(new)
+        pause_s = time.perf_counter() - started
+        self._metrics.swaps.labels(self._name).inc()
+        self._metrics.swap_pause.labels(self._name).observe(pause_s)
+        log.info(
+            "model swapped: %s v%s -> v%s, %.3f s after the change was seen, loop pause %.6f s",
+            self._name, old.version if old else None, new.version, time.monotonic() - seen_at,
+            pause_s,
+        )  # fmt: skip
+        return new
+
+    def _install(self, model: ActiveModel) -> None:
+        self._current = model
+        self._health.model_version = model.version
+        self._metrics.model_version.labels(self._name).set(model.version)
+        if model.holdout_positive_rate is not None:
+            self._metrics.holdout_positive_rate.labels(self._name, str(model.version)).set(
+                model.holdout_positive_rate
+            )
+
+    # -- the background thread -------------------------------------------------------------
+    def _follow(self) -> None:
+        """Reconcile the model with where the watcher says the champion points."""
+        watcher: ChampionWatcher | None = None
+        while not self._stop.is_set():
+            try:
+                if watcher is None:
+                    watcher = self._watcher()
+                watcher.wait(timeout_s=WATCH_SLICE_S)
+                self._metrics.redis_up.labels(self._name).set(1 if watcher.healthy else 0)
+                self._health.redis_ok = watcher.healthy
+                if watcher.current is not None and self._wants(watcher.current):
+                    self._take_in(watcher.current)
+            except REDIS_DOWN_ERRORS as exc:
+                self._stop.wait(self._redis_down(exc))
+            except Exception:  # the thread must outlive a bug in one attempt
+                log.exception("model keeper: unexpected error; retrying")
+                self._metrics.errors.labels(self._name, "model_keeper").inc()
+                self._stop.wait(self._backoff.next())
+        if watcher is not None:
+            watcher.close()
+
+    def _watcher(self) -> ChampionWatcher:
+        current = self._current
+        return self._registry_or_connect().watch(
+            self._name,
+            CHAMPION,
+            current=current.target if current is not None else None,
+            check_interval_s=self._settings.worker.model_check_interval_s,
+        )
+
+    def _wants(self, target: AliasTarget) -> bool:
+        current, pending = self._current, self._pending
+        if current is not None and target == current.target:
+            return False
+        if pending is not None and target == pending.target:
+            return False
+        return target not in self._refused
+
+    def _take_in(self, target: AliasTarget) -> None:
+        seen_at = time.monotonic()
+        log.info("champion of %s is now %s; loading it in the background", self._name, target)
+        model = self._load(target)
+        if model is not None:
+            with self._lock:
+                self._pending = model
+                self._pending_seen_at = seen_at
+
+    def _load(self, target: AliasTarget) -> ActiveModel | None:
+        """Load and verify ``target``; None when refused (and reported).
+
+        Redis errors propagate: the caller retries with backoff.
+        """
+        started = time.monotonic()
+        try:
+            loaded = self._registry_or_connect().load(
+                self._name, target.version, digest=target.digest
+            )
+            model = activate(loaded, self._spec)
+        except REDIS_DOWN_ERRORS:
+            raise
+        except (RegistryError, ModelRefusedError) as exc:
+            self._refuse(target, exc)
+            return None
+        elapsed = time.monotonic() - started
+        self._metrics.load_seconds.labels(self._name).observe(elapsed)
+        log.info("model %s v%s loaded and verified in %.2f s", self._name, target.version, elapsed)
+        return model
+
+    def _refuse(self, target: AliasTarget, exc: Exception) -> None:
+        self._refused.add(target)
+        self._health.refused_versions.append(target.version)
+        self._metrics.refused.labels(self._name, str(target.version)).inc()
+        current = self._current
+        log.error(
+            "model %s v%s refused (%s: %s); keeping %s",
+            self._name, target.version, type(exc).__name__, exc,
+            f"v{current.version}" if current else "no model",
+        )  # fmt: skip
+
+    # -- Redis ---------------------------------------------------------------------------
+    def _registry_or_connect(self) -> Registry:
+        if self._registry is None:
+            self._registry = self._registry_factory(self._settings)
+        return self._registry
+
+    def _redis_ok(self) -> None:
+        if self._redis_was_down:
+            log.info("Redis reachable again; following the champion of %s", self._name)
+        self._redis_was_down = False
+        self._health.redis_ok = True
+        self._backoff.reset()
+        self._metrics.redis_up.labels(self._name).set(1)
+
+    def _redis_down(self, exc: BaseException) -> float:
+        """Record that Redis is unreachable; how long to wait before trying again."""
+        if not self._redis_was_down:
+            log.warning("Redis unreachable (%s); scoring on, retrying with backoff", exc)
+        self._redis_was_down = True
+        self._health.redis_ok = False
+        self._metrics.redis_up.labels(self._name).set(0)
+        self._metrics.errors.labels(self._name, "redis").inc()
+        return self._backoff.next()
+
+    def _sleep(self, seconds: float, should_stop: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + seconds
+        while not should_stop() and time.monotonic() < deadline:
+            self._health.turned()
+            time.sleep(min(0.1, max(deadline - time.monotonic(), 0)))

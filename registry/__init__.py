@@ -1,1 +1,0 @@
-"""The model registry: versions, signed artifacts, lineage and aliases in Redis."""

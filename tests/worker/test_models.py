@@ -1,0 +1,173 @@
+"""The champion changes under a running worker: promotions, refusals, Redis outages."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from inferloop.domains.schemas import Prediction
+from inferloop.local.process import free_port
+from inferloop.local.redis import LocalRedis
+from inferloop.registry import ModelVersion, Registry
+from inferloop.registry.signing import KeyPair, generate_key_pair
+from inferloop.settings import Settings
+from inferloop.topics import DomainTopics
+from tests.helpers import read_topic
+from tests.worker.conftest import Champion, WorkerThread, wait_for, with_worker
+from tests.worker.factories import (
+    Fitted,
+    duplicates,
+    predictions,
+    publish_events,
+    tx_event,
+)
+
+
+def versions_in_input_order(
+    settings: Settings, topics: DomainTopics, out: list[Prediction]
+) -> dict[int, list[int]]:
+    """Per input partition, the versions of the predictions in input offset order."""
+    where = {r.key.decode(): (r.partition, r.offset) for r in read_topic(settings, topics.events)}
+    by_partition: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for p in out:
+        partition, offset = where[p.event_id]
+        by_partition[partition].append((offset, p.model.version))
+    return {k: [v for _, v in sorted(pairs)] for k, pairs in by_partition.items()}
+
+
+@pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
+def test_a_promotion_mid_stream_swaps_between_batches_losing_and_repeating_nothing(
+    *,
+    delivery: str,
+    wsettings: Settings,
+    topics: DomainTopics,
+    champion: Champion,
+    model_v1: Fitted,
+    model_v2: Fitted,
+    worker_thread: Callable[..., WorkerThread],
+) -> None:
+    settings = with_worker(wsettings, delivery=delivery, max_batch_size=50)
+    v1 = champion(model_v1)
+    running = worker_thread(settings)
+    publish_events(settings, topics.events, range(600))
+    predictions(settings, topics.predictions, expect=300)
+
+    v2 = champion(model_v2)
+    publish_events(settings, topics.events, range(600, 900))
+    wait_for(lambda: running.worker.health.model_version == v2.version, 30, "the swap")
+    publish_events(settings, topics.events, range(900, 1200))
+    predictions(settings, topics.predictions, expect=1200)
+    summary = running.stop()
+    out = predictions(settings, topics.predictions)
+
+    ids = [p.event_id for p in out]
+    assert set(ids) == {f"tx-{i}" for i in range(1200)}
+    if delivery == "exactly-once":
+        assert duplicates(ids) == {}
+    assert summary.versions == {v1.version, v2.version}
+    for partition, versions in versions_in_input_order(settings, topics, out).items():
+        first_v2 = versions.index(v2.version)
+        assert v1.version not in versions[first_v2:], f"v1 after v2 in partition {partition}"
+    swaps = running.worker.metrics.registry.get_sample_value(
+        "inferloop_worker_model_swap_pause_seconds_sum", {"domain": "transactions"}
+    )
+    print(f"\n{delivery}: swap pause {swaps:.6f} s (reported, not asserted)")
+
+
+def test_a_version_that_fails_verification_is_refused_and_the_old_one_kept(
+    *,
+    wsettings: Settings,
+    topics: DomainTopics,
+    tmp_path: Path,
+    champion: Champion,
+    model_v1: Fitted,
+    model_v2: Fitted,
+    worker_thread: Callable[..., WorkerThread],
+) -> None:
+    v1 = champion(model_v1)
+    running = worker_thread(wsettings)
+    publish_events(wsettings, topics.events, range(100))
+    predictions(wsettings, topics.predictions, expect=100)
+
+    # A champion signed by a key this worker does not trust.
+    stranger = generate_key_pair(tmp_path / "stranger", "stranger")
+    section = wsettings.registry.model_copy(update={"signing_key_path": stranger.private_path})
+    with Registry.from_settings(wsettings.model_copy(update={"registry": section})) as other:
+        bad = other.register(
+            "transactions", model_v2.pipeline, domain="transactions", threshold=0.5,
+            input_schema_version=1, golden_events=[tx_event(5)], params={}, metrics={},
+            champion_metrics=None, lineage={}, created_by="pytest",
+        )  # fmt: skip
+        other.promote("transactions", bad.version, expected_current=v1.version, reason="test")
+    wait_for(lambda: bad.version in running.worker.health.refused_versions, 30, "the refusal")
+    publish_events(wsettings, topics.events, range(100, 200))
+    out = predictions(wsettings, topics.predictions, expect=200)
+    running.stop()
+
+    assert {p.model.version for p in out} == {v1.version}
+    assert running.worker.health.model_version == v1.version
+    refused = running.worker.metrics.registry.get_sample_value(
+        "inferloop_worker_models_refused_total",
+        {"domain": "transactions", "version": str(bad.version)},
+    )
+    assert refused == 1
+
+
+def test_redis_down_scoring_goes_on_and_a_later_promotion_is_picked_up(
+    *,
+    wsettings: Settings,
+    topics: DomainTopics,
+    keys: KeyPair,
+    tmp_path: Path,
+    model_v1: Fitted,
+    model_v2: Fitted,
+    worker_thread: Callable[..., WorkerThread],
+) -> None:
+    own_redis = LocalRedis(home=tmp_path / "redis", port=free_port())
+    own_redis.start(timeout_s=30)
+    try:
+        settings = wsettings.model_copy(
+            update={"redis": wsettings.redis.model_copy(update={"url": own_redis.url})}
+        )
+        section = settings.registry.model_copy(update={"signing_key_path": keys.private_path})
+        signing = settings.model_copy(update={"registry": section})
+        with Registry.from_settings(signing) as registry:
+            v1 = register_and_promote(registry, model_v1)
+        running = worker_thread(settings)
+        publish_events(settings, topics.events, range(100))
+        predictions(settings, topics.predictions, expect=100)
+
+        own_redis.stop()
+        wait_for(lambda: not running.worker.health.redis_ok, 30, "Redis to be missed")
+        publish_events(settings, topics.events, range(100, 300))
+        during = predictions(settings, topics.predictions, expect=300)
+
+        own_redis.start(timeout_s=30)
+        with Registry.from_settings(signing) as registry:
+            v2 = register_and_promote(registry, model_v2)
+        wait_for(lambda: running.worker.health.model_version == v2.version, 60, "the swap")
+        publish_events(settings, topics.events, range(300, 400))
+        after = predictions(settings, topics.predictions, expect=400)
+        running.stop()
+    finally:
+        own_redis.stop()
+
+    assert sorted(p.event_id for p in during) == sorted(f"tx-{i}" for i in range(300))
+    assert {p.model.version for p in during} == {v1.version}
+    late = {p.event_id: p.model.version for p in after}
+    assert {late[f"tx-{i}"] for i in range(300, 400)} == {v2.version}
+
+
+def register_and_promote(registry: Registry, fitted: Fitted) -> ModelVersion:
+    """Register ``fitted`` and make it the champion."""
+    version = registry.register(
+        "transactions", fitted.pipeline, domain="transactions", threshold=fitted.threshold,
+        input_schema_version=1, golden_events=[tx_event(900_000 + i) for i in range(4)],
+        params={}, metrics={}, champion_metrics=None, lineage={}, created_by="pytest",
+    )  # fmt: skip
+    registry.promote("transactions", version.version, expected_current=registry.resolve(
+        "transactions"), reason="test")  # fmt: skip
+    return version
