@@ -55,11 +55,13 @@ def _producer(kafka: KafkaSettings, **extra: Any) -> KafkaProducer:
     return make_producer(kafka, **(options | extra))
 
 
-def _next_offsets(batch: dict[TopicPartition, list[Any]]) -> dict[TopicPartition, OffsetAndMetadata]:
+def _next_offsets(
+    batch: dict[TopicPartition, list[Any]],
+) -> dict[TopicPartition, OffsetAndMetadata]:
     return {tp: OffsetAndMetadata(records[-1].offset + 1, "", -1) for tp, records in batch.items()}
 
 
-def consume_only(kafka: KafkaSettings, source: str, count: int) -> LoopResult:
+def consume_only(kafka: KafkaSettings, source: str, sink: str, count: int) -> LoopResult:
     """Consume ``count`` records and do nothing with them: the fetch ceiling."""
     consumer = _consumer(kafka, source)
     seen, started = 0, None
@@ -165,20 +167,8 @@ def transactional_passthrough(
         consumer.close()
 
 
-def fill_topic(kafka: KafkaSettings, topic: str, records: list[tuple[bytes, bytes]]) -> float:
-    """Publish ``records`` (key, value) to ``topic``; the seconds it took."""
-    producer = _producer(kafka, linger_ms=20, compression_type=None)
-    started = time.perf_counter()
-    try:
-        for key, value in records:
-            producer.send(topic, key=key, value=value)
-        producer.flush()
-    finally:
-        producer.close()
-    return time.perf_counter() - started
-
-
 BASELINES: dict[str, Callable[[KafkaSettings, str, str, int], LoopResult]] = {
+    "consume": consume_only,
     "naive": naive_passthrough,
     "pipelined": pipelined_passthrough,
     "exactly_once": transactional_passthrough,
