@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,9 +56,14 @@ def _assigned(settings: Settings, topic: str, isolation_level: str) -> KafkaCons
         max_partition_fetch_bytes=16 * 1024 * 1024,
         fetch_max_bytes=64 * 1024 * 1024,
     )
-    partitions = [
-        TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
-    ]
+    # A fresh client may not know the topic's partitions at its first metadata answer.
+    deadline = time.monotonic() + 30
+    while not (numbers := consumer.partitions_for_topic(topic)):
+        if time.monotonic() > deadline:
+            consumer.close()
+            raise LookupError(f"no partitions of {topic} known after 30 s")
+        time.sleep(0.2)
+    partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
     consumer.assign(partitions)
     consumer.seek_to_beginning(*partitions)
     return consumer
@@ -302,7 +308,7 @@ class Tally:
     size: int
     counts: Any = None  # numpy uint16 array, one count per n
     records: int = 0
-    other: int = 0
+    others: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
         self.counts = np.zeros(self.size, dtype=np.uint16)
@@ -315,7 +321,7 @@ class Tally:
         if head == self.tag and number.isdigit() and int(number) < self.size:
             self.counts[int(number)] += 1
         else:
-            self.other += 1
+            self.others[text] += 1
 
 
 def tally_topic(
@@ -345,8 +351,11 @@ def account(
     dlq_topic: str,
     produced: list[dict[str, Any]],
     tag: str,
+    *,
+    extra: Counter[str] | None = None,
 ) -> Accounting:
-    """Every acknowledged id of the producer results against predictions + dead letters."""
+    """Every acknowledged id of the producer results, and the ``extra`` ids (id -> times
+    sent) sent besides, against predictions + dead letters."""
     size = max(int(r["start"]) + int(r["sent"]) for r in produced)
     expected = np.zeros(size, dtype=np.uint16)
     for r in produced:
@@ -356,12 +365,17 @@ def account(
             expected[int(failed.rpartition("-")[2])] -= 1
     predicted = tally_topic(settings, predictions_topic, tag, size)
     dead = tally_topic(settings, dlq_topic, tag, size)
-    return tally_accounting(
-        expected,
-        predicted.counts.astype(np.int64) + dead.counts,
+    streamed = tally_accounting(
+        expected, predicted.counts.astype(np.int64) + dead.counts, predictions=0, dead_letters=0
+    )
+    others = Accounting.of(extra or Counter(), predicted.others.elements(), dead.others.elements())
+    return Accounting(
+        events_in=streamed.events_in + others.events_in,
         predictions=predicted.records,
         dead_letters=dead.records,
-        unexpected=predicted.other + dead.other,
+        lost=streamed.lost + others.lost,
+        duplicated=streamed.duplicated + others.duplicated,
+        unexpected=streamed.unexpected + others.unexpected,
     )
 
 
@@ -488,6 +502,8 @@ class StreamRun:
             self.reader.stop()
         return results
 
-    def account(self, tag: str) -> Accounting:
-        """Every acknowledged id against predictions + dead letters."""
-        return account(self.settings, self.topics.predictions, self.topics.dlq, self.produced, tag)
+    def account(self, tag: str, extra: Counter[str] | None = None) -> Accounting:
+        """Every acknowledged id (and ``extra``) against predictions + dead letters."""
+        return account(
+            self.settings, self.topics.predictions, self.topics.dlq, self.produced, tag, extra=extra
+        )
