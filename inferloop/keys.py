@@ -21,6 +21,7 @@ that touch several of them also run on a cluster.
     <p>:retrain:{domain}:status              hash    last run, last success, next run
     <p>:retrain:triggers                     stream  operator triggers, read by a consumer group
     <p>:retrain:outcome:<trigger id>         string  the outcome of one trigger (JSON)
+    <p>:retrain:services                     hash    service instance -> domains, heartbeat (JSON)
     <p>:worker:{domain}:attempts:<t>:<p>:<o> string  scoring attempts of a failing batch
 """
 
@@ -107,6 +108,10 @@ class Keys:
     def retrain_outcome(self, trigger_id: str) -> str:
         """The recorded outcome of one trigger."""
         return f"{self.prefix}:retrain:outcome:{_check_part('trigger id', trigger_id)}"
+
+    def retrain_services(self) -> str:
+        """Hash of running retrain service instances: their domains and last heartbeat."""
+        return f"{self.prefix}:retrain:services"
 
     # -- worker -----------------------------------------------------------------
     def scoring_attempts(self, domain: str, topic: str, partition: int, offset: int) -> str:

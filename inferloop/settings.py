@@ -183,13 +183,18 @@ class WorkerSettings(_Section):
 class RetrainSettings(_Section):
     """The retraining job and its scheduler service."""
 
-    # Per-domain schedule: a cron expression ("0 * * * *") or an interval ("15m", "1h").
+    # Per-domain schedule, in UTC: a cron expression ("0 * * * *") or an interval
+    # ("90s", "15m", "1h", "1d"); "off" schedules nothing (triggers still run).
     emails_schedule: str = "1h"
     transactions_schedule: str = "1h"
+    # Fewer new labelled records than this since the champion's data set: skip the run.
     min_new_labels: int = Field(default=100, ge=0)
     holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
+    # Only events at least this old (at the snapshot) may be in the holdout.
     label_maturity_s: float = Field(default=0.0, ge=0)
+    # Read only the labels that arrived in the last window_s (None: the whole topic).
     window_s: float | None = Field(default=None, gt=0)
+    folds: int = Field(default=5, ge=2)
     min_holdout_positives: int = Field(default=30, ge=1)
     promotion_margin: float = Field(default=0.0, ge=0)
     bootstrap_rounds: int = Field(default=1000, ge=10)
@@ -197,9 +202,24 @@ class RetrainSettings(_Section):
     fit_threads: int = Field(default=1, ge=1)
     fit_nice: int = Field(default=10, ge=0, le=19)
     lock_lease_s: float = Field(default=600.0, gt=0)
+    # Events of the newest records kept with a version to check its scores on load.
+    golden_events: int = Field(default=32, ge=1, le=1000)
     reports_dir: Path = Path("reports")
     snapshot_dir: Path = Field(default_factory=lambda: _cache_home() / "snapshots")
+    # False: every run reads the whole range from Kafka (the cache is only a speed-up).
+    use_cache: bool = True
     metrics_port: int = Field(default=9400, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+    instance_id: str = Field(default_factory=socket.gethostname, pattern=r"^[^\s:{}]+$")
+    # A firing may start this late and still run (None: however late; never skipped).
+    misfire_grace_s: float | None = Field(default=3600.0, gt=0)
+    # On SIGTERM a running fit gets this long to finish before its lease is released.
+    shutdown_grace_s: float = Field(default=30.0, gt=0)
+    # A trigger pending this long with a consumer that stopped renewing it is taken over.
+    trigger_claim_idle_s: float = Field(default=60.0, gt=0)
+    heartbeat_s: float = Field(default=5.0, gt=0)
+    # How long a recorded trigger outcome stays readable.
+    outcome_ttl_s: float = Field(default=7 * 24 * 3600.0, gt=0)
 
 
 class ReplaySettings(_Section):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,8 +77,28 @@ def time_blocks(y: np.ndarray[Any, Any], blocks: int) -> list[IntArray]:
     return [test for _, test in splitter.split(np.zeros(len(y)), y)]
 
 
+def build(spec: DomainSpec, seed: int, params: Mapping[str, Any] | None = None) -> Pipeline:
+    """The domain's unfitted pipeline, with ``params`` (``step__parameter`` names) set.
+
+    An unknown parameter is a :class:`TrainingError` naming it.
+    """
+    pipeline = spec.build_pipeline(seed)
+    if params:
+        try:
+            pipeline.set_params(**params)
+        except ValueError as exc:
+            raise TrainingError(f"{spec.name}: bad pipeline parameter: {exc}") from exc
+    return pipeline
+
+
 def forward_oof_scores(
-    spec: DomainSpec, rows: s.Rows, y: np.ndarray[Any, Any], *, seed: int, folds: int
+    spec: DomainSpec,
+    rows: s.Rows,
+    y: np.ndarray[Any, Any],
+    *,
+    seed: int,
+    folds: int,
+    params: Mapping[str, Any] | None = None,
 ) -> tuple[IntArray, FloatArray]:
     """(positions, scores): each block scored by a model fitted on the older blocks only.
 
@@ -90,7 +111,7 @@ def forward_oof_scores(
     for fold in range(1, folds + 1):
         started = time.perf_counter()
         train_idx = np.sort(np.concatenate(blocks[:fold]))
-        pipeline = spec.build_pipeline(seed)
+        pipeline = build(spec, seed, params)
         pipeline.fit(spec.take_rows(rows, train_idx), y[train_idx])
         test_idx = blocks[fold]
         scored.append(test_idx)
@@ -116,13 +137,15 @@ def fit(
     *,
     seed: int = 42,
     folds: int = 5,
+    params: Mapping[str, Any] | None = None,
 ) -> Fitted:
     """Fit ``spec``'s pipeline on all of ``rows``; calibrate and threshold it out of fold.
 
     ``rows`` and ``y`` must be in event-time order (oldest first). The domain may
     calibrate the fitted pipeline's scores from the out-of-fold scores
     (:meth:`DomainSpec.calibrate`); the threshold is then chosen on the calibrated
-    out-of-fold scores, so it is on the scale the fitted pipeline scores on.
+    out-of-fold scores, so it is on the scale the fitted pipeline scores on. ``params``
+    override the pipeline's parameters (``step__parameter`` names), for every fit.
     """
     y = np.asarray(y, dtype=np.int8)
     if len(y) != len(rows):
@@ -136,8 +159,8 @@ def fit(
         int(y.sum()),
         folds,
     )
-    index, raw_scores = forward_oof_scores(spec, rows, y, seed=seed, folds=folds)
-    pipeline = spec.build_pipeline(seed)
+    pipeline = build(spec, seed, params)
+    index, raw_scores = forward_oof_scores(spec, rows, y, seed=seed, folds=folds, params=params)
     pipeline.fit(rows, y)
     oof_y = y[index]
     pipeline, scores = spec.calibrate(pipeline, oof_y, raw_scores)

@@ -17,6 +17,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from inferloop.worker.errors import WorkerConfigError
 from inferloop.worker.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,13 @@ class HealthServer:
 
     def __init__(self, host: str, port: int, metrics: WorkerMetrics, health: HealthState) -> None:
         handler = _handler(metrics, health)
-        self._server = ThreadingHTTPServer((host, port), handler)
+        try:
+            self._server = ThreadingHTTPServer((host, port), handler)
+        except OSError as exc:
+            raise WorkerConfigError(
+                f"cannot serve metrics on {host}:{port}: {exc.strerror} (set "
+                "INFERLOOP_WORKER__METRICS_PORT to a free port, or 0 for any)"
+            ) from exc
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="worker-http", daemon=True

@@ -98,7 +98,10 @@ class Worker:
         self._install_signals = install_signals
         self._supervised = supervised
         self._parent_pid = os.getppid()
-        self._metrics_port = ws.metrics_port + slot if metrics_port is None else metrics_port
+        if metrics_port is None:
+            # 0 asks for any free port, for every slot alike.
+            metrics_port = ws.metrics_port + slot if ws.metrics_port else 0
+        self._metrics_port = metrics_port
         self._fault = FaultHook.parse(ws.fault)
         self._keeper = ModelKeeper(settings, self.spec, self.metrics, self.health,
                                    registry_factory)  # fmt: skip

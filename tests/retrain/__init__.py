@@ -1,0 +1,1 @@
+"""Tests of the retraining job and its service (``inferloop.retrain``), against real services."""

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import socket
+
 import numpy as np
+import pytest
 from prometheus_client import generate_latest
 
+from inferloop.worker.errors import WorkerConfigError
+from inferloop.worker.health import HealthServer, HealthState
 from inferloop.worker.metrics import WorkerMetrics
 
 
@@ -36,3 +41,13 @@ def test_predictions_by_label_and_version_and_the_positive_rate() -> None:
     assert sample(metrics, total, domain="emails", label="spam", version="3") == 4
     assert sample(metrics, total, domain="emails", label="ham", version="3") == 4
     assert sample(metrics, "inferloop_worker_positive_rate", domain="emails", version="3") == 0.5
+
+
+def test_a_metrics_port_in_use_is_a_clear_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        health = HealthState("transactions", max_loop_gap_s=30.0)
+        with pytest.raises(WorkerConfigError, match=f"127.0.0.1:{port}"):
+            HealthServer("127.0.0.1", port, WorkerMetrics("transactions"), health)

@@ -1,0 +1,124 @@
+"""From a snapshot to examples: de-duplication by event id and the split by event time.
+
+A replayed or re-reported event is one example: for each event id the label with the
+latest ``labelled_at`` wins (ties: the record later in the log). Examples are then
+ordered by event time (ties by id), an order that does not depend on how partitions
+were read, so the same offsets always give the same training set.
+
+The holdout is the newest slice of the *mature* examples (event time at least the
+label-maturity age before the snapshot): chargebacks arrive weeks late, so among the
+newest events the ones labelled already are the quick, biased few. Training takes
+every example older than the holdout's first event time; examples newer than that
+but not mature yet wait for a later run. Equal event times fall on one side, and each
+id is one example, so no id is on both sides.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from inferloop.domains import DomainSpec
+from inferloop.retrain.columns import Columns
+from inferloop.retrain.errors import NotEnoughDataError
+
+IndexArray = np.ndarray[Any, np.dtype[np.int64]]
+
+
+def deduplicate(columns: Columns, spec: DomainSpec) -> tuple[Columns, int]:
+    """One example per event id (latest label wins), in event-time order; and the drops."""
+    n = len(columns)
+    if n == 0:
+        return columns, 0
+    # lexsort: the last key is the primary one.
+    order = np.lexsort((columns.offset, columns.partition, columns.labelled_at_s, columns.ids))
+    ids = columns.ids[order]
+    last_of_id = np.ones(n, dtype=bool)
+    last_of_id[:-1] = ids[1:] != ids[:-1]
+    keep = order[last_of_id]
+    keep = keep[np.lexsort((columns.ids[keep], columns.event_time_s[keep]))]
+    return columns.take(keep, spec), n - len(keep)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Positions of the training and holdout examples in time-ordered examples."""
+
+    train: IndexArray
+    holdout: IndexArray
+    cutoff_s: float  # first event time of the holdout
+    mature_before_s: float  # events at or after this time are not mature yet
+    immature: int  # examples left out of both sides for now
+
+    def describe(self, examples: Columns) -> dict[str, Any]:
+        """Sizes, positives and event-time ranges of both sides, for the lineage."""
+        return {
+            "train": _side(examples, self.train),
+            "holdout": _side(examples, self.holdout),
+            "cutoff_s": self.cutoff_s,
+            "mature_before_s": self.mature_before_s,
+            "immature": self.immature,
+        }
+
+
+def _side(examples: Columns, idx: IndexArray) -> dict[str, Any]:
+    times = examples.event_time_s[idx]
+    return {
+        "examples": len(idx),
+        "positives": int(np.count_nonzero(examples.y[idx])),
+        "event_time_min_s": float(times.min()) if len(idx) else None,
+        "event_time_max_s": float(times.max()) if len(idx) else None,
+    }
+
+
+def time_split(
+    examples: Columns, *, holdout_fraction: float, as_of_s: float, maturity_s: float
+) -> Split:
+    """The newest ``holdout_fraction`` of mature examples is the holdout; older ones train.
+
+    ``examples`` must be in event-time order (as :func:`deduplicate` returns them).
+    """
+    times = examples.event_time_s
+    mature_before = as_of_s - maturity_s
+    mature = np.flatnonzero(times <= mature_before)
+    if len(mature) < 2:
+        raise NotEnoughDataError(
+            f"{len(mature)} of {len(times)} labelled examples are older than the "
+            f"label-maturity age ({maturity_s:.0f} s): nothing to hold out"
+        )
+    n_holdout = max(1, math.ceil(holdout_fraction * len(mature)))
+    cutoff = float(times[mature[len(mature) - n_holdout]])
+    holdout = mature[times[mature] >= cutoff]
+    train = np.flatnonzero(times < cutoff)
+    if len(train) == 0:
+        raise NotEnoughDataError(
+            f"all {len(mature)} mature examples share the holdout's event time; "
+            "nothing older is left to train on"
+        )
+    return Split(
+        train=train.astype(np.int64),
+        holdout=holdout.astype(np.int64),
+        cutoff_s=cutoff,
+        mature_before_s=mature_before,
+        immature=len(times) - len(mature),
+    )
+
+
+def new_label_count(
+    end_offsets: dict[int, int], champion_lineage: dict[str, Any] | None, topic: str
+) -> int | None:
+    """Records that arrived in ``topic`` since the champion's data set (None: no champion).
+
+    A champion trained on another topic (or without offsets) counts everything as new.
+    """
+    if champion_lineage is None:
+        return None
+    source = champion_lineage.get("source", {})
+    partitions = source.get("partitions") if source.get("topic") == topic else None
+    if not partitions:
+        return sum(end_offsets.values())
+    seen = {int(p): int(r["end"]) for p, r in partitions.items()}
+    return sum(max(end - seen.get(p, 0), 0) for p, end in end_offsets.items())

@@ -1,0 +1,160 @@
+"""The service's Prometheus metrics and its HTTP endpoint (``/metrics``, ``/healthz``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from inferloop.retrain.errors import RetrainError
+from inferloop.retrain.outcome import RunOutcome
+
+log = logging.getLogger(__name__)
+
+STEP_BUCKETS_S = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+
+
+class ServiceMetrics:
+    """Runs by outcome, durations by step, rows read, last success and next run."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.runs = Counter(
+            "inferloop_retrain_runs", "Retrain runs by outcome", ["domain", "outcome"], registry=r
+        )
+        self.firings = Counter(
+            "inferloop_retrain_firings",
+            "Scheduled firings: run here, claimed by another instance, "
+            "missed (later than the grace time) or skipped (still running)",
+            ["domain", "result"],
+            registry=r,
+        )
+        self.step_seconds = Histogram(
+            "inferloop_retrain_step_seconds",
+            "Duration of each step of a run",
+            ["domain", "step"],
+            buckets=STEP_BUCKETS_S,
+            registry=r,
+        )
+        self.run_seconds = Histogram(
+            "inferloop_retrain_run_seconds",
+            "Duration of a run",
+            ["domain"],
+            buckets=STEP_BUCKETS_S,
+            registry=r,
+        )
+        self.rows_read = Counter(
+            "inferloop_retrain_rows_read",
+            "Labelled records read from Kafka",
+            ["domain"],
+            registry=r,
+        )
+        self.last_success = Gauge(
+            "inferloop_retrain_last_success_timestamp_seconds",
+            "When the last successful run finished",
+            ["domain"],
+            registry=r,
+        )
+        self.next_run = Gauge(
+            "inferloop_retrain_next_run_timestamp_seconds",
+            "When the next scheduled run is due",
+            ["domain"],
+            registry=r,
+        )
+        self.running = Gauge(
+            "inferloop_retrain_running", "Runs in progress", ["domain"], registry=r
+        )
+
+    def observe(self, outcome: RunOutcome) -> None:
+        """Count a finished run."""
+        self.runs.labels(outcome.domain, outcome.outcome).inc()
+        self.run_seconds.labels(outcome.domain).observe(outcome.duration_s)
+        for step, seconds in outcome.durations_s.items():
+            self.step_seconds.labels(outcome.domain, step).observe(seconds)
+        self.rows_read.labels(outcome.domain).inc(outcome.records_read)
+        if outcome.successful and outcome.finished_at:
+            finished = datetime.fromisoformat(outcome.finished_at)
+            self.last_success.labels(outcome.domain).set(finished.timestamp())
+
+    def set_next_run(self, domain: str, when: datetime | None) -> None:
+        """Record the next scheduled run (NaN-free: 0 when there is none)."""
+        self.next_run.labels(domain).set(when.timestamp() if when else 0)
+
+    def render(self) -> bytes:
+        """The metrics in Prometheus' text format."""
+        return generate_latest(self.registry)
+
+
+Health = Callable[[], tuple[bool, dict[str, Any]]]
+
+
+class MonitoringServer:
+    """``/metrics`` and ``/healthz`` over HTTP, in a daemon thread."""
+
+    def __init__(self, metrics: ServiceMetrics, health: Health, host: str, port: int) -> None:
+        handler = _handler(metrics, health)
+        try:
+            self.server = ThreadingHTTPServer((host, port), handler)
+        except OSError as exc:
+            raise RetrainError(
+                f"cannot serve metrics on {host}:{port} (INFERLOOP_RETRAIN__METRICS_PORT): "
+                f"{exc.strerror or exc}"
+            ) from exc
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, name="retrain-http", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        """The port it listens on (useful when 0 was asked for)."""
+        return int(self.server.server_address[1])
+
+    def start(self) -> None:
+        """Start serving."""
+        self.thread.start()
+        log.info(
+            "retrain metrics and health on http://%s:%d/metrics, /healthz",
+            self.server.server_address[0],
+            self.port,
+        )
+
+    def stop(self) -> None:
+        """Stop serving (if started) and close the socket."""
+        if self.thread.is_alive():
+            self.server.shutdown()
+        self.server.server_close()
+
+
+def _handler(metrics: ServiceMetrics, health: Health) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.startswith("/metrics"):
+                self._send(200, CONTENT_TYPE_LATEST, metrics.render())
+            elif self.path.startswith("/healthz"):
+                ok, body = health()
+                self._send(
+                    200 if ok else 503, "application/json", json.dumps(body, default=str).encode()
+                )
+            else:
+                self._send(404, "text/plain", b"not found: try /metrics or /healthz\n")
+
+        def _send(self, code: int, content_type: str, body: bytes) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug("http: " + format, *args)
+
+    return Handler

@@ -1,0 +1,400 @@
+"""The retrain service: each domain's schedule, operator triggers, metrics and health.
+
+APScheduler (3.x, UTC) fires each domain's schedule with one run at a time per domain
+(``max_instances=1``), missed firings coalesced into one, and a misfire grace time
+after which a firing is logged and counted as missed, never dropped silently. Every
+firing is claimed in Redis (``SET NX`` on domain and fire time), so with several
+instances it runs once. Operator triggers arrive on a Redis Stream read by a consumer
+group; each is acknowledged only after its outcome is stored.
+
+The main loop is orchestration only: heartbeat, claim idle triggers, read new ones.
+Signal handlers only call :meth:`RetrainService.request_stop`. On stop the scheduler
+fires nothing more, a running fit gets ``shutdown_grace_s`` to finish, and after that
+(or on a second signal) its lease is released so another instance can take over;
+triggers not finished stay pending for the next instance.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from inferloop.keys import Keys
+from inferloop.registry import Registry
+from inferloop.retrain.job import RetrainJob, RunRequest
+from inferloop.retrain.monitoring import MonitoringServer, ServiceMetrics
+from inferloop.retrain.outcome import RunOutcome
+from inferloop.retrain.progress import LogProgress, Progress
+from inferloop.retrain.schedule import (
+    FiringExecutor,
+    claim_firing,
+    parse_schedule,
+    scheduled_fire_time,
+)
+from inferloop.retrain.status import iso, read_status, record_next_run, redis_errors, utc_now
+from inferloop.retrain.triggers import Trigger, TriggerQueue
+from inferloop.settings import DOMAINS, Domain, Settings
+
+log = logging.getLogger(__name__)
+
+READ_BLOCK_S = 1.0
+CLAIM_TTL = timedelta(days=2)
+
+
+@dataclass
+class ServiceReport:
+    """What a bounded (or stopped) service did."""
+
+    runs: list[RunOutcome] = field(default_factory=list)
+    abandoned: list[str] = field(default_factory=list)  # runs whose lease was released
+
+
+class RetrainService:
+    """Schedules and triggers for the domains; one instance per process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        *,
+        domains: Sequence[Domain] = DOMAINS,
+        metrics_port: int | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.settings = settings
+        self.retrain = settings.retrain
+        self.registry = registry
+        self.domains = tuple(domains)
+        self.instance = self.retrain.instance_id
+        self.keys = Keys(settings.redis.key_prefix)
+        self.client: redis.Redis = registry.client
+        self.queue = TriggerQueue(self.client, self.keys, outcome_ttl_s=self.retrain.outcome_ttl_s)
+        self.metrics = ServiceMetrics()
+        self._cancel = threading.Event()
+        self.job = RetrainJob(
+            settings,
+            registry,
+            role=f"service:{self.instance}",
+            progress=progress or LogProgress(),
+            cancel=self._cancel,
+        )
+        self._stop = threading.Event()
+        self._force = threading.Event()
+        # Set once the service has signed in and its scheduler runs.
+        self.started = threading.Event()
+        self._lock = threading.Lock()
+        self._running: dict[str, str] = {}
+        self._inflight: dict[str, Trigger] = {}
+        self._outcomes: list[RunOutcome] = []
+        self._next_beat = 0.0
+        self.scheduler = self._build_scheduler()
+        port = self.retrain.metrics_port if metrics_port is None else metrics_port
+        self.http = MonitoringServer(self.metrics, self.health, self.retrain.metrics_host, port)
+
+    # -- the loop ------------------------------------------------------------------------
+    def run(self, *, max_runs: int | None = None, timeout_s: float | None = None) -> ServiceReport:
+        """Serve until :meth:`request_stop`, or (bounded) ``max_runs`` runs or ``timeout_s``."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        log.info(
+            "retrain service %s start: schedules for %s",
+            self.instance,
+            ", ".join(self.domains) or "no domain",
+        )
+        try:
+            with redis_errors(self.settings.redis):
+                self._start()
+            while not self._finished(max_runs, deadline):
+                self._serve_once_or_wait()
+        finally:
+            abandoned = self._shutdown()
+        with self._lock:
+            runs = list(self._outcomes)
+        log.info("retrain service %s finish: %d runs", self.instance, len(runs))
+        return ServiceReport(runs, abandoned)
+
+    def request_stop(self) -> None:
+        """Stop taking work (first call); release running leases now (second call)."""
+        if self._stop.is_set():
+            self._force.set()
+        self._stop.set()
+
+    def _finished(self, max_runs: int | None, deadline: float | None) -> bool:
+        if self._stop.is_set():
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            return True
+        with self._lock:
+            return max_runs is not None and len(self._outcomes) >= max_runs
+
+    def _start(self) -> None:
+        self.queue.ensure_group()
+        self._heartbeat()
+        self.http.start()
+        self.scheduler.start()
+        self._publish_next_runs()
+        for trigger in self.queue.read_own_pending(self.instance):
+            log.info("trigger %s was pending with this instance: running it", trigger.trigger_id)
+            self._dispatch(trigger)
+        self.started.set()
+
+    def _serve_once_or_wait(self) -> None:
+        try:
+            self._serve_once()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            # Runs in progress go on; triggers wait in Redis until it answers again.
+            log.warning("retrain service %s: Redis unreachable (%s); retrying", self.instance, exc)
+            self._stop.wait(1.0)
+
+    def _serve_once(self) -> None:
+        if time.monotonic() >= self._next_beat:
+            self._heartbeat()
+            with self._lock:
+                working = list(self._inflight)
+            self.queue.keep_fresh(self.instance, working)
+            for trigger in self.queue.claim_idle(self.instance, self.retrain.trigger_claim_idle_s):
+                log.warning(
+                    "trigger %s was left by a stopped instance: running it", trigger.trigger_id
+                )
+                self._dispatch(trigger)
+            self._next_beat = time.monotonic() + self.retrain.heartbeat_s
+        block_ms = int(min(READ_BLOCK_S, self.retrain.heartbeat_s) * 1000)
+        for trigger in self.queue.read_new(self.instance, block_ms):
+            self._dispatch(trigger)
+
+    def _shutdown(self) -> list[str]:
+        log.info("retrain service %s stopping", self.instance)
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        deadline = time.monotonic() + self.retrain.shutdown_grace_s
+        while self._busy() and time.monotonic() < deadline and not self._force.is_set():
+            time.sleep(0.1)
+        abandoned: list[str] = []
+        if self._busy():
+            self._cancel.set()
+            abandoned = self.job.release_leases()
+        self._leave()
+        self.http.stop()
+        return abandoned
+
+    def _busy(self) -> bool:
+        with self._lock:
+            return bool(self._running)
+
+    # -- work ----------------------------------------------------------------------------
+    def _dispatch(self, trigger: Trigger) -> None:
+        with self._lock:
+            if trigger.entry_id in self._inflight:
+                return
+        if self.queue.done_already(trigger):
+            log.info("trigger %s ran already: acknowledging it", trigger.trigger_id)
+            self.queue.ack(trigger.entry_id)
+            return
+        with self._lock:
+            self._inflight[trigger.entry_id] = trigger
+        self.scheduler.add_job(
+            self._run_trigger,
+            args=[trigger],
+            id=f"trigger-{trigger.trigger_id}",
+            name=f"trigger {trigger.trigger_id} ({trigger.domain})",
+            misfire_grace_time=None,
+        )
+
+    def _run_trigger(self, trigger: Trigger) -> None:
+        try:
+            if self._stop.is_set():
+                return
+            outcome = self._execute(
+                RunRequest(
+                    trigger.domain,
+                    trigger="operator",
+                    force=trigger.force,
+                    seed=trigger.seed,
+                    params=trigger.params,
+                    run_id=trigger.trigger_id[:12],
+                )
+            )
+            if outcome.outcome == "cancelled":
+                log.warning("trigger %s stays pending for the next instance", trigger.trigger_id)
+                return
+            self.queue.finish(trigger, outcome)
+        finally:
+            with self._lock:
+                self._inflight.pop(trigger.entry_id, None)
+
+    def _fire(self, domain: Domain) -> None:
+        fire_time = scheduled_fire_time() or utc_now()
+        if self._stop.is_set():
+            return
+        if not claim_firing(
+            self.client,
+            self.keys,
+            domain,
+            fire_time=fire_time,
+            instance=self.instance,
+            ttl=CLAIM_TTL,
+        ):
+            log.info("firing of %s at %s was claimed by another instance", domain, iso(fire_time))
+            self.metrics.firings.labels(domain, "claimed_elsewhere").inc()
+            self._publish_next_runs()
+            return
+        self.metrics.firings.labels(domain, "run").inc()
+        self._execute(RunRequest(domain, trigger="schedule", fire_time=iso(fire_time)))
+
+    def _execute(self, request: RunRequest) -> RunOutcome:
+        with self._lock:
+            self._running[request.domain] = request.run_id
+        self.metrics.running.labels(request.domain).inc()
+        try:
+            outcome = self.job.run(request)
+        except Exception:
+            # A bug in one run must not take the service down; its traceback is logged.
+            log.exception("retrain %s [%s] crashed", request.domain, request.run_id)
+            outcome = RunOutcome(
+                request.run_id,
+                request.domain,
+                request.trigger,
+                "failed",
+                "unexpected error: see the service log",
+                iso(utc_now()),
+                finished_at=iso(utc_now()),
+                fire_time=request.fire_time,
+            )
+        finally:
+            self.metrics.running.labels(request.domain).dec()
+            with self._lock:
+                self._running.pop(request.domain, None)
+        self.metrics.observe(outcome)
+        with self._lock:
+            self._outcomes.append(outcome)
+        self._publish_next_runs()
+        return outcome
+
+    # -- scheduler -----------------------------------------------------------------------
+    def _build_scheduler(self) -> BackgroundScheduler:
+        grace = self.retrain.misfire_grace_s
+        scheduler = BackgroundScheduler(
+            timezone=UTC,
+            executors={"default": FiringExecutor(max_workers=2 * len(DOMAINS) + 2)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": grace},
+        )
+        for domain in self.domains:
+            setting = f"INFERLOOP_RETRAIN__{domain.upper()}_SCHEDULE"
+            trigger = parse_schedule(getattr(self.retrain, f"{domain}_schedule"), setting)
+            if trigger is not None:
+                scheduler.add_job(
+                    self._fire,
+                    trigger,
+                    args=[domain],
+                    id=f"schedule-{domain}",
+                    name=f"retrain {domain}",
+                )
+        scheduler.add_listener(self._on_not_run, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
+        return scheduler
+
+    def _on_not_run(self, event: JobEvent) -> None:
+        if not event.job_id.startswith("schedule-"):
+            return
+        domain = event.job_id.removeprefix("schedule-")
+        if event.code == EVENT_JOB_MISSED:
+            log.warning(
+                "firing of %s at %s was missed: later than the misfire grace time (%s s)",
+                domain,
+                getattr(event, "scheduled_run_time", "?"),
+                self.retrain.misfire_grace_s,
+            )
+            self.metrics.firings.labels(domain, "missed").inc()
+        else:
+            log.warning("firing of %s skipped: its previous run is still going", domain)
+            self.metrics.firings.labels(domain, "skipped_running").inc()
+
+    def next_runs(self) -> dict[str, datetime | None]:
+        """Each scheduled domain's next fire time."""
+        found: dict[str, datetime | None] = {}
+        for domain in self.domains:
+            job = self.scheduler.get_job(f"schedule-{domain}")
+            found[domain] = None if job is None else job.next_run_time
+        return found
+
+    def _publish_next_runs(self) -> None:
+        for domain, when in self.next_runs().items():
+            self.metrics.set_next_run(domain, when)
+            try:
+                record_next_run(self.client, self.keys, domain, when)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                log.warning("recording the next run of %s failed: %s", domain, exc)
+
+    # -- presence and health -------------------------------------------------------------
+    def _heartbeat(self) -> None:
+        info = {
+            "domains": list(self.domains),
+            "heartbeat_at": time.time(),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+        }
+        try:
+            self.client.hset(self.keys.retrain_services(), self.instance, json.dumps(info))
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("retrain service heartbeat failed: %s", exc)
+
+    def _leave(self) -> None:
+        # Overwritten, not deleted (the retrain ACL user has no HDEL): a heartbeat of 0
+        # is as good as gone.
+        info = {"domains": list(self.domains), "heartbeat_at": 0, "stopped_at": time.time()}
+        try:
+            self.client.hset(self.keys.retrain_services(), self.instance, json.dumps(info))
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("retrain service could not sign off: %s", exc)
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """(healthy, details): scheduler running, Redis answering, each domain's state."""
+        try:
+            self.client.ping()
+            redis_ok = True
+        except (redis.ConnectionError, redis.TimeoutError):
+            redis_ok = False
+        ok = redis_ok and self.scheduler.running and not self._stop.is_set()
+        domains: dict[str, Any] = {}
+        if redis_ok:
+            for domain in DOMAINS:
+                status = read_status(self.client, self.keys, domain, self.retrain.lock_lease_s)
+                domains[domain] = {
+                    "last_success_at": status.last_success_at,
+                    "last_outcome": status.last_run.outcome if status.last_run else None,
+                    "next_run_at": status.next_run_at,
+                    "running": status.running.describe() if status.running else None,
+                }
+        body = {
+            "status": "ok" if ok else ("stopping" if self._stop.is_set() else "unhealthy"),
+            "instance": self.instance,
+            "redis": redis_ok,
+            "domains": domains,
+        }
+        return ok, body
+
+
+def live_services(client: redis.Redis, keys: Keys, max_age_s: float) -> dict[str, dict[str, Any]]:
+    """Service instances whose last heartbeat is at most ``max_age_s`` old."""
+    now = time.time()
+    alive: dict[str, dict[str, Any]] = {}
+    for raw_name, raw_info in client.hgetall(keys.retrain_services()).items():
+        info = json.loads(raw_info)
+        if now - float(info.get("heartbeat_at", 0)) <= max_age_s:
+            alive[raw_name.decode() if isinstance(raw_name, bytes) else raw_name] = info
+    return alive
+
+
+def heartbeat_max_age_s(settings: Settings) -> float:
+    """How old a heartbeat may be for its instance to count as running."""
+    return 3 * settings.retrain.heartbeat_s + READ_BLOCK_S

@@ -1,0 +1,100 @@
+"""Each domain's retrain status in Redis: last run, last success, next scheduled run."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import redis
+from redis.typing import EncodableT, FieldT
+
+from inferloop.connections import redis_address, redis_unavailable
+from inferloop.keys import Keys
+from inferloop.retrain.errors import RetrainPermissionError
+from inferloop.retrain.lock import HolderInfo, LeaseLock
+from inferloop.retrain.outcome import RunOutcome
+from inferloop.settings import RedisSettings
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def redis_errors(settings: RedisSettings) -> Iterator[None]:
+    """Turn an unreachable Redis into the error that names its address."""
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise redis_unavailable(settings, exc) from exc
+    except redis.exceptions.NoPermissionError as exc:
+        user = settings.username or "default"
+        raise RetrainPermissionError(
+            f"Redis user {user!r} at {redis_address(settings)} may not do this: {exc} "
+            "(an operator's ACL queues triggers for the retrain service; it cannot take "
+            "the retrain lock)"
+        ) from exc
+
+
+def utc_now() -> datetime:
+    """Now, in UTC."""
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    """ISO 8601 with the zone, to the millisecond."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class DomainStatus:
+    """What Redis says about one domain's retraining."""
+
+    domain: str
+    last_run: RunOutcome | None
+    last_success_at: str | None
+    next_run_at: str | None
+    running: HolderInfo | None
+
+
+def record_run(client: redis.Redis, keys: Keys, outcome: RunOutcome) -> None:
+    """Store ``outcome`` as the domain's last run (and last success when it was one)."""
+    fields: dict[FieldT, EncodableT] = {
+        "last_run": outcome.to_json(),
+        "last_run_at": outcome.finished_at,
+    }
+    if outcome.successful:
+        fields["last_success_at"] = outcome.finished_at
+    try:
+        client.hset(keys.retrain_status(outcome.domain), mapping=fields)
+    except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.NoPermissionError) as exc:
+        # The outcome is logged and returned either way; the status is a convenience.
+        log.warning("recording the %s run status failed: %s", outcome.domain, exc)
+
+
+def record_next_run(client: redis.Redis, keys: Keys, domain: str, when: datetime | None) -> None:
+    """Store when the domain's next scheduled run is due (empty: none scheduled).
+
+    Fields are overwritten, never deleted: the retrain ACL user has no HDEL.
+    """
+    client.hset(keys.retrain_status(domain), "next_run_at", "" if when is None else iso(when))
+
+
+def read_status(client: redis.Redis, keys: Keys, domain: str, lease_s: float) -> DomainStatus:
+    """The domain's status, and who runs it right now."""
+    raw = {_text(k): _text(v) for k, v in client.hgetall(keys.retrain_status(domain)).items()}
+    last = raw.get("last_run")
+    running = LeaseLock(client, keys.retrain_lock(domain), lease_s).holder()
+    return DomainStatus(
+        domain=domain,
+        last_run=RunOutcome.from_json(last) if last else None,
+        last_success_at=raw.get("last_success_at"),
+        next_run_at=raw.get("next_run_at") or None,
+        running=running,
+    )
+
+
+def _text(value: bytes | str) -> str:
+    """A reply as text, whether the client decodes replies or not."""
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,80 @@
+"""``inferloop retrain``: through a running service or in process, and who holds the lock."""
+
+from __future__ import annotations
+
+import json
+
+import redis
+from click.testing import CliRunner
+
+from inferloop.cli import cli
+from inferloop.keys import Keys
+from inferloop.local.process import free_port
+from inferloop.registry import Registry
+from inferloop.retrain.lock import LeaseLock
+from inferloop.settings import Settings
+from tests.helpers import settings_env
+from tests.retrain.conftest import serving, with_retrain
+from tests.retrain.factories import emails, produce
+
+
+def _invoke(settings: Settings, *args: str) -> tuple[int, str]:
+    result = CliRunner(env=settings_env(settings)).invoke(cli, ["retrain", *args])
+    return result.exit_code, result.output
+
+
+def test_a_request_while_another_runs_names_the_holder_then_runs_in_process(
+    retrain_settings: Settings, labels_topic: str, redis_client: redis.Redis
+) -> None:
+    produce(retrain_settings, labels_topic, emails(300))
+    key = Keys(retrain_settings.redis.key_prefix).retrain_lock("emails")
+    with LeaseLock(redis_client, key, 60).acquire("ops-host:77:cli:nightly"):
+        code, output = _invoke(retrain_settings, "run", "emails")
+    assert code == 1
+    assert "held by ops-host:77:cli:nightly" in output
+    assert "Traceback" not in output
+    code, output = _invoke(retrain_settings, "run", "emails", "--json")
+    assert code == 0, output
+    outcome = json.loads(output)
+    assert (outcome["outcome"], outcome["version"], outcome["trigger"]) == ("promoted", 1, "cli")
+
+
+def test_a_request_goes_to_the_running_service_and_waits_for_its_outcome(
+    retrain_settings: Settings, labels_topic: str, registry: Registry
+) -> None:
+    produce(retrain_settings, labels_topic, emails(300))
+    with serving(retrain_settings, registry):
+        code, output = _invoke(retrain_settings, "run", "emails", "--wait", "--timeout-s", "60")
+        status_code, status = _invoke(retrain_settings, "status")
+    assert code == 0, output
+    assert "sent to the retrain service (test-service)" in output
+    assert "retrain emails" in output
+    assert "promoted, v1" in output
+    assert status_code == 0, status
+    assert "service test-service" in status
+    assert "promoted v1" in status
+
+
+def test_a_bad_schedule_is_one_line_naming_the_setting(retrain_settings: Settings) -> None:
+    code, output = _invoke(
+        with_retrain(retrain_settings, emails_schedule="hourly"), "serve", "--max-runs", "1"
+    )
+    assert code == 1
+    assert "INFERLOOP_RETRAIN__EMAILS_SCHEDULE" in output
+    assert "Traceback" not in output
+
+
+def test_an_unreachable_redis_is_one_line_naming_its_address(retrain_settings: Settings) -> None:
+    port = free_port()
+    unreachable = retrain_settings.model_copy(
+        update={
+            "redis": retrain_settings.redis.model_copy(
+                update={"url": f"redis://127.0.0.1:{port}/0", "connect_timeout_s": 0.5}
+            )
+        }
+    )
+    for command in (["run", "emails"], ["status"]):
+        code, output = _invoke(unreachable, *command)
+        assert code == 1
+        assert f"Redis unreachable at 127.0.0.1:{port}" in output
+        assert "Traceback" not in output

@@ -1,0 +1,227 @@
+"""One retrain against the real Kafka and Redis: lineage, gate decisions, the lease."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis
+from kafka import TopicPartition
+
+from inferloop.connections import make_consumer
+from inferloop.keys import Keys
+from inferloop.local.process import free_port
+from inferloop.registry import Registry
+from inferloop.retrain.job import RetrainJob, RunRequest
+from inferloop.retrain.lock import LeaseLock
+from inferloop.retrain.outcome import RunOutcome
+from inferloop.retrain.progress import Progress
+from inferloop.retrain.report import METRICS_FILE, REPORT_FILES
+from inferloop.settings import Settings
+from tests.retrain.conftest import JobFactory, with_retrain
+from tests.retrain.factories import emails, produce
+
+
+class OnFit(Progress):
+    """Calls ``action`` once, when the fit starts: what happens to a run mid-fit."""
+
+    def __init__(self, action: Any) -> None:
+        self.action = action
+        self.done = False
+
+    def begin(self, domain: str, step: str, total: int | None) -> None:
+        if step == "fitting" and not self.done:
+            self.done = True
+            self.action()
+
+
+def _end_offsets(settings: Settings, topic: str) -> dict[str, int]:
+    consumer = make_consumer(settings.kafka)
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        return {str(tp.partition): end for tp, end in consumer.end_offsets(tps).items()}
+    finally:
+        consumer.close()
+
+
+def test_a_run_registers_its_snapshot_offsets_and_promotes_the_first_model(
+    retrain_settings: Settings, labels_topic: str, registry: Registry, make_job: JobFactory
+) -> None:
+    produce(retrain_settings, labels_topic, emails(400))
+    at_start = _end_offsets(retrain_settings, labels_topic)
+    # Labels that arrive during the run belong to the next one.
+    late = OnFit(lambda: produce(retrain_settings, labels_topic, emails(20, start=400)))
+    outcome = make_job(progress=late).run(RunRequest("emails"))
+
+    assert (outcome.outcome, outcome.version) == ("promoted", 1), outcome.reason
+    version = registry.get_version("emails", 1)
+    lineage = version.lineage
+    ends = {p: r["end"] for p, r in lineage["source"]["partitions"].items()}
+    assert ends == at_start
+    assert sum(ends.values()) == 400
+    assert _end_offsets(retrain_settings, labels_topic) != at_start
+    assert lineage["examples"] == 400
+    assert sum(lineage["labels"].values()) == 400
+    assert lineage["event_time_min_s"] < lineage["event_time_max_s"]
+    assert lineage["seeds"] == {"fit": 42, "bootstrap": 42}
+    assert len(lineage["training_config_sha256"]) == 64
+    assert len(lineage["lock_file_sha256"]) == 64
+    assert lineage["code_commit"]
+    assert version.champion_metrics is None
+    assert version.params["durations_s"].keys() >= {"read", "fit", "evaluate"}
+    assert registry.resolve("emails") == version.target
+    assert set(registry.get_report("emails", 1)) == set(REPORT_FILES)
+    assert outcome.report_dir is not None
+    written = json.loads(
+        (retrain_settings.retrain.reports_dir / "emails" / "v1" / METRICS_FILE).read_text()
+    )
+    assert written["gate"]["decision"] == "promote"
+
+
+def test_a_candidate_of_shuffled_labels_is_rejected_with_the_reason(
+    retrain_settings: Settings, labels_topic: str, registry: Registry, make_job: JobFactory
+) -> None:
+    produce(retrain_settings, labels_topic, emails(400, shuffle_labels=True))
+    outcome = make_job().run(RunRequest("emails"))
+    assert outcome.outcome == "rejected"
+    assert "below the floor" in outcome.reason
+    assert registry.get_version("emails", 1).status == "rejected"
+    assert registry.resolve("emails") is None
+
+
+def test_the_champion_refitted_with_another_seed_is_no_real_win(
+    retrain_settings: Settings, labels_topic: str, registry: Registry, make_job: JobFactory
+) -> None:
+    produce(retrain_settings, labels_topic, emails(400))
+    first = make_job().run(RunRequest("emails"))
+    again = make_job().run(RunRequest("emails", force=True, seed=7))
+    assert first.outcome == "promoted"
+    assert again.outcome == "rejected"
+    assert "no real win" in again.reason
+    assert again.champion_version == 1
+    assert registry.resolve("emails") == registry.get_version("emails", 1).target
+    assert registry.get_version("emails", 2).champion_metrics is not None
+
+
+def test_a_better_candidate_is_promoted_and_a_watcher_sees_it(
+    retrain_settings: Settings, labels_topic: str, registry: Registry, make_job: JobFactory
+) -> None:
+    produce(retrain_settings, labels_topic, emails(400))
+    assert make_job().run(RunRequest("emails")).outcome == "promoted"
+    # Newsletters from a new sender, in words the champion learnt as spam: it flags them.
+    campaign = emails(600, start=400, newsletters=0.5)
+    produce(retrain_settings, labels_topic, campaign)
+    with registry.watch("emails") as watcher:
+        outcome = make_job().run(RunRequest("emails"))
+        moved = watcher.wait(timeout_s=10)
+    assert outcome.outcome == "promoted", outcome.reason
+    assert outcome.candidate is not None
+    assert outcome.champion is not None
+    assert outcome.candidate > outcome.champion
+    assert moved == registry.get_version("emails", 2).target
+    assert registry.get_version("emails", 1).status == "archived"
+
+
+def test_a_run_whose_lease_was_taken_over_mid_fit_cannot_promote(
+    retrain_settings: Settings,
+    labels_topic: str,
+    registry: Registry,
+    redis_client: redis.Redis,
+    make_job: JobFactory,
+) -> None:
+    produce(retrain_settings, labels_topic, emails(400))
+    lock = LeaseLock(
+        redis_client, Keys(retrain_settings.redis.key_prefix).retrain_lock("emails"), 60.0
+    )
+    taken: list[str] = []
+
+    def take_over() -> None:
+        # The run stalled past its lease; the key expired and another run took it.
+        redis_client.delete(lock.key)
+        taken.append(lock.acquire("other-host:1:cli:thief").token)
+
+    outcome = make_job(progress=OnFit(take_over)).run(RunRequest("emails"))
+    assert outcome.outcome == "lease_lost"
+    assert registry.resolve("emails") is None
+    assert registry.get_version("emails", 1).status == "rejected"
+    holder = lock.holder()
+    assert holder is not None
+    assert holder.holder == "other-host:1:cli:thief"
+    assert redis_client.get(lock.key) == taken[0].encode()
+
+
+def test_a_second_run_meanwhile_is_told_who_holds_the_lease(
+    retrain_settings: Settings, labels_topic: str, make_job: JobFactory
+) -> None:
+    produce(retrain_settings, labels_topic, emails(400))
+    second: list[RunOutcome] = []
+    first = make_job(
+        progress=OnFit(lambda: second.append(make_job().run(RunRequest("emails", run_id="second"))))
+    ).run(RunRequest("emails", run_id="first"))
+    assert first.outcome == "promoted"
+    (other,) = second
+    assert other.outcome == "lock_held"
+    assert other.lock_holder is not None
+    assert other.lock_holder.endswith(":cli:first")
+    assert "held by" in other.reason
+
+
+def test_too_few_new_labels_skip_the_run_with_the_reason(
+    retrain_settings: Settings, labels_topic: str, registry: Registry, make_job: JobFactory
+) -> None:
+    produce(retrain_settings, labels_topic, emails(400))
+    make_job().run(RunRequest("emails"))
+    produce(retrain_settings, labels_topic, emails(5, start=400))
+    outcome = make_job().run(RunRequest("emails"))
+    assert outcome.outcome == "skipped"
+    assert outcome.reason.startswith("5 new labelled records since champion v1")
+    assert [v.version for v in registry.list_versions("emails")] == [1]
+
+
+def test_a_replayed_label_is_one_example_with_its_latest_label(
+    retrain_settings: Settings, labels_topic: str, registry: Registry, make_job: JobFactory
+) -> None:
+    examples = emails(400)
+    relabelled = [
+        dict(e, label="ham", labelled_at="2030-01-01T00:00:00+00:00")
+        for e in examples[:10]
+        if e["label"] == "spam"
+    ]
+    produce(retrain_settings, labels_topic, examples + examples[:50] + relabelled)
+    outcome = make_job().run(RunRequest("emails"))
+    lineage = registry.get_version("emails", 1).lineage
+    assert outcome.examples == 400
+    assert lineage["duplicates"] == 50 + len(relabelled)
+    spam = sum(e["label"] == "spam" for e in examples) - len(relabelled)
+    assert lineage["labels"]["spam"] == spam
+
+
+def test_a_holdout_overlapping_the_champions_training_data_cannot_promote(
+    retrain_settings: Settings, labels_topic: str, registry: Registry, make_job: JobFactory
+) -> None:
+    produce(retrain_settings, labels_topic, emails(400))
+    assert make_job().run(RunRequest("emails")).outcome == "promoted"
+    # A larger holdout now reaches back into what the champion was trained on.
+    wider = with_retrain(retrain_settings, holdout_fraction=0.5)
+    outcome = make_job(wider).run(RunRequest("emails", force=True))
+    assert outcome.outcome == "not_comparable"
+    assert "the champion would be scored on examples it was trained on" in outcome.reason
+    assert registry.get_version("emails", 2).status == "rejected"
+    assert registry.resolve("emails") == registry.get_version("emails", 1).target
+
+
+def test_an_unreachable_redis_is_a_failed_run_naming_its_address(
+    retrain_settings: Settings, labels_topic: str
+) -> None:
+    port = free_port()
+    unreachable = retrain_settings.model_copy(
+        update={
+            "redis": retrain_settings.redis.model_copy(
+                update={"url": f"redis://127.0.0.1:{port}/0", "connect_timeout_s": 0.5}
+            )
+        }
+    )
+    with Registry.from_settings(unreachable) as registry:
+        outcome = RetrainJob(unreachable, registry).run(RunRequest("emails"))
+    assert outcome.outcome == "failed"
+    assert f"Redis unreachable at 127.0.0.1:{port}" in outcome.reason

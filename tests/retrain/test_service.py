@@ -1,0 +1,197 @@
+"""The retrain service: schedules, triggers, metrics and health, and a clean stop."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from datetime import datetime
+from typing import Any
+
+import pytest
+import redis
+
+from inferloop.keys import Keys
+from inferloop.registry import ModelNotFoundError, Registry
+from inferloop.retrain.lock import LeaseLock
+from inferloop.retrain.progress import Progress
+from inferloop.retrain.service import RetrainService, ServiceReport
+from inferloop.retrain.status import read_status
+from inferloop.retrain.triggers import GROUP, Trigger, TriggerQueue, new_trigger_id
+from inferloop.settings import Settings
+from tests.retrain.conftest import serving, with_retrain
+from tests.retrain.factories import emails, produce
+
+
+def _queue(settings: Settings, client: redis.Redis) -> TriggerQueue:
+    return TriggerQueue(client, Keys(settings.redis.key_prefix), outcome_ttl_s=60)
+
+
+def _trigger() -> Trigger:
+    return Trigger(new_trigger_id(), "emails", False, "pytest", "2025-01-01T00:00:00Z")
+
+
+def _get(port: int, path: str) -> tuple[int, bytes]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
+        return answer.status, answer.read()
+
+
+def test_an_interval_schedule_runs_the_job_for_its_fire_time(
+    retrain_settings: Settings, labels_topic: str, registry: Registry, redis_client: redis.Redis
+) -> None:
+    produce(retrain_settings, labels_topic, emails(300))
+    settings = with_retrain(retrain_settings, emails_schedule="2s")
+    service = RetrainService(settings, registry, metrics_port=0)
+    started = time.time()
+    report = service.run(max_runs=1, timeout_s=60)
+
+    (run,) = report.runs
+    assert (run.trigger, run.outcome) == ("schedule", "promoted"), run.reason
+    assert run.fire_time is not None
+    fire = datetime.fromisoformat(run.fire_time)
+    stamp = round(fire.timestamp() * 1000)
+    assert stamp % 2000 == 0  # a fire time of the aligned schedule...
+    assert fire.timestamp() >= started - 2  # ...due while the service ran...
+    assert datetime.fromisoformat(run.started_at) >= fire  # ...and not run before it
+    claim = Keys(settings.redis.key_prefix).retrain_fire("emails", str(stamp))
+    assert redis_client.get(claim) == b"test-service"
+    status = read_status(redis_client, Keys(settings.redis.key_prefix), "emails", 60)
+    assert status.last_success_at == run.finished_at
+    metrics = service.metrics.render().decode()
+    assert 'inferloop_retrain_runs_total{domain="emails",outcome="promoted"} 1.0' in metrics
+    assert 'inferloop_retrain_firings_total{domain="emails",result="run"} 1.0' in metrics
+
+
+def test_two_instances_run_each_firing_once(
+    retrain_settings: Settings, labels_topic: str, registry: Registry
+) -> None:
+    produce(retrain_settings, labels_topic, emails(300))
+    settings = with_retrain(retrain_settings, emails_schedule="2s", min_new_labels=0)
+    first = RetrainService(with_retrain(settings, instance_id="a"), registry, metrics_port=0)
+    second = RetrainService(with_retrain(settings, instance_id="b"), registry, metrics_port=0)
+    reports: list[ServiceReport] = []
+    thread = threading.Thread(target=lambda: reports.append(first.run(timeout_s=7)))
+    thread.start()
+    reports.append(second.run(timeout_s=7))
+    thread.join(timeout=60)
+    runs = [r for report in reports for r in report.runs]
+    fire_times = [r.fire_time for r in runs]
+    assert runs
+    assert len(set(fire_times)) == len(fire_times)  # no firing ran twice
+    metrics = first.metrics.render().decode() + second.metrics.render().decode()
+    assert "claimed_elsewhere" in metrics or "skipped_running" in metrics
+
+
+def test_a_trigger_is_run_exactly_once_by_two_instances(
+    retrain_settings: Settings, labels_topic: str, registry: Registry, redis_client: redis.Redis
+) -> None:
+    produce(retrain_settings, labels_topic, emails(300))
+    queue = _queue(retrain_settings, redis_client)
+    trigger = _trigger()
+    with (
+        serving(with_retrain(retrain_settings, instance_id="a"), registry) as (a, a_reports),
+        serving(with_retrain(retrain_settings, instance_id="b"), registry) as (_, b_reports),
+    ):
+        queue.send(trigger)
+        outcome = queue.wait(trigger.trigger_id, timeout_s=60)
+        code, body = _get(a.http.port, "/healthz")
+        health = json.loads(body)
+        code_metrics, metrics = _get(a.http.port, "/metrics")
+    assert outcome.outcome == "promoted", outcome.reason
+    assert outcome.run_id == trigger.trigger_id[:12]
+    runs = [r for report in a_reports + b_reports for r in report.runs]
+    assert [r.run_id for r in runs] == [outcome.run_id]
+    assert [v.version for v in registry.list_versions("emails")] == [1]
+    assert redis_client.xpending(queue.stream, GROUP)["pending"] == 0
+    assert (code, health["status"], health["instance"]) == (200, "ok", "a")
+    assert health["domains"]["emails"]["last_outcome"] == "promoted"
+    assert code_metrics == 200
+    assert b"inferloop_retrain_next_run_timestamp_seconds" in metrics
+
+
+def test_a_trigger_left_by_a_stopped_instance_is_run(
+    retrain_settings: Settings, labels_topic: str, registry: Registry, redis_client: redis.Redis
+) -> None:
+    produce(retrain_settings, labels_topic, emails(300))
+    queue = _queue(retrain_settings, redis_client)
+    queue.ensure_group()
+    trigger = _trigger()
+    queue.send(trigger)
+    # Delivered to an instance that stopped before running it: pending, never acknowledged.
+    assert [t.trigger_id for t in queue.read_new("gone", block_ms=100)] == [trigger.trigger_id]
+    settings = with_retrain(retrain_settings, trigger_claim_idle_s=0.2)
+    with serving(settings, registry):
+        outcome = queue.wait(trigger.trigger_id, timeout_s=60)
+    assert outcome.outcome == "promoted"
+    assert redis_client.xpending(queue.stream, GROUP)["pending"] == 0
+
+
+class Gate(Progress):
+    """Holds a run at the start of its fit until the test lets it go."""
+
+    def __init__(self, on_hold: Any = None) -> None:
+        self.holding = threading.Event()
+        self.go = threading.Event()
+        self.on_hold = on_hold
+
+    def begin(self, domain: str, step: str, total: int | None) -> None:
+        if step == "fitting":
+            self.holding.set()
+            if self.on_hold is not None:
+                self.on_hold()
+            self.go.wait(timeout=60)
+
+
+def test_a_stop_lets_a_running_fit_finish(
+    retrain_settings: Settings, labels_topic: str, registry: Registry, redis_client: redis.Redis
+) -> None:
+    produce(retrain_settings, labels_topic, emails(300))
+    queue = _queue(retrain_settings, redis_client)
+    trigger = _trigger()
+    gate = Gate()
+    service = RetrainService(retrain_settings, registry, metrics_port=0, progress=gate)
+
+    def sigterm_mid_fit() -> None:
+        service.request_stop()
+        gate.go.set()
+
+    gate.on_hold = sigterm_mid_fit
+    queue.send(trigger)
+    report = service.run(timeout_s=60)
+    assert report.abandoned == []
+    assert [r.outcome for r in report.runs] == ["promoted"]
+    stored = queue.outcome(trigger.trigger_id)
+    assert stored is not None
+    assert stored.outcome == "promoted"
+
+
+def test_a_stop_past_the_grace_time_releases_the_lease(
+    retrain_settings: Settings, labels_topic: str, registry: Registry, redis_client: redis.Redis
+) -> None:
+    produce(retrain_settings, labels_topic, emails(300))
+    keys = Keys(retrain_settings.redis.key_prefix)
+    queue = _queue(retrain_settings, redis_client)
+    trigger = _trigger()
+    gate = Gate()
+    settings = with_retrain(retrain_settings, shutdown_grace_s=0.3)
+    service = RetrainService(settings, registry, metrics_port=0, progress=gate)
+    gate.on_hold = service.request_stop
+    queue.send(trigger)
+    report = service.run(timeout_s=60)
+    assert report.abandoned == ["emails"]
+    assert LeaseLock(redis_client, keys.retrain_lock("emails"), 60).holder() is None
+    gate.go.set()  # the fit ends; the run stops at its next step
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        last = read_status(redis_client, keys, "emails", 60).last_run
+        if last is not None:
+            break
+        time.sleep(0.1)
+    assert last is not None
+    assert last.outcome == "cancelled"
+    with pytest.raises(ModelNotFoundError):
+        registry.list_versions("emails")
+    # Not run to its end: the trigger waits for the next instance.
+    assert queue.outcome(trigger.trigger_id) is None
+    assert redis_client.xpending(queue.stream, GROUP)["pending"] == 1
