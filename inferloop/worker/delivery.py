@@ -97,6 +97,23 @@ def send_batch(producer: KafkaProducer, topics: DomainTopics, batch: Batch) -> l
     return futures
 
 
+def discard(producer: KafkaProducer, timeout_s: float = 0.0) -> None:
+    """Close ``producer`` within ``timeout_s``, dropping the sends it still holds (their
+    batches are read again)."""
+    try:
+        producer.close(timeout=timeout_s)
+    except KafkaTimeoutError:
+        # kafka-python's close() flushes first and, when sends are still pending, raises
+        # before it stops its sender thread, which would go on retrying them for good:
+        # stop the sender as close() does past its timeout (the pending sends fail), and
+        # close again.
+        sender = producer._sender
+        sender.force_close()
+        sender.join(5.0)
+        with contextlib.suppress(KafkaTimeoutError):
+            producer.close(timeout=0)
+
+
 class Delivery(Protocol):
     """What the loop needs of a delivery guarantee."""
 
@@ -282,7 +299,7 @@ class AtLeastOnce:
         # (the broker may be down now, and a new producer must first reach it).
         old, self._producer = self._producer, None
         if old is not None:
-            old.close(timeout=0)
+            discard(old)
         self._on_rewind(first, error)
 
     def _producer_(self) -> KafkaProducer:
@@ -339,9 +356,9 @@ class AtLeastOnce:
             log.info("reading forgotten batches again from %s", where)
 
     def close(self, timeout_s: float) -> None:
-        """Close the producer."""
+        """Close the producer (what it has not sent by then is dropped: never committed)."""
         if self._producer is not None:
-            self._producer.close(timeout=timeout_s)
+            discard(self._producer, timeout_s)
 
 
 class ExactlyOnce:
@@ -420,5 +437,5 @@ class ExactlyOnce:
         """Nothing forgotten: an aborted batch was sought back already."""
 
     def close(self, timeout_s: float) -> None:
-        """Close the producer."""
-        self._producer.close(timeout=timeout_s)
+        """Close the producer (an open transaction is dropped, i.e. aborted)."""
+        discard(self._producer, timeout_s)
