@@ -4,7 +4,8 @@ one fault, and counts every id in the output (predictions + dead letters).
 Every run uses the Kafka and Redis the fault harness started on free ports (faults stop
 and start them), fresh topics, and a registry key prefix of its own. A producer child
 sends ``f-<n>`` at a steady rate (its delivery timeout outlasts every outage, so every
-event is eventually acknowledged); a third of the way in, the fault is injected. The
+event is eventually acknowledged); once a third of the events are predicted, the fault is
+injected. The
 run ends when the group has committed every input offset. Time to recover: from the end
 of the fault (restart issued, service back) until every event sent before that moment
 has its prediction.
@@ -121,10 +122,21 @@ Inject = Callable[[StreamRun], float]
 
 
 def streamed_with_fault(ctx: Context, run: StreamRun, inject: Inject) -> float:
-    """Stream ``ctx.count`` events, inject the fault a third of the way in, wait until the
+    """Stream ``ctx.count`` events, inject the fault once a third are predicted, wait until the
     group has committed everything; the wall time the fault ended."""
     producer = run.produce(TAG, ctx.count, ctx.rate, delivery_timeout_ms=300_000)
-    time.sleep(ctx.seconds * FAULT_AT)
+    # Counted in predictions, not seconds: a child process can take many seconds to start
+    # on a loaded machine, and a broker stopped before its producer bootstraps fails the
+    # producer, not the worker. (The worker's own fault hook may fire before that: then
+    # the fault is injected at once.)
+    assert run.reader is not None
+    reader, third = run.reader, int(ctx.count * FAULT_AT)
+    wait_until(
+        lambda: reader.count() >= third or not all(c.alive() for c in run.workers.children),
+        ctx.seconds * FAULT_AT + 120,
+        f"{third} predictions before the fault",
+        0.05,
+    )
     fault_end = inject(run)
     run.produced_by(producer, ctx.seconds * 3 + 300)
     wait_drained(run, timeout_s=300)
