@@ -39,6 +39,7 @@ from kafka.errors import (
     UnknownMemberIdError,
 )
 
+from inferloop.errors import KafkaUnavailableError
 from inferloop.topics import DomainTopics
 from inferloop.worker.batch import Batch
 from inferloop.worker.errors import ProducerFencedOutError
@@ -94,6 +95,23 @@ def send_batch(producer: KafkaProducer, topics: DomainTopics, batch: Batch) -> l
         for letter in batch.dead_letters
     )
     return futures
+
+
+def discard(producer: KafkaProducer, timeout_s: float = 0.0) -> None:
+    """Close ``producer`` within ``timeout_s``, dropping the sends it still holds (their
+    batches are read again)."""
+    try:
+        producer.close(timeout=timeout_s)
+    except KafkaTimeoutError:
+        # kafka-python's close() flushes first and, when sends are still pending, raises
+        # before it stops its sender thread, which would go on retrying them for good:
+        # stop the sender as close() does past its timeout (the pending sends fail), and
+        # close again.
+        sender = producer._sender
+        sender.force_close()
+        sender.join(5.0)
+        with contextlib.suppress(KafkaTimeoutError):
+            producer.close(timeout=0)
 
 
 class Delivery(Protocol):
@@ -172,7 +190,7 @@ class AtLeastOnce:
     ) -> None:
         self._consumer = consumer
         self._producer_factory = producer_factory
-        self._producer = producer_factory()
+        self._producer: KafkaProducer | None = producer_factory()
         self._topics = topics
         self._max_in_flight = max_in_flight
         self._ack_timeout_s = ack_timeout_s
@@ -193,8 +211,10 @@ class AtLeastOnce:
     def deliver(self, batch: Batch) -> None:
         """Send the batch; keep at most ``max_in_flight`` batches uncommitted."""
         try:
-            futures = send_batch(self._producer, self._topics, batch)
-        except KafkaError as exc:  # raised by send() itself, e.g. metadata timeout
+            futures = send_batch(self._producer_(), self._topics, batch)
+        # Raised by send() itself (e.g. a metadata timeout), or no new producer could be
+        # made (the broker is down): the batch fails like one whose sends failed.
+        except (KafkaError, KafkaUnavailableError) as exc:
             with self._lock:
                 self._queue.append(_InFlight(batch, [], exc))
         else:
@@ -249,6 +269,13 @@ class AtLeastOnce:
                 # The next poll rejoins; the revocation then commits or drops the batch.
                 log.warning("commit deferred to the rebalance: %s", exc)
                 return False
+            except KafkaError as exc:
+                if not exc.retriable:
+                    raise
+                # The coordinator is out of reach (a broker restarting): the batch stays
+                # at the head and its commit is tried again at the next settle.
+                log.warning("commit failed (%s: %s); trying again", type(exc).__name__, exc)
+                return False
             self._queue.popleft()
         self._on_committed(head.batch)
         self._fault("after_commit")
@@ -268,10 +295,17 @@ class AtLeastOnce:
             {f"{tp.topic}/{tp.partition}": o for tp, o in sorted(first.items())},
         )  # fmt: skip
         # An idempotent producer whose batch failed can be stuck in a fatal state (every
-        # later send fails at once): start over with a new one.
-        old, self._producer = self._producer, self._producer_factory()
-        old.close(timeout=0)
+        # later send fails at once): start over with a new one, made for the next batch
+        # (the broker may be down now, and a new producer must first reach it).
+        old, self._producer = self._producer, None
+        if old is not None:
+            discard(old)
         self._on_rewind(first, error)
+
+    def _producer_(self) -> KafkaProducer:
+        if self._producer is None:
+            self._producer = self._producer_factory()
+        return self._producer
 
     def on_revoked(self) -> Offsets:
         """The offsets of the batches in hand whose sends are all acknowledged.
@@ -322,8 +356,9 @@ class AtLeastOnce:
             log.info("reading forgotten batches again from %s", where)
 
     def close(self, timeout_s: float) -> None:
-        """Close the producer."""
-        self._producer.close(timeout=timeout_s)
+        """Close the producer (what it has not sent by then is dropped: never committed)."""
+        if self._producer is not None:
+            discard(self._producer, timeout_s)
 
 
 class ExactlyOnce:
@@ -402,5 +437,5 @@ class ExactlyOnce:
         """Nothing forgotten: an aborted batch was sought back already."""
 
     def close(self, timeout_s: float) -> None:
-        """Close the producer."""
-        self._producer.close(timeout=timeout_s)
+        """Close the producer (an open transaction is dropped, i.e. aborted)."""
+        discard(self._producer, timeout_s)

@@ -3,40 +3,61 @@ in hand."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
-from kafka import TopicPartition
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource
 
 from inferloop.connections import admin_client, make_consumer, make_producer
+from inferloop.local.kafka import LocalKafka
+from inferloop.local.process import free_port
+from inferloop.local.services import LocalServices
 from inferloop.settings import Settings
-from inferloop.topics import DomainTopics
+from inferloop.topics import DomainTopics, create_domain_topics, for_settings
 from inferloop.worker.batch import Batch, batch_of
 from inferloop.worker.delivery import AtLeastOnce
-from tests.worker.conftest import wait_for
+from tests.worker.conftest import DOMAIN, wait_for
 from tests.worker.factories import publish_events
+
+
+def polled_batch(
+    wsettings: Settings, topics: DomainTopics, count: int, **consumer: Any
+) -> tuple[KafkaConsumer, list[TopicPartition], Batch]:
+    """A consumer assigned the events topic, and a batch of the ``count`` events it polled
+    (each with a 300-byte prediction)."""
+    publish_events(wsettings, topics.events, range(count))
+    kafka = make_consumer(wsettings.kafka, auto_offset_reset="earliest", **consumer)
+    partitions = [TopicPartition(topics.events, p) for p in range(4)]
+    kafka.assign(partitions)
+    polled: dict[TopicPartition, list[object]] = {}
+    deadline = time.monotonic() + 30
+    while sum(map(len, polled.values())) < count and time.monotonic() < deadline:
+        for tp, records in kafka.poll(timeout_ms=500).items():
+            polled.setdefault(tp, []).extend(records)
+    batch: Batch = batch_of(polled)
+    batch.keys = [r.key for r in batch.records]
+    batch.predictions = [b"p" * 300 for _ in batch.records]
+    return kafka, partitions, batch
+
+
+def alter_predictions_topic(wsettings: Settings, topics: DomainTopics, **configs: str) -> None:
+    """Change the predictions topic's configuration."""
+    with admin_client(wsettings.kafka) as admin:
+        admin.alter_configs([ConfigResource("topic", topics.predictions, configs=configs)])
 
 
 def test_a_batch_dropped_at_a_revocation_is_read_again_where_the_partitions_stay(
     wsettings: Settings, topics: DomainTopics
 ) -> None:
     # Predictions cannot be written: the batch's sends fail, it is never acknowledged.
-    with admin_client(wsettings.kafka) as admin:
-        admin.alter_configs(
-            [ConfigResource("topic", topics.predictions, configs={"max.message.bytes": "120"})]
-        )
-    publish_events(wsettings, topics.events, range(40))
-    consumer = make_consumer(wsettings.kafka, auto_offset_reset="earliest")
-    partitions = [TopicPartition(topics.events, p) for p in range(4)]
-    consumer.assign(partitions)
-    polled: dict[TopicPartition, list[object]] = {}
-    deadline = time.monotonic() + 30
-    while sum(map(len, polled.values())) < 40 and time.monotonic() < deadline:
-        for tp, records in consumer.poll(timeout_ms=500).items():
-            polled.setdefault(tp, []).extend(records)
-    batch: Batch = batch_of(polled)
-    batch.keys = [r.key for r in batch.records]
-    batch.predictions = [b"p" * 300 for _ in batch.records]
+    alter_predictions_topic(wsettings, topics, **{"max.message.bytes": "120"})
+    consumer, partitions, batch = polled_batch(wsettings, topics, 40)
     delivery = AtLeastOnce(
         consumer, lambda: make_producer(wsettings.kafka, acks="all"), topics,
         max_in_flight=2, ack_timeout_s=30, revoke_timeout_s=20,
@@ -56,3 +77,76 @@ def test_a_batch_dropped_at_a_revocation_is_read_again_where_the_partitions_stay
     assert offsets == {}
     assert after == batch.next_offsets
     assert back == batch.first_offsets
+
+
+@pytest.fixture
+def paused_kafka(tmp_path: Path, local_services: LocalServices) -> Iterator[LocalKafka]:
+    """A broker of the test's own, to freeze (SIGSTOP) and thaw; stopped at the end."""
+    kafka = LocalKafka(
+        jars=local_services.kafka.jars,
+        home=tmp_path / "kafka",
+        port=free_port(),
+        controller_port=free_port(),
+    )
+    kafka.start(timeout_s=120)
+    try:
+        yield kafka
+    finally:
+        pid = kafka.process.pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGCONT)
+        kafka.stop()
+
+
+def test_a_broker_outage_with_sends_in_flight_rewinds_and_goes_on_with_a_new_producer(
+    wsettings: Settings, paused_kafka: LocalKafka
+) -> None:
+    # The broker freezes with the batch's sends in flight: they go unanswered past the
+    # worker's ack timeout. Closing a producer that still held sends made kafka-python
+    # raise, and the worker died of the outage it should have ridden out.
+    settings = wsettings.model_copy(
+        update={"kafka": wsettings.kafka.model_copy(
+            update={"bootstrap_servers": paused_kafka.address}
+        )}
+    )  # fmt: skip
+    create_domain_topics(settings, DOMAIN)
+    topics = for_settings(settings, DOMAIN)
+    consumer, partitions, batch = polled_batch(settings, topics, 40, group_id="outage")
+    made: list[KafkaProducer] = []
+    rewound: list[dict[TopicPartition, int]] = []
+
+    def factory() -> KafkaProducer:
+        made.append(make_producer(settings.kafka, acks="all", delivery_timeout_ms=60_000))
+        made[-1].partitions_for(topics.predictions)  # as a worker's has, from its last batch
+        return made[-1]
+
+    delivery = AtLeastOnce(
+        consumer, factory, topics, max_in_flight=2, ack_timeout_s=2.0, revoke_timeout_s=5,
+        fault=lambda point: None, on_committed=lambda b: None,
+        on_rewind=lambda offsets, error: rewound.append(offsets),
+    )  # fmt: skip
+    pid = paused_kafka.process.pid()
+    assert pid is not None
+    try:
+        os.kill(pid, signal.SIGSTOP)
+        delivery.deliver(batch)
+        time.sleep(2.5)
+        delivery.settle()  # overdue: rewound, the old producer closed
+        in_flight = delivery.in_flight()
+        os.kill(pid, signal.SIGCONT)
+        back = {tp: consumer.position(tp) for tp in partitions}
+        delivery.deliver(batch)
+        drained = delivery.drain(30)
+        committed = {tp: consumer.committed(tp) for tp in partitions}
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        delivery.close(0)
+        consumer.close()
+
+    assert rewound == [batch.first_offsets]
+    assert in_flight == 0
+    assert back == batch.first_offsets
+    assert len(made) == 2
+    assert not made[0]._sender.is_alive()  # closed, not left retrying its sends
+    assert drained
+    assert committed == batch.next_offsets

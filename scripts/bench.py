@@ -1,0 +1,265 @@
+"""The benchmark harness: ``scripts/bench [options]`` (or ``python -m scripts.bench``).
+
+Starts its own Kafka and Redis on free ports (unless ``--bootstrap`` / ``--redis-url``
+name others), then runs the chosen sections for the chosen domains and writes
+``results/<timestamp>/``: ``results.json`` (every figure, the machine facts, the load
+average at the start and end of each section), ``results.md`` (the tables) and PNG plots.
+Every speed figure is reported beside a baseline measured in the same run.
+
+Sections: ``throughput`` (raw baselines, offline scoring, the worker at full speed, the
+Quix Streams peer), ``latency`` (end-to-end p50/p95/p99 at 25/50/75 % of the measured
+maximum), ``swap`` (a promotion under a steady stream), ``soak`` (resident memory at half
+load over ``--soak-s``), ``retrain`` (retraining time against labelled rows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from inferloop.settings import Domain, Settings
+from scripts import bench_latency, bench_report, bench_soak, bench_swap, bench_throughput
+from scripts.bench_data import Corpus, load_corpus
+from scripts.bench_env import ROOT, Env, environment
+from scripts.bench_machine import Section, machine_facts, wait_for_quiet
+
+log = logging.getLogger("bench")
+
+SECTIONS = ("throughput", "latency", "swap", "soak", "retrain")
+DOMAINS: tuple[Domain, ...] = ("transactions", "emails")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The harness's options (``--quick``: a tiny run that proves the harness works)."""
+    p = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--sections",
+        default="throughput,latency,swap",
+        help=f"comma-separated, of {','.join(SECTIONS)} (or 'all')",
+    )
+    p.add_argument("--domains", default="transactions,emails")
+    p.add_argument("--emails-data", choices=("spamassassin", "sms"), default="spamassassin")
+    p.add_argument(
+        "--events",
+        type=int,
+        default=None,
+        help="events per throughput run (default 100000 transactions, 20000 emails)",
+    )
+    p.add_argument("--rounds", type=int, default=1, help="throughput rounds (medians reported)")
+    p.add_argument(
+        "--quix-events",
+        type=int,
+        default=None,
+        help="events for the Quix Streams peer (default 3000; 0 skips it)",
+    )
+    p.add_argument(
+        "--profile", action="store_true", help="one more worker run per domain under pyinstrument"
+    )
+    p.add_argument("--latency-s", type=float, default=30.0, help="seconds per latency load")
+    p.add_argument(
+        "--max-rate",
+        type=float,
+        default=None,
+        help="the maximum rate latency loads are shares of, when throughput is not run",
+    )
+    p.add_argument("--swap-s", type=float, default=20.0, help="seconds of stream per swap run")
+    p.add_argument("--soak-s", type=float, default=1200.0, help="soak duration (20 min)")
+    p.add_argument("--retrain-sizes", default="10000,100000,1000000")
+    p.add_argument("--quick", action="store_true", help="tiny sizes and durations (CI smoke)")
+    p.add_argument(
+        "--max-load",
+        type=float,
+        default=None,
+        help="wait until the 1-minute load average is below this before each section",
+    )
+    p.add_argument("--wait-load-s", type=float, default=1800.0)
+    p.add_argument("--out", type=Path, default=ROOT / "results")
+    p.add_argument("--bootstrap", default=None, help="use this Kafka instead of starting one")
+    p.add_argument("--redis-url", default=None, help="with --bootstrap: this Redis")
+    p.add_argument("--log-level", default="INFO")
+    args = p.parse_args(argv)
+    args.sections = SECTIONS if args.sections == "all" else tuple(args.sections.split(","))
+    args.domains = tuple(args.domains.split(","))
+    unknown = [s for s in args.sections if s not in SECTIONS] + [
+        d for d in args.domains if d not in DOMAINS
+    ]
+    if unknown:
+        p.error(f"unknown sections or domains: {', '.join(unknown)}")
+    if args.quick:
+        args.rounds = 1
+        args.latency_s, args.swap_s, args.soak_s = 4.0, 6.0, min(args.soak_s, 20.0)
+        args.retrain_sizes = "2000,4000"
+    return args
+
+
+def events_for(args: argparse.Namespace, domain: Domain) -> int:
+    """Events per throughput run of ``domain``."""
+    if args.events is not None:
+        return int(args.events)
+    if args.quick:
+        return 2_000 if domain == "transactions" else 500
+    return 100_000 if domain == "transactions" else 20_000
+
+
+def quix_events_for(args: argparse.Namespace, domain: Domain) -> int:
+    """Events the Quix Streams peer scores."""
+    if args.quix_events is not None:
+        return int(args.quix_events)
+    return 200 if args.quick else 3_000
+
+
+class Run:
+    """One harness run: its results so far, written out after every section."""
+
+    def __init__(self, args: argparse.Namespace, env: Env, out: Path) -> None:
+        self.args = args
+        self.env = env
+        self.out = out
+        self.results: dict[str, Any] = {
+            "command": " ".join(["scripts/bench", *sys.argv[1:]]),
+            "machine": machine_facts(env.versions()),
+            "sections": {},
+        }
+        self.corpora: dict[Domain, Corpus] = {}
+        self.setups: dict[Domain, bench_throughput.DomainSetup] = {}
+
+    def setup(self, domain: Domain) -> bench_throughput.DomainSetup:
+        """The domain's events and champion (loaded and fitted once per run)."""
+        if domain not in self.setups:
+            corpus = load_corpus(
+                domain,
+                Settings().data_dir,
+                self.args.emails_data,
+                limit=events_for(self.args, domain),
+            )
+            self.corpora[domain] = corpus
+            self.setups[domain] = bench_throughput.prepare_domain(self.env, corpus, self.out.name)
+        return self.setups[domain]
+
+    def section(self, name: str) -> Section:
+        """A section's timing and load record (after waiting for a quiet machine)."""
+        if self.args.max_load is not None:
+            wait_for_quiet(self.args.max_load, self.args.wait_load_s)
+        return Section(name)
+
+    def record(self, name: str, section: Section, figures: dict[str, Any]) -> None:
+        """Keep a section's figures and write everything so far."""
+        self.results["sections"][name] = section.as_dict() | {"figures": figures}
+        self.save()
+
+    def save(self) -> None:
+        """results.json, results.md and the plots, as they stand."""
+        (self.out / "results.json").write_text(json.dumps(self.results, indent=2, default=str))
+        (self.out / "results.md").write_text(bench_report.markdown(self.results))
+        bench_report.plots(self.results, self.out)
+
+    def max_rate(self, domain: Domain) -> float:
+        """The one-process at-least-once worker's rate, from this run's throughput section."""
+        figures = self.results["sections"].get("throughput", {}).get("figures", {})
+        if domain in figures:
+            return float(figures[domain]["summary"]["worker"]["at-least-once/1"]["median"])
+        if self.args.max_rate is not None:
+            return float(self.args.max_rate)
+        raise SystemExit("latency, swap and soak need the throughput section or --max-rate")
+
+
+def run_sections(run: Run) -> None:
+    """Every chosen section, in the order of :data:`SECTIONS`."""
+    args = run.args
+    for name in SECTIONS:
+        if name not in args.sections:
+            continue
+        with run.section(name) as section:
+            figures = SECTION_RUNNERS[name](run)
+        run.record(name, section, figures)
+
+
+def throughput(run: Run) -> dict[str, Any]:
+    """The throughput section, per domain."""
+    args = run.args
+    return {
+        domain: bench_throughput.run(
+            run.env,
+            run.setup(domain),
+            events=events_for(args, domain),
+            rounds=args.rounds,
+            quix_events=quix_events_for(args, domain),
+            profile=run.out / f"profile-{domain}" if args.profile else None,
+        )
+        for domain in args.domains
+    }
+
+
+def latency(run: Run) -> dict[str, Any]:
+    """The latency section, per domain."""
+    return {
+        d: bench_latency.run(
+            run.env, run.setup(d), max_rate=run.max_rate(d), seconds=run.args.latency_s
+        )
+        for d in run.args.domains
+    }
+
+
+def swap(run: Run) -> dict[str, Any]:
+    """The model swap section, per domain."""
+    return {
+        d: bench_swap.run(run.env, run.setup(d), rate=run.max_rate(d) / 2, seconds=run.args.swap_s)
+        for d in run.args.domains
+    }
+
+
+def soak(run: Run) -> dict[str, Any]:
+    """The soak section: the first domain only."""
+    d = run.args.domains[0]
+    return {
+        d: bench_soak.run(run.env, run.setup(d), rate=run.max_rate(d) / 2, seconds=run.args.soak_s)
+    }
+
+
+def retrain(run: Run) -> dict[str, Any]:
+    """The retraining section (see scripts/bench_retrain.py): once the retrain job exists."""
+    raise SystemExit("the retrain section needs the retrain job (branch retrain)")
+
+
+SECTION_RUNNERS = {
+    "throughput": throughput,
+    "latency": latency,
+    "swap": swap,
+    "soak": soak,
+    "retrain": retrain,
+}
+
+
+def main(argv: list[str] | None = None) -> Path:
+    """Run the harness; the results folder."""
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("kafka").setLevel(logging.ERROR)
+    out = Path(args.out) / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with (
+        tempfile.TemporaryDirectory(prefix="inferloop-bench-") as tmp,
+        environment(Path(tmp), out, args.bootstrap, args.redis_url) as env,
+    ):
+        run = Run(args, env, out)
+        run.save()
+        run_sections(run)
+    log.info("results in %s (%.0f s)", out, time.monotonic() - started)
+    print(out / "results.md")
+    return out
+
+
+if __name__ == "__main__":
+    main()

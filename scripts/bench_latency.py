@@ -1,0 +1,110 @@
+"""End-to-end latency at 25, 50 and 75 % of the measured maximum rate.
+
+A producer child sends events at a steady rate to one worker process; a consumer in the
+harness reads the predictions back (``read_committed``) and notes when each arrived.
+The latency of an event is that moment minus its input record's Kafka timestamp (set
+by the producer when it sent it), read back from the input topic. The first second of
+each load is warm-up and left out.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from scripts.bench_data import write_values
+from scripts.bench_env import Env, new_tag
+from scripts.bench_stats import percentiles
+from scripts.bench_stream import StreamRun, input_index
+from scripts.bench_throughput import DomainSetup
+
+log = logging.getLogger(__name__)
+
+SHARES = (0.25, 0.5, 0.75)
+WARM_UP_S = 1.0
+
+
+def templates(env: Env, setup: DomainSetup) -> Path:
+    """The domain's event JSON, one per line, for producer children (written once)."""
+    path = env.home / f"values-{setup.domain}.jsonl"
+    if not path.exists():
+        write_values(path, setup.corpus.values)
+    return path
+
+
+def latencies_ms(run: StreamRun, since_wall: float) -> tuple[list[float], list[float]]:
+    """Per event sent after ``since_wall``: arrival minus input timestamp (end to end),
+    and the prediction's own Kafka timestamp (the worker's send) minus input timestamp."""
+    assert run.reader is not None
+    sent = input_index(run.settings, run.topics.events)
+    since_ms = since_wall * 1000
+    total, to_worker_send = [], []
+    for got in run.reader.received:
+        record = sent.get(got.key)
+        if record is not None and record.timestamp_ms >= since_ms:
+            total.append(got.received_wall * 1000 - record.timestamp_ms)
+            to_worker_send.append(float(got.timestamp_ms - record.timestamp_ms))
+    return total, to_worker_send
+
+
+def one_load(
+    env: Env,
+    setup: DomainSetup,
+    rate: float,
+    seconds: float,
+    delivery: str = "at-least-once",
+    **worker: Any,
+) -> dict[str, Any]:
+    """One worker at ``rate`` for ``seconds``; the latency percentiles."""
+    settings = env.settings(new_tag("lat"), setup.key_prefix, delivery=delivery, **worker)
+    count = max(int(rate * seconds), 1)
+    run = StreamRun(
+        env,
+        settings,
+        setup.domain,
+        templates(env, setup),
+        name=f"{setup.domain}-latency-{int(rate)}",
+    ).start()
+    try:
+        produced = run.produced_by(run.produce("lat", count, rate), seconds * 3 + 120)
+        run.wait_predicted(produced["acked"], timeout_s=120)
+    finally:
+        run.stop()
+    values, worker_send = latencies_ms(run, produced["first_send_wall"] + WARM_UP_S)
+    figures = percentiles(values)
+    at_send = percentiles(worker_send)
+    result = {
+        "delivery": delivery,
+        "rate": rate,
+        "events": len(values),
+        "achieved_rate": produced["sent"] / produced["seconds"],
+        "p50_ms": figures["p50"],
+        "p95_ms": figures["p95"],
+        "p99_ms": figures["p99"],
+        "max_ms": max(values) if values else None,
+        "to_worker_send_p50_ms": at_send["p50"],
+        "to_worker_send_p99_ms": at_send["p99"],
+    }
+    log.info(
+        "%s latency at %.0f/s (%s): p50 %.1f ms, p95 %.1f ms, p99 %.1f ms; to the "
+        "worker's send p50 %.1f ms, p99 %.1f ms",
+        setup.domain,
+        rate,
+        delivery,
+        figures["p50"],
+        figures["p95"],
+        figures["p99"],
+        at_send["p50"],
+        at_send["p99"],
+    )
+    return result
+
+
+def run(env: Env, setup: DomainSetup, *, max_rate: float, seconds: float) -> dict[str, Any]:
+    """The latency section of one domain: three loads at-least-once, 50 % exactly-once."""
+    runs = []
+    for share in SHARES:
+        runs.append(one_load(env, setup, max_rate * share, seconds) | {"share": share})
+    runs.append(one_load(env, setup, max_rate * 0.5, seconds, "exactly-once") | {"share": 0.5})
+    return {"max_rate": max_rate, "seconds": seconds, "runs": runs}

@@ -1,0 +1,424 @@
+"""The results as Markdown tables and PNG plots.
+
+:func:`markdown` renders whatever sections a run has; :func:`table` is the one place a
+Markdown table is built. Plots are written with matplotlib's non-interactive backend.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+from matplotlib import pyplot as plt
+
+log = logging.getLogger(__name__)
+
+Cell = str | int | float | None
+
+
+def fmt(value: Cell, digits: int = 0) -> str:
+    """A cell: thousands separators, ``digits`` decimals, an en dash for nothing."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, str):
+        return value
+    return f"{value:,.{digits}f}"
+
+
+def table(
+    headers: Sequence[str], rows: Sequence[Sequence[Cell]], digits: Sequence[int] = ()
+) -> str:
+    """A Markdown table; numbers right-aligned, ``digits[i]`` decimals in column ``i``."""
+    align = [
+        "---:" if any(isinstance(r[i], (int, float)) for r in rows) else "---"
+        for i in range(len(headers))
+    ]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(align) + "|"]
+    for row in rows:
+        cells = [fmt(c, digits[i] if i < len(digits) else 0) for i, c in enumerate(row)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def spread_text(spread: dict[str, float], digits: int = 0) -> str:
+    """``median`` alone, or ``median (low–high)`` over several rounds."""
+    if spread.get("n", 1) <= 1:
+        return fmt(spread["median"], digits)
+    low, high = fmt(spread["low"], digits), fmt(spread["high"], digits)
+    return f"{fmt(spread['median'], digits)} ({low}–{high})"
+
+
+def load_text(section: dict[str, Any]) -> str:
+    """The load average (1 min) at the section's start and end."""
+    return f"load average {section['load_start'][0]:.2f} → {section['load_end'][0]:.2f}"
+
+
+# -- sections ----------------------------------------------------------------------------
+def _throughput(figures: dict[str, Any]) -> str:
+    rows: list[list[Cell]] = []
+    for domain, f in figures.items():
+        s = f["summary"]
+        rows += [
+            [domain, "consume only (kafka-python)", spread_text(s["consume"]), ""],
+            [domain, "naive pass-through (flush + commit per batch)", spread_text(s["naive"]), ""],
+            [domain, "pipelined pass-through", spread_text(s["pipelined"]), "baseline"],
+            [domain, "exactly-once pass-through", spread_text(s["exactly_once"]), ""],
+            [
+                domain,
+                "model alone, offline (validate + rows + predict_proba)",
+                spread_text(s["scoring"]),
+                "",
+            ],
+            [domain, "bound 1/(1/pipelined + 1/offline)", spread_text(s["bound"]), ""],
+        ]
+        for key, spread in s["worker"].items():
+            delivery, processes = key.split("/")
+            note = ""
+            if key == "at-least-once/1":
+                note = f"efficiency {spread_text(s['efficiency'], 2)} (target ≥ 0.8)"
+            elif key == "exactly-once/1":
+                note = f"{spread_text(s['eos_over_alo'], 2)} × at-least-once (target ≥ 0.6)"
+            elif key == "at-least-once/2":
+                note = f"{spread_text(s['two_over_one'], 2)} × one process"
+            rows.append(
+                [
+                    domain,
+                    f"worker, {delivery}, {processes} process" + ("es" if processes != "1" else ""),
+                    spread_text(spread),
+                    note,
+                ]
+            )
+        if s.get("quix"):
+            rows.append(
+                [
+                    domain,
+                    "Quix Streams app, same model per row",
+                    fmt(s["quix"]),
+                    f"worker = {fmt(s['over_quix'], 1)} × peer (target ≥ 25)",
+                ]
+            )
+    intro = ", ".join(
+        f"{d}: {f['events']:,} {f['dataset']} events of {f['event_bytes']} bytes"
+        for d, f in figures.items()
+    )
+    return (
+        f"Events per run: {intro}; 4 partitions. Messages per second"
+        " (median, and range over rounds).\n\n" + table(["domain", "loop", "msg/s", "ratio"], rows)
+    )
+
+
+def _latency(figures: dict[str, Any]) -> str:
+    rows: list[list[Cell]] = []
+    for domain, f in figures.items():
+        for run in f["runs"]:
+            rows.append(
+                [
+                    domain,
+                    run["delivery"],
+                    f"{run['share']:.0%}",
+                    run["rate"],
+                    run["achieved_rate"],
+                    run["p50_ms"],
+                    run["p95_ms"],
+                    run["p99_ms"],
+                    run["max_ms"],
+                    run["events"],
+                ]
+            )
+    return (
+        "End to end: the input record's Kafka timestamp (set when the producer sent it)"
+        " to the prediction read back by a `read_committed` consumer. Target: p99 ≤ 50 ms"
+        " at 50 %.\n\n"
+        + table(
+            [
+                "domain",
+                "delivery",
+                "load",
+                "target msg/s",
+                "achieved msg/s",
+                "p50 ms",
+                "p95 ms",
+                "p99 ms",
+                "max ms",
+                "events",
+            ],
+            rows,
+            [0, 0, 0, 0, 0, 1, 1, 1, 1, 0],
+        )
+    )
+
+
+def _swap(figures: dict[str, Any]) -> str:
+    rows: list[list[Cell]] = []
+    for domain, f in figures.items():
+        for run in f["runs"]:
+            rows.append(
+                [
+                    domain,
+                    run["delivery"],
+                    run["rate"],
+                    run["swap_s"],
+                    run["loop_pause_ms"],
+                    run["longest_gap_ms"],
+                    run["steady_gap_ms"],
+                    run["rss_before_mb"],
+                    run["rss_peak_mb"],
+                    run["events_in"],
+                    run["lost"],
+                    run["duplicated"],
+                    "yes" if run["ordered"] else "NO",
+                ]
+            )
+    return (
+        "A promotion during a steady stream at half the maximum rate. Swap time: from the"
+        " promotion to the first new-version prediction in the last input partition."
+        " Loop pause: the worker's own swap pause metric; longest gap: the longest time"
+        " without a prediction around the swap, against the longest gap of the steady"
+        " stream before it. Target ≤ 1 s; 0 lost and 0 duplicated in exactly-once.\n\n"
+        + table(
+            [
+                "domain",
+                "delivery",
+                "msg/s",
+                "swap s",
+                "loop pause ms",
+                "longest gap ms",
+                "steady gap ms",
+                "RSS before MB",
+                "RSS peak MB",
+                "events",
+                "lost",
+                "duplicated",
+                "v1 never after v2",
+            ],
+            rows,
+            [0, 0, 0, 2, 3, 0, 0, 0, 0, 0, 0, 0, 0],
+        )
+    )
+
+
+def _soak(figures: dict[str, Any]) -> str:
+    rows = [
+        [
+            d,
+            f["seconds"] / 60,
+            f["rate"],
+            f["rss_start_mb"],
+            f["rss_end_mb"],
+            f["rss_max_mb"],
+            f["drift_mb_per_h"],
+            f["events_in"],
+            f["lost"],
+        ]
+        for d, f in figures.items()
+    ]
+    return (
+        "A worker at half load; resident memory sampled every few seconds (first minute"
+        " of warm-up excluded from the drift).\n\n"
+        + table(
+            [
+                "domain",
+                "minutes",
+                "msg/s",
+                "RSS start MB",
+                "RSS end MB",
+                "RSS max MB",
+                "drift MB/h",
+                "events",
+                "lost",
+            ],
+            rows,
+            [0, 1, 0, 0, 0, 0, 1, 0, 0],
+        )
+    )
+
+
+def _retrain(figures: dict[str, Any]) -> str:
+    rows = [
+        [
+            r["size"],
+            r["total_s"],
+            r["read"],
+            r["fit"],
+            r["evaluate"],
+            r["register"],
+            r.get("peak_rss_mb"),
+            r["decision"],
+        ]
+        for r in figures["rows"]
+    ]
+    return (
+        f"Growth exponent of the total time: {fmt(figures.get('growth_exponent'), 2)}"
+        " (1.0 = linear).\n\n"
+        + table(
+            [
+                "labelled rows",
+                "total s",
+                "reading s",
+                "fitting s",
+                "evaluating s",
+                "registering s",
+                "peak RSS MB",
+                "decision",
+            ],
+            rows,
+            [0, 1, 1, 1, 1, 1, 0, 0],
+        )
+    )
+
+
+RENDERERS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
+    "throughput": ("Throughput", _throughput),
+    "latency": ("Latency", _latency),
+    "swap": ("Model swap", _swap),
+    "soak": ("Soak", _soak),
+    "retrain": ("Retraining", _retrain),
+}
+
+
+def machine_text(machine: dict[str, Any]) -> str:
+    """One paragraph of machine facts."""
+    p = machine["packages"]
+    services = machine["services"]
+    return (
+        f"{machine['cores']} cores ({machine['cpu']}), {machine['memory_gib']} GiB;"
+        f" Python {machine['python']}, kafka-python {p['kafka-python']}"
+        f" (C crc32c in use: {'yes' if machine['crc32c_in_use'] else 'NO'}),"
+        f" scikit-learn {p['scikit-learn']}, numpy {p['numpy']},"
+        f" Quix Streams {p['quixstreams']}; Apache Kafka {services.get('kafka') or '?'},"
+        f" Redis {services.get('redis') or '?'}, on 127.0.0.1."
+    )
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """Every section the results hold, as Markdown."""
+    parts = [
+        f"# inferloop benchmarks\n\n`{results['command']}`\n\n{machine_text(results['machine'])}\n"
+    ]
+    for name, (title, render) in RENDERERS.items():
+        section = results["sections"].get(name)
+        if section is None:
+            continue
+        parts.append(
+            f"## {title}\n\n({load_text(section)}, {section['seconds']:.0f} s)\n\n"
+            + render(section["figures"])
+        )
+    return "\n".join(parts)
+
+
+# -- plots -------------------------------------------------------------------------------
+def plots(results: dict[str, Any], out: Path) -> list[Path]:
+    """A PNG per section that has figures to draw; the files written."""
+    matplotlib.use("Agg")
+    written: list[Path] = []
+    for name, draw in PLOTTERS.items():
+        section = results["sections"].get(name)
+        if section is not None:
+            path = out / f"{name}.png"
+            draw(section["figures"], path)
+            written.append(path)
+    return written
+
+
+def _plot_throughput(figures: dict[str, Any], path: Path) -> None:
+    fig, axes = plt.subplots(1, len(figures), figsize=(6 * len(figures), 4.5), squeeze=False)
+    for ax, (domain, f) in zip(axes[0], figures.items(), strict=True):
+        s = f["summary"]
+        bars = {
+            "consume": s["consume"]["median"],
+            "naive": s["naive"]["median"],
+            "pipelined": s["pipelined"]["median"],
+            "exactly-once": s["exactly_once"]["median"],
+            "offline scoring": s["scoring"]["median"],
+            "bound": s["bound"]["median"],
+        }
+        bars |= {f"worker {k}": v["median"] for k, v in s["worker"].items()}
+        if s.get("quix"):
+            bars["Quix peer"] = s["quix"]
+        colours = (
+            ["#999999"] * 6 + ["#1f77b4"] * len(s["worker"]) + ["#d62728"] * bool(s.get("quix"))
+        )
+        ax.barh(list(bars), list(bars.values()), color=colours)
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        ax.set_xlabel("messages per second (log)")
+        ax.set_title(f"{domain}: {f['events']:,} events of {f['event_bytes']} B")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_latency(figures: dict[str, Any], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for domain, f in figures.items():
+        runs = [r for r in f["runs"] if r["delivery"] == "at-least-once"]
+        shares = [r["share"] * 100 for r in runs]
+        for key, style in (("p50_ms", ":"), ("p95_ms", "--"), ("p99_ms", "-")):
+            ax.plot(shares, [r[key] for r in runs], style, marker="o", label=f"{domain} {key[:3]}")
+    ax.axhline(50, color="red", linewidth=0.8, label="p99 target at 50 %")
+    ax.set_xlabel("load, % of the measured maximum rate")
+    ax.set_ylabel("end-to-end latency, ms")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_soak(figures: dict[str, Any], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for domain, f in figures.items():
+        ax.plot([t / 60 for t in f["samples_s"]], f["rss_mb"], label=domain)
+    ax.set_xlabel("minutes")
+    ax.set_ylabel("worker resident memory, MB")
+    ax.set_ylim(bottom=0)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_swap(figures: dict[str, Any], path: Path) -> None:
+    runs = [(d, r) for d, f in figures.items() for r in f["runs"]]
+    fig, axes = plt.subplots(len(runs), 1, figsize=(7, 2.2 * len(runs)), squeeze=False)
+    for ax, (domain, r) in zip(axes[:, 0], runs, strict=True):
+        t = r["timeline"]
+        ax.plot(t["t_s"], t["rss_mb"], color="#555555", label="RSS MB")
+        ax.axvline(0, color="red", linewidth=0.8, label="promotion")
+        ax.axvline(r["swap_s"], color="green", linewidth=0.8, label="all partitions on v2")
+        ax.set_title(f"{domain}, {r['delivery']}", fontsize=9)
+        ax.set_ylabel("RSS MB")
+    axes[-1, 0].set_xlabel("seconds from the promotion")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_retrain(figures: dict[str, Any], path: Path) -> None:
+    rows = figures["rows"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    sizes = [r["size"] for r in rows]
+    for step in ("read", "fit", "evaluate", "register", "total_s"):
+        ax.plot(sizes, [max(r[step], 1e-3) for r in rows], marker="o", label=step)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("labelled rows")
+    ax.set_ylabel("seconds")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+PLOTTERS: dict[str, Callable[[dict[str, Any], Path], None]] = {
+    "throughput": _plot_throughput,
+    "latency": _plot_latency,
+    "swap": _plot_swap,
+    "soak": _plot_soak,
+    "retrain": _plot_retrain,
+}

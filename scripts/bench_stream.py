@@ -1,0 +1,509 @@
+"""Streams of known ids: a paced producer, a reader of the predictions, and the output
+counted against the input. Shared by the latency, swap and soak benchmarks and by every
+fault-injection run.
+
+The producer sends ``<tag>-<n>`` for a range of ``n`` at a steady rate; each record's
+Kafka timestamp is the moment it was sent. Afterwards the input topic is read back, so
+latency counts from the input record's own Kafka timestamp, and every id that Kafka
+acknowledged is looked for in the predictions and the dead letters.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+
+from inferloop.connections import make_consumer, make_producer
+from inferloop.registry import LoadedModel, Registry
+from inferloop.settings import Domain, Settings
+from inferloop.topics import create_domain_topics, for_settings
+from scripts.bench_data import keys_of, with_id
+from scripts.bench_data import read_values as read_value_file
+from scripts.bench_env import Child, Env, proc_status_kb, wait_until
+from scripts.bench_stats import Accounting, percentiles, tally_accounting
+from scripts.bench_worker import WorkerGroup
+
+log = logging.getLogger(__name__)
+
+# How often the producer wakes up to send what is due (a burst per wake-up).
+PACE_TICK_S = 0.002
+
+
+def registry_champion(settings: Settings, domain: str) -> LoadedModel:
+    """The champion of ``domain``, loaded and verified as a worker loads it."""
+    with Registry.from_settings(settings) as registry:
+        target = registry.resolve(domain)
+        if target is None:
+            raise LookupError(f"no champion of {domain} in the registry")
+        return registry.load(domain, target.version, digest=target.digest)
+
+
+# -- reading topics back ---------------------------------------------------------------
+def _assigned(settings: Settings, topic: str, isolation_level: str) -> KafkaConsumer:
+    consumer: KafkaConsumer = make_consumer(
+        settings.kafka,
+        isolation_level=isolation_level,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
+    # A fresh client may not know the topic's partitions at its first metadata answer.
+    deadline = time.monotonic() + 30
+    while not (numbers := consumer.partitions_for_topic(topic)):
+        if time.monotonic() > deadline:
+            consumer.close()
+            raise LookupError(f"no partitions of {topic} known after 30 s")
+        time.sleep(0.2)
+    partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    return consumer
+
+
+def read_records(
+    settings: Settings,
+    topic: str,
+    *,
+    limit: int | None = None,
+    isolation_level: str = "read_committed",
+    timeout_s: float = 120.0,
+) -> list[Any]:
+    """Every record of ``topic`` up to the end offsets seen now (or the first ``limit``)."""
+    consumer = _assigned(settings, topic, isolation_level)
+    try:
+        partitions = list(consumer.assignment())
+        end = consumer.end_offsets(partitions)
+        records: list[Any] = []
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=200, max_records=10_000).values():
+                records.extend(batch)
+            if limit is not None and len(records) >= limit:
+                return records[:limit]
+            if all(consumer.position(tp) >= end[tp] for tp in partitions):
+                return records
+        raise TimeoutError(f"reading {topic} took longer than {timeout_s:.0f} s")
+    finally:
+        consumer.close()
+
+
+def read_values(settings: Settings, topic: str, count: int) -> list[bytes]:
+    """The values of the first ``count`` records of ``topic``."""
+    return [r.value for r in read_records(settings, topic, limit=count)]
+
+
+@dataclass(frozen=True)
+class InputRecord:
+    """Where an input event landed and when its producer sent it."""
+
+    partition: int
+    offset: int
+    timestamp_ms: int
+
+
+def input_index(settings: Settings, topic: str) -> dict[str, InputRecord]:
+    """Event id -> its record on the input topic (the last one, for a repeated id)."""
+    return {
+        r.key.decode(): InputRecord(r.partition, r.offset, r.timestamp)
+        for r in read_records(settings, topic, isolation_level="read_uncommitted")
+        if r.key is not None
+    }
+
+
+# -- the paced producer (runs in a child process) ----------------------------------------
+@dataclass
+class PacedProducer:
+    """Sends ``count`` events ``<tag>-<start..>`` at ``rate_per_s`` (None: flat out)."""
+
+    settings: Settings
+    topic: str
+    templates: list[bytes]
+    tag: str
+    count: int
+    start: int = 0
+    rate_per_s: float | None = None
+    linger_ms: int = 1
+    delivery_timeout_ms: int = 120_000
+    acked: int = 0
+    failed: list[str] = field(default_factory=list)
+    ack_ms: list[float] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    @classmethod
+    def from_spec(cls, settings: Settings, spec: dict[str, Any]) -> PacedProducer:
+        """The producer a child's spec describes."""
+        return cls(
+            settings=settings,
+            topic=spec["topic"],
+            templates=read_value_file(Path(spec["values_path"])),
+            tag=spec["tag"],
+            count=int(spec["count"]),
+            start=int(spec.get("start", 0)),
+            rate_per_s=spec.get("rate_per_s"),
+            linger_ms=int(spec.get("linger_ms", 1)),
+            delivery_timeout_ms=int(spec.get("delivery_timeout_ms", 120_000)),
+        )
+
+    def request_stop(self) -> None:
+        """Stop sending (what was sent is still flushed)."""
+        self._stop.set()
+
+    def run(self) -> dict[str, Any]:
+        """Send, flush, and report what Kafka acknowledged."""
+        producer = make_producer(
+            self.settings.kafka,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=self.linger_ms,
+            batch_size=256 * 1024,
+            max_request_size=16 * 1024 * 1024,
+            delivery_timeout_ms=self.delivery_timeout_ms,
+            request_timeout_ms=min(30_000, self.delivery_timeout_ms - self.linger_ms - 1),
+        )
+        sent = 0
+        started = time.time()
+        try:
+            sent = self._send_all(producer, started)
+            producer.flush(timeout=self.delivery_timeout_ms / 1000 + 30)
+        finally:
+            producer.close(timeout=10)
+        return {
+            "sent": sent,
+            "acked": self.acked,
+            "failed": self.failed,
+            "start": self.start,
+            "first_send_wall": started,
+            "seconds": time.time() - started,
+            "ack_ms": percentiles(self.ack_ms),
+        }
+
+    def _send_all(self, producer: Any, started: float) -> int:
+        size = len(self.templates)
+        sent = 0
+        while sent < self.count and not self._stop.is_set():
+            due = (
+                self.count
+                if self.rate_per_s is None
+                else int((time.time() - started) * self.rate_per_s) + 1
+            )
+            while sent < min(due, self.count):
+                n = self.start + sent
+                event_id = f"{self.tag}-{n}"
+                value = with_id(self.templates[n % size], event_id)
+                future = producer.send(self.topic, key=event_id.encode(), value=value)
+                future.add_callback(self._acked)
+                future.add_errback(self._failed, event_id)
+                sent += 1
+            if self.rate_per_s is not None:
+                time.sleep(PACE_TICK_S)
+        return sent
+
+    def _acked(self, metadata: Any) -> None:
+        self.acked += 1
+        # Send (the record's timestamp) to acknowledgement: the producer's own share.
+        self.ack_ms.append(time.time() * 1000 - metadata.timestamp)
+
+    def _failed(self, event_id: str, exc: BaseException) -> None:
+        self.failed.append(event_id)
+
+
+# -- reading predictions as they come (a thread of the harness) --------------------------
+@dataclass
+class Received:
+    """One prediction read back: its key, partition, Kafka timestamp and when it arrived."""
+
+    key: str
+    partition: int
+    timestamp_ms: int
+    received_wall: float
+    value: bytes | None
+
+
+class PredictionReader:
+    """Reads a topic from its start as records are committed, noting when each arrives."""
+
+    def __init__(self, settings: Settings, topic: str, *, keep_values: bool = False) -> None:
+        self._settings = settings
+        self._topic = topic
+        self._keep_values = keep_values
+        self.received: list[Received] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="prediction-reader", daemon=True)
+
+    def start(self) -> PredictionReader:
+        """Start reading in a background thread."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> list[Received]:
+        """Stop reading; what was received."""
+        self._stop.set()
+        self._thread.join(30)
+        return self.received
+
+    def count(self) -> int:
+        """Records received so far."""
+        return len(self.received)
+
+    def _run(self) -> None:
+        consumer = _assigned(self._settings, self._topic, "read_committed")
+        keep = self._keep_values
+        try:
+            while not self._stop.is_set():
+                try:
+                    polled = consumer.poll(timeout_ms=100)
+                except KafkaError as exc:  # the broker may be down in a fault run
+                    self.errors.append(repr(exc))
+                    time.sleep(0.5)
+                    continue
+                now = time.time()
+                for batch in polled.values():
+                    self.received.extend(
+                        Received(
+                            r.key.decode() if r.key else "",
+                            r.partition,
+                            r.timestamp,
+                            now,
+                            r.value if keep else None,
+                        )
+                        for r in batch
+                    )
+        finally:
+            consumer.close()
+
+
+def publish(settings: Settings, topic: str, values: list[bytes]) -> None:
+    """Send every value keyed by its id, as fast as the broker takes them; wait for all."""
+    producer = make_producer(
+        settings.kafka,
+        acks="all",
+        linger_ms=20,
+        batch_size=512 * 1024,
+        max_request_size=16 * 1024 * 1024,
+    )
+    try:
+        for key, value in zip(keys_of(values), values, strict=True):
+            producer.send(topic, key=key, value=value)
+        producer.flush(timeout=300)
+    finally:
+        producer.close(timeout=10)
+
+
+# -- counting every id of a tag in the output -----------------------------------------------
+@dataclass
+class Tally:
+    """How many times each id ``<tag>-<n>`` (n < size) was found, and what else was."""
+
+    tag: str
+    size: int
+    counts: Any = None  # numpy uint16 array, one count per n
+    records: int = 0
+    others: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self.counts = np.zeros(self.size, dtype=np.uint16)
+
+    def add(self, key: bytes | None) -> None:
+        """Count one output record by its key."""
+        self.records += 1
+        text = key.decode(errors="replace") if key else ""
+        head, _, number = text.rpartition("-")
+        if head == self.tag and number.isdigit() and int(number) < self.size:
+            self.counts[int(number)] += 1
+        else:
+            self.others[text] += 1
+
+
+def tally_topic(
+    settings: Settings, topic: str, tag: str, size: int, isolation_level: str = "read_committed"
+) -> Tally:
+    """Count the keys of every record of ``topic`` (without keeping the records)."""
+    tally = Tally(tag, size)
+    consumer = _assigned(settings, topic, isolation_level)
+    try:
+        partitions = list(consumer.assignment())
+        end = consumer.end_offsets(partitions)
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=200, max_records=20_000).values():
+                for record in batch:
+                    tally.add(record.key)
+            if all(consumer.position(tp) >= end[tp] for tp in partitions):
+                return tally
+        raise TimeoutError(f"counting {topic} took longer than 600 s")
+    finally:
+        consumer.close()
+
+
+def account(
+    settings: Settings,
+    predictions_topic: str,
+    dlq_topic: str,
+    produced: list[dict[str, Any]],
+    tag: str,
+    *,
+    extra: Counter[str] | None = None,
+) -> Accounting:
+    """Every acknowledged id of the producer results, and the ``extra`` ids (id -> times
+    sent) sent besides, against predictions + dead letters."""
+    size = max(int(r["start"]) + int(r["sent"]) for r in produced)
+    expected = np.zeros(size, dtype=np.uint16)
+    for r in produced:
+        start = int(r["start"])
+        expected[start : start + int(r["sent"])] += 1
+        for failed in r["failed"]:
+            expected[int(failed.rpartition("-")[2])] -= 1
+    predicted = tally_topic(settings, predictions_topic, tag, size)
+    dead = tally_topic(settings, dlq_topic, tag, size)
+    streamed = tally_accounting(
+        expected, predicted.counts.astype(np.int64) + dead.counts, predictions=0, dead_letters=0
+    )
+    others = Accounting.of(extra or Counter(), predicted.others.elements(), dead.others.elements())
+    return Accounting(
+        events_in=streamed.events_in + others.events_in,
+        predictions=predicted.records,
+        dead_letters=dead.records,
+        lost=streamed.lost + others.lost,
+        duplicated=streamed.duplicated + others.duplicated,
+        unexpected=streamed.unexpected + others.unexpected,
+    )
+
+
+# -- resident memory of child processes over time ---------------------------------------------
+class RssSampler:
+    """Samples the resident memory of some processes every ``interval_s`` in a thread."""
+
+    def __init__(self, pids: list[int], interval_s: float) -> None:
+        self.pids = pids
+        self.interval_s = interval_s
+        self.samples: list[tuple[float, int, int]] = []  # (wall time, pid, KiB)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def start(self) -> RssSampler:
+        """Start sampling."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> list[tuple[float, int, int]]:
+        """Stop; every sample."""
+        self._stop.set()
+        self._thread.join(10)
+        return self.samples
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            now = time.time()
+            for pid in self.pids:
+                kb = proc_status_kb(pid, "VmRSS")
+                if kb is not None:
+                    self.samples.append((now, pid, kb))
+            self._stop.wait(self.interval_s)
+
+    def series_mb(self, since: float) -> tuple[list[float], list[float]]:
+        """(seconds since ``since``, total MB of the sampled processes) per sampling moment."""
+        by_time: dict[float, int] = {}
+        for wall, _, kb in self.samples:
+            by_time[wall] = by_time.get(wall, 0) + kb
+        times = sorted(by_time)
+        return [t - since for t in times], [by_time[t] / 1024 for t in times]
+
+
+# -- a stream through running workers -------------------------------------------------------
+class StreamRun:
+    """Workers of a domain on fresh topics, a reader of their predictions, and producers
+    of known ids: what the latency, swap, soak and fault runs share."""
+
+    def __init__(
+        self,
+        env: Env,
+        settings: Settings,
+        domain: Domain,
+        templates: Path,
+        *,
+        name: str,
+        processes: int = 1,
+        keep_values: bool = False,
+        read: bool = True,
+    ) -> None:
+        self.env = env
+        self.settings = settings
+        self.domain = domain
+        self.templates = templates
+        self.name = name
+        self.topics = for_settings(settings, domain)
+        create_domain_topics(settings, domain)
+        self.workers = WorkerGroup.start(env, settings, domain, processes, name=name)
+        self.reader = (
+            PredictionReader(settings, self.topics.predictions, keep_values=keep_values)
+            if read
+            else None
+        )
+        self.produced: list[dict[str, Any]] = []
+
+    def start(self) -> StreamRun:
+        """Wait until the workers hold every partition; start reading."""
+        self.workers.wait_ready()
+        if self.reader is not None:
+            self.reader.start()
+        return self
+
+    def produce(
+        self,
+        tag: str,
+        count: int,
+        rate_per_s: float | None,
+        *,
+        start: int = 0,
+        delivery_timeout_ms: int = 120_000,
+    ) -> Child:
+        """Start a producer child sending ``<tag>-<start..start+count>``."""
+        return self.env.spawn(
+            "produce",
+            {
+                "settings": self.settings.model_dump(mode="json"),
+                "topic": self.topics.events,
+                "values_path": str(self.templates),
+                "tag": tag,
+                "count": count,
+                "start": start,
+                "rate_per_s": rate_per_s,
+                "delivery_timeout_ms": delivery_timeout_ms,
+            },
+            f"{self.name}-produce",
+        )
+
+    def produced_by(self, child: Child, timeout_s: float) -> dict[str, Any]:
+        """Wait for a producer child; keep and return its result."""
+        result = child.wait(timeout_s)
+        self.produced.append(result)
+        return result
+
+    def wait_predicted(self, count: int, timeout_s: float) -> None:
+        """Wait until the reader has ``count`` predictions."""
+        assert self.reader is not None
+        reader = self.reader
+        wait_until(lambda: reader.count() >= count, timeout_s, f"{count} predictions", 0.1)
+
+    def stop(self) -> list[dict[str, Any]]:
+        """Stop the workers and the reader; the workers' results."""
+        results = self.workers.stop()
+        if self.reader is not None:
+            self.reader.stop()
+        return results
+
+    def account(self, tag: str, extra: Counter[str] | None = None) -> Accounting:
+        """Every acknowledged id (and ``extra``) against predictions + dead letters."""
+        return account(
+            self.settings, self.topics.predictions, self.topics.dlq, self.produced, tag, extra=extra
+        )

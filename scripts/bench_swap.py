@@ -1,0 +1,164 @@
+"""Model swap: a promotion while one worker scores a steady stream.
+
+A second version of the domain's model is registered (signed, not champion) before the
+stream starts; a third of the way into the stream it is promoted. From the predictions
+read back, joined with the input topic:
+
+- swap time: promotion to the first new-version prediction of the last input partition
+  to get one (the prediction's Kafka timestamp, the worker's send);
+- order: within each input partition, no old-version prediction after the first new one;
+- loop pause: the worker's own ``inferloop_worker_model_swap_pause_seconds``; and, seen
+  from outside, the longest time without any prediction around the swap beside the
+  longest such gap of the steady stream before it;
+- memory: the worker's resident memory sampled every 20 ms (two models are held while
+  the new one loads and is verified beside the old);
+- every acknowledged id against predictions + dead letters (lost, duplicated).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import statistics
+import time
+from collections import defaultdict
+from typing import Any
+
+from inferloop.registry import Registry
+from scripts.bench_data import promote_version, register
+from scripts.bench_env import Env, metric, new_tag
+from scripts.bench_latency import templates
+from scripts.bench_stream import Received, RssSampler, StreamRun, input_index
+from scripts.bench_throughput import DomainSetup
+
+log = logging.getLogger(__name__)
+
+RSS_EVERY_S = 0.02
+PROMOTE_AT = 1 / 3
+TIMELINE_POINTS = 400
+
+
+def versions_by_partition(
+    received: list[Received], where: dict[str, Any]
+) -> dict[int, list[tuple[int, int, int]]]:
+    """Per input partition: (input offset, version, prediction timestamp ms), in input order."""
+    out: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
+    for got in received:
+        record = where.get(got.key)
+        if record is None or got.value is None:
+            continue
+        version = int(json.loads(got.value)["model"]["version"])
+        out[record.partition].append((record.offset, version, got.timestamp_ms))
+    return {p: sorted(rows) for p, rows in out.items()}
+
+
+def swap_figures(
+    by_partition: dict[int, list[tuple[int, int, int]]], new: int, promoted_ms: float
+) -> tuple[float | None, bool]:
+    """(seconds from the promotion to the last partition's first new-version prediction,
+    whether every partition kept the order: no old version after the first new one)."""
+    firsts, ordered = [], True
+    for rows in by_partition.values():
+        versions = [v for _, v, _ in rows]
+        if new not in versions:
+            return None, ordered
+        first = versions.index(new)
+        ordered = ordered and all(v == new for v in versions[first:])
+        firsts.append(min(ts for _, v, ts in rows if v == new))
+    return (max(firsts) - promoted_ms) / 1000, ordered
+
+
+def longest_gap_ms(stamps_ms: list[int], start_ms: float, end_ms: float) -> float:
+    """The longest time between two consecutive predictions within [start, end]."""
+    inside = sorted(t for t in stamps_ms if start_ms <= t <= end_ms)
+    return float(max((b - a for a, b in itertools.pairwise(inside)), default=0))
+
+
+def prepare_versions(env: Env, setup: DomainSetup, delivery: str) -> tuple[str, int, int]:
+    """A key prefix of its own with v1 champion and v2 registered; (prefix, v1, v2)."""
+    prefix = f"{setup.key_prefix}-swap-{delivery}"
+    signing = env.signing(env.settings(new_tag("swapsetup"), prefix))
+    old = register(signing, setup.champion, promote=True)
+    new = register(signing, setup.challenger(), promote=False)
+    return prefix, old.version, new.version
+
+
+def one_swap(
+    env: Env, setup: DomainSetup, delivery: str, rate: float, seconds: float
+) -> dict[str, Any]:
+    """One promotion under a stream at ``rate``."""
+    prefix, old, new = prepare_versions(env, setup, delivery)
+    settings = env.settings(new_tag("swap"), prefix, delivery=delivery)
+    run = StreamRun(
+        env,
+        settings,
+        setup.domain,
+        templates(env, setup),
+        keep_values=True,
+        name=f"{setup.domain}-swap-{delivery}",
+    ).start()
+    rss = RssSampler([c.pid for c in run.workers.children], RSS_EVERY_S).start()
+    try:
+        producer = run.produce("swap", max(int(rate * seconds), 1), rate)
+        time.sleep(seconds * PROMOTE_AT)
+        with Registry.from_settings(env.signing(settings)) as registry:
+            promoted = time.time()
+            promote_version(registry, setup.domain, new)
+        produced = run.produced_by(producer, seconds * 3 + 120)
+        run.wait_predicted(produced["acked"], timeout_s=120)
+        pause_s = metric(run.workers.ports[0], "inferloop_worker_model_swap_pause_seconds_sum")
+    finally:
+        rss.stop()
+        results = run.stop()
+    assert run.reader is not None
+    where = input_index(settings, run.topics.events)
+    swap_s, ordered = swap_figures(
+        versions_by_partition(run.reader.received, where), new, promoted * 1000
+    )
+    stamps = [g.timestamp_ms for g in run.reader.received]
+    started_ms = produced["first_send_wall"] * 1000
+    promoted_ms = promoted * 1000
+    settled_ms = promoted_ms + 1000 * (swap_s or 0) + 1000
+    t_s, rss_mb = rss.series_mb(since=promoted)
+    before = [m for t, m in zip(t_s, rss_mb, strict=True) if t < 0]
+    during = [m for t, m in zip(t_s, rss_mb, strict=True) if 0 <= t <= (swap_s or 0) + 2]
+    accounting = run.account("swap")
+    step = max(len(t_s) // TIMELINE_POINTS, 1)
+    result = {
+        "delivery": delivery,
+        "rate": rate,
+        "old_version": old,
+        "new_version": new,
+        "swap_s": swap_s,
+        "ordered": ordered,
+        "loop_pause_ms": pause_s * 1000 if pause_s is not None else None,
+        "longest_gap_ms": longest_gap_ms(stamps, promoted_ms - 500, settled_ms),
+        "steady_gap_ms": longest_gap_ms(stamps, started_ms + 1000, promoted_ms - 500),
+        "rss_before_mb": statistics.median(before) if before else None,
+        "rss_peak_mb": max(during) if during else None,
+        "rss_hwm_mb": results[0]["peak_rss_kb"] / 1024,
+        "events_in": accounting.events_in,
+        "predictions": accounting.predictions,
+        "dead_letters": accounting.dead_letters,
+        "lost": accounting.lost,
+        "duplicated": accounting.duplicated,
+        "timeline": {"t_s": t_s[::step], "rss_mb": rss_mb[::step]},
+    }
+    log.info(
+        "%s swap (%s): %s s, pause %s ms, lost %d, duplicated %d",
+        setup.domain,
+        delivery,
+        swap_s,
+        result["loop_pause_ms"],
+        accounting.lost,
+        accounting.duplicated,
+    )
+    return result
+
+
+def run(env: Env, setup: DomainSetup, *, rate: float, seconds: float) -> dict[str, Any]:
+    """The swap section of one domain: at-least-once, then exactly-once."""
+    return {
+        "runs": [one_swap(env, setup, d, rate, seconds) for d in ("at-least-once", "exactly-once")]
+    }

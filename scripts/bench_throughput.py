@@ -1,0 +1,201 @@
+"""Throughput: the raw baselines, offline scoring, the worker and the Quix Streams peer.
+
+Per domain and round, on the same events and the same broker, one after the other:
+consume-only, the naive / pipelined / exactly-once pass-through loops, the champion
+scoring offline, then the worker at full speed (at-least-once and exactly-once, 1 and 2
+processes). The Quix Streams peer runs once per domain (it is slow). Efficiency is the
+one-process at-least-once worker over ``1 / (1/pipelined + 1/scoring)`` of the same
+round; figures are medians over rounds.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from inferloop.settings import Domain
+from scripts.bench_data import Corpus, Model, fit_model, register
+from scripts.bench_env import Env, create_topic, new_tag
+from scripts.bench_stats import Spread, efficiency, harmonic_bound, ratio
+from scripts.bench_stream import publish
+from scripts.bench_worker import measure_worker
+
+log = logging.getLogger(__name__)
+
+LOOPS = ("consume", "naive", "pipelined", "exactly_once")
+WORKER_RUNS = (("at-least-once", 1), ("exactly-once", 1), ("at-least-once", 2), ("exactly-once", 2))
+
+
+@dataclass
+class DomainSetup:
+    """A domain's events, its champion, and the Redis key prefix it is registered under."""
+
+    domain: Domain
+    corpus: Corpus
+    champion: Model
+    key_prefix: str
+    _challenger: Model | None = None
+
+    def challenger(self) -> Model:
+        """A second model of the domain (fitted on other events; fitted once)."""
+        if self._challenger is None:
+            self._challenger = fit_model(self.corpus, seed=2, offset=len(self.corpus.values) // 2)
+        return self._challenger
+
+
+def prepare_domain(env: Env, corpus: Corpus, run_id: str) -> DomainSetup:
+    """Fit the domain's champion and register it under a key prefix of this run."""
+    key_prefix = f"bench-{run_id}-{corpus.domain}"
+    model = fit_model(corpus, seed=1)
+    settings = env.signing(env.settings(new_tag("setup"), key_prefix))
+    register(settings, model, promote=True)
+    return DomainSetup(corpus.domain, corpus, model, key_prefix)
+
+
+def worker_key(delivery: str, processes: int) -> str:
+    """``at-least-once/1`` and the like."""
+    return f"{delivery}/{processes}"
+
+
+def one_round(env: Env, setup: DomainSetup, events: int, n: int) -> dict[str, Any]:
+    """Every measurement of one round, in a fixed order."""
+    domain = setup.domain
+    values = setup.corpus.stream(events, f"r{n}")
+    base = env.settings(new_tag(f"loops{n}"), setup.key_prefix)
+    source = base.topics.prefix + "source"
+    create_topic(base, source)
+    publish(base, source, values)
+    out: dict[str, Any] = {}
+    for mode in LOOPS:
+        sink = f"{base.topics.prefix}sink-{mode}"
+        create_topic(base, sink)
+        child = env.spawn(
+            "loop",
+            {
+                "settings": base.model_dump(mode="json"),
+                "mode": mode,
+                "source": source,
+                "sink": sink,
+                "count": events,
+            },
+            f"{domain}-loop-{mode}-r{n}",
+        )
+        out[mode] = child.wait(900)["rate"]
+        log.info("%s round %d %s: %.0f msg/s", domain, n, mode, out[mode])
+    score = env.spawn(
+        "score",
+        {
+            "settings": base.model_dump(mode="json"),
+            "domain": domain,
+            "source": source,
+            "count": events,
+        },
+        f"{domain}-score-r{n}",
+    )
+    out["scoring"] = score.wait(900)
+    log.info("%s round %d scoring: %.0f events/s", domain, n, out["scoring"]["rate"])
+    out["worker"] = {}
+    for delivery, processes in WORKER_RUNS:
+        settings = env.settings(new_tag(f"w{n}"), setup.key_prefix, delivery=delivery)
+        measured = measure_worker(
+            env, settings, domain, values, processes, name=f"{domain}-{delivery}-{processes}p-r{n}"
+        )
+        if measured.predicted < events:
+            raise RuntimeError(
+                f"{domain} {delivery} x{processes}: {measured.predicted} "
+                f"predictions for {events} events"
+            )
+        key = worker_key(delivery, processes)
+        out["worker"][key] = asdict(measured) | {"rate": measured.rate}
+        log.info("%s round %d worker %s: %.0f msg/s", domain, n, key, measured.rate)
+    return out
+
+
+def quix_rate(env: Env, setup: DomainSetup, events: int) -> float:
+    """The Quix Streams peer's rate on ``events`` of the domain."""
+    settings = env.settings(new_tag("quix"), setup.key_prefix)
+    source, sink = settings.topics.prefix + "source", settings.topics.prefix + "sink"
+    create_topic(settings, source)
+    create_topic(settings, sink)
+    publish(settings, source, setup.corpus.stream(events, "quix"))
+    child = env.spawn(
+        "quix",
+        {
+            "settings": settings.model_dump(mode="json"),
+            "domain": setup.domain,
+            "source": source,
+            "sink": sink,
+            "count": events,
+        },
+        f"{setup.domain}-quix",
+    )
+    rate: float = child.wait(900)["rate"]
+    log.info("%s quix peer: %.0f msg/s", setup.domain, rate)
+    return rate
+
+
+def profile_worker(env: Env, setup: DomainSetup, events: int, out: Path) -> float:
+    """One extra one-process run under pyinstrument (not a measured figure)."""
+    settings = env.settings(new_tag("prof"), setup.key_prefix)
+    values = setup.corpus.stream(events, "prof")
+    measured = measure_worker(
+        env, settings, setup.domain, values, 1, name=f"{setup.domain}-profile", profile=out
+    )
+    return measured.rate
+
+
+def summarise(rounds: list[dict[str, Any]], quix: float | None) -> dict[str, Any]:
+    """Medians over rounds, the bound, the efficiency and the target ratios."""
+
+    def spread(get: Any) -> dict[str, float]:
+        return asdict(Spread.of([get(r) for r in rounds]))
+
+    alo, eos = worker_key("at-least-once", 1), worker_key("exactly-once", 1)
+    summary: dict[str, Any] = {mode: spread(lambda r, m=mode: r[m]) for mode in LOOPS}
+    summary["scoring"] = spread(lambda r: r["scoring"]["rate"])
+    summary["bound"] = spread(lambda r: harmonic_bound(r["pipelined"], r["scoring"]["rate"]))
+    summary["worker"] = {
+        k: spread(lambda r, k=k: r["worker"][k]["rate"]) for k in rounds[0]["worker"]
+    }
+    summary["efficiency"] = spread(
+        lambda r: efficiency(r["worker"][alo]["rate"], r["pipelined"], r["scoring"]["rate"])
+    )
+    summary["eos_over_alo"] = spread(
+        lambda r: ratio(r["worker"][eos]["rate"], r["worker"][alo]["rate"])
+    )
+    summary["two_over_one"] = spread(
+        lambda r: ratio(
+            r["worker"][worker_key("at-least-once", 2)]["rate"], r["worker"][alo]["rate"]
+        )
+    )
+    summary["quix"] = quix
+    summary["over_quix"] = ratio(summary["worker"][alo]["median"], quix) if quix else None
+    return summary
+
+
+def run(
+    env: Env,
+    setup: DomainSetup,
+    *,
+    events: int,
+    rounds: int,
+    quix_events: int,
+    profile: Path | None,
+) -> dict[str, Any]:
+    """The throughput section of one domain."""
+    measured = [one_round(env, setup, events, n) for n in range(1, rounds + 1)]
+    quix = quix_rate(env, setup, quix_events) if quix_events else None
+    result: dict[str, Any] = {
+        "dataset": setup.corpus.name,
+        "events": events,
+        "event_bytes": round(setup.corpus.mean_bytes),
+        "partitions": 4,
+        "rounds": measured,
+        "summary": summarise(measured, quix),
+    }
+    if profile is not None:
+        result["profiled_rate"] = profile_worker(env, setup, events, profile)
+        result["profile"] = str(profile.with_suffix(".txt"))
+    return result

@@ -1,0 +1,131 @@
+"""Tables, plots and the event-id surgery of the benchmark harness."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scripts.bench_data import id_of, with_id
+from scripts.bench_report import Cell, fmt, markdown, plots, table
+
+
+def test_cells_are_formatted_with_separators_and_dashes() -> None:
+    assert fmt(35_712.4) == "35,712"
+    assert fmt(0.8123, 2) == "0.81"
+    assert fmt(None) == "–"
+    assert fmt(float("nan")) == "–"
+    assert fmt("text") == "text"
+
+
+def test_a_table_aligns_numbers_right() -> None:
+    rows: list[list[Cell]] = [["naive", 32_500.0, 0.91], ["pipelined", 35_700, None]]
+    text = table(["loop", "msg/s", "ratio"], rows, [0, 0, 2])
+    assert text.splitlines() == [
+        "| loop | msg/s | ratio |",
+        "|---|---:|---:|",
+        "| naive | 32,500 | 0.91 |",
+        "| pipelined | 35,700 | – |",
+    ]
+
+
+def spread(x: float) -> dict[str, float]:
+    return {"median": x, "low": x, "high": x, "n": 1}
+
+
+def results() -> dict[str, Any]:
+    rates = {
+        "at-least-once/1": 16_000.0,
+        "exactly-once/1": 11_000.0,
+        "at-least-once/2": 20_000.0,
+        "exactly-once/2": 15_000.0,
+    }
+    worker = {k: spread(r) for k, r in rates.items()}
+    summary = {
+        "consume": spread(150_000),
+        "naive": spread(30_000),
+        "pipelined": spread(33_000),
+        "exactly_once": spread(22_000),
+        "scoring": spread(60_000),
+        "bound": spread(21_290),
+        "worker": worker,
+        "efficiency": spread(0.75),
+        "eos_over_alo": spread(0.69),
+        "two_over_one": spread(1.25),
+        "quix": 600.0,
+        "over_quix": 26.7,
+    }
+    latency_runs = [
+        {
+            "delivery": "at-least-once",
+            "share": s,
+            "rate": 16_000 * s,
+            "achieved_rate": 16_000 * s,
+            "p50_ms": 4.0,
+            "p95_ms": 9.0,
+            "p99_ms": 20.0 + s,
+            "max_ms": 40.0,
+            "events": 1000,
+        }
+        for s in (0.25, 0.5, 0.75)
+    ]
+    section = {"seconds": 12.0, "load_start": [0.5, 0.4, 0.3], "load_end": [0.9, 0.5, 0.3]}
+    return {
+        "command": "scripts/bench --quick",
+        "machine": {
+            "cores": 2,
+            "cpu": "test cpu",
+            "memory_gib": 24,
+            "python": "3.11.7",
+            "packages": {
+                "kafka-python": "3.0.12",
+                "scikit-learn": "1.9.1",
+                "numpy": "2.4",
+                "quixstreams": "3.28",
+            },
+            "crc32c_in_use": True,
+            "services": {"kafka": "4.3.1", "redis": "7.0.15"},
+        },
+        "sections": {
+            "throughput": section
+            | {
+                "figures": {
+                    "transactions": {
+                        "dataset": "creditcard",
+                        "events": 1000,
+                        "event_bytes": 810,
+                        "summary": summary,
+                    }
+                }
+            },
+            "latency": section | {"figures": {"transactions": {"runs": latency_runs}}},
+        },
+    }
+
+
+def test_markdown_shows_every_section_with_its_load_and_the_targets() -> None:
+    text = markdown(results())
+    assert "## Throughput" in text
+    assert "## Latency" in text
+    assert "## Soak" not in text
+    assert "load average 0.50 → 0.90" in text
+    assert "| transactions | worker, at-least-once, 1 process | 16,000 | efficiency 0.75" in text
+    assert "worker = 26.7 × peer" in text
+    assert "| transactions | at-least-once | 50% | 8,000 | 8,000 | 4.0 | 9.0 | 20.5 |" in text
+
+
+def test_plots_are_written_as_png(tmp_path: Path) -> None:
+    written = plots(results(), tmp_path)
+    assert sorted(p.name for p in written) == ["latency.png", "throughput.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in written)
+
+
+def test_an_events_id_is_replaced_without_touching_the_rest() -> None:
+    value = json.dumps({"id": "cc-000001", "amount": 1.5}, separators=(",", ":")).encode()
+    changed = with_id(value, "lat-42")
+    assert json.loads(changed) == {"id": "lat-42", "amount": 1.5}
+    assert id_of(changed) == "lat-42"
+    with pytest.raises(ValueError, match="id first"):
+        with_id(b'{"amount": 1.5, "id": "x"}', "y")
