@@ -72,9 +72,10 @@ class TransactionsDomain(DomainSpec):
 
         ``model`` is a :class:`NegativeSubsample`: every fraud, and every legitimate
         transaction up to ``MAX_NEGATIVES`` of them; beyond that a seeded sample of that
-        many, reweighted (see :mod:`inferloop.domains.sampling`). The tree model's parameters keep their names
-        (``model__max_iter``); ``model__max_negatives`` moves the cap (``None``: none)
-        and ``model__negative_fraction`` samples below it too.
+        many, reweighted (see :mod:`inferloop.domains.sampling`). The tree model's
+        parameters keep their names (``model__max_iter``); ``model__max_negatives``
+        moves the cap (``None``: none) and ``model__negative_fraction`` samples below
+        it too.
         """
         trees = HistGradientBoostingClassifier(
             learning_rate=0.05,
