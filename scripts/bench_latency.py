@@ -10,6 +10,8 @@ each load is warm-up and left out.
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -101,10 +103,29 @@ def one_load(
     return result
 
 
+def during_fit(env: Env, setup: DomainSetup, rate: float, seconds: float) -> dict[str, Any]:
+    """One load while a retrain-like fit (one thread, lower priority) runs beside it."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "scripts.bench_fitload", str(seconds * 3 + 120)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        if child.stdout.readline().strip() != "fitting":
+            raise RuntimeError("the fit child did not start fitting")
+        return one_load(env, setup, rate, seconds) | {"during_fit": True}
+    finally:
+        child.terminate()
+        child.wait(30)
+
+
 def run(env: Env, setup: DomainSetup, *, max_rate: float, seconds: float) -> dict[str, Any]:
-    """The latency section of one domain: three loads at-least-once, 50 % exactly-once."""
+    """The latency section of one domain: three loads at-least-once, 50 % exactly-once,
+    and 50 % at-least-once while a retrain fits on the same machine."""
     runs = []
     for share in SHARES:
         runs.append(one_load(env, setup, max_rate * share, seconds) | {"share": share})
     runs.append(one_load(env, setup, max_rate * 0.5, seconds, "exactly-once") | {"share": 0.5})
+    runs.append(during_fit(env, setup, max_rate * 0.5, seconds) | {"share": 0.5})
     return {"max_rate": max_rate, "seconds": seconds, "runs": runs}

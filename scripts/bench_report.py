@@ -118,7 +118,7 @@ def _latency(figures: dict[str, Any]) -> str:
             rows.append(
                 [
                     domain,
-                    run["delivery"],
+                    run["delivery"] + (", retrain fitting" if run.get("during_fit") else ""),
                     f"{run['share']:.0%}",
                     run["rate"],
                     run["achieved_rate"],
@@ -355,7 +355,9 @@ def _plot_throughput(figures: dict[str, Any], path: Path) -> None:
 def _plot_latency(figures: dict[str, Any], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for domain, f in figures.items():
-        runs = [r for r in f["runs"] if r["delivery"] == "at-least-once"]
+        runs = [
+            r for r in f["runs"] if r["delivery"] == "at-least-once" and not r.get("during_fit")
+        ]
         shares = [r["share"] * 100 for r in runs]
         for key, style in (("p50_ms", ":"), ("p95_ms", "--"), ("p99_ms", "-")):
             ax.plot(shares, [r[key] for r in runs], style, marker="o", label=f"{domain} {key[:3]}")
