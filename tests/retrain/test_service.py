@@ -60,7 +60,7 @@ def test_an_interval_schedule_runs_the_job_for_its_fire_time(
     claim = Keys(settings.redis.key_prefix).retrain_fire("emails", str(stamp))
     assert redis_client.get(claim) == b"test-service"
     status = read_status(redis_client, Keys(settings.redis.key_prefix), "emails", 60)
-    assert status.last_success_at == run.finished_at
+    assert status.last_success_at == report.runs[-1].finished_at
     metrics = service.metrics.render().decode()
     assert 'inferloop_retrain_runs_total{domain="emails",outcome="promoted"} 1.0' in metrics
     fired = f'inferloop_retrain_firings_total{{domain="emails",result="run"}} {1.0 + len(later)}'
