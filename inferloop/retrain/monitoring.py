@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from inferloop.httpserve import BackgroundHTTPServer, Reply
 from inferloop.retrain.errors import RetrainError
 from inferloop.retrain.outcome import RunOutcome
 
@@ -96,65 +95,23 @@ class ServiceMetrics:
 Health = Callable[[], tuple[bool, dict[str, Any]]]
 
 
-class MonitoringServer:
-    """``/metrics`` and ``/healthz`` over HTTP, in a daemon thread."""
+def monitoring_server(
+    metrics: ServiceMetrics, health: Health, host: str, port: int
+) -> BackgroundHTTPServer:
+    """``/metrics`` and ``/healthz`` on ``host:port``, not yet started."""
 
-    def __init__(self, metrics: ServiceMetrics, health: Health, host: str, port: int) -> None:
-        handler = _handler(metrics, health)
-        try:
-            self.server = ThreadingHTTPServer((host, port), handler)
-        except OSError as exc:
-            raise RetrainError(
-                f"cannot serve metrics on {host}:{port} (INFERLOOP_RETRAIN__METRICS_PORT): "
-                f"{exc.strerror or exc}"
-            ) from exc
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, name="retrain-http", daemon=True
-        )
+    def healthz() -> Reply:
+        ok, body = health()
+        return 200 if ok else 503, "application/json", json.dumps(body, default=str).encode()
 
-    @property
-    def port(self) -> int:
-        """The port it listens on (useful when 0 was asked for)."""
-        return int(self.server.server_address[1])
-
-    def start(self) -> None:
-        """Start serving."""
-        self.thread.start()
-        log.info(
-            "retrain metrics and health on http://%s:%d/metrics, /healthz",
-            self.server.server_address[0],
-            self.port,
-        )
-
-    def stop(self) -> None:
-        """Stop serving (if started) and close the socket."""
-        if self.thread.is_alive():
-            self.server.shutdown()
-        self.server.server_close()
-
-
-def _handler(metrics: ServiceMetrics, health: Health) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path.startswith("/metrics"):
-                self._send(200, CONTENT_TYPE_LATEST, metrics.render())
-            elif self.path.startswith("/healthz"):
-                ok, body = health()
-                self._send(
-                    200 if ok else 503, "application/json", json.dumps(body, default=str).encode()
-                )
-            else:
-                self._send(404, "text/plain", b"not found: try /metrics or /healthz\n")
-
-        def _send(self, code: int, content_type: str, body: bytes) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            log.debug("http: " + format, *args)
-
-    return Handler
+    routes = {
+        "/metrics": lambda: (200, CONTENT_TYPE_LATEST, metrics.render()),
+        "/healthz": healthz,
+    }
+    try:
+        return BackgroundHTTPServer(routes, host, port, name="retrain-http")
+    except OSError as exc:
+        raise RetrainError(
+            f"cannot serve metrics on {host}:{port} (INFERLOOP_RETRAIN__METRICS_PORT): "
+            f"{exc.strerror or exc}"
+        ) from exc

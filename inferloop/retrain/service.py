@@ -34,7 +34,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from inferloop.keys import Keys
 from inferloop.registry import Registry
 from inferloop.retrain.job import RetrainJob, RunRequest
-from inferloop.retrain.monitoring import MonitoringServer, ServiceMetrics
+from inferloop.retrain.monitoring import ServiceMetrics, monitoring_server
 from inferloop.retrain.outcome import RunOutcome
 from inferloop.retrain.progress import LogProgress, Progress
 from inferloop.retrain.schedule import (
@@ -101,7 +101,7 @@ class RetrainService:
         self._next_beat = 0.0
         self.scheduler = self._build_scheduler()
         port = self.retrain.metrics_port if metrics_port is None else metrics_port
-        self.http = MonitoringServer(self.metrics, self.health, self.retrain.metrics_host, port)
+        self.http = monitoring_server(self.metrics, self.health, self.retrain.metrics_host, port)
 
     # -- the loop ------------------------------------------------------------------------
     def run(self, *, max_runs: int | None = None, timeout_s: float | None = None) -> ServiceReport:
@@ -142,6 +142,11 @@ class RetrainService:
         self.queue.ensure_group()
         self._heartbeat()
         self.http.start()
+        log.info(
+            "retrain metrics and health on http://%s:%d/metrics, /healthz",
+            self.retrain.metrics_host,
+            self.http.port,
+        )
         self.scheduler.start()
         self._publish_next_runs()
         for trigger in self.queue.read_own_pending(self.instance):

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from inferloop.httpserve import BackgroundHTTPServer, Reply
 from inferloop.worker.errors import WorkerConfigError
 from inferloop.worker.metrics import WorkerMetrics
 
@@ -63,61 +63,29 @@ class HealthState:
         }
 
 
-class HealthServer:
-    """A small threaded HTTP server serving metrics and health on ``host:port``."""
+def health_server(
+    host: str, port: int, metrics: WorkerMetrics, health: HealthState
+) -> BackgroundHTTPServer:
+    """``/metrics``, liveness (``/health``, ``/health/live``, ``/healthz``) and readiness
+    (``/health/ready``, ``/readyz``) on ``host:port``, not yet started."""
 
-    def __init__(self, host: str, port: int, metrics: WorkerMetrics, health: HealthState) -> None:
-        handler = _handler(metrics, health)
-        try:
-            self._server = ThreadingHTTPServer((host, port), handler)
-        except OSError as exc:
-            raise WorkerConfigError(
-                f"cannot serve metrics on {host}:{port}: {exc.strerror} (set "
-                "INFERLOOP_WORKER__METRICS_PORT to a free port, or 0 for any)"
-            ) from exc
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="worker-http", daemon=True
+    def state(ok: Callable[[], bool]) -> Callable[[], Reply]:
+        return lambda: (
+            200 if ok() else 503,
+            "application/json",
+            json.dumps(health.as_dict()).encode() + b"\n",
         )
 
-    @property
-    def port(self) -> int:
-        """The port actually bound (useful when 0 asked for any free one)."""
-        return int(self._server.server_address[1])
-
-    def start(self) -> None:
-        """Serve in a background thread."""
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop serving and release the port."""
-        self._server.shutdown()
-        self._server.server_close()
-
-
-def _handler(metrics: WorkerMetrics, health: HealthState) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path == "/metrics":
-                self._send(200, CONTENT_TYPE_LATEST, generate_latest(metrics.registry))
-            elif self.path in ("/health", "/health/live", "/healthz"):
-                self._json(200 if health.live() else 503, health.as_dict())
-            elif self.path in ("/health/ready", "/readyz"):
-                self._json(200 if health.ready() else 503, health.as_dict())
-            else:
-                self._send(404, "text/plain", b"not found\n")
-
-        def _json(self, status: int, body: dict[str, Any]) -> None:
-            self._send(status, "application/json", json.dumps(body).encode() + b"\n")
-
-        def _send(self, status: int, content_type: str, body: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            log.debug("http: " + format, *args)
-
-    return Handler
+    live, ready = state(health.live), state(health.ready)
+    routes = {
+        "/metrics": lambda: (200, CONTENT_TYPE_LATEST, generate_latest(metrics.registry)),
+        **dict.fromkeys(("/health", "/health/live", "/healthz"), live),
+        **dict.fromkeys(("/health/ready", "/readyz"), ready),
+    }
+    try:
+        return BackgroundHTTPServer(routes, host, port, name="worker-http")
+    except OSError as exc:
+        raise WorkerConfigError(
+            f"cannot serve metrics on {host}:{port}: {exc.strerror} (set "
+            "INFERLOOP_WORKER__METRICS_PORT to a free port, or 0 for any)"
+        ) from exc

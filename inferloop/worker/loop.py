@@ -19,6 +19,7 @@ from threadpoolctl import threadpool_limits
 
 from inferloop.connections import make_consumer, make_producer
 from inferloop.domains import get_domain
+from inferloop.httpserve import BackgroundHTTPServer
 from inferloop.registry import Registry
 from inferloop.settings import Domain, Settings
 from inferloop.topics import DomainTopics, consumer_group, for_settings
@@ -27,7 +28,7 @@ from inferloop.worker.batch import Batch, BatchProcessor, batch_of
 from inferloop.worker.delivery import AtLeastOnce, Delivery, ExactlyOnce
 from inferloop.worker.errors import TopicMissingError
 from inferloop.worker.faults import FaultHook
-from inferloop.worker.health import HealthServer, HealthState
+from inferloop.worker.health import HealthState, health_server
 from inferloop.worker.metrics import WorkerMetrics
 from inferloop.worker.model import ActiveModel, ModelKeeper
 from inferloop.worker.rebalance import RebalanceHandler
@@ -113,7 +114,7 @@ class Worker:
         self._consumer: KafkaConsumer | None = None
         self._delivery: Delivery | None = None
         self._attempts: AttemptCounter | None = None
-        self._server: HealthServer | None = None
+        self._server: BackgroundHTTPServer | None = None
         self._assigned: set[TopicPartition] = set()
         self._last_record_at = time.monotonic()
         self._started_at = time.monotonic()
@@ -159,7 +160,7 @@ class Worker:
         if self._install_signals:
             self.stop.install(supervised=self._supervised)
             start_watchdog(self.stop, self.settings.worker.shutdown_grace_s)
-        self._server = HealthServer(self.settings.worker.metrics_host, self._metrics_port,
+        self._server = health_server(self.settings.worker.metrics_host, self._metrics_port,
                                     self.metrics, self.health)  # fmt: skip
         self._server.start()
         log.info("metrics and health on http://%s:%d/metrics",

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from inferloop.worker.errors import WorkerConfigError
-from inferloop.worker.health import HealthServer, HealthState
+from inferloop.worker.health import HealthState, health_server
 from inferloop.worker.metrics import WorkerMetrics
 
 
@@ -50,4 +50,4 @@ def test_a_metrics_port_in_use_is_a_clear_error() -> None:
         port = taken.getsockname()[1]
         health = HealthState("transactions", max_loop_gap_s=30.0)
         with pytest.raises(WorkerConfigError, match=f"127.0.0.1:{port}"):
-            HealthServer("127.0.0.1", port, WorkerMetrics("transactions"), health)
+            health_server("127.0.0.1", port, WorkerMetrics("transactions"), health)
