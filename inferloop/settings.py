@@ -154,6 +154,9 @@ class WorkerSettings(_Section):
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     max_batch_size: int = Field(default=1000, ge=1)
     poll_timeout_ms: int = Field(default=100, ge=0)
+    # A batch whose newest record is older than this is topped up by one more poll
+    # (waiting at most this long) with what arrived while the last batch was scored.
+    top_up_ms: int = Field(default=5, ge=0)
     max_poll_interval_ms: int = Field(default=300_000, gt=0)
     session_timeout_ms: int = Field(default=10_000, gt=0)
     heartbeat_interval_ms: int = Field(default=3_000, gt=0)
@@ -164,6 +167,9 @@ class WorkerSettings(_Section):
     producer_batch_bytes: int = Field(default=262_144, gt=0)
     # At-least-once pipelining: batches whose sends may be in flight at once.
     max_in_flight_batches: int = Field(default=2, ge=1, le=16)
+    # At-least-once: acknowledged batches are committed (asynchronously) at most this
+    # often; a crash reads up to this much again. 0: as soon as each is acknowledged.
+    commit_interval_ms: int = Field(default=100, ge=0)
     # Periodic alias check, the fallback when a promotion notice is missed.
     model_check_interval_s: float = Field(default=5.0, gt=0)
     max_scoring_attempts: int = Field(default=3, ge=1)

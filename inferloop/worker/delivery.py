@@ -173,7 +173,15 @@ class _InFlight:
 
 
 class AtLeastOnce:
-    """Pipelined delivery: commit a batch once all its sends are acknowledged."""
+    """Pipelined delivery: a batch's offsets are committed once all its sends are
+    acknowledged, asynchronously and at most every ``commit_interval_s``.
+
+    The loop never waits for a commit: acknowledged batches gather offsets until the
+    interval has passed and no commit is in flight, then one ``commit_async`` covers
+    them all (one at a time, so commits reach the coordinator in order). A crash loses
+    at most the commits of the last interval: those batches are read and written again,
+    never skipped. Revocation and shutdown commit what is acknowledged synchronously.
+    """
 
     def __init__(
         self,
@@ -187,6 +195,7 @@ class AtLeastOnce:
         fault: FaultFn,
         on_committed: CommittedFn,
         on_rewind: RewindFn,
+        commit_interval_s: float = 0.0,
     ) -> None:
         self._consumer = consumer
         self._producer_factory = producer_factory
@@ -195,21 +204,32 @@ class AtLeastOnce:
         self._max_in_flight = max_in_flight
         self._ack_timeout_s = ack_timeout_s
         self._revoke_timeout_s = revoke_timeout_s
+        self._commit_interval_s = commit_interval_s
         self._fault = fault
         self._on_committed = on_committed
         self._on_rewind = on_rewind
         self._queue: deque[_InFlight] = deque()
         self._reread: dict[TopicPartition, int] = {}
+        # Acknowledged, not yet committed: the offsets to commit and their batches.
+        self._acked: _Commit = _Commit()
+        # The commit sent and not yet answered (one at a time), and when the next may go.
+        self._committing: _Commit | None = None
+        self._next_commit_at = 0.0
+        # Raised by the next settle: a commit failed in a way no retry mends.
+        self._commit_error: BaseException | None = None
+        # Bumped when partitions go: an answer to a commit sent before is not acted on.
+        self._epoch = 0
         # The rebalance listener runs on the consumer's IO thread while the loop is
         # blocked in poll(); the lock makes that hand-over explicit.
         self._lock = threading.RLock()
 
     def in_flight(self) -> int:
         """Batches sent but not yet committed."""
-        return len(self._queue)
+        committing = len(self._committing.batches) if self._committing is not None else 0
+        return len(self._queue) + len(self._acked.batches) + committing
 
     def deliver(self, batch: Batch) -> None:
-        """Send the batch; keep at most ``max_in_flight`` batches uncommitted."""
+        """Send the batch; keep at most ``max_in_flight`` batches unacknowledged."""
         try:
             futures = send_batch(self._producer_(), self._topics, batch)
         # Raised by send() itself (e.g. a metadata timeout), or no new producer could be
@@ -226,12 +246,17 @@ class AtLeastOnce:
                 break
 
     def settle(self) -> None:
-        """Commit every batch at the head whose sends are all done (or overdue)."""
+        """Take every acknowledged batch at the head (rewind at a failed or overdue one),
+        and commit them when the interval has passed; never waits."""
+        if self._commit_error is not None:
+            error, self._commit_error = self._commit_error, None
+            raise error
         while self._queue and (
             self._queue[0].error or self._queue[0].done() or self._overdue(self._queue[0])
         ):
             if not self._settle_head(time.monotonic()):
                 break
+        self._commit_async()
 
     def _overdue(self, item: _InFlight) -> bool:
         return time.monotonic() - item.sent_at > self._ack_timeout_s
@@ -241,11 +266,13 @@ class AtLeastOnce:
         deadline = time.monotonic() + timeout_s
         while self._queue:
             if time.monotonic() >= deadline or not self._settle_head(deadline):
-                return not self._queue
-        return True
+                break
+        # What is acknowledged is committed even when a later batch ran out of time.
+        return self._commit_now() and not self._queue
 
     def _settle_head(self, deadline: float) -> bool:
-        """Commit or rewind the oldest batch; False when it could not be settled."""
+        """Take the oldest batch once acknowledged, or rewind; False when it could not
+        be settled by ``deadline``."""
         with self._lock:
             if not self._queue:
                 return True
@@ -262,24 +289,83 @@ class AtLeastOnce:
             if error is not None:
                 self._rewind(error)
                 return True
-            self._fault("before_commit")
-            try:
-                self._consumer.commit(commit_offsets(head.batch.next_offsets))
-            except GROUP_MOVED_ERRORS as exc:
-                # The next poll rejoins; the revocation then commits or drops the batch.
-                log.warning("commit deferred to the rebalance: %s", exc)
-                return False
-            except KafkaError as exc:
-                if not exc.retriable:
-                    raise
-                # The coordinator is out of reach (a broker restarting): the batch stays
-                # at the head and its commit is tried again at the next settle.
-                log.warning("commit failed (%s: %s); trying again", type(exc).__name__, exc)
-                return False
             self._queue.popleft()
-        self._on_committed(head.batch)
+            self._acked.add(head.batch)
+        return True
+
+    def _commit_async(self) -> None:
+        """Send one commit of every acknowledged batch, unless one is in flight or the
+        interval has not passed."""
+        with self._lock:
+            now = time.monotonic()
+            if not self._acked.batches or self._committing is not None:
+                return
+            if now < self._next_commit_at:
+                return
+            commit, self._acked = self._acked, _Commit()
+            self._committing = commit
+            self._next_commit_at = now + self._commit_interval_s
+            epoch = self._epoch
+        self._fault("before_commit")
+
+        def answered(_offsets: Offsets, response: Any) -> None:
+            self._commit_answered(commit, epoch, response)
+
+        self._consumer.commit_async(commit_offsets(commit.offsets), callback=answered)
+
+    def _commit_answered(self, commit: _Commit, epoch: int, response: Any) -> None:
+        # kafka-python runs this inside a later poll() or commit, on the calling thread.
+        with self._lock:
+            if epoch != self._epoch:
+                # Taken over since: committed again by a revocation or a drain (which
+                # report these batches), or dropped with partitions lost.
+                return
+            self._committing = None
+            if isinstance(response, BaseException):
+                self._commit_failed(commit, response)
+                return
+        for batch in commit.batches:
+            self._on_committed(batch)
+        self._fault("after_commit")
+
+    def _commit_failed(self, commit: _Commit, error: BaseException) -> None:
+        if isinstance(error, GROUP_MOVED_ERRORS):
+            # The next poll rejoins; the revocation then commits these offsets.
+            log.warning("commit deferred to the rebalance: %s", error)
+        elif isinstance(error, KafkaError) and error.retriable:
+            # The coordinator is out of reach (a broker restarting): tried again later.
+            log.warning("commit failed (%s: %s); trying again", type(error).__name__, error)
+        else:
+            self._commit_error = error
+        self._acked = _Commit.merged(commit, self._acked)
+        self._next_commit_at = time.monotonic() + max(self._commit_interval_s, 0.1)
+
+    def _commit_now(self) -> bool:
+        """Commit every acknowledged batch synchronously (also those of a commit still
+        in flight: committing an offset again changes nothing); False if it failed."""
+        with self._lock:
+            commit = self._take_acknowledged()
+        if not commit.batches:
+            return True
+        self._fault("before_commit")
+        try:
+            self._consumer.commit(commit_offsets(commit.offsets))
+        except KafkaError as exc:
+            log.warning("commit failed (%s: %s); those batches will be read again",
+                        type(exc).__name__, exc)  # fmt: skip
+            return False
+        for batch in commit.batches:
+            self._on_committed(batch)
         self._fault("after_commit")
         return True
+
+    def _take_acknowledged(self) -> _Commit:
+        """Every acknowledged batch not known to be committed, the one in flight included
+        (committing an offset again changes nothing): its answer is no longer acted on."""
+        commit = _Commit.merged(self._committing or _Commit(), self._acked)
+        self._acked, self._committing = _Commit(), None
+        self._epoch += 1
+        return commit
 
     def _rewind(self, error: BaseException) -> None:
         dropped = list(self._queue)
@@ -308,33 +394,36 @@ class AtLeastOnce:
         return self._producer
 
     def on_revoked(self) -> Offsets:
-        """The offsets of the batches in hand whose sends are all acknowledged.
+        """The offsets of every batch in hand whose sends are all acknowledged (those
+        acknowledged before included, committed or not).
 
         Runs on the consumer's IO thread, whose heartbeats wait meanwhile: a batch not
         acknowledged within ``revoke_timeout_s`` is left uncommitted (read again).
         """
         deadline = time.monotonic() + self._revoke_timeout_s
-        offsets: dict[TopicPartition, int] = {}
-        committed: list[Batch] = []
         with self._lock:
+            commit = self._take_acknowledged()
             while self._queue:
                 item = self._queue.popleft()
                 if item.error or not item.wait(deadline) or item.failure() is not None:
                     self._queue.appendleft(item)
                     self._forget()
                     break
-                offsets.update(item.batch.next_offsets)
-                committed.append(item.batch)
-        for batch in committed:
+                commit.add(item.batch)
+        for batch in commit.batches:
             self._on_committed(batch)
-        return commit_offsets(offsets)
+        return commit_offsets(commit.offsets)
 
     def on_lost(self) -> None:
         """Forget the batches in hand: their partitions belong to another member now."""
         with self._lock:
+            self._epoch += 1
             if self._queue:
                 log.warning("partitions lost: %d batches in flight left uncommitted",
                             len(self._queue))  # fmt: skip
+            # Written and acknowledged, but no longer ours to commit.
+            self._acked = _Commit()
+            self._committing = None
             self._forget()
 
     def _forget(self) -> None:
@@ -359,6 +448,28 @@ class AtLeastOnce:
         """Close the producer (what it has not sent by then is dropped: never committed)."""
         if self._producer is not None:
             discard(self._producer, timeout_s)
+
+
+@dataclass
+class _Commit:
+    """Acknowledged batches and the offsets that commit them all."""
+
+    offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    batches: list[Batch] = field(default_factory=list)
+
+    def add(self, batch: Batch) -> None:
+        self.batches.append(batch)
+        for tp, offset in batch.next_offsets.items():
+            self.offsets[tp] = max(self.offsets.get(tp, offset), offset)
+
+    @classmethod
+    def merged(cls, *commits: _Commit) -> _Commit:
+        """One commit covering the batches of ``commits``, oldest first."""
+        merged = cls()
+        for commit in commits:
+            for batch in commit.batches:
+                merged.add(batch)
+        return merged
 
 
 class ExactlyOnce:

@@ -7,6 +7,7 @@ is reached, the stream stays idle, or a stop is requested.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import time
@@ -28,6 +29,7 @@ from inferloop.worker.batch import Batch, BatchProcessor, batch_of
 from inferloop.worker.delivery import AtLeastOnce, Delivery, ExactlyOnce
 from inferloop.worker.errors import TopicMissingError
 from inferloop.worker.faults import FaultHook
+from inferloop.worker.fetch import top_up
 from inferloop.worker.health import HealthState, health_server
 from inferloop.worker.metrics import WorkerMetrics
 from inferloop.worker.model import ActiveModel, ModelKeeper
@@ -178,18 +180,26 @@ class Worker:
         )
         consumer.subscribe([self.topics.events], listener=handler)
         self._keeper.start()
+        # Everything loaded so far (the model, the libraries) lives as long as the
+        # process: out of the cyclic collector's sight, whose full passes over it
+        # stalled the loop for ~100 ms every few seconds.
+        gc.collect()
+        gc.freeze()
         self.health.state = "running"
         self._started_at = self._last_record_at = time.monotonic()
         log.info("worker %s consuming %s with %s v%s", self._name, self.topics.events,
                  self.domain, self._model().version)  # fmt: skip
 
     def _poll(self) -> Batch | None:
-        wanted = self.settings.worker.max_batch_size
+        ws = self.settings.worker
+        wanted = ws.max_batch_size
         if self.limits.max_messages is not None:
             wanted = min(wanted, self.limits.max_messages - self.summary.consumed)
-        polled = self._consumer_().poll(
-            timeout_ms=self.settings.worker.poll_timeout_ms, max_records=max(wanted, 1)
-        )
+        wanted = max(wanted, 1)
+        consumer = self._consumer_()
+        polled = consumer.poll(timeout_ms=ws.poll_timeout_ms, max_records=wanted)
+        if polled and ws.top_up_ms:
+            polled = top_up(consumer, polled, wanted, ws.top_up_ms)
         if not polled:
             return None
         self._last_record_at = time.monotonic()
@@ -214,6 +224,9 @@ class Worker:
     def _swap_model(self) -> None:
         if self._keeper.take_swap() is not None:
             self.summary.versions.add(self._model().version)
+            # The new model's objects join the frozen heap (the old model's go by
+            # reference counting: a fitted pipeline holds no reference cycles).
+            gc.freeze()
 
     def _should_end(self) -> bool:
         if self.stop.requested:
@@ -402,6 +415,7 @@ class Worker:
         return AtLeastOnce(
             consumer, self._make_producer, self.topics,
             max_in_flight=ws.max_in_flight_batches,
+            commit_interval_s=ws.commit_interval_ms / 1000,
             # The producer answers every send within its delivery timeout; a margin more.
             ack_timeout_s=self._delivery_timeout_ms() / 1000 + 5.0,
             revoke_timeout_s=max(1.0, ws.session_timeout_ms / 2000),

@@ -79,6 +79,57 @@ def test_a_batch_dropped_at_a_revocation_is_read_again_where_the_partitions_stay
     assert back == batch.first_offsets
 
 
+def test_acknowledged_batches_are_committed_asynchronously_at_most_once_an_interval(
+    wsettings: Settings, topics: DomainTopics
+) -> None:
+    consumer, partitions, batch = polled_batch(wsettings, topics, 40, group_id="interval")
+    first = halves(batch, partitions[:2])
+    second = halves(batch, partitions[2:])
+    producers: list[KafkaProducer] = []
+    committed: list[Batch] = []
+
+    def factory() -> KafkaProducer:
+        producers.append(make_producer(wsettings.kafka, acks="all"))
+        return producers[-1]
+
+    delivery = AtLeastOnce(
+        consumer, factory, topics, max_in_flight=2, ack_timeout_s=30, revoke_timeout_s=20,
+        fault=lambda point: None, on_committed=committed.append, on_rewind=lambda o, e: None,
+        commit_interval_s=600,
+    )  # fmt: skip
+    try:
+        delivery.deliver(first)
+        producers[0].flush()
+        delivery.settle()  # acknowledged: its commit is sent, the interval starts
+        delivery.deliver(second)
+        producers[0].flush()
+        delivery.settle()  # acknowledged too, but its commit waits for the interval
+        # The answer to the first commit is handled inside a later poll.
+        wait_for(lambda: bool(consumer.poll(timeout_ms=50) or committed), 30, "the commit")
+        early = {tp: consumer.committed(tp) for tp in partitions}
+        waiting = delivery.in_flight()
+        drained = delivery.drain(30)  # what is acknowledged is committed at once
+        late = {tp: consumer.committed(tp) for tp in partitions}
+    finally:
+        delivery.close(1)
+        consumer.close()
+
+    assert early == first.next_offsets | {tp: None for tp in partitions[2:]}
+    assert waiting == 1
+    assert drained
+    assert late == batch.next_offsets
+    assert committed == [first, second]
+
+
+def halves(batch: Batch, partitions: list[TopicPartition]) -> Batch:
+    """The part of ``batch`` on ``partitions``, with its keys and predictions."""
+    part = batch_of({tp: [r for r in batch.records if r.partition == tp.partition]
+                     for tp in partitions})  # fmt: skip
+    part.keys = [r.key for r in part.records]
+    part.predictions = [b"p" * 300 for _ in part.records]
+    return part
+
+
 @pytest.fixture
 def paused_kafka(tmp_path: Path, local_services: LocalServices) -> Iterator[LocalKafka]:
     """A broker of the test's own, to freeze (SIGSTOP) and thaw; stopped at the end."""
