@@ -501,9 +501,15 @@ class ExactlyOnce:
         producer = self._producer
         try:
             producer.begin_transaction()
-            send_batch(producer, self._topics, batch)
+            futures = send_batch(producer, self._topics, batch)
             # Flushed first so the transaction commit waits on nothing but the marker.
             producer.flush()
+            # kafka-python fails a send that ran out of retries (a broker outage past the
+            # delivery timeout) without marking the transaction as failed, and would then
+            # commit the offsets without those records: check every send first.
+            failed = _InFlight(batch, futures).failure()
+            if failed is not None:
+                raise failed if isinstance(failed, KafkaError) else KafkaError(str(failed))
             producer.send_offsets_to_transaction(
                 commit_offsets(batch.next_offsets), self._consumer.group_metadata()
             )

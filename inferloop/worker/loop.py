@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
 from threadpoolctl import threadpool_limits
 
 from inferloop.connections import make_consumer, make_producer
@@ -197,7 +198,17 @@ class Worker:
             wanted = min(wanted, self.limits.max_messages - self.summary.consumed)
         wanted = max(wanted, 1)
         consumer = self._consumer_()
-        polled = consumer.poll(timeout_ms=ws.poll_timeout_ms, max_records=wanted)
+        try:
+            polled = consumer.poll(timeout_ms=ws.poll_timeout_ms, max_records=wanted)
+        except KafkaError as exc:
+            if not exc.retriable:
+                raise
+            # The broker is out of reach (kafka-python lets a failed coordinator lookup
+            # out of poll()): wait a little and poll again; nothing is in hand.
+            log.warning("poll failed (%s: %s); polling again", type(exc).__name__, exc)
+            self.metrics.errors.labels(self.domain, "poll").inc()
+            time.sleep(ws.poll_timeout_ms / 1000)
+            return None
         if polled and ws.top_up_ms:
             polled = top_up(consumer, polled, wanted, ws.top_up_ms)
         if not polled:
