@@ -20,14 +20,13 @@ import logging
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from inferloop.settings import Domain, Settings
 from scripts import bench_latency, bench_report, bench_soak, bench_swap, bench_throughput
 from scripts.bench_data import Corpus, load_corpus
-from scripts.bench_env import ROOT, Env, environment
+from scripts.bench_env import ROOT, Env, environment, start_run
 from scripts.bench_machine import Section, machine_facts, wait_for_quiet
 
 log = logging.getLogger("bench")
@@ -240,14 +239,7 @@ SECTION_RUNNERS = {
 def main(argv: list[str] | None = None) -> Path:
     """Run the harness; the results folder."""
     args = parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("kafka").setLevel(logging.ERROR)
-    out = Path(args.out) / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out.mkdir(parents=True, exist_ok=True)
+    out = start_run(args.log_level, args.out, logging.ERROR)
     started = time.monotonic()
     with (
         tempfile.TemporaryDirectory(prefix="inferloop-bench-") as tmp,

@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -305,3 +306,17 @@ def wait_until(condition: Any, timeout_s: float, what: str, poll_s: float = 0.05
             raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
         time.sleep(poll_s)
     return time.monotonic() - started
+
+
+def start_run(log_level: str, out: str, kafka_log_level: int, suffix: str = "") -> Path:
+    """Log to stderr at ``log_level`` (kafka-python at ``kafka_log_level``); the run's new
+    results folder ``<out>/<UTC timestamp><suffix>``."""
+    logging.basicConfig(
+        level=log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("kafka").setLevel(kafka_log_level)
+    folder = Path(out) / (datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + suffix)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -15,13 +15,12 @@ import logging
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from inferloop.settings import Settings
 from scripts.bench_data import load_corpus
-from scripts.bench_env import ROOT, environment
+from scripts.bench_env import ROOT, environment, start_run
 from scripts.bench_machine import Section, load_average, machine_facts, wait_for_quiet
 from scripts.bench_report import fmt, machine_text, table
 from scripts.bench_throughput import prepare_domain
@@ -101,14 +100,7 @@ def markdown(results: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> Path:
     """Run the chosen faults; the results folder."""
     args = parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("kafka").setLevel(logging.CRITICAL)
-    out = Path(args.out) / (datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-faults")
-    out.mkdir(parents=True, exist_ok=True)
+    out = start_run(args.log_level, args.out, logging.CRITICAL, "-faults")
     started = time.monotonic()
     if args.max_load is not None:
         wait_for_quiet(args.max_load, args.wait_load_s)
