@@ -9,8 +9,9 @@ seeks back to the first offset not acknowledged, so nothing is skipped.
 Exactly-once wraps each batch in a Kafka transaction: predictions, dead letters and
 the consumer offsets (``send_offsets_to_transaction`` with the consumer's group
 metadata, KIP-447) commit together or not at all. A failure aborts the transaction
-and the batch is read again; a fenced producer (a newer instance of the same
-``transactional_id``, or a transaction the coordinator timed out) stops the worker.
+and the batch is read again; a transaction whose outcome is unknown, or a fenced
+producer, is settled by a new producer and the committed offsets (see
+:class:`ExactlyOnce`).
 Downstream readers must use ``isolation_level=read_committed`` to see only committed
 transactions.
 """
@@ -42,6 +43,7 @@ from kafka.errors import (
 from inferloop.errors import KafkaUnavailableError
 from inferloop.topics import DomainTopics
 from inferloop.worker.batch import Batch
+from inferloop.worker.committed import back_to_committed, describe
 from inferloop.worker.errors import ProducerFencedOutError
 from inferloop.worker.partitioning import partitions_of
 
@@ -52,6 +54,9 @@ FaultFn = Callable[[str], None]
 CommittedFn = Callable[[Batch], None]
 # Called with the offsets the consumer went back to, and why.
 RewindFn = Callable[[dict[TopicPartition, int], BaseException], None]
+
+# A producer fenced again this soon after starting over is not alone with its id.
+FENCED_AGAIN_S = 60.0
 
 # A commit that fails because the group moved on: the rebalance that follows settles it.
 GROUP_MOVED_ERRORS = (
@@ -75,7 +80,7 @@ def seek_back(consumer: KafkaConsumer, first_offsets: dict[TopicPartition, int])
         if tp in assigned:
             try:
                 consumer.seek(tp, offset)
-            except IllegalStateError:
+            except (IllegalStateError, ValueError):
                 log.debug("partition %s went away before the seek", tp)
 
 
@@ -473,68 +478,158 @@ class _Commit:
 
 
 class ExactlyOnce:
-    """One Kafka transaction per batch: outputs and offsets commit together."""
+    """One Kafka transaction per batch: outputs and offsets commit together.
+
+    A transaction whose offsets the group refused (it moved on) is aborted and the batch
+    read again. Any other failure is settled by starting over: a new producer with the
+    same transactional id, whose initialisation completes or aborts the transaction left
+    open, and the partitions sought back to their committed offsets. That covers sends
+    that failed (the idempotent producer's sequence numbers have a gap), a broker outage
+    (an abort would wait it out), a commit whose outcome is unknown, and a producer
+    fenced because the coordinator aborted a transaction that outlived its timeout. A
+    producer fenced again within ``FENCED_AGAIN_S`` of the last start-over stops the
+    worker: another process is using the same transactional id (``instance_id`` and
+    slot must be unique).
+    """
 
     def __init__(
         self,
         consumer: KafkaConsumer,
-        producer: KafkaProducer,
+        producer_factory: Callable[[], KafkaProducer],
         topics: DomainTopics,
         *,
         fault: FaultFn,
         on_committed: CommittedFn,
         on_rewind: RewindFn,
+        flush_timeout_s: float,
+        should_stop: Callable[[], bool] = lambda: False,
+        retry_s: float = 1.0,
     ) -> None:
         self._consumer = consumer
-        self._producer = producer
+        self._producer_factory = producer_factory
+        self._producer: KafkaProducer | None = producer_factory()
         self._topics = topics
         self._fault = fault
         self._on_committed = on_committed
         self._on_rewind = on_rewind
+        self._flush_timeout_s = flush_timeout_s
+        self._should_stop = should_stop
+        self._retry_s = retry_s
+        self._fenced_at: float | None = None
 
     def in_flight(self) -> int:
         """Always 0: a batch's transaction completes before the next poll."""
         return 0
 
     def deliver(self, batch: Batch) -> None:
-        """Write and commit the batch in one transaction; abort and rewind on failure."""
+        """Write and commit the batch in one transaction; on failure, abort or start
+        over, and read the batch again."""
         producer = self._producer
+        if producer is None:  # a start-over interrupted by a stop
+            return
+        step = "write"
         try:
             producer.begin_transaction()
             futures = send_batch(producer, self._topics, batch)
             # Flushed first so the transaction commit waits on nothing but the marker.
-            producer.flush()
+            producer.flush(timeout=self._flush_timeout_s)
             # kafka-python fails a send that ran out of retries (a broker outage past the
             # delivery timeout) without marking the transaction as failed, and would then
             # commit the offsets without those records: check every send first.
             failed = _InFlight(batch, futures).failure()
             if failed is not None:
                 raise failed if isinstance(failed, KafkaError) else KafkaError(str(failed))
+            step = "offsets"
             producer.send_offsets_to_transaction(
-                commit_offsets(batch.next_offsets), self._consumer.group_metadata()
+                commit_offsets(batch.next_offsets), self._group_member()
             )
             self._fault("before_commit")
+            step = "commit"
             producer.commit_transaction()
         except ProducerFencedError as exc:
-            raise ProducerFencedOutError(
-                f"producer fenced: a newer instance of this transactional id took over, or "
-                f"the coordinator timed the transaction out ({exc})"
-            ) from exc
+            self._fenced(exc)
+            self._on_rewind(batch.first_offsets, exc)
+            return
         except KafkaError as exc:
-            self._abort(batch, exc)
+            log.warning("transaction failed at its %s (%s: %s)", step, type(exc).__name__, exc)
+            if step == "offsets" and isinstance(exc, GROUP_MOVED_ERRORS):
+                # The group moved on: the transaction is sound, only refused its offsets.
+                self._abort(batch)
+            else:
+                # Sends that failed leave the producer's sequence numbers with a gap, an
+                # abort would wait out an outage, and a commit may have gone through:
+                # start over from what the committed offsets say.
+                self._start_over()
+            self._on_rewind(batch.first_offsets, exc)
             return
         self._on_committed(batch)
         self._fault("after_commit")
 
-    def _abort(self, batch: Batch, exc: KafkaError) -> None:
-        log.warning("transaction failed (%s: %s); aborting and reading the batch again",
-                    type(exc).__name__, exc)  # fmt: skip
+    def _group_member(self) -> Any:
+        """The consumer's group membership, to commit the offsets as (KIP-447 fencing).
+
+        kafka-python resets it to "no generation" as soon as its heartbeat learns that
+        the group moved on, until the member rejoins; a broker accepts a transactional
+        commit with no generation into a group left empty, as from a consumer outside
+        any group: a member frozen past its session would write and commit, from the
+        positions it had, events that its successor already committed.
+        """
+        member = self._consumer.group_metadata()
+        if member.generation_id < 0 or not member.member_id:
+            raise CommitFailedError(
+                "the consumer is out of its group until it rejoins: the batch is read again"
+            )
+        return member
+
+    def _abort(self, batch: Batch) -> None:
         try:
-            self._producer.abort_transaction()
+            self._producer_().abort_transaction()
         except ProducerFencedError as fenced:
-            raise ProducerFencedOutError(f"producer fenced while aborting: {fenced}") from fenced
-        seek_back(self._consumer, batch.first_offsets)
-        self._on_rewind(batch.first_offsets, exc)
+            self._fenced(fenced)
+        except KafkaError as error:
+            log.warning("the abort failed too (%s: %s)", type(error).__name__, error)
+            self._start_over()
+        else:
+            log.info("transaction aborted; reading the batch again")
+            seek_back(self._consumer, batch.first_offsets)
+
+    def _fenced(self, exc: ProducerFencedError) -> None:
+        now = time.monotonic()
+        if self._fenced_at is not None and now - self._fenced_at < FENCED_AGAIN_S:
+            raise ProducerFencedOutError(
+                f"producer fenced twice within {FENCED_AGAIN_S:g} s: another process uses "
+                f"this transactional id (instance_id and slot must be unique) ({exc})"
+            ) from exc
+        self._fenced_at = now
+        log.error("producer fenced: the coordinator aborted the transaction (it outlived its "
+                  "timeout) or a newer instance took over (%s)", exc)  # fmt: skip
+        self._start_over()
+
+    def _start_over(self) -> None:
+        """A new producer, and every partition back at its committed offset; retried
+        until it succeeds or a stop is requested (the broker may be down)."""
+        old, self._producer = self._producer, None
+        if old is not None:
+            discard(old)
+        log.warning("starting over: a new transactional producer, then the committed offsets")
+        while not self._should_stop():
+            try:
+                if self._producer is None:
+                    # Completes or aborts the transaction the old producer left open.
+                    self._producer = self._producer_factory()
+                where = back_to_committed(self._consumer, self._consumer.assignment(),
+                                          timeout_ms=int(self._retry_s * 10_000))  # fmt: skip
+            except (KafkaError, KafkaUnavailableError) as exc:
+                log.warning("starting over failed (%s: %s); trying again in %g s",
+                            type(exc).__name__, exc, self._retry_s)  # fmt: skip
+                time.sleep(self._retry_s)
+                continue
+            log.info("started over from the committed offsets: %s", describe(where))
+            return
+
+    def _producer_(self) -> KafkaProducer:
+        assert self._producer is not None
+        return self._producer
 
     def settle(self) -> None:
         """Nothing to do: every batch is settled by its own transaction."""
@@ -555,4 +650,5 @@ class ExactlyOnce:
 
     def close(self, timeout_s: float) -> None:
         """Close the producer (an open transaction is dropped, i.e. aborted)."""
-        discard(self._producer, timeout_s)
+        if self._producer is not None:
+            discard(self._producer, timeout_s)

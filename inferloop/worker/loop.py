@@ -27,7 +27,7 @@ from inferloop.settings import Domain, Settings
 from inferloop.topics import DomainTopics, consumer_group, for_settings
 from inferloop.worker.attempts import AttemptCounter
 from inferloop.worker.batch import Batch, BatchProcessor, batch_of
-from inferloop.worker.delivery import AtLeastOnce, Delivery, ExactlyOnce
+from inferloop.worker.delivery import AtLeastOnce, Delivery, ExactlyOnce, discard
 from inferloop.worker.errors import TopicMissingError
 from inferloop.worker.faults import FaultHook
 from inferloop.worker.fetch import top_up
@@ -408,7 +408,11 @@ class Worker:
         producer = make_producer(self.settings.kafka, **options)
         if ws.delivery == "exactly-once":
             # Fences any older instance of this slot and completes its open transaction.
-            producer.init_transactions()
+            try:
+                producer.init_transactions()
+            except BaseException:
+                discard(producer)
+                raise
             log.info("transactional producer %s ready", options["transactional_id"])
         return producer
 
@@ -421,8 +425,10 @@ class Worker:
     def _make_delivery(self, consumer: KafkaConsumer) -> Delivery:
         ws = self.settings.worker
         if ws.delivery == "exactly-once":
-            return ExactlyOnce(consumer, self._make_producer(), self.topics, fault=self.fire,
-                               on_committed=self._committed, on_rewind=self._rewound)  # fmt: skip
+            return ExactlyOnce(consumer, self._make_producer, self.topics, fault=self.fire,
+                               on_committed=self._committed, on_rewind=self._rewound,
+                               flush_timeout_s=self._delivery_timeout_ms() / 1000 + 5.0,
+                               should_stop=lambda: self.stop.requested)  # fmt: skip
         return AtLeastOnce(
             consumer, self._make_producer, self.topics,
             max_in_flight=ws.max_in_flight_batches,

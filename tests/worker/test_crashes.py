@@ -80,7 +80,7 @@ def test_exactly_once_killed_before_the_transaction_commit_shows_each_event_once
     assert len(everything) > len(committed)
 
 
-def test_a_zombie_frozen_past_its_session_is_fenced_and_writes_nothing_visible(
+def test_a_zombie_frozen_past_its_session_is_fenced_writes_nothing_visible_and_starts_over(
     *,
     wsettings: Settings,
     topics: DomainTopics,
@@ -106,7 +106,14 @@ def test_a_zombie_frozen_past_its_session_is_fenced_and_writes_nothing_visible(
     successor = worker_thread(with_worker(settings, instance_id="successor"),
                               limits=RunLimits(idle_timeout_s=12))  # fmt: skip
     successor.join(120)
+    # The zombie wakes up fenced (its transaction timed out), starts over with a new
+    # producer, rejoins the group and is given the partitions back: it must read on from
+    # what the successor committed, not from where it stood, and write the newer events.
     zombie.signal(signal.SIGCONT)
+    wait_for(lambda: "started over" in zombie.log(), 120, "the zombie to start over")
+    publish_events(settings, topics.events, range(EVENTS, EVENTS + 200))
+    predictions(settings, topics.predictions, expect=EVENTS + 200)
+    zombie.signal(signal.SIGTERM)
     code = zombie.wait(60)
 
     committed = [p.event_id for p in predictions(settings, topics.predictions)]
@@ -114,10 +121,49 @@ def test_a_zombie_frozen_past_its_session_is_fenced_and_writes_nothing_visible(
         p.event_id
         for p in predictions(settings, topics.predictions, isolation_level="read_uncommitted")
     ]
-    assert sorted(committed) == sorted(f"tx-{i}" for i in range(EVENTS))
-    assert len(everything) > len(committed)  # the zombie's writes exist, aborted
-    assert code != 0, zombie.log()
-    assert "fenced" in zombie.log()
+    assert sorted(committed) == sorted(f"tx-{i}" for i in range(EVENTS + 200))
+    assert len(everything) > len(committed)  # the zombie's first writes exist, aborted
+    assert code == 0, zombie.log()
+    assert "producer fenced" in zombie.log()
+
+
+def test_a_member_frozen_between_transactions_reads_on_from_what_its_successor_committed(
+    *,
+    wsettings: Settings,
+    topics: DomainTopics,
+    champion: Champion,
+    model_v1: Fitted,
+    worker_process: Callable[..., WorkerProcess],
+    worker_thread: Callable[..., WorkerThread],
+) -> None:
+    # Frozen past its session with no transaction open, so nothing fences its producer.
+    # Woken up, it reads on from the positions it had, behind what the successor committed
+    # meanwhile; once its heartbeat learns it is out of the group, kafka-python gives its
+    # transactions "no generation", which the broker accepted into the emptied group: the
+    # successor's events were written and committed a second time.
+    settings = with_worker(wsettings, delivery="exactly-once", session_timeout_ms=2000)
+    champion(model_v1)
+    publish_events(settings, topics.events, range(EVENTS))
+    member = worker_process(
+        with_worker(settings, instance_id="member", fault="after_commit:stop:2")
+    )
+    wait_for(lambda: process_state(member.pid) == "T", 120, "the member to freeze")
+    successor = worker_thread(with_worker(settings, instance_id="successor"),
+                              limits=RunLimits(idle_timeout_s=6))  # fmt: skip
+    successor.join(120)
+    member.signal(signal.SIGCONT)
+    wait_for(lambda: member.log().count("partitions assigned:") == 2, 120,
+             "the member to be given the partitions back")  # fmt: skip
+    publish_events(settings, topics.events, range(EVENTS, EVENTS + 200))
+    predictions(settings, topics.predictions, expect=EVENTS + 200)
+    member.signal(signal.SIGTERM)
+    code = member.wait(60)
+
+    committed = [p.event_id for p in predictions(settings, topics.predictions)]
+    assert sorted(committed) == sorted(f"tx-{i}" for i in range(EVENTS + 200)), duplicates(
+        committed
+    )
+    assert code == 0, member.log()
 
 
 def test_sigterm_finishes_commits_and_exits_cleanly(
