@@ -31,6 +31,7 @@ def kafka_common_config(kafka: KafkaSettings) -> dict[str, Any]:
         "security_protocol": kafka.security_protocol,
         "request_timeout_ms": kafka.request_timeout_ms,
         "bootstrap_timeout_ms": int(kafka.connect_timeout_s * 1000),
+        "reconnect_backoff_max_ms": kafka.reconnect_backoff_max_ms,
     }
     if kafka.sasl_mechanism:
         config["sasl_mechanism"] = kafka.sasl_mechanism

@@ -222,6 +222,8 @@ class AtLeastOnce:
         self._next_commit_at = 0.0
         # Raised by the next settle: a commit failed in a way no retry mends.
         self._commit_error: BaseException | None = None
+        # Commits failed in a row on an unreachable coordinator (logged once).
+        self._commits_failing = 0
         # Bumped when partitions go: an answer to a commit sent before is not acted on.
         self._epoch = 0
         # The rebalance listener runs on the consumer's IO thread while the loop is
@@ -329,6 +331,9 @@ class AtLeastOnce:
             if isinstance(response, BaseException):
                 self._commit_failed(commit, response)
                 return
+            if self._commits_failing:
+                log.info("commits succeed again, after %d failed", self._commits_failing)
+                self._commits_failing = 0
         for batch in commit.batches:
             self._on_committed(batch)
         self._fault("after_commit")
@@ -338,8 +343,12 @@ class AtLeastOnce:
             # The next poll rejoins; the revocation then commits these offsets.
             log.warning("commit deferred to the rebalance: %s", error)
         elif isinstance(error, KafkaError) and error.retriable:
-            # The coordinator is out of reach (a broker restarting): tried again later.
-            log.warning("commit failed (%s: %s); trying again", type(error).__name__, error)
+            # The coordinator is out of reach (a broker restarting): tried again later,
+            # every ~100 ms, and said once.
+            if self._commits_failing == 0:
+                log.warning("commit failed (%s: %s); trying again until it succeeds",
+                            type(error).__name__, error)  # fmt: skip
+            self._commits_failing += 1
         else:
             self._commit_error = error
         self._acked = _Commit.merged(commit, self._acked)
