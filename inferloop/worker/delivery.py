@@ -57,6 +57,8 @@ RewindFn = Callable[[dict[TopicPartition, int], BaseException], None]
 
 # A producer fenced again this soon after starting over is not alone with its id.
 FENCED_AGAIN_S = 60.0
+# How long a start-over waits for the committed offsets before it tries again.
+COMMITTED_TIMEOUT_MS = 10_000
 
 # A commit that fails because the group moved on: the rebalance that follows settles it.
 GROUP_MOVED_ERRORS = (
@@ -627,7 +629,7 @@ class ExactlyOnce:
                     # Completes or aborts the transaction the old producer left open.
                     self._producer = self._producer_factory()
                 where = back_to_committed(self._consumer, self._consumer.assignment(),
-                                          timeout_ms=int(self._retry_s * 10_000))  # fmt: skip
+                                          timeout_ms=COMMITTED_TIMEOUT_MS)  # fmt: skip
             except (KafkaError, KafkaUnavailableError) as exc:
                 log.warning("starting over failed (%s: %s); trying again in %g s",
                             type(exc).__name__, exc, self._retry_s)  # fmt: skip
