@@ -20,12 +20,13 @@ from typing import Any
 
 import numpy as np
 from sklearn.compose import ColumnTransformer
-from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
+from sklearn.feature_extraction.text import TfidfTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 
 from inferloop.domains import metrics as m
 from inferloop.domains import schemas as s
+from inferloop.domains.hashing import HashedTokens
 from inferloop.domains.spec import DomainSpec
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,6 @@ HEAD_CHARS = 200
 REGULARISATION_C = 30.0
 # Scores are kept this far from 0 and 1 before taking their logit.
 _SCORE_EPS = 1e-12
-# Header tokens are whitespace-separated words like "from:example.org".
-META_WORD_PATTERN = r"\S+"
 
 _DOMAIN = re.compile(r"@([A-Za-z0-9.\-]+)")
 _MAILER_WORD = re.compile(r"[A-Za-z][A-Za-z.\-]*")
@@ -133,24 +132,10 @@ def email_rows(events: Sequence[s.Event]) -> s.Rows:
     return rows
 
 
-def _hashing(**options: Any) -> HashingVectorizer:
-    # No fitted vocabulary: a word first seen in the stream costs nothing, and the
-    # artifact stays small whatever the corpus.
-    base: dict[str, Any] = {
-        "n_features": 2**20,
-        "alternate_sign": False,
-        "norm": None,
-        "dtype": np.float32,
-    }
-    return HashingVectorizer(**(base | options))
-
-
-def _tfidf(
-    vectorizer: HashingVectorizer, *, sublinear_tf: bool = True, n_features: int | None = None
-) -> Pipeline:
-    if n_features is not None:
-        vectorizer.set_params(n_features=n_features)
-    return make_pipeline(vectorizer, TfidfTransformer(sublinear_tf=sublinear_tf))
+def _tfidf(tokens: HashedTokens, *, sublinear_tf: bool = True) -> Pipeline:
+    # Hashed, not a fitted vocabulary: a word first seen in the stream costs nothing,
+    # and the artifact stays small whatever the corpus.
+    return make_pipeline(tokens, TfidfTransformer(sublinear_tf=sublinear_tf))
 
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
@@ -225,21 +210,16 @@ class EmailsDomain(DomainSpec):
         """
         features = ColumnTransformer(
             [
-                (
-                    "words",
-                    _tfidf(_hashing(ngram_range=(1, 1), strip_accents="unicode")),
-                    TEXT_COLUMN,
-                ),
+                ("words", _tfidf(HashedTokens("word", strip_accents=True)), TEXT_COLUMN),
                 (
                     "meta",
                     _tfidf(
-                        _hashing(token_pattern=META_WORD_PATTERN, lowercase=False),
+                        HashedTokens("whitespace", lowercase=False, n_features=2**16),
                         sublinear_tf=False,
-                        n_features=2**16,
                     ),
                     META_COLUMN,
                 ),
-                ("chars", _tfidf(_hashing(analyzer="char_wb", ngram_range=(1, 4))), HEAD_COLUMN),
+                ("chars", _tfidf(HashedTokens("char", ngram_range=(1, 4))), HEAD_COLUMN),
             ],
             sparse_threshold=1.0,
         )

@@ -1,0 +1,104 @@
+"""The array hashing of token counts against a plain-Python reference, token by token."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from inferloop.domains import hashing
+from inferloop.domains.hashing import HashedTokens, strip_accents, token_hash
+
+TEXTS = [
+    "Hello, world! Free £1000 now, CLICK here_now",
+    "",
+    "café CAFÉ naïve Ångström x y zz",
+    "a\tb\n\nc  dd\u00a0ee",
+    "日本語のテキスト ok_go 42 4.2",
+    "fr33 v1agra $$$ !!! :-)",
+    "e\u0301\u0301tude",  # combining marks only, after a letter
+]
+
+
+def reference(
+    analyzer: str, text: str, *, ngram: tuple[int, int], lower: bool, accents: bool
+) -> Counter[int]:
+    """What HashedTokens should count for ``text``, one Python string per token."""
+    if lower:
+        text = text.lower()
+    if accents:
+        text = strip_accents(text)
+    if analyzer == "word":
+        tokens = re.findall(r"(?u)\b\w\w+\b", text)
+    elif analyzer == "whitespace":
+        tokens = text.split()
+    else:
+        padded = f" {' '.join(text.split())} "
+        tokens = [
+            padded[i : i + n]
+            for n in range(ngram[0], ngram[1] + 1)
+            for i in range(len(padded) - n + 1)
+        ]
+    return Counter(token_hash(t) % 2**20 for t in tokens)
+
+
+@pytest.mark.parametrize(
+    ("analyzer", "ngram"),
+    [("word", (1, 1)), ("whitespace", (1, 1)), ("char", (1, 4)), ("char", (3, 5))],
+)
+@pytest.mark.parametrize("lower", [True, False])
+@pytest.mark.parametrize("accents", [True, False])
+def test_counts_are_the_reference_tokens_hashed(
+    analyzer: str, ngram: tuple[int, int], lower: bool, accents: bool
+) -> None:
+    vectorizer = HashedTokens(analyzer, ngram_range=ngram, lowercase=lower, strip_accents=accents)  # type: ignore[arg-type]
+    counts = vectorizer.fit_transform(TEXTS)
+    assert counts.shape == (len(TEXTS), 2**20)
+    assert counts.dtype == np.float32
+    for i, text in enumerate(TEXTS):
+        row = counts.getrow(i)
+        got = dict(zip(row.indices.tolist(), row.data.tolist(), strict=True))
+        assert got == dict(reference(analyzer, text, ngram=ngram, lower=lower, accents=accents))
+
+
+def test_words_are_runs_of_two_or_more_word_characters() -> None:
+    counts = HashedTokens("word").transform(["a bb ccc bb"])
+    assert counts[0, token_hash("bb") % 2**20] == 2
+    assert counts[0, token_hash("ccc") % 2**20] == 1
+    assert counts.nnz == 2
+
+
+def test_accents_are_stripped_and_case_folded() -> None:
+    vectorizer = HashedTokens("word", strip_accents=True)
+    assert (vectorizer.transform(["Café"]) != vectorizer.transform(["cafe"])).nnz == 0
+
+
+def test_chunks_give_the_same_counts_as_one_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    texts = [f"text {i} " + "word " * (i % 7) for i in range(200)]
+    whole = HashedTokens("char", ngram_range=(1, 3)).transform(texts)
+    monkeypatch.setattr(hashing, "CHUNK_CHARS", 50)
+    chunked = HashedTokens("char", ngram_range=(1, 3)).transform(texts)
+    assert (whole != chunked).nnz == 0
+
+
+def test_an_empty_batch_is_an_empty_matrix() -> None:
+    assert HashedTokens().transform([]).shape == (0, 2**20)
+
+
+def test_bad_parameters_are_named() -> None:
+    with pytest.raises(ValueError, match="analyzer"):
+        HashedTokens("letters").fit(["x"])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="ngram_range"):
+        HashedTokens("word", ngram_range=(1, 2)).fit(["x"])
+    with pytest.raises(ValueError, match="n_features"):
+        HashedTokens(n_features=0).fit(["x"])
+
+
+def test_clones_and_params_round_trip() -> None:
+    vectorizer = HashedTokens("char", n_features=2**10, ngram_range=(2, 3))
+    copy = clone(vectorizer)
+    assert copy.get_params() == vectorizer.get_params()
+    assert (copy.transform(["abc"]) != vectorizer.transform(["abc"])).nnz == 0
