@@ -44,6 +44,7 @@ _SEPARATOR = " "
 _FIRST_COMBINING = 0x300
 _WORD_ASCII = np.array([chr(c).isalnum() or c == ord("_") for c in range(128)])
 _SPACE_ASCII = np.array([chr(c).isspace() for c in range(128)])
+_NO_ASCII = np.zeros(128, dtype=bool)
 
 
 def _fmix64(h: int) -> int:
@@ -135,7 +136,7 @@ class _Chunk:
         self.lengths = np.fromiter((len(t) + 1 for t in texts), dtype=np.int64, count=len(texts))
         self.separators = np.cumsum(self.lengths) - 1
         if drop_combining and (self.codes >= _FIRST_COMBINING).any():
-            keep = ~_class_mask(self.codes, np.zeros(128, dtype=bool), _is_combining)
+            keep = ~_class_mask(self.codes, _NO_ASCII, _is_combining)
             self.codes = self.codes[keep]
             self.separators = np.cumsum(keep)[self.separators] - 1
             self.lengths = np.diff(self.separators, prepend=-1)
@@ -264,9 +265,9 @@ class HashedTokens(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         low, high = self.ngram_range
         positions = np.arange(len(chunk.codes))
         for n in range(low, high + 1):
-            fits = positions + n <= position_end
-            begins.append(positions[fits])
-            ends.append(positions[fits] + n)
+            fitting = positions[positions + n <= position_end]
+            begins.append(fitting)
+            ends.append(fitting + n)
         return np.concatenate(begins), np.concatenate(ends)
 
     def _counts(self, texts: list[str]) -> sp.csr_matrix:
@@ -274,9 +275,8 @@ class HashedTokens(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         begin, end = self._spans(chunk)
         columns = (chunk.hashes(begin, end) % np.uint64(self.n_features)).astype(np.int64)
         rows = chunk.text_of(begin)
-        counts = sp.coo_matrix(
+        # tocsr sums the duplicate (text, column) pairs into counts, indices sorted.
+        return sp.coo_matrix(
             (np.ones(len(columns), dtype=self.dtype), (rows, columns)),
             shape=(len(texts), self.n_features),
         ).tocsr()
-        counts.sum_duplicates()
-        return counts
