@@ -149,6 +149,27 @@ def paused_kafka(tmp_path: Path, local_services: LocalServices) -> Iterator[Loca
         kafka.stop()
 
 
+def freeze(pid: int, timeout_s: float = 10.0) -> None:
+    """SIGSTOP the process and wait until every one of its threads has stopped.
+
+    ``kill`` returns once the signal is queued: a broker thread still running on the
+    other core could answer a send made right after it (a flaky CI run did)."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        states = []
+        for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+            try:
+                # The state follows the command name, which is in parentheses.
+                states.append(stat.read_text().rpartition(")")[2].split()[0])
+            except (FileNotFoundError, ProcessLookupError):
+                continue  # a thread that just ended
+        if states and all(state in ("T", "t") for state in states):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} did not stop within {timeout_s:g} s")
+
+
 def test_a_broker_outage_with_sends_in_flight_rewinds_and_goes_on_with_a_new_producer(
     wsettings: Settings, paused_kafka: LocalKafka
 ) -> None:
@@ -179,7 +200,7 @@ def test_a_broker_outage_with_sends_in_flight_rewinds_and_goes_on_with_a_new_pro
     pid = paused_kafka.process.pid()
     assert pid is not None
     try:
-        os.kill(pid, signal.SIGSTOP)
+        freeze(pid)
         delivery.deliver(batch)
         time.sleep(2.5)
         delivery.settle()  # overdue: rewound, the old producer closed
