@@ -44,7 +44,6 @@ _SEPARATOR = " "
 _FIRST_COMBINING = 0x300
 _WORD_ASCII = np.array([chr(c).isalnum() or c == ord("_") for c in range(128)])
 _SPACE_ASCII = np.array([chr(c).isspace() for c in range(128)])
-_NO_ASCII = np.zeros(128, dtype=bool)
 
 
 def _fmix64(h: int) -> int:
@@ -64,11 +63,13 @@ def token_hash(token: str) -> int:
 
 
 def _fmix64_array(h: U64) -> U64:
-    h = h ^ (h >> np.uint64(33))
-    h = h * np.uint64(_FMIX_1)
-    h = h ^ (h >> np.uint64(33))
-    h = h * np.uint64(_FMIX_2)
-    return h ^ (h >> np.uint64(33))
+    """fmix64 of each of ``h``, in place (``h`` is returned)."""
+    shifted = np.empty_like(h)
+    for factor in (_FMIX_1, _FMIX_2):
+        h ^= np.right_shift(h, np.uint64(33), out=shifted)
+        h *= np.uint64(factor)
+    h ^= np.right_shift(h, np.uint64(33), out=shifted)
+    return h
 
 
 def strip_accents(text: str) -> str:
@@ -82,14 +83,19 @@ def strip_accents(text: str) -> str:
 def _class_mask(codes: np.ndarray[Any, Any], ascii_table: np.ndarray[Any, Any], test: Any) -> Any:
     """Which code points belong to a class: a table for ASCII, ``test`` once per distinct
     code point above it."""
-    mask = np.zeros(len(codes), dtype=bool)
-    low = codes < 128
-    mask[low] = ascii_table[codes[low]]
-    if not low.all():
-        high = ~low
-        distinct, inverse = np.unique(codes[high], return_inverse=True)
-        mask[high] = np.array([bool(test(chr(c))) for c in distinct])[inverse]
+    high = np.flatnonzero(codes >= 128)
+    if not len(high):
+        return ascii_table[codes]
+    # The high code points' entries are wrong until they are set below.
+    mask = ascii_table[codes & np.uint32(127)]
+    mask[high] = _high_class(codes[high], test)
     return mask
+
+
+def _high_class(codes: np.ndarray[Any, Any], test: Any) -> Any:
+    """``test`` of each code point, called once per distinct one."""
+    distinct, inverse = np.unique(codes, return_inverse=True)
+    return np.array([bool(test(chr(c))) for c in distinct], dtype=bool)[inverse]
 
 
 def _is_combining(char: str) -> bool:
@@ -135,11 +141,8 @@ class _Chunk:
         # Each text's length with its separator, and where each text's separator is.
         self.lengths = np.fromiter((len(t) + 1 for t in texts), dtype=np.int64, count=len(texts))
         self.separators = np.cumsum(self.lengths) - 1
-        if drop_combining and (self.codes >= _FIRST_COMBINING).any():
-            keep = ~_class_mask(self.codes, _NO_ASCII, _is_combining)
-            self.codes = self.codes[keep]
-            self.separators = np.cumsum(keep)[self.separators] - 1
-            self.lengths = np.diff(self.separators, prepend=-1)
+        if drop_combining:
+            self._drop_combining()
         self.starts = self.separators - self.lengths + 1
         n = len(self.codes)
         self.powers, inverse_powers = _powers(n)
@@ -147,22 +150,74 @@ class _Chunk:
         self.prefix = np.zeros(n + 1, dtype=np.uint64)
         np.cumsum(self.codes * inverse_powers, out=self.prefix[1:])
 
+    def _drop_combining(self) -> None:
+        high = np.flatnonzero(self.codes >= _FIRST_COMBINING)
+        if not len(high):
+            return
+        dropped = high[_high_class(self.codes[high], _is_combining)]
+        if not len(dropped):
+            return
+        self.codes = np.delete(self.codes, dropped)
+        # Each separator moves back by the marks dropped before it.
+        self.separators = self.separators - np.searchsorted(dropped, self.separators)
+        self.lengths = np.diff(self.separators, prepend=-1)
+
     def hashes(self, begin: np.ndarray[Any, Any], end: np.ndarray[Any, Any]) -> U64:
         """The hash of each span ``[begin, end)``, as :func:`token_hash` computes it."""
-        poly = (self.prefix[end] - self.prefix[begin]) * self.powers[end - 1]
-        lengths = (end - begin).astype(np.uint64)
-        return _fmix64_array(poly ^ (lengths * np.uint64(_LENGTH_SALT)))
+        poly = self.prefix[end]
+        poly -= self.prefix[begin]
+        poly *= self.powers[end - 1]
+        salted = (end - begin).astype(np.uint64)
+        salted *= np.uint64(_LENGTH_SALT)
+        poly ^= salted
+        return _fmix64_array(poly)
 
     def text_of(self, positions: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         """Which text of the chunk each position lies in."""
         return np.searchsorted(self.starts, positions, side="right") - 1
 
 
+def _csr_counts(
+    rows: np.ndarray[Any, Any], columns: np.ndarray[Any, Any], shape: tuple[int, int], dtype: Any
+) -> sp.csr_matrix:
+    """The CSR matrix of how often each (row, column) pair occurs, indices sorted.
+
+    What ``coo_matrix(...).tocsr()`` gives, at less than half its cost: one sort of
+    the pairs as single integers (SIMD-sorted by numpy), then run lengths.
+    """
+    n_rows, n_columns = shape
+    # 32-bit keys when they fit: they sort twice as fast.
+    key_dtype = np.int32 if n_rows * n_columns < 2**31 else np.int64
+    keys: np.ndarray[Any, Any] = rows.astype(key_dtype)
+    np.multiply(keys, n_columns, out=keys)
+    np.add(keys, columns, out=keys, casting="same_kind")
+    keys.sort()
+    if len(keys):
+        starts = np.empty(len(keys), dtype=bool)
+        starts[0] = True
+        np.not_equal(keys[1:], keys[:-1], out=starts[1:])
+        firsts = np.flatnonzero(starts)
+        keys = keys[firsts]
+        counts = np.diff(firsts, append=len(starts)).astype(dtype)
+    else:
+        counts = np.zeros(0, dtype=dtype)
+    row_of, indices = np.divmod(keys, n_columns)
+    index_dtype = np.int32 if max(len(keys), n_columns) < 2**31 else np.int64
+    indptr = np.zeros(n_rows + 1, dtype=index_dtype)
+    np.cumsum(np.bincount(row_of, minlength=n_rows), out=indptr[1:])
+    matrix = sp.csr_matrix((counts, indices.astype(index_dtype), indptr), shape=shape)
+    matrix.has_sorted_indices = True
+    matrix.has_canonical_format = True
+    return matrix
+
+
 def _runs(mask: np.ndarray[Any, Any], min_length: int) -> tuple[Any, Any]:
     """[begin, end) of each maximal run of True in ``mask`` at least ``min_length`` long."""
-    edges = np.diff(np.concatenate(([False], mask, [False])).astype(np.int8))
-    begin = np.flatnonzero(edges == 1)
-    end = np.flatnonzero(edges == -1)
+    padded = np.zeros(len(mask) + 2, dtype=bool)
+    padded[1:-1] = mask
+    # Where the mask changes: a run's begin, then its end, alternately.
+    edges = np.flatnonzero(padded[1:] != padded[:-1])
+    begin, end = edges[0::2], edges[1::2]
     keep = end - begin >= min_length
     return begin[keep], end[keep]
 
@@ -254,29 +309,34 @@ class HashedTokens(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         if chunk:
             yield chunk
 
-    def _spans(self, chunk: _Chunk) -> tuple[Any, Any]:
-        if self.analyzer == "word":
-            return _runs(_class_mask(chunk.codes, _WORD_ASCII, _is_word), 2)
-        if self.analyzer == "whitespace":
-            return _runs(_class_mask(chunk.codes, ~_SPACE_ASCII, _is_not_space), 1)
-        # Every window of each length that ends before its text's separator.
-        position_end = np.repeat(chunk.separators, chunk.lengths)
-        begins, ends = [], []
+    def _spans(self, chunk: _Chunk) -> tuple[Any, Any, Any]:
+        """[begin, end) of each token, and the text it is in."""
+        if self.analyzer != "char":
+            if self.analyzer == "word":
+                begin, end = _runs(_class_mask(chunk.codes, _WORD_ASCII, _is_word), 2)
+            else:
+                begin, end = _runs(_class_mask(chunk.codes, ~_SPACE_ASCII, _is_not_space), 1)
+            return begin, end, chunk.text_of(begin)
+        # Every window of each length that ends before its text's separator: a text
+        # with its separator L long has L - n windows n long.
+        begins, ends, texts = [], [], []
         low, high = self.ngram_range
-        positions = np.arange(len(chunk.codes))
+        text_numbers = np.arange(len(chunk.lengths))
         for n in range(low, high + 1):
-            fitting = positions[positions + n <= position_end]
-            begins.append(fitting)
-            ends.append(fitting + n)
-        return np.concatenate(begins), np.concatenate(ends)
+            windows = np.maximum(chunk.lengths - n, 0)
+            total = int(windows.sum())
+            # Positions 0, 1, ... within each text, moved to where the text starts.
+            begin = np.arange(total, dtype=np.int64)
+            begin += np.repeat(chunk.starts - (np.cumsum(windows) - windows), windows)
+            begins.append(begin)
+            ends.append(begin + n)
+            texts.append(np.repeat(text_numbers, windows))
+        return np.concatenate(begins), np.concatenate(ends), np.concatenate(texts)
 
     def _counts(self, texts: list[str]) -> sp.csr_matrix:
         chunk = _Chunk(texts, drop_combining=self.strip_accents)
-        begin, end = self._spans(chunk)
-        columns = (chunk.hashes(begin, end) % np.uint64(self.n_features)).astype(np.int64)
-        rows = chunk.text_of(begin)
-        # tocsr sums the duplicate (text, column) pairs into counts, indices sorted.
-        return sp.coo_matrix(
-            (np.ones(len(columns), dtype=self.dtype), (rows, columns)),
-            shape=(len(texts), self.n_features),
-        ).tocsr()
+        begin, end, rows = self._spans(chunk)
+        columns = chunk.hashes(begin, end)
+        columns %= np.uint64(self.n_features)
+        # Below n_features: the same values as signed integers.
+        return _csr_counts(rows, columns.view(np.int64), (len(texts), self.n_features), self.dtype)

@@ -86,6 +86,28 @@ def test_chunks_give_the_same_counts_as_one_batch(monkeypatch: pytest.MonkeyPatc
 
 def test_an_empty_batch_is_an_empty_matrix() -> None:
     assert HashedTokens().transform([]).shape == (0, 2**20)
+    assert HashedTokens().transform(["", "a !"]).nnz == 0
+
+
+def test_the_matrix_is_canonical_csr() -> None:
+    # It says its indices are sorted and summed (TfidfTransformer and the model rely on
+    # it): within each row they must strictly increase.
+    counts = HashedTokens("char", ngram_range=(1, 4)).transform(TEXTS * 3)
+    assert counts.has_canonical_format
+    for i in range(counts.shape[0]):
+        row = counts.indices[counts.indptr[i] : counts.indptr[i + 1]]
+        assert (np.diff(row) > 0).all()
+
+
+def test_a_batch_too_big_for_32_bit_keys_counts_the_same() -> None:
+    # rows x n_features reaches 2**31: the (row, column) keys are 64-bit.
+    vectorizer = HashedTokens("word", n_features=2**28)
+    texts = TEXTS * 2
+    counts = vectorizer.transform(texts)
+    for i, text in enumerate(texts):
+        row = counts.getrow(i)
+        want = Counter(token_hash(t) % 2**28 for t in re.findall(r"(?u)\b\w\w+\b", text.lower()))
+        assert dict(zip(row.indices.tolist(), row.data.tolist(), strict=True)) == dict(want)
 
 
 def test_bad_parameters_are_named() -> None:
