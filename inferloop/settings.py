@@ -161,6 +161,10 @@ class WorkerSettings(_Section):
     # A batch whose newest record is older than this is topped up by one more poll
     # (waiting at most this long) with what arrived while the last batch was scored.
     top_up_ms: int = Field(default=5, ge=0)
+    # Bytes a fetch brings per partition (kafka-python's max_partition_fetch_bytes,
+    # 1 MiB by default): the consumer reads the network only inside poll(), so a larger
+    # answer means fewer polls that wait for one.
+    fetch_partition_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     max_poll_interval_ms: int = Field(default=300_000, gt=0)
     session_timeout_ms: int = Field(default=10_000, gt=0)
     heartbeat_interval_ms: int = Field(default=3_000, gt=0)

@@ -385,6 +385,7 @@ class Worker:
             # still open, must never be read as if committed.
             isolation_level="read_committed",
             max_poll_records=ws.max_batch_size,
+            max_partition_fetch_bytes=ws.fetch_partition_bytes,
             max_poll_interval_ms=ws.max_poll_interval_ms,
             session_timeout_ms=ws.session_timeout_ms,
             heartbeat_interval_ms=ws.heartbeat_interval_ms,
