@@ -97,8 +97,8 @@ def _throughput(figures: dict[str, Any]) -> str:
                 [
                     domain,
                     "Quix Streams app, same model per row",
-                    fmt(s["quix"]),
-                    f"worker = {fmt(s['over_quix'], 1)} × peer (target ≥ 25)",
+                    spread_text(s["quix"]),
+                    f"worker = {spread_text(s['over_quix'], 1)} × peer (target ≥ 25)",
                 ]
             )
     intro = ", ".join(
@@ -338,7 +338,7 @@ def _plot_throughput(figures: dict[str, Any], path: Path) -> None:
         }
         bars |= {f"worker {k}": v["median"] for k, v in s["worker"].items()}
         if s.get("quix"):
-            bars["Quix peer"] = s["quix"]
+            bars["Quix peer"] = s["quix"]["median"]
         colours = (
             ["#999999"] * 6 + ["#1f77b4"] * len(s["worker"]) + ["#d62728"] * bool(s.get("quix"))
         )
