@@ -153,7 +153,8 @@ def freeze(pid: int, timeout_s: float = 10.0) -> None:
     """SIGSTOP the process and wait until every one of its threads has stopped.
 
     ``kill`` returns once the signal is queued: a broker thread still running on the
-    other core could answer a send made right after it (a flaky CI run did)."""
+    other core could answer a send made right after it, which is the likeliest reading
+    of one CI run where the frozen broker's sends were acknowledged."""
     os.kill(pid, signal.SIGSTOP)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
