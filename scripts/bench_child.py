@@ -54,8 +54,8 @@ def run_loop(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_score(spec: dict[str, Any]) -> dict[str, Any]:
-    """The champion alone on the same events: validation + rows + predict_proba in batches
-    of 1,000 on one thread, as the worker scores (``domains.evaluation.scoring_rate``)."""
+    """The champion alone on the same events: validation + rows + scores in batches of
+    1,000 on one thread, with the worker's scorer (``domains.evaluation.scoring_rate``)."""
     settings = settings_of(spec)
     spec_ = get_domain(spec["domain"])
     values = read_values(settings, spec["source"], int(spec["count"]))
@@ -70,6 +70,7 @@ def run_score(spec: dict[str, Any]) -> dict[str, Any]:
         "rows_s": rate.rows_s,
         "score_s": rate.score_s,
         "json_loads_s": rate.json_loads_s,
+        "scorer": rate.scorer,
     }
 
 

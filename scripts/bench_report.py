@@ -69,7 +69,7 @@ def _throughput(figures: dict[str, Any]) -> str:
             [domain, "exactly-once pass-through", spread_text(s["exactly_once"]), ""],
             [
                 domain,
-                "model alone, offline (validate + rows + predict_proba)",
+                "model alone, offline (validate + rows + the worker's scorer)",
                 spread_text(s["scoring"]),
                 "",
             ],

@@ -139,6 +139,7 @@ def evaluate(
             "rows_s": round(result.scoring.rows_s, 3),
             "score_s": round(result.scoring.score_s, 3),
             "json_loads_baseline_s": round(result.scoring.json_loads_s, 3),
+            "scorer": result.scoring.scorer,
         },
         "params": result.params,
     }

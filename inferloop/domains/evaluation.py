@@ -45,6 +45,8 @@ class ScoringRate:
     # Baseline measured in the same run: json.loads alone over the same messages, so
     # that figures from a busy machine can still be compared as ratios.
     json_loads_s: float = 0.0
+    # What scored: the pipeline itself, or the compiled form a worker serves with.
+    scorer: str = "pipeline"
 
     @property
     def events_per_s(self) -> float:
@@ -80,7 +82,11 @@ def scoring_rate(
     batch_size: int = SCORING_BATCH,
     min_events: int = MIN_SCORED_EVENTS,
 ) -> ScoringRate:
-    """Measure validate + rows + score on ``events`` (cycled to ``min_events``), one core."""
+    """Measure validate + rows + score on ``events`` (cycled to ``min_events``), one core.
+
+    Scores as a worker does: with the domain's first scorer (``DomainSpec.scorers``).
+    """
+    score = spec.scorers(pipeline)[0]
     values = [e.model_dump_json().encode() for e in events]
     if not values:
         raise DomainError("no events to measure the scoring rate on")
@@ -95,7 +101,7 @@ def scoring_rate(
             t1 = time.perf_counter()
             rows = spec.to_rows(validated.events)
             t2 = time.perf_counter()
-            pipeline.predict_proba(rows)
+            score(rows)
             t3 = time.perf_counter()
             validate_s += t1 - t0
             rows_s += t2 - t1
@@ -112,6 +118,7 @@ def scoring_rate(
         validate_s=validate_s,
         rows_s=rows_s,
         score_s=score_s,
+        scorer=score.name,
     )
 
 

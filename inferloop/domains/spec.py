@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 from sklearn.pipeline import Pipeline
@@ -17,6 +18,28 @@ from inferloop.domains import metrics as m
 from inferloop.domains import schemas as s
 from inferloop.domains.validation import validate_values
 from inferloop.settings import Domain
+
+
+class Scorer(Protocol):
+    """Positive-class scores of a batch of rows, from one fitted pipeline."""
+
+    @property
+    def name(self) -> str:
+        """What scores: ``pipeline``, or the compiled form used instead."""
+        ...
+
+    def __call__(self, rows: s.Rows) -> np.ndarray[Any, np.dtype[np.float64]]: ...
+
+
+@dataclass(frozen=True)
+class PipelineScorer:
+    """The pipeline's own ``predict_proba``: how every version can be scored."""
+
+    pipeline: Pipeline
+    name: str = "pipeline"
+
+    def __call__(self, rows: s.Rows) -> np.ndarray[Any, np.dtype[np.float64]]:
+        return np.asarray(self.pipeline.predict_proba(rows)[:, 1], dtype=np.float64)
 
 
 class DomainSpec(ABC):
@@ -106,6 +129,15 @@ class DomainSpec(ABC):
         threshold is chosen on the latter. By default the scores stay as they are.
         """
         return pipeline, oof_scores
+
+    def scorers(self, pipeline: Pipeline) -> list[Scorer]:
+        """The ways to score with a fitted ``pipeline``, fastest first.
+
+        The last is always the pipeline's own ``predict_proba``; a domain may put a
+        compiled equivalent before it. A worker serves with the first one that
+        reproduces the version's golden scores.
+        """
+        return [PipelineScorer(pipeline)]
 
     @abstractmethod
     def choose_threshold(self, y: np.ndarray[Any, Any], oof_scores: np.ndarray[Any, Any]) -> float:

@@ -16,13 +16,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import redis
 
 from inferloop.domains import DomainSpec
+from inferloop.domains.spec import Scorer
 from inferloop.errors import RedisUnavailableError
 from inferloop.registry import AliasTarget, ChampionWatcher, LoadedModel, Registry
 from inferloop.registry.errors import RegistryError
@@ -51,6 +52,7 @@ class ActiveModel:
     threshold: float
     pipeline: Any
     spec: DomainSpec
+    scorer: Scorer
     holdout_positive_rate: float | None = None
 
     @property
@@ -70,19 +72,23 @@ class ActiveModel:
 
     def score(self, events: Sequence[Any]) -> np.ndarray[Any, Any]:
         """Positive-class scores of ``events``: one vectorised call."""
-        rows = self.spec.to_rows(events)
-        return np.asarray(self.pipeline.predict_proba(rows)[:, 1], dtype=np.float64)
+        return self.scorer(self.spec.to_rows(events))
 
 
 def activate(loaded: LoadedModel, spec: DomainSpec) -> ActiveModel:
     """``loaded`` checked by this process: schema version, and golden scores reproduced
-    through this process's own validation, featurisation and pipeline."""
+    through this process's own validation, featurisation and scorer.
+
+    The scorer is the domain's fastest (``DomainSpec.scorers``) that reproduces them; a
+    compiled form that does not is passed over, with a warning, for the pipeline itself.
+    """
     mv = loaded.version
     if mv.input_schema_version != spec.schema_version:
         raise ModelRefusedError(
             f"{mv.name} v{mv.version} expects input schema v{mv.input_schema_version}, "
             f"this worker validates v{spec.schema_version}"
         )
+    *faster, plain = spec.scorers(loaded.pipeline)
     model = ActiveModel(
         name=mv.name,
         version=mv.version,
@@ -90,8 +96,17 @@ def activate(loaded: LoadedModel, spec: DomainSpec) -> ActiveModel:
         threshold=float(mv.threshold),
         pipeline=loaded.pipeline,
         spec=spec,
+        scorer=plain,
         holdout_positive_rate=holdout_positive_rate(mv.metrics),
     )
+    for scorer in faster:
+        candidate = replace(model, scorer=scorer)
+        try:
+            check_golden(candidate, mv.golden.events, mv.golden.scores)
+        except ModelRefusedError as exc:
+            log.warning("%s: not scoring with %s: %s", model.ref, scorer.name, exc)
+        else:
+            return candidate
     check_golden(model, mv.golden.events, mv.golden.scores)
     return model
 
@@ -315,7 +330,10 @@ class ModelKeeper:
             return None
         elapsed = time.monotonic() - started
         self._metrics.load_seconds.labels(self._name).observe(elapsed)
-        log.info("model %s v%s loaded and verified in %.2f s", self._name, target.version, elapsed)
+        log.info(
+            "model %s v%s loaded and verified in %.2f s; scoring with %s",
+            self._name, target.version, elapsed, model.scorer.name,
+        )  # fmt: skip
         return model
 
     def _refuse(self, target: AliasTarget, exc: Exception) -> None:

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
-from inferloop.domains.schemas import Prediction
+from inferloop.domains.schemas import Prediction, TransactionEvent
+from inferloop.domains.spec import PipelineScorer, Scorer
+from inferloop.domains.transactions import TransactionsDomain
 from inferloop.local.process import free_port
 from inferloop.local.redis import LocalRedis
 from inferloop.registry import ModelVersion, Registry
 from inferloop.registry.signing import KeyPair, generate_key_pair
 from inferloop.settings import Settings
 from inferloop.topics import DomainTopics
+from inferloop.worker.model import activate
 from tests.helpers import read_topic
 from tests.worker.conftest import Champion, WorkerThread, wait_for, with_worker
 from tests.worker.factories import (
@@ -171,3 +178,38 @@ def register_and_promote(registry: Registry, fitted: Fitted) -> ModelVersion:
     registry.promote("transactions", version.version, expected_current=registry.resolve(
         "transactions"), reason="test")  # fmt: skip
     return version
+
+
+class OffByALittle:
+    """A "compiled form" whose scores are the pipeline's plus 0.001."""
+
+    name = "off by a little"
+
+    def __init__(self, pipeline: Any) -> None:
+        self._plain = PipelineScorer(pipeline)
+
+    def __call__(self, rows: Any) -> Any:
+        return self._plain(rows) + 1e-3
+
+
+class DisagreeingTransactions(TransactionsDomain):
+    def scorers(self, pipeline: Any) -> list[Scorer]:
+        return [OffByALittle(pipeline), PipelineScorer(pipeline)]
+
+
+def test_a_worker_scores_with_the_compiled_trees_and_passes_over_a_form_that_disagrees(
+    *, registry: Registry, champion: Champion, model_v1: Fitted, caplog: pytest.LogCaptureFixture
+) -> None:
+    version = champion(model_v1)
+    loaded = registry.load("transactions", version.version, digest=version.artifact_digest)
+    golden = [TransactionEvent.model_validate_json(json.dumps(e)) for e in version.golden.events]
+
+    compiled = activate(loaded, TransactionsDomain())
+    assert compiled.scorer.name == "compiled trees (25)"
+    assert np.array_equal(compiled.score(golden), np.asarray(version.golden.scores))
+
+    with caplog.at_level(logging.WARNING, logger="inferloop.worker.model"):
+        fallback = activate(loaded, DisagreeingTransactions())
+    assert fallback.scorer.name == "pipeline"
+    assert "not scoring with off by a little" in caplog.text
+    assert np.array_equal(fallback.score(golden), compiled.score(golden))
