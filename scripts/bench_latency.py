@@ -5,26 +5,43 @@ harness reads the predictions back (``read_committed``) and notes when each arri
 The latency of an event is that moment minus its input record's Kafka timestamp (set
 by the producer when it sent it), read back from the input topic. The first second of
 each load is warm-up and left out.
+
+The baseline, in the same run and at the half load: the pipelined kafka-python
+pass-through loop of the throughput section (``bench_baselines``) in place of the
+worker, with the same producer, topics and reader. It parses nothing and scores
+nothing, so its latency is what Kafka and kafka-python cost on this machine at that
+rate, with the same processes sharing its cores.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from inferloop.settings import Settings
+from inferloop.topics import create_domain_topics, for_settings
 from scripts.bench_data import write_values
-from scripts.bench_env import Env, new_tag
+from scripts.bench_env import Env, new_tag, wait_until
 from scripts.bench_stats import percentiles
-from scripts.bench_stream import StreamRun, input_index
+from scripts.bench_stream import (
+    PredictionReader,
+    Received,
+    StreamRun,
+    input_index,
+    producer_spec,
+)
 from scripts.bench_throughput import DomainSetup
 
 log = logging.getLogger(__name__)
 
 SHARES = (0.25, 0.5, 0.75)
 WARM_UP_S = 1.0
+# Events sent to the pass-through baseline before the paced load, to see it running.
+PASSTHROUGH_WARM_UP = 200
 
 
 def templates(env: Env, setup: DomainSetup) -> Path:
@@ -35,14 +52,15 @@ def templates(env: Env, setup: DomainSetup) -> Path:
     return path
 
 
-def latencies_ms(run: StreamRun, since_wall: float) -> tuple[list[float], list[float]]:
+def latencies_ms(
+    settings: Settings, events_topic: str, received: list[Received], since_wall: float
+) -> tuple[list[float], list[float]]:
     """Per event sent after ``since_wall``: arrival minus input timestamp (end to end),
     and the prediction's own Kafka timestamp (the worker's send) minus input timestamp."""
-    assert run.reader is not None
-    sent = input_index(run.settings, run.topics.events)
+    sent = input_index(settings, events_topic)
     since_ms = since_wall * 1000
     total, to_worker_send = [], []
-    for got in run.reader.received:
+    for got in received:
         record = sent.get(got.key)
         if record is not None and record.timestamp_ms >= since_ms:
             total.append(got.received_wall * 1000 - record.timestamp_ms)
@@ -73,7 +91,65 @@ def one_load(
         run.wait_predicted(produced["acked"], timeout_s=120)
     finally:
         run.stop()
-    values, worker_send = latencies_ms(run, produced["first_send_wall"] + WARM_UP_S)
+    assert run.reader is not None
+    values, worker_send = latencies_ms(
+        settings, run.topics.events, run.reader.received, produced["first_send_wall"] + WARM_UP_S
+    )
+    return summarise(setup.domain, delivery, rate, produced, values=values, worker_send=worker_send)
+
+
+def passthrough_load(env: Env, setup: DomainSetup, rate: float, seconds: float) -> dict[str, Any]:
+    """The pipelined pass-through loop in place of the worker: the same load, no model."""
+    settings = env.settings(new_tag("latbase"), setup.key_prefix)
+    topics = for_settings(settings, setup.domain)
+    create_domain_topics(settings, setup.domain)
+    count = max(int(rate * seconds), 1)
+    loop = env.spawn(
+        "loop",
+        {
+            "settings": settings.model_dump(mode="json"),
+            "mode": "pipelined",
+            "source": topics.events,
+            "sink": topics.predictions,
+            "count": PASSTHROUGH_WARM_UP + count,
+        },
+        f"{setup.domain}-latency-passthrough",
+    )
+    gc.collect()
+    gc.freeze()  # as StreamRun.start does: the harness's heap stalls its reader otherwise
+    reader = PredictionReader(settings, topics.predictions).start()
+    try:
+        # Until its records come out, the loop is still joining its group.
+        path = templates(env, setup)
+        warm = producer_spec(settings, topics.events, path, "warm", PASSTHROUGH_WARM_UP)
+        env.spawn("produce", warm, f"{setup.domain}-latency-warm").wait(120)
+        wait_until(lambda: reader.count() >= PASSTHROUGH_WARM_UP, 120, "the pass-through", 0.1)
+        spec = producer_spec(settings, topics.events, path, "lat", count)
+        spec["rate_per_s"] = rate
+        produced = env.spawn("produce", spec, f"{setup.domain}-latency-paced").wait(
+            seconds * 3 + 120
+        )
+        loop.wait(120)
+    finally:
+        received = reader.stop()
+    values, sent = latencies_ms(
+        settings, topics.events, received, produced["first_send_wall"] + WARM_UP_S
+    )
+    return summarise(
+        setup.domain, "pipelined pass-through", rate, produced, values=values, worker_send=sent
+    )
+
+
+def summarise(
+    domain: str,
+    delivery: str,
+    rate: float,
+    produced: dict[str, Any],
+    *,
+    values: list[float],
+    worker_send: list[float],
+) -> dict[str, Any]:
+    """One load's figures, logged."""
     figures = percentiles(values)
     at_send = percentiles(worker_send)
     result = {
@@ -91,7 +167,7 @@ def one_load(
     log.info(
         "%s latency at %.0f/s (%s): p50 %.1f ms, p95 %.1f ms, p99 %.1f ms; to the "
         "worker's send p50 %.1f ms, p99 %.1f ms",
-        setup.domain,
+        domain,
         rate,
         delivery,
         figures["p50"],
@@ -122,10 +198,13 @@ def during_fit(env: Env, setup: DomainSetup, rate: float, seconds: float) -> dic
 
 def run(env: Env, setup: DomainSetup, *, max_rate: float, seconds: float) -> dict[str, Any]:
     """The latency section of one domain: three loads at-least-once, 50 % exactly-once,
-    and 50 % at-least-once while a retrain fits on the same machine."""
+    50 % at-least-once while a retrain fits on the same machine, and the pass-through
+    baseline at 50 %."""
     runs = []
     for share in SHARES:
         runs.append(one_load(env, setup, max_rate * share, seconds) | {"share": share})
     runs.append(one_load(env, setup, max_rate * 0.5, seconds, "exactly-once") | {"share": 0.5})
     runs.append(during_fit(env, setup, max_rate * 0.5, seconds) | {"share": 0.5})
+    baseline = passthrough_load(env, setup, max_rate * 0.5, seconds)
+    runs.append(baseline | {"share": 0.5, "baseline": True})
     return {"max_rate": max_rate, "seconds": seconds, "runs": runs}

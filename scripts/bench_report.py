@@ -111,6 +111,29 @@ def _throughput(figures: dict[str, Any]) -> str:
     )
 
 
+def _latency_label(run: dict[str, Any]) -> str:
+    if run.get("baseline"):
+        return f"{run['delivery']} (baseline: no parsing, no model)"
+    return str(run["delivery"]) + (", retrain fitting" if run.get("during_fit") else "")
+
+
+def _against_baseline(figures: dict[str, Any]) -> str:
+    """Per domain: the worker's p99 at 50 % over the pass-through's at the same load."""
+    lines = []
+    for domain, f in figures.items():
+        half = [r for r in f["runs"] if r["share"] == 0.5 and not r.get("during_fit")]
+        worker = next((r for r in half if r["delivery"] == "at-least-once"), None)
+        base = next((r for r in half if r.get("baseline")), None)
+        if worker and base and worker["p99_ms"] and base["p99_ms"]:
+            lines.append(
+                f"- {domain} at 50 %: the worker's p99 {worker['p99_ms']:.0f} ms, the"
+                f" pass-through's {base['p99_ms']:.0f} ms"
+                f" ({worker['p99_ms'] / base['p99_ms']:.1f} ×; p50"
+                f" {worker['p50_ms']:.0f} against {base['p50_ms']:.0f} ms)."
+            )
+    return "\n\n" + "\n".join(lines) if lines else ""
+
+
 def _latency(figures: dict[str, Any]) -> str:
     rows: list[list[Cell]] = []
     for domain, f in figures.items():
@@ -118,7 +141,7 @@ def _latency(figures: dict[str, Any]) -> str:
             rows.append(
                 [
                     domain,
-                    run["delivery"] + (", retrain fitting" if run.get("during_fit") else ""),
+                    _latency_label(run),
                     f"{run['share']:.0%}",
                     run["rate"],
                     run["achieved_rate"],
@@ -149,6 +172,7 @@ def _latency(figures: dict[str, Any]) -> str:
             rows,
             [0, 0, 0, 0, 0, 1, 1, 1, 1, 0],
         )
+        + _against_baseline(figures)
     )
 
 

@@ -421,6 +421,22 @@ class RssSampler:
 
 
 # -- a stream through running workers -------------------------------------------------------
+def producer_spec(
+    settings: Settings, topic: str, templates: Path, tag: str, count: int
+) -> dict[str, Any]:
+    """A ``produce`` child's spec: ``<tag>-0..count`` as fast as it can, unless changed."""
+    return {
+        "settings": settings.model_dump(mode="json"),
+        "topic": topic,
+        "values_path": str(templates),
+        "tag": tag,
+        "count": count,
+        "start": 0,
+        "rate_per_s": None,
+        "delivery_timeout_ms": 120_000,
+    }
+
+
 class StreamRun:
     """Workers of a domain on fresh topics, a reader of their predictions, and producers
     of known ids: what the latency, swap, soak and fault runs share."""
@@ -474,20 +490,12 @@ class StreamRun:
         delivery_timeout_ms: int = 120_000,
     ) -> Child:
         """Start a producer child sending ``<tag>-<start..start+count>``."""
-        return self.env.spawn(
-            "produce",
-            {
-                "settings": self.settings.model_dump(mode="json"),
-                "topic": self.topics.events,
-                "values_path": str(self.templates),
-                "tag": tag,
-                "count": count,
-                "start": start,
-                "rate_per_s": rate_per_s,
-                "delivery_timeout_ms": delivery_timeout_ms,
-            },
-            f"{self.name}-produce",
-        )
+        spec = producer_spec(self.settings, self.topics.events, self.templates, tag, count) | {
+            "start": start,
+            "rate_per_s": rate_per_s,
+            "delivery_timeout_ms": delivery_timeout_ms,
+        }
+        return self.env.spawn("produce", spec, f"{self.name}-produce")
 
     def produced_by(self, child: Child, timeout_s: float) -> dict[str, Any]:
         """Wait for a producer child; keep and return its result."""
