@@ -8,9 +8,10 @@ that fixed cost was most of each loop turn and of the latency.
 
 :class:`CompiledTrees` copies every tree's nodes into flat arrays and walks them all in
 one native loop (numba), tree by tree and row by row, in the order scikit-learn sums
-them: the scores are the same floating-point numbers, and a worker still checks them
-against the version's golden scores before it serves (``worker.model``). The compiled
-form is derived from the artifact when it is loaded; the artifact stays the pipeline.
+them: the scores are the same floating-point numbers. Compiling checks that on probe rows
+against the model's own ``predict_proba``, and a worker checks it again against the
+version's golden scores before it serves (``worker.model``). The compiled form is
+derived from the artifact when it is loaded; the artifact stays the pipeline.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from inferloop.domains.errors import NotCompilableError
 log = logging.getLogger(__name__)
 
 Kernel = Callable[..., None]
+# Rows scored both ways when a model is compiled, before the compiled form is used.
+PROBE_ROWS = 256
 
 
 def _walk(x: Any, nodes: Any, out: Any) -> None:  # pragma: no cover - numba compiles it
@@ -128,7 +131,37 @@ class CompiledTrees:
             )
         except (KeyError, ValueError, AttributeError) as exc:
             raise NotCompilableError(f"unexpected tree layout: {exc}") from exc
+        compiled.check_against(model)
         return compiled
+
+    def check_against(self, model: Any) -> None:
+        """Raise :class:`NotCompilableError` unless these trees score probe rows exactly
+        as ``model.predict_proba`` does, or if the kernel fails to compile or run.
+
+        The probe rows put every feature at one of its split thresholds, just above one,
+        or missing, so that both branches and the missing-value direction are taken.
+        """
+        rows = self._probe_rows()
+        want = np.asarray(model.predict_proba(rows)[:, 1], dtype=np.float64)
+        try:
+            got = self.positive_scores(rows)
+        except Exception as exc:
+            raise NotCompilableError(f"the tree kernel failed: {exc!r}") from exc
+        if not np.array_equal(got, want):
+            worst = float(np.max(np.abs(got - want)))
+            raise NotCompilableError(f"compiled scores differ from the model's by {worst:g}")
+
+    def _probe_rows(self) -> np.ndarray[Any, np.dtype[np.float64]]:
+        rng = np.random.default_rng(0)
+        rows = rng.normal(size=(PROBE_ROWS, self.n_features))
+        for f in range(self.n_features):
+            cuts = self.threshold[self.feature == f]
+            if cuts.size:
+                rows[:, f] = rng.choice(cuts, PROBE_ROWS)
+        above = rng.random(rows.shape) < 0.4
+        rows[above] = np.nextafter(rows[above], np.inf)
+        rows[rng.random(rows.shape) < 0.1] = np.nan
+        return rows
 
     @property
     def nodes(self) -> tuple[np.ndarray[Any, Any], ...]:

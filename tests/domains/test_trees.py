@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -160,3 +161,16 @@ def test_a_transactions_pipeline_that_does_not_compile_is_scored_by_itself() -> 
 def test_the_emails_domain_scores_with_its_pipeline() -> None:
     pipeline = Pipeline([("model", LogisticRegression())])
     assert [s.name for s in get_domain("emails").scorers(pipeline)] == ["pipeline"]
+
+
+def test_a_compiled_form_that_disagrees_with_its_model_or_fails_is_refused() -> None:
+    x, y = with_gaps(2000, 4, seed=10)
+    model = fitted_trees(x, y)
+    compiled = CompiledTrees.from_model(model)
+    compiled.check_against(model)
+    off = replace(compiled, baseline=compiled.baseline + 1e-3)
+    with pytest.raises(NotCompilableError, match="differ from the model's by"):
+        off.check_against(model)
+    untypable = replace(compiled, feature=compiled.feature.astype(np.float64))
+    with pytest.raises(NotCompilableError, match="the tree kernel failed"):
+        untypable.check_against(model)
