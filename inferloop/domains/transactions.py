@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
@@ -48,22 +47,7 @@ def transaction_rows(events: Sequence[s.Event]) -> s.Rows:
     return np.array([_ROW_OF(e) for e in events], dtype=np.float64)
 
 
-@dataclass(frozen=True)
-class CompiledTreesScorer:
-    """A transactions pipeline scored through its trees compiled (``domains.trees``)."""
-
-    trees: CompiledTrees
-
-    @property
-    def name(self) -> str:
-        """``compiled trees (500)``."""
-        return f"compiled trees ({self.trees.n_trees})"
-
-    def __call__(self, rows: s.Rows) -> np.ndarray[Any, np.dtype[np.float64]]:
-        return self.trees.positive_scores(rows)
-
-
-def compile_pipeline(pipeline: Pipeline) -> CompiledTreesScorer:
+def compile_pipeline(pipeline: Pipeline) -> CompiledTrees:
     """The tree model at the end of a one-step pipeline, compiled.
 
     Raises :class:`NotCompilableError` when the pipeline has other steps or its model
@@ -74,7 +58,7 @@ def compile_pipeline(pipeline: Pipeline) -> CompiledTreesScorer:
     model = pipeline.steps[0][1]
     if isinstance(model, NegativeSubsample):
         model = getattr(model, "estimator_", None)
-    return CompiledTreesScorer(CompiledTrees.from_model(model))
+    return CompiledTrees.from_model(model)
 
 
 class TransactionsDomain(DomainSpec):

@@ -176,6 +176,15 @@ class CompiledTrees:
         """How many trees the model sums."""
         return len(self.roots)
 
+    @property
+    def name(self) -> str:
+        """``compiled trees (500)``: what scores, as a worker's log names it."""
+        return f"compiled trees ({self.n_trees})"
+
+    def __call__(self, rows: Any) -> np.ndarray[Any, np.dtype[np.float64]]:
+        """:meth:`positive_scores`: compiled trees are a ``DomainSpec`` scorer."""
+        return self.positive_scores(rows)
+
     def raw_scores(self, x: Any) -> np.ndarray[Any, np.dtype[np.float64]]:
         """The model's raw (log-odds) score of each row of ``x``."""
         rows = np.ascontiguousarray(x, dtype=np.float64)

@@ -17,7 +17,7 @@ from inferloop.domains import get_domain
 from inferloop.domains.errors import NotCompilableError
 from inferloop.domains.sampling import NegativeSubsample
 from inferloop.domains.spec import PipelineScorer
-from inferloop.domains.transactions import ROW_COLUMNS, CompiledTreesScorer
+from inferloop.domains.transactions import ROW_COLUMNS
 from inferloop.domains.trees import CompiledTrees
 
 TRANSACTIONS = get_domain("transactions")
@@ -135,7 +135,7 @@ def test_the_transactions_pipeline_is_scored_compiled_first_then_by_itself() -> 
     pipeline.fit(x, y)
     assert pipeline.named_steps["model"].fraction_ < 1.0  # the subsampled, reweighted fit
     compiled, plain = TRANSACTIONS.scorers(pipeline)
-    assert isinstance(compiled, CompiledTreesScorer)
+    assert isinstance(compiled, CompiledTrees)
     assert compiled.name == "compiled trees (40)"
     assert isinstance(plain, PipelineScorer)
     rows = hostile(x[:500], seed=8)
