@@ -26,15 +26,15 @@ import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from inferloop.domains.errors import NotCompilableError
+from inferloop.domains.native import Kernel, compile_kernel
 
 log = logging.getLogger(__name__)
 
-Kernel = Callable[..., None]
 # Rows scored both ways when a model is compiled, before the compiled form is used.
 PROBE_ROWS = 256
 
 
-def _walk(x: Any, nodes: Any, out: Any) -> None:  # pragma: no cover - numba compiles it
+def _walk(x: Any, nodes: Any, out: Any) -> None:
     """Add every tree's leaf value for each row of ``x`` to ``out``, tree by tree.
 
     ``nodes`` is :attr:`CompiledTrees.nodes`. A leaf's ``feature`` is -1. A missing
@@ -60,19 +60,8 @@ def _walk(x: Any, nodes: Any, out: Any) -> None:  # pragma: no cover - numba com
 
 @functools.cache
 def _kernel() -> Kernel:
-    """:func:`_walk`, compiled on first use (numba is imported only then).
-
-    The machine code is cached beside this module when that folder is writable, so
-    only the first process on a machine pays the second or two of compiling.
-    """
-    import numba  # noqa: PLC0415 - a second's import that only scoring needs
-
-    try:
-        kernel: Kernel = numba.njit(cache=True, nogil=True)(_walk)
-    except RuntimeError:  # no writable cache location: compile in each process
-        log.info("numba cannot cache here; the tree kernel compiles in each process")
-        kernel = numba.njit(nogil=True)(_walk)
-    return kernel
+    """:func:`_walk`, compiled on first use."""
+    return compile_kernel(_walk)
 
 
 @dataclass(frozen=True, eq=False)

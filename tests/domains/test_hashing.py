@@ -99,15 +99,30 @@ def test_the_matrix_is_canonical_csr() -> None:
         assert (np.diff(row) > 0).all()
 
 
-def test_a_batch_too_big_for_32_bit_keys_counts_the_same() -> None:
-    # rows x n_features reaches 2**31: the (row, column) keys are 64-bit.
-    vectorizer = HashedTokens("word", n_features=2**28)
-    texts = TEXTS * 2
+@pytest.mark.parametrize("n_features", [2**28, 2**30, 2**31 + 11])
+def test_texts_in_several_key_groups_count_the_same(n_features: int) -> None:
+    # Keys are (text in its group, column): 2**31 // n_features texts a group in 32 bits
+    # (8 and 2 here), and 64-bit keys beyond 2**30 features.
+    vectorizer = HashedTokens("word", n_features=n_features)
+    texts = TEXTS * 3
     counts = vectorizer.transform(texts)
     for i, text in enumerate(texts):
         row = counts.getrow(i)
-        want = Counter(token_hash(t) % 2**28 for t in re.findall(r"(?u)\b\w\w+\b", text.lower()))
+        words = re.findall(r"(?u)\b\w\w+\b", text.lower())
+        want = Counter(token_hash(t) % n_features for t in words)
         assert dict(zip(row.indices.tolist(), row.data.tolist(), strict=True)) == dict(want)
+
+
+def test_code_points_first_seen_are_classified_then_counted() -> None:
+    # Runic letters and an ogham space mark: the classes table learns them on first use.
+    text = "\u16a0\u16a2x\u1680\u16b3\u16b7 ab"
+    fresh = [ord(c) for c in text if ord(c) >= 128]
+    assert all(hashing._classes.table[c] == 0 for c in fresh)
+    counts = HashedTokens("word").transform([text])
+    assert all(hashing._classes.table[c] != 0 for c in fresh)
+    want = Counter(token_hash(t) % 2**20 for t in ["\u16a0\u16a2x", "\u16b3\u16b7", "ab"])
+    row = counts.getrow(0)
+    assert dict(zip(row.indices.tolist(), row.data.tolist(), strict=True)) == dict(want)
 
 
 def test_bad_parameters_are_named() -> None:
