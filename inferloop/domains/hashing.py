@@ -405,7 +405,8 @@ class HashedTokens(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         layout = ((2**63 if wide else 2**31) // self.n_features, self.n_features)
         keys = np.empty(n_tokens, dtype=np.int64 if wide else np.int32)
         native.keys(*tokens, layout, keys)
-        for begin, end in itertools.pairwise(np.r_[0, ends[layout[0] - 1 :: layout[0]], n_tokens]):
+        group_ends = ends[layout[0] - 1 :: layout[0]].tolist()
+        for begin, end in itertools.pairwise([0, *group_ends, n_tokens]):
             keys[begin:end].sort()
         counts = (np.empty(n_tokens, np.int64), np.empty(n_tokens, np.int32), np.empty_like(bounds))
         native.tally(keys, ends, layout, counts)

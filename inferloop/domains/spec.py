@@ -6,6 +6,7 @@ about a domain, so that training and serving go through the same functions.
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,8 +17,11 @@ from sklearn.pipeline import Pipeline
 
 from inferloop.domains import metrics as m
 from inferloop.domains import schemas as s
+from inferloop.domains.errors import NotCompilableError
 from inferloop.domains.validation import validate_values
 from inferloop.settings import Domain
+
+log = logging.getLogger(__name__)
 
 
 class Scorer(Protocol):
@@ -130,14 +134,26 @@ class DomainSpec(ABC):
         """
         return pipeline, oof_scores
 
+    def compile(self, pipeline: Pipeline) -> Scorer | None:
+        """A compiled equivalent of ``pipeline``'s ``predict_proba``, faster on small
+        batches; ``None`` when the domain has none. Raises :class:`NotCompilableError`
+        when this pipeline does not compile."""
+        return None
+
     def scorers(self, pipeline: Pipeline) -> list[Scorer]:
         """The ways to score with a fitted ``pipeline``, fastest first.
 
-        The last is always the pipeline's own ``predict_proba``; a domain may put a
-        compiled equivalent before it. A worker serves with the first one that
-        reproduces the version's golden scores.
+        The last is always the pipeline's own ``predict_proba``; before it comes the
+        domain's compiled form when the pipeline compiles. A worker serves with the
+        first one that reproduces the version's golden scores.
         """
-        return [PipelineScorer(pipeline)]
+        plain = PipelineScorer(pipeline)
+        try:
+            compiled = self.compile(pipeline)
+        except NotCompilableError as exc:
+            log.info("scoring %s with the pipeline itself: %s", self.name, exc)
+            return [plain]
+        return [plain] if compiled is None else [compiled, plain]
 
     @abstractmethod
     def choose_threshold(self, y: np.ndarray[Any, Any], oof_scores: np.ndarray[Any, Any]) -> float:

@@ -24,7 +24,7 @@ from inferloop.domains import schemas as s
 from inferloop.domains.errors import NotCompilableError
 from inferloop.domains.labelled_arrays import parse_labelled_transactions
 from inferloop.domains.sampling import NegativeSubsample
-from inferloop.domains.spec import DomainSpec, PipelineScorer, Scorer
+from inferloop.domains.spec import DomainSpec
 from inferloop.domains.trees import CompiledTrees
 
 log = logging.getLogger(__name__)
@@ -108,15 +108,9 @@ class TransactionsDomain(DomainSpec):
         model = NegativeSubsample(trees, max_negatives=MAX_NEGATIVES, random_state=seed)
         return Pipeline([("model", model)])
 
-    def scorers(self, pipeline: Pipeline) -> list[Scorer]:
-        """The trees compiled (a fixed cost of microseconds a batch, not milliseconds),
-        then the pipeline itself; just the pipeline when its model does not compile."""
-        plain = PipelineScorer(pipeline)
-        try:
-            return [compile_pipeline(pipeline), plain]
-        except NotCompilableError as exc:
-            log.info("scoring transactions with the pipeline itself: %s", exc)
-            return [plain]
+    def compile(self, pipeline: Pipeline) -> CompiledTrees:
+        """The trees compiled: a fixed cost of microseconds a batch, not milliseconds."""
+        return compile_pipeline(pipeline)
 
     def choose_threshold(self, y: np.ndarray[Any, Any], oof_scores: np.ndarray[Any, Any]) -> float:
         """The best-precision threshold that keeps ``min_fraud_recall`` (80 %) of the fraud."""

@@ -158,11 +158,6 @@ def test_a_transactions_pipeline_that_does_not_compile_is_scored_by_itself() -> 
         assert np.array_equal(only(x[:50]), pipeline.predict_proba(x[:50])[:, 1])
 
 
-def test_the_emails_domain_scores_with_its_pipeline() -> None:
-    pipeline = Pipeline([("model", LogisticRegression())])
-    assert [s.name for s in get_domain("emails").scorers(pipeline)] == ["pipeline"]
-
-
 def test_a_compiled_form_that_disagrees_with_its_model_or_fails_is_refused() -> None:
     x, y = with_gaps(2000, 4, seed=10)
     model = fitted_trees(x, y)
