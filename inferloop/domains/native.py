@@ -10,6 +10,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
+from inferloop.domains.errors import NotCompilableError
+
 log = logging.getLogger(__name__)
 
 Kernel = Callable[..., Any]
@@ -30,3 +34,22 @@ def compile_kernel(function: Callable[..., Any]) -> Kernel:
         log.info("numba cannot cache here; %s compiles in each process", function.__name__)
         kernel = numba.njit(nogil=True)(function)
     return kernel
+
+
+def check_same_scores(
+    compiled: Callable[[Any], Any], reference: Any, rows: Any, *, kernel: str, source: str
+) -> None:
+    """Raise :class:`NotCompilableError` unless ``compiled(rows)`` is exactly
+    ``reference.predict_proba(rows)[:, 1]``, or if ``compiled`` fails to run.
+
+    ``kernel`` and ``source`` name the two sides in the error ("the tree kernel", "the
+    model's").
+    """
+    want = np.asarray(reference.predict_proba(rows)[:, 1], dtype=np.float64)
+    try:
+        got = compiled(rows)
+    except Exception as exc:
+        raise NotCompilableError(f"{kernel} failed: {exc!r}") from exc
+    if not np.array_equal(got, want):
+        worst = float(np.max(np.abs(got - want)))
+        raise NotCompilableError(f"compiled scores differ from {source} by {worst:g}")

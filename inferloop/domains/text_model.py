@@ -30,7 +30,7 @@ from sklearn.pipeline import Pipeline
 
 from inferloop.domains.errors import NotCompilableError
 from inferloop.domains.hashing import HashedTokens
-from inferloop.domains.native import Kernel, compile_kernel
+from inferloop.domains.native import Kernel, check_same_scores, compile_kernel
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 # Rows scored both ways when a model is compiled, before the compiled form is used.
@@ -147,15 +147,13 @@ class CompiledTextModel:
         The probe rows mix upper and lower case, accents and combining marks, scripts
         beyond Latin, Unicode spaces, repeated tokens and empty texts.
         """
-        rows = self._probe_rows()
-        want = np.asarray(pipeline.predict_proba(rows)[:, 1], dtype=np.float64)
-        try:
-            got = self.positive_scores(rows)
-        except Exception as exc:
-            raise NotCompilableError(f"the text model's kernel failed: {exc!r}") from exc
-        if not np.array_equal(got, want):
-            worst = float(np.max(np.abs(got - want)))
-            raise NotCompilableError(f"compiled scores differ from the pipeline's by {worst:g}")
+        check_same_scores(
+            self.positive_scores,
+            pipeline,
+            self._probe_rows(),
+            kernel="the text model's kernel",
+            source="the pipeline's",
+        )
 
     def _probe_rows(self) -> np.ndarray[Any, Any]:
         rng = np.random.default_rng(0)

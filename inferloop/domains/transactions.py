@@ -10,7 +10,6 @@ a million labels costs about what one on 200,000 legitimate ones does.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from operator import attrgetter
 from typing import Any
@@ -26,8 +25,6 @@ from inferloop.domains.labelled_arrays import parse_labelled_transactions
 from inferloop.domains.sampling import NegativeSubsample
 from inferloop.domains.spec import DomainSpec
 from inferloop.domains.trees import CompiledTrees
-
-log = logging.getLogger(__name__)
 
 # The most legitimate transactions one fit keeps (every fraud is kept). At or below it a
 # fit is the plain tree model's, so the credit-card figures (about 180,000 legitimate

@@ -26,7 +26,7 @@ import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from inferloop.domains.errors import NotCompilableError
-from inferloop.domains.native import Kernel, compile_kernel
+from inferloop.domains.native import Kernel, check_same_scores, compile_kernel
 
 log = logging.getLogger(__name__)
 
@@ -130,15 +130,13 @@ class CompiledTrees:
         The probe rows put every feature at one of its split thresholds, just above one,
         or missing, so that both branches and the missing-value direction are taken.
         """
-        rows = self._probe_rows()
-        want = np.asarray(model.predict_proba(rows)[:, 1], dtype=np.float64)
-        try:
-            got = self.positive_scores(rows)
-        except Exception as exc:
-            raise NotCompilableError(f"the tree kernel failed: {exc!r}") from exc
-        if not np.array_equal(got, want):
-            worst = float(np.max(np.abs(got - want)))
-            raise NotCompilableError(f"compiled scores differ from the model's by {worst:g}")
+        check_same_scores(
+            self.positive_scores,
+            model,
+            self._probe_rows(),
+            kernel="the tree kernel",
+            source="the model's",
+        )
 
     def _probe_rows(self) -> np.ndarray[Any, np.dtype[np.float64]]:
         rng = np.random.default_rng(0)
