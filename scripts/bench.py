@@ -68,6 +68,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="the maximum rate latency loads are shares of, when throughput is not run",
     )
+    p.add_argument(
+        "--latency-client",
+        choices=("librdkafka", "kafka-python"),
+        default="librdkafka",
+        help="the latency loads' producer and reader of predictions (the worker is the same)",
+    )
     p.add_argument("--swap-s", type=float, default=20.0, help="seconds of stream per swap run")
     p.add_argument("--soak-s", type=float, default=1200.0, help="soak duration (20 min)")
     p.add_argument("--retrain-sizes", default="10000,100000,1000000")
@@ -200,7 +206,11 @@ def latency(run: Run) -> dict[str, Any]:
     """The latency section, per domain."""
     return {
         d: bench_latency.run(
-            run.env, run.setup(d), max_rate=run.max_rate(d), seconds=run.args.latency_s
+            run.env,
+            run.setup(d),
+            max_rate=run.max_rate(d),
+            seconds=run.args.latency_s,
+            client=run.args.latency_client,
         )
         for d in run.args.domains
     }

@@ -10,7 +10,13 @@ The baseline, in the same run and at the half load: the pipelined kafka-python
 pass-through loop of the throughput section (``bench_baselines``) in place of the
 worker, with the same producer, topics and reader. It parses nothing and scores
 nothing, so its latency is what Kafka and kafka-python cost on this machine at that
-rate, with the same processes sharing its cores.
+rate, with the same processes sharing its cores. Below it, the floor: no loop, the
+reader reading the input topic itself, one hop through the broker.
+
+The producer and the reader are librdkafka's (:mod:`scripts.bench_rdkafka`) unless
+``--latency-client kafka-python``: at 6,000 msg/s kafka-python's producer alone took
+74 % of one of the two cores, librdkafka's 20 %, and what the harness takes from the
+worker shows up as the worker's latency.
 """
 
 from __future__ import annotations
@@ -74,6 +80,8 @@ def one_load(
     rate: float,
     seconds: float,
     delivery: str = "at-least-once",
+    *,
+    client: str = "librdkafka",
     **worker: Any,
 ) -> dict[str, Any]:
     """One worker at ``rate`` for ``seconds``; the latency percentiles."""
@@ -85,6 +93,7 @@ def one_load(
         setup.domain,
         templates(env, setup),
         name=f"{setup.domain}-latency-{int(rate)}",
+        client=client,
     ).start()
     try:
         produced = run.produced_by(run.produce("lat", count, rate), seconds * 3 + 120)
@@ -98,46 +107,76 @@ def one_load(
     return summarise(setup.domain, delivery, rate, produced, values=values, worker_send=worker_send)
 
 
-def passthrough_load(env: Env, setup: DomainSetup, rate: float, seconds: float) -> dict[str, Any]:
+def passthrough_load(
+    env: Env, setup: DomainSetup, rate: float, seconds: float, client: str = "librdkafka"
+) -> dict[str, Any]:
     """The pipelined pass-through loop in place of the worker: the same load, no model."""
+    return _without_worker(env, setup, rate, seconds, client, through_loop=True)
+
+
+def floor_load(
+    env: Env, setup: DomainSetup, rate: float, seconds: float, client: str = "librdkafka"
+) -> dict[str, Any]:
+    """No loop at all: the reader reads the input topic the producer writes. What one hop
+    through the broker costs with these clients, at this load, on this machine."""
+    return _without_worker(env, setup, rate, seconds, client, through_loop=False)
+
+
+def _without_worker(
+    env: Env,
+    setup: DomainSetup,
+    rate: float,
+    seconds: float,
+    client: str,
+    *,
+    through_loop: bool,
+) -> dict[str, Any]:
     settings = env.settings(new_tag("latbase"), setup.key_prefix)
     topics = for_settings(settings, setup.domain)
     create_domain_topics(settings, setup.domain)
     count = max(int(rate * seconds), 1)
-    loop = env.spawn(
-        "loop",
-        {
-            "settings": settings.model_dump(mode="json"),
-            "mode": "pipelined",
-            "source": topics.events,
-            "sink": topics.predictions,
-            "count": PASSTHROUGH_WARM_UP + count,
-        },
-        f"{setup.domain}-latency-passthrough",
-    )
+    loop = None
+    if through_loop:
+        loop = env.spawn(
+            "loop",
+            {
+                "settings": settings.model_dump(mode="json"),
+                "mode": "pipelined",
+                "source": topics.events,
+                "sink": topics.predictions,
+                "count": PASSTHROUGH_WARM_UP + count,
+            },
+            f"{setup.domain}-latency-passthrough",
+        )
     gc.collect()
     gc.freeze()  # as StreamRun.start does: the harness's heap stalls its reader otherwise
-    reader = PredictionReader(settings, topics.predictions).start()
+    read = topics.predictions if through_loop else topics.events
+    reader = PredictionReader(settings, read, client=client).start()
     try:
         # Until its records come out, the loop is still joining its group.
         path = templates(env, setup)
-        warm = producer_spec(settings, topics.events, path, "warm", PASSTHROUGH_WARM_UP)
+        warm = producer_spec(
+            settings, topics.events, path, "warm", PASSTHROUGH_WARM_UP, client=client
+        )
         env.spawn("produce", warm, f"{setup.domain}-latency-warm").wait(120)
-        wait_until(lambda: reader.count() >= PASSTHROUGH_WARM_UP, 120, "the pass-through", 0.1)
-        spec = producer_spec(settings, topics.events, path, "lat", count)
+        wait_until(lambda: reader.count() >= PASSTHROUGH_WARM_UP, 120, "the warm-up", 0.1)
+        spec = producer_spec(settings, topics.events, path, "lat", count, client=client)
         spec["rate_per_s"] = rate
         produced = env.spawn("produce", spec, f"{setup.domain}-latency-paced").wait(
             seconds * 3 + 120
         )
-        loop.wait(120)
+        if loop is not None:
+            loop.wait(120)
+        else:
+            done = PASSTHROUGH_WARM_UP + produced["acked"]
+            wait_until(lambda: reader.count() >= done, 120, "the reader")
     finally:
         received = reader.stop()
     values, sent = latencies_ms(
         settings, topics.events, received, produced["first_send_wall"] + WARM_UP_S
     )
-    return summarise(
-        setup.domain, "pipelined pass-through", rate, produced, values=values, worker_send=sent
-    )
+    name = "pipelined pass-through" if through_loop else "no loop: producer to reader"
+    return summarise(setup.domain, name, rate, produced, values=values, worker_send=sent)
 
 
 def summarise(
@@ -179,7 +218,9 @@ def summarise(
     return result
 
 
-def during_fit(env: Env, setup: DomainSetup, rate: float, seconds: float) -> dict[str, Any]:
+def during_fit(
+    env: Env, setup: DomainSetup, rate: float, seconds: float, client: str = "librdkafka"
+) -> dict[str, Any]:
     """One load while a retrain-like fit (one thread, lower priority) runs beside it."""
     child = subprocess.Popen(
         [sys.executable, "-m", "scripts.bench_fitload", str(seconds * 3 + 120)],
@@ -190,21 +231,29 @@ def during_fit(env: Env, setup: DomainSetup, rate: float, seconds: float) -> dic
         assert child.stdout is not None
         if child.stdout.readline().strip() != "fitting":
             raise RuntimeError("the fit child did not start fitting")
-        return one_load(env, setup, rate, seconds) | {"during_fit": True}
+        return one_load(env, setup, rate, seconds, client=client) | {"during_fit": True}
     finally:
         child.terminate()
         child.wait(30)
 
 
-def run(env: Env, setup: DomainSetup, *, max_rate: float, seconds: float) -> dict[str, Any]:
+def run(
+    env: Env, setup: DomainSetup, *, max_rate: float, seconds: float, client: str = "librdkafka"
+) -> dict[str, Any]:
     """The latency section of one domain: three loads at-least-once, 50 % exactly-once,
-    50 % at-least-once while a retrain fits on the same machine, and the pass-through
-    baseline at 50 %."""
+    50 % at-least-once while a retrain fits on the same machine, the pass-through
+    baseline at 50 %, and the floor (no loop) at 50 %; the harness's producer and reader
+    on ``client``."""
+    half = max_rate * 0.5
     runs = []
     for share in SHARES:
-        runs.append(one_load(env, setup, max_rate * share, seconds) | {"share": share})
-    runs.append(one_load(env, setup, max_rate * 0.5, seconds, "exactly-once") | {"share": 0.5})
-    runs.append(during_fit(env, setup, max_rate * 0.5, seconds) | {"share": 0.5})
-    baseline = passthrough_load(env, setup, max_rate * 0.5, seconds)
+        runs.append(
+            one_load(env, setup, max_rate * share, seconds, client=client) | {"share": share}
+        )
+    runs.append(one_load(env, setup, half, seconds, "exactly-once", client=client) | {"share": 0.5})
+    runs.append(during_fit(env, setup, half, seconds, client) | {"share": 0.5})
+    baseline = passthrough_load(env, setup, half, seconds, client)
     runs.append(baseline | {"share": 0.5, "baseline": True})
-    return {"max_rate": max_rate, "seconds": seconds, "runs": runs}
+    floor = floor_load(env, setup, half, seconds, client)
+    runs.append(floor | {"share": 0.5, "floor": True})
+    return {"max_rate": max_rate, "seconds": seconds, "client": client, "runs": runs}

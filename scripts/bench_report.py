@@ -112,6 +112,8 @@ def _throughput(figures: dict[str, Any]) -> str:
 
 
 def _latency_label(run: dict[str, Any]) -> str:
+    if run.get("floor"):
+        return f"{run['delivery']} (floor: one hop through the broker)"
     if run.get("baseline"):
         return f"{run['delivery']} (baseline: no parsing, no model)"
     return str(run["delivery"]) + (", retrain fitting" if run.get("during_fit") else "")
@@ -124,12 +126,18 @@ def _against_baseline(figures: dict[str, Any]) -> str:
         half = [r for r in f["runs"] if r["share"] == 0.5 and not r.get("during_fit")]
         worker = next((r for r in half if r["delivery"] == "at-least-once"), None)
         base = next((r for r in half if r.get("baseline")), None)
+        floor = next((r for r in half if r.get("floor")), None)
         if worker and base and worker["p99_ms"] and base["p99_ms"]:
             lines.append(
                 f"- {domain} at 50 %: the worker's p99 {worker['p99_ms']:.0f} ms, the"
                 f" pass-through's {base['p99_ms']:.0f} ms"
                 f" ({worker['p99_ms'] / base['p99_ms']:.1f} ×; p50"
-                f" {worker['p50_ms']:.0f} against {base['p50_ms']:.0f} ms)."
+                f" {worker['p50_ms']:.0f} against {base['p50_ms']:.0f} ms)"
+                + (
+                    f"; one hop with no loop: p99 {floor['p99_ms']:.0f} ms."
+                    if floor and floor["p99_ms"]
+                    else "."
+                )
             )
     return "\n\n" + "\n".join(lines) if lines else ""
 
@@ -152,10 +160,11 @@ def _latency(figures: dict[str, Any]) -> str:
                     run["events"],
                 ]
             )
+    clients = sorted({f.get("client", "kafka-python") for f in figures.values()})
     return (
         "End to end: the input record's Kafka timestamp (set when the producer sent it)"
         " to the prediction read back by a `read_committed` consumer. Target: p99 ≤ 50 ms"
-        " at 50 %.\n\n"
+        f" at 50 %. The harness's producer and reader: {', '.join(clients)}.\n\n"
         + table(
             [
                 "domain",

@@ -15,9 +15,10 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from kafka import KafkaConsumer, TopicPartition
@@ -25,7 +26,7 @@ from kafka.errors import KafkaError
 
 from inferloop.connections import make_consumer, make_producer
 from inferloop.registry import LoadedModel, Registry
-from inferloop.settings import Domain, Settings
+from inferloop.settings import Domain, KafkaSettings, Settings
 from inferloop.topics import create_domain_topics, for_settings
 from scripts.bench_data import keys_of, with_id
 from scripts.bench_data import read_values as read_value_file
@@ -134,6 +135,8 @@ class PacedProducer:
     rate_per_s: float | None = None
     linger_ms: int = 1
     delivery_timeout_ms: int = 120_000
+    # "kafka-python", or "librdkafka" (the latency loads: :mod:`scripts.bench_rdkafka`).
+    client: str = "kafka-python"
     acked: int = 0
     failed: list[str] = field(default_factory=list)
     ack_ms: list[float] = field(default_factory=list)
@@ -152,6 +155,7 @@ class PacedProducer:
             rate_per_s=spec.get("rate_per_s"),
             linger_ms=int(spec.get("linger_ms", 1)),
             delivery_timeout_ms=int(spec.get("delivery_timeout_ms", 120_000)),
+            client=spec.get("client", "kafka-python"),
         )
 
     def request_stop(self) -> None:
@@ -160,23 +164,14 @@ class PacedProducer:
 
     def run(self) -> dict[str, Any]:
         """Send, flush, and report what Kafka acknowledged."""
-        producer = make_producer(
-            self.settings.kafka,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=self.linger_ms,
-            batch_size=256 * 1024,
-            max_request_size=16 * 1024 * 1024,
-            delivery_timeout_ms=self.delivery_timeout_ms,
-            request_timeout_ms=min(30_000, self.delivery_timeout_ms - self.linger_ms - 1),
-        )
+        sender = self._sender()
         sent = 0
         started = time.time()
         try:
-            sent = self._send_all(producer, started)
-            producer.flush(timeout=self.delivery_timeout_ms / 1000 + 30)
+            sent = self._send_all(sender, started)
+            sender.flush(self.delivery_timeout_ms / 1000 + 30)
         finally:
-            producer.close(timeout=10)
+            sender.close()
         return {
             "sent": sent,
             "acked": self.acked,
@@ -187,7 +182,28 @@ class PacedProducer:
             "ack_ms": percentiles(self.ack_ms),
         }
 
-    def _send_all(self, producer: Any, started: float) -> int:
+    def _sender(self) -> Sender:
+        if self.client == "librdkafka":
+            from scripts.bench_rdkafka import RdkafkaSender  # noqa: PLC0415 - bench extra
+
+            return RdkafkaSender(
+                self.settings.kafka,
+                self.topic,
+                linger_ms=self.linger_ms,
+                delivery_timeout_ms=self.delivery_timeout_ms,
+                acked=self._acked,
+                failed=self._failed,
+            )
+        return KafkaPythonSender(
+            self.settings.kafka,
+            self.topic,
+            linger_ms=self.linger_ms,
+            delivery_timeout_ms=self.delivery_timeout_ms,
+            acked=self._acked,
+            failed=self._failed,
+        )
+
+    def _send_all(self, sender: Sender, started: float) -> int:
         size = len(self.templates)
         sent = 0
         while sent < self.count and not self._stop.is_set():
@@ -199,22 +215,81 @@ class PacedProducer:
             while sent < min(due, self.count):
                 n = self.start + sent
                 event_id = f"{self.tag}-{n}"
-                value = with_id(self.templates[n % size], event_id)
-                future = producer.send(self.topic, key=event_id.encode(), value=value)
-                future.add_callback(self._acked)
-                future.add_errback(self._failed, event_id)
+                sender.send(event_id, with_id(self.templates[n % size], event_id))
                 sent += 1
+            sender.serve()
             if self.rate_per_s is not None:
                 time.sleep(PACE_TICK_S)
         return sent
 
-    def _acked(self, metadata: Any) -> None:
+    def _acked(self, timestamp_ms: int) -> None:
         self.acked += 1
         # Send (the record's timestamp) to acknowledgement: the producer's own share.
-        self.ack_ms.append(time.time() * 1000 - metadata.timestamp)
+        self.ack_ms.append(time.time() * 1000 - timestamp_ms)
 
-    def _failed(self, event_id: str, exc: BaseException) -> None:
+    def _failed(self, event_id: str, reason: str) -> None:
         self.failed.append(event_id)
+
+
+class Sender(Protocol):
+    """How the paced producer hands records to a Kafka client."""
+
+    def send(self, event_id: str, value: bytes) -> None:
+        """Queue one record keyed by its id."""
+
+    def serve(self) -> None:
+        """Run the acknowledgements and failures that have come in."""
+
+    def flush(self, timeout_s: float) -> None:
+        """Wait for every queued record to be acknowledged or to fail."""
+
+    def close(self) -> None:
+        """Release the client."""
+
+
+class KafkaPythonSender:
+    """The paced producer's records through kafka-python: idempotent, ``acks=all``."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        topic: str,
+        *,
+        linger_ms: int,
+        delivery_timeout_ms: int,
+        acked: Callable[[int], None],
+        failed: Callable[[str, str], None],
+    ) -> None:
+        self._topic = topic
+        self._acked = acked
+        self._failed = failed
+        self._producer = make_producer(
+            kafka,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=linger_ms,
+            batch_size=256 * 1024,
+            max_request_size=16 * 1024 * 1024,
+            delivery_timeout_ms=delivery_timeout_ms,
+            request_timeout_ms=min(30_000, delivery_timeout_ms - linger_ms - 1),
+        )
+
+    def send(self, event_id: str, value: bytes) -> None:
+        """Queue one record keyed by its id."""
+        future = self._producer.send(self._topic, key=event_id.encode(), value=value)
+        future.add_callback(lambda metadata: self._acked(metadata.timestamp))
+        future.add_errback(lambda exc: self._failed(event_id, repr(exc)))
+
+    def serve(self) -> None:
+        """Nothing: kafka-python's sender thread runs the callbacks."""
+
+    def flush(self, timeout_s: float) -> None:
+        """Wait for every queued record to be acknowledged or to fail."""
+        self._producer.flush(timeout=timeout_s)
+
+    def close(self) -> None:
+        """Close the client."""
+        self._producer.close(timeout=10)
 
 
 # -- reading predictions as they come (a thread of the harness) --------------------------
@@ -230,12 +305,21 @@ class Received:
 
 
 class PredictionReader:
-    """Reads a topic from its start as records are committed, noting when each arrives."""
+    """Reads a topic from its start as records are committed, noting when each arrives,
+    with kafka-python or (``client="librdkafka"``) :mod:`scripts.bench_rdkafka`."""
 
-    def __init__(self, settings: Settings, topic: str, *, keep_values: bool = False) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        topic: str,
+        *,
+        keep_values: bool = False,
+        client: str = "kafka-python",
+    ) -> None:
         self._settings = settings
         self._topic = topic
         self._keep_values = keep_values
+        self._client = client
         self.received: list[Received] = []
         self.errors: list[str] = []
         self._stop = threading.Event()
@@ -257,6 +341,9 @@ class PredictionReader:
         return len(self.received)
 
     def _run(self) -> None:
+        if self._client == "librdkafka":
+            self._run_librdkafka()
+            return
         consumer = _assigned(self._settings, self._topic, "read_committed")
         keep = self._keep_values
         try:
@@ -281,6 +368,26 @@ class PredictionReader:
                     )
         finally:
             consumer.close()
+
+    def _run_librdkafka(self) -> None:
+        from scripts.bench_rdkafka import read_committed  # noqa: PLC0415 - bench extra
+
+        keep = self._keep_values
+        for now, messages in read_committed(self._settings.kafka, self._topic, self._stop):
+            for m in messages:
+                if m.error() is not None:
+                    self.errors.append(str(m.error()))
+                    continue
+                key = m.key()
+                self.received.append(
+                    Received(
+                        key.decode() if key else "",
+                        m.partition(),
+                        m.timestamp()[1],
+                        now,
+                        m.value() if keep else None,
+                    )
+                )
 
 
 def publish(settings: Settings, topic: str, values: list[bytes]) -> None:
@@ -422,7 +529,13 @@ class RssSampler:
 
 # -- a stream through running workers -------------------------------------------------------
 def producer_spec(
-    settings: Settings, topic: str, templates: Path, tag: str, count: int
+    settings: Settings,
+    topic: str,
+    templates: Path,
+    tag: str,
+    count: int,
+    *,
+    client: str = "kafka-python",
 ) -> dict[str, Any]:
     """A ``produce`` child's spec: ``<tag>-0..count`` as fast as it can, unless changed."""
     return {
@@ -434,6 +547,7 @@ def producer_spec(
         "start": 0,
         "rate_per_s": None,
         "delivery_timeout_ms": 120_000,
+        "client": client,
     }
 
 
@@ -452,17 +566,21 @@ class StreamRun:
         processes: int = 1,
         keep_values: bool = False,
         read: bool = True,
+        client: str = "kafka-python",
     ) -> None:
         self.env = env
         self.settings = settings
         self.domain = domain
         self.templates = templates
         self.name = name
+        self.client = client
         self.topics = for_settings(settings, domain)
         create_domain_topics(settings, domain)
         self.workers = WorkerGroup.start(env, settings, domain, processes, name=name)
         self.reader = (
-            PredictionReader(settings, self.topics.predictions, keep_values=keep_values)
+            PredictionReader(
+                settings, self.topics.predictions, keep_values=keep_values, client=client
+            )
             if read
             else None
         )
@@ -490,7 +608,9 @@ class StreamRun:
         delivery_timeout_ms: int = 120_000,
     ) -> Child:
         """Start a producer child sending ``<tag>-<start..start+count>``."""
-        spec = producer_spec(self.settings, self.topics.events, self.templates, tag, count) | {
+        spec = producer_spec(
+            self.settings, self.topics.events, self.templates, tag, count, client=self.client
+        ) | {
             "start": start,
             "rate_per_s": rate_per_s,
             "delivery_timeout_ms": delivery_timeout_ms,

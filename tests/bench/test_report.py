@@ -75,6 +75,10 @@ def results() -> dict[str, Any]:
         latency_runs[1]
         | {"delivery": "pipelined pass-through", "baseline": True, "p50_ms": 2.0, "p99_ms": 8.2}
     )
+    latency_runs.append(
+        latency_runs[1]
+        | {"delivery": "no loop: producer to reader", "floor": True, "p50_ms": 1.0, "p99_ms": 3.4}
+    )
     section = {"seconds": 12.0, "load_start": [0.5, 0.4, 0.3], "load_end": [0.9, 0.5, 0.3]}
     return {
         "command": "scripts/bench --quick",
@@ -104,7 +108,8 @@ def results() -> dict[str, Any]:
                     }
                 }
             },
-            "latency": section | {"figures": {"transactions": {"runs": latency_runs}}},
+            "latency": section
+            | {"figures": {"transactions": {"client": "librdkafka", "runs": latency_runs}}},
         },
     }
 
@@ -119,7 +124,12 @@ def test_markdown_shows_every_section_with_its_load_and_the_targets() -> None:
     assert "worker = 26.7 × peer" in text
     assert "| transactions | at-least-once | 50% | 8,000 | 8,000 | 4.0 | 9.0 | 20.5 |" in text
     assert "| pipelined pass-through (baseline: no parsing, no model) | 50% |" in text
-    assert "the worker's p99 20 ms, the pass-through's 8 ms (2.5 ×; p50 4 against 2 ms)" in text
+    assert "| no loop: producer to reader (floor: one hop through the broker) | 50% |" in text
+    assert "The harness's producer and reader: librdkafka." in text
+    assert (
+        "the worker's p99 20 ms, the pass-through's 8 ms (2.5 ×; p50 4 against 2 ms);"
+        " one hop with no loop: p99 3 ms." in text
+    )
 
 
 def test_plots_are_written_as_png(tmp_path: Path) -> None:

@@ -1,0 +1,141 @@
+"""The latency loads' own clients, on librdkafka (confluent-kafka, in the ``bench`` extra).
+
+On two cores the harness's paced producer and its reader of predictions share the CPU
+with the broker and the worker they measure. In kafka-python, both are Python code per
+record, and the queueing they cause counts as the worker's latency: the kafka-python
+pass-through loop, which parses nothing, measured p99 186 ms at 6,000 msg/s. librdkafka
+does the same work in C threads, so what the latency loads measure is the worker.
+
+The worker itself stays on kafka-python; only the producer of the input and the reader
+of the predictions change. Both keep the contract of their kafka-python twins in
+:mod:`scripts.bench_stream`: every record's Kafka timestamp is the moment it was sent,
+and a prediction's arrival is noted when the reader takes it from the client.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+from inferloop.settings import KafkaSettings
+
+Acked = Callable[[int], None]  # the record's timestamp, ms
+Failed = Callable[[str, str], None]  # event id, reason
+
+# What one consume() call takes from the client's queue at most.
+READ_BATCH = 10_000
+
+
+def client_config(kafka: KafkaSettings) -> dict[str, Any]:
+    """librdkafka's settings for ``kafka`` (the harness runs on its own plaintext broker)."""
+    if kafka.security_protocol != "PLAINTEXT":
+        raise ValueError(
+            f"the librdkafka harness clients speak PLAINTEXT only, not {kafka.security_protocol}"
+        )
+    return {"bootstrap.servers": kafka.bootstrap_servers, "client.id": f"{kafka.client_id}-bench"}
+
+
+class RdkafkaSender:
+    """Sends keyed values to one topic, idempotently with ``acks=all``, reporting each
+    acknowledgement (with the record's timestamp) and each failure."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        topic: str,
+        *,
+        linger_ms: int,
+        delivery_timeout_ms: int,
+        acked: Acked,
+        failed: Failed,
+    ) -> None:
+        self._topic = topic
+        self._acked = acked
+        self._failed = failed
+        self._producer = Producer(
+            client_config(kafka)
+            | {
+                "acks": "all",
+                "enable.idempotence": True,
+                "linger.ms": linger_ms,
+                "batch.size": 256 * 1024,
+                "message.max.bytes": 16 * 1024 * 1024,
+                "delivery.timeout.ms": delivery_timeout_ms,
+                "queue.buffering.max.messages": 1_000_000,
+                "queue.buffering.max.kbytes": 1024 * 1024,
+            }
+        )
+
+    def send(self, event_id: str, value: bytes) -> None:
+        """Queue one record; when the client's queue is full, serve it until it is not."""
+        while True:
+            try:
+                self._producer.produce(
+                    self._topic, value=value, key=event_id.encode(), on_delivery=self._report
+                )
+                return
+            except BufferError:
+                self._producer.poll(0.05)
+
+    def serve(self) -> None:
+        """Run the delivery reports that have come in."""
+        self._producer.poll(0)
+
+    def flush(self, timeout_s: float) -> None:
+        """Wait for every queued record to be acknowledged or to fail."""
+        self._producer.flush(timeout_s)
+
+    def close(self) -> None:
+        """Nothing to release: a librdkafka producer goes with its last reference."""
+
+    def _report(self, error: Any, message: Any) -> None:
+        if error is None:
+            self._acked(message.timestamp()[1])
+        else:
+            self._failed(message.key().decode(), str(error))
+
+
+def read_committed(
+    kafka: KafkaSettings, topic: str, stop: threading.Event
+) -> Iterator[tuple[float, list[Any]]]:
+    """(arrival wall time, messages) as ``read_committed`` records of every partition of
+    ``topic`` come in, from its start, until ``stop`` is set. A message is librdkafka's
+    (``key()``, ``partition()``, ``timestamp()``, ``value()``), or an error the client
+    reports in its place (``error()`` not None), which it recovers from by itself."""
+    consumer = Consumer(
+        client_config(kafka)
+        | {
+            # Never joined nor committed: the partitions are assigned by hand.
+            "group.id": f"bench-reader-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "fetch.max.bytes": 64 * 1024 * 1024,
+            "max.partition.fetch.bytes": 16 * 1024 * 1024,
+        }
+    )
+    try:
+        partitions = _partitions(consumer, topic)
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        while not stop.is_set():
+            # What is queued already, at once; otherwise wait for the next one.
+            messages = consumer.consume(READ_BATCH, 0) or consumer.consume(1, 0.1)
+            if messages:
+                yield time.time(), messages
+    finally:
+        consumer.close()
+
+
+def _partitions(consumer: Any, topic: str) -> list[int]:
+    deadline = time.monotonic() + 30
+    while True:
+        described = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if described is not None and described.error is None and described.partitions:
+            return sorted(described.partitions)
+        if time.monotonic() > deadline:
+            raise LookupError(f"no partitions of {topic} known after 30 s")
+        time.sleep(0.2)
