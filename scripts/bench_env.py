@@ -17,6 +17,7 @@ import http.client
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -105,6 +106,29 @@ class Env:
         """Kill every child still running (after an error)."""
         for child in self.children:
             child.kill()
+
+
+# One stop-the-world pause in the broker's GC log (-Xlog:gc with the time decorator).
+_GC_PAUSE = re.compile(r"^\[([^\]]+)\]\[[^\]]*\] GC\(\d+\) Pause .* ([\d.]+)ms$")
+
+
+def broker_gc_pauses_ms(env: Env, since_wall: float, until_wall: float) -> list[float] | None:
+    """The run's own broker's GC pauses that ended between the two wall times, in ms;
+    None for a broker the run did not start (its log is not ours to read)."""
+    if env.services is None:
+        return None
+    path = env.services.kafka.gc_log_path
+    if not path.exists():
+        return []
+    pauses = []
+    for line in path.read_text(errors="replace").splitlines():
+        found = _GC_PAUSE.match(line)
+        if found is None:
+            continue
+        at = datetime.strptime(found[1], "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+        if since_wall <= at <= until_wall:
+            pauses.append(float(found[2]))
+    return pauses
 
 
 def _redis_version(url: str) -> str | None:

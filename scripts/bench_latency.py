@@ -25,13 +25,14 @@ import gc
 import logging
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from inferloop.settings import Settings
 from inferloop.topics import create_domain_topics, for_settings
 from scripts.bench_data import write_values
-from scripts.bench_env import Env, new_tag, wait_until
+from scripts.bench_env import Env, broker_gc_pauses_ms, new_tag, wait_until
 from scripts.bench_stats import percentiles
 from scripts.bench_stream import (
     PredictionReader,
@@ -104,7 +105,15 @@ def one_load(
     values, worker_send = latencies_ms(
         settings, run.topics.events, run.reader.received, produced["first_send_wall"] + WARM_UP_S
     )
-    return summarise(setup.domain, delivery, rate, produced, values=values, worker_send=worker_send)
+    return summarise(
+        setup.domain,
+        delivery,
+        rate,
+        produced,
+        values=values,
+        worker_send=worker_send,
+        broker_gc=_broker_gc(env, produced, run.reader.received),
+    )
 
 
 def passthrough_load(
@@ -176,7 +185,21 @@ def _without_worker(
         settings, topics.events, received, produced["first_send_wall"] + WARM_UP_S
     )
     name = "pipelined pass-through" if through_loop else "no loop: producer to reader"
-    return summarise(setup.domain, name, rate, produced, values=values, worker_send=sent)
+    return summarise(
+        setup.domain,
+        name,
+        rate,
+        produced,
+        values=values,
+        worker_send=sent,
+        broker_gc=_broker_gc(env, produced, received),
+    )
+
+
+def _broker_gc(env: Env, produced: dict[str, Any], received: list[Received]) -> list[float] | None:
+    """The broker's GC pauses from the load's first send to its last prediction read."""
+    until = max((got.received_wall for got in received), default=time.time())
+    return broker_gc_pauses_ms(env, produced["first_send_wall"], until)
 
 
 def summarise(
@@ -187,8 +210,9 @@ def summarise(
     *,
     values: list[float],
     worker_send: list[float],
+    broker_gc: list[float] | None = None,
 ) -> dict[str, Any]:
-    """One load's figures, logged."""
+    """One load's figures, logged; ``broker_gc``: the broker's GC pauses meanwhile (ms)."""
     figures = percentiles(values)
     at_send = percentiles(worker_send)
     result = {
@@ -202,10 +226,13 @@ def summarise(
         "max_ms": max(values) if values else None,
         "to_worker_send_p50_ms": at_send["p50"],
         "to_worker_send_p99_ms": at_send["p99"],
+        "broker_gc_pauses": None if broker_gc is None else len(broker_gc),
+        "broker_gc_max_ms": max(broker_gc) if broker_gc else None,
+        "broker_gc_total_ms": None if broker_gc is None else sum(broker_gc),
     }
     log.info(
         "%s latency at %.0f/s (%s): p50 %.1f ms, p95 %.1f ms, p99 %.1f ms; to the "
-        "worker's send p50 %.1f ms, p99 %.1f ms",
+        "worker's send p50 %.1f ms, p99 %.1f ms; broker GC: %s",
         domain,
         rate,
         delivery,
@@ -214,6 +241,9 @@ def summarise(
         figures["p99"],
         at_send["p50"],
         at_send["p99"],
+        "not ours to read"
+        if broker_gc is None
+        else f"{len(broker_gc)} pauses, longest {max(broker_gc, default=0):.1f} ms",
     )
     return result
 

@@ -67,6 +67,7 @@ def results() -> dict[str, Any]:
             "p95_ms": 9.0,
             "p99_ms": 20.0 + s,
             "max_ms": 40.0,
+            "broker_gc_max_ms": 12.3 if s == 0.5 else None,
             "events": 1000,
         }
         for s in (0.25, 0.5, 0.75)
@@ -122,7 +123,11 @@ def test_markdown_shows_every_section_with_its_load_and_the_targets() -> None:
     assert "load average 0.50 → 0.90" in text
     assert "| transactions | worker, at-least-once, 1 process | 16,000 | efficiency 0.75" in text
     assert "worker = 26.7 × peer" in text
-    assert "| transactions | at-least-once | 50% | 8,000 | 8,000 | 4.0 | 9.0 | 20.5 |" in text
+    assert (
+        "| transactions | at-least-once | 50% | 8,000 | 8,000 | 4.0 | 9.0 | 20.5 | 40.0 | 12.3"
+        " | 1,000 |" in text
+    )
+    assert "| 25% | 4,000 | 4,000 | 4.0 | 9.0 | 20.2 | 40.0 | – | 1,000 |" in text
     assert "| pipelined pass-through (baseline: no parsing, no model) | 50% |" in text
     assert "| no loop: producer to reader (floor: one hop through the broker) | 50% |" in text
     assert "The harness's producer and reader: librdkafka." in text

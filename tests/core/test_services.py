@@ -44,6 +44,8 @@ def test_up_twice_is_a_no_op_and_down_leaves_no_process(own_services: LocalServi
     assert [s.started_now for s in second] == [False, False]
     assert {s.name: s.pid for s in second} == pids
     assert {s.name: s.version for s in second}["kafka"] == LocalServicesSettings().kafka_version
+    # Started as Kafka's own script starts it: G1, its pauses logged beside the broker's log.
+    assert "Using G1" in own_services.kafka.gc_log_path.read_text()
 
     assert sorted(own_services.down()) == ["kafka", "redis"]
     assert all(pid is not None and not alive(pid) for pid in pids.values())

@@ -1,0 +1,50 @@
+"""The harness's reading of its own broker's GC log."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from inferloop.local.kafka import KafkaJars, LocalKafka
+from inferloop.local.redis import LocalRedis
+from inferloop.local.services import LocalServices
+from inferloop.registry.signing import KeyPair
+from scripts.bench_env import Env, broker_gc_pauses_ms
+
+GC_LOG = """\
+[2026-12-04T03:50:50.120+0000][0.003s] Using G1
+[2026-12-04T03:50:50.541+0000][0.425s] GC(0) Pause Young (Normal) (G1 Evacuation Pause) 26M->5M(512M) 9.812ms
+[2026-12-04T03:50:52.000+0000][1.880s] GC(1) Pause Young (Concurrent Start) (G1 Evacuation Pause) 60M->9M(512M) 68.524ms
+[2026-12-04T03:50:52.010+0000][1.890s] GC(2) Concurrent Mark Cycle
+[2026-12-04T03:50:52.300+0000][2.180s] GC(2) Pause Remark 20M->20M(512M) 1.250ms
+[2026-12-04T03:50:55.000+0000][4.880s] GC(3) Pause Young (Normal) (G1 Evacuation Pause) 80M->9M(512M) 3.000ms
+"""  # noqa: E501 - the JVM's lines as it writes them
+
+
+def _wall(clock: str) -> float:
+    return datetime.fromisoformat(f"2026-12-04T{clock}+00:00").timestamp()
+
+
+def _env(tmp_path: Path, *, own_broker: bool) -> Env:
+    services = LocalServices(
+        kafka=LocalKafka(KafkaJars("4.3.1", tmp_path), tmp_path / "kafka", 1, 2),
+        redis=LocalRedis(home=tmp_path / "redis", port=3),
+    )
+    keys = KeyPair(tmp_path / "private.pem", tmp_path / "public.pem", "bench")
+    return Env("127.0.0.1:1", "redis://127.0.0.1:3", tmp_path, tmp_path, keys,
+               services=services if own_broker else None)  # fmt: skip
+
+
+def test_the_pauses_that_ended_inside_the_window_with_their_durations(tmp_path: Path) -> None:
+    env = _env(tmp_path, own_broker=True)
+    assert env.services is not None
+    env.services.kafka.gc_log_path.parent.mkdir(parents=True)
+    env.services.kafka.gc_log_path.write_text(GC_LOG)
+
+    assert broker_gc_pauses_ms(env, _wall("03:50:51"), _wall("03:50:54")) == [68.524, 1.25]
+    assert broker_gc_pauses_ms(env, _wall("03:50:56"), _wall("03:51:00")) == []
+
+
+def test_no_log_is_no_pause_and_a_foreign_broker_is_not_read(tmp_path: Path) -> None:
+    assert broker_gc_pauses_ms(_env(tmp_path, own_broker=True), 0.0, 2e9) == []
+    assert broker_gc_pauses_ms(_env(tmp_path, own_broker=False), 0.0, 2e9) is None
