@@ -131,6 +131,30 @@ def broker_gc_pauses_ms(env: Env, since_wall: float, until_wall: float) -> list[
     return pauses
 
 
+def broker_cpu_s(env: Env) -> dict[str, float] | None:
+    """CPU seconds the run's own broker has used so far: in all, and in the JVM's JIT
+    compiler threads (a fresh broker spends much of its first minute of load compiling);
+    None for a broker the run did not start, or one that is not running."""
+    pid = env.services.kafka.process.pid() if env.services is not None else None
+    if pid is None:
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    jit = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            if "CompilerThre" in (task / "comm").read_text():
+                jit += _cpu_ticks(task / "stat")
+        except OSError:
+            continue  # the thread ended meanwhile
+    return {"total": _cpu_ticks(Path(f"/proc/{pid}/stat")) / tick, "jit": jit / tick}
+
+
+def _cpu_ticks(stat: Path) -> int:
+    # After the command's closing parenthesis, utime and stime are the 12th and 13th fields.
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
 def _redis_version(url: str) -> str | None:
     try:
         with redis.Redis.from_url(url, socket_timeout=2) as client:

@@ -112,6 +112,8 @@ def _throughput(figures: dict[str, Any]) -> str:
 
 
 def _latency_label(run: dict[str, Any]) -> str:
+    if run.get("warm_up"):
+        return f"{run['delivery']} (warm-up of a fresh broker, not counted)"
     if run.get("floor"):
         return f"{run['delivery']} (floor: one hop through the broker)"
     if run.get("baseline"):
@@ -145,7 +147,8 @@ def _against_baseline(figures: dict[str, Any]) -> str:
 def _latency(figures: dict[str, Any]) -> str:
     rows: list[list[Cell]] = []
     for domain, f in figures.items():
-        for run in f["runs"]:
+        for run in [*f.get("warm_up", []), *f["runs"]]:
+            cpu, jit = run.get("broker_cpu_s"), run.get("broker_jit_cpu_s")
             rows.append(
                 [
                     domain,
@@ -157,6 +160,7 @@ def _latency(figures: dict[str, Any]) -> str:
                     run["p95_ms"],
                     run["p99_ms"],
                     run["max_ms"],
+                    None if cpu is None else f"{cpu:.1f} ({jit:.1f})",
                     run.get("broker_gc_max_ms"),
                     run["events"],
                 ]
@@ -177,11 +181,12 @@ def _latency(figures: dict[str, Any]) -> str:
                 "p95 ms",
                 "p99 ms",
                 "max ms",
+                "broker CPU s (compiling)",
                 "broker's longest GC pause, ms",
                 "events",
             ],
             rows,
-            [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 0],
+            [0, 0, 0, 0, 0, 1, 1, 1, 1, 0, 1, 0],
         )
         + _against_baseline(figures)
     )

@@ -1,4 +1,4 @@
-"""The harness's reading of its own broker's GC log."""
+"""The harness's watch on its own broker: its GC log and its CPU."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from inferloop.local.kafka import KafkaJars, LocalKafka
 from inferloop.local.redis import LocalRedis
 from inferloop.local.services import LocalServices
 from inferloop.registry.signing import KeyPair
-from scripts.bench_env import Env, broker_gc_pauses_ms
+from scripts.bench_env import Env, broker_cpu_s, broker_gc_pauses_ms
 
 GC_LOG = """\
 [2026-12-04T03:50:50.120+0000][0.003s] Using G1
@@ -25,8 +25,8 @@ def _wall(clock: str) -> float:
     return datetime.fromisoformat(f"2026-12-04T{clock}+00:00").timestamp()
 
 
-def _env(tmp_path: Path, *, own_broker: bool) -> Env:
-    services = LocalServices(
+def _env(tmp_path: Path, *, own_broker: bool, services: LocalServices | None = None) -> Env:
+    services = services or LocalServices(
         kafka=LocalKafka(KafkaJars("4.3.1", tmp_path), tmp_path / "kafka", 1, 2),
         redis=LocalRedis(home=tmp_path / "redis", port=3),
     )
@@ -48,3 +48,21 @@ def test_the_pauses_that_ended_inside_the_window_with_their_durations(tmp_path: 
 def test_no_log_is_no_pause_and_a_foreign_broker_is_not_read(tmp_path: Path) -> None:
     assert broker_gc_pauses_ms(_env(tmp_path, own_broker=True), 0.0, 2e9) == []
     assert broker_gc_pauses_ms(_env(tmp_path, own_broker=False), 0.0, 2e9) is None
+
+
+def test_the_cpu_of_a_running_broker_and_of_its_compiler_threads(
+    tmp_path: Path, local_services: LocalServices
+) -> None:
+    env = _env(tmp_path, own_broker=True, services=local_services)
+    first = broker_cpu_s(env)
+    assert first is not None
+    # A broker that has started has run Java code, and compiled some of it.
+    assert 0 < first["jit"] < first["total"]
+    later = broker_cpu_s(env)
+    assert later is not None
+    assert later["total"] >= first["total"]
+
+
+def test_no_cpu_for_a_broker_that_is_not_running_or_not_ours(tmp_path: Path) -> None:
+    assert broker_cpu_s(_env(tmp_path, own_broker=True)) is None
+    assert broker_cpu_s(_env(tmp_path, own_broker=False)) is None
