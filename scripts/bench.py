@@ -69,10 +69,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the maximum rate latency loads are shares of, when throughput is not run",
     )
     p.add_argument(
+        "--harness-client",
         "--latency-client",
+        dest="harness_client",
         choices=("librdkafka", "kafka-python"),
         default="librdkafka",
-        help="the latency loads' producer and reader of predictions (the worker is the same)",
+        help="the client of the producer of events and the reader of predictions in the"
+        " latency, swap and soak sections (the worker is the same)",
     )
     p.add_argument("--swap-s", type=float, default=20.0, help="seconds of stream per swap run")
     p.add_argument("--soak-s", type=float, default=1200.0, help="soak duration (20 min)")
@@ -210,7 +213,7 @@ def latency(run: Run) -> dict[str, Any]:
             run.setup(d),
             max_rate=run.max_rate(d),
             seconds=run.args.latency_s,
-            client=run.args.latency_client,
+            client=run.args.harness_client,
         )
         for d in run.args.domains
     }
@@ -219,7 +222,13 @@ def latency(run: Run) -> dict[str, Any]:
 def swap(run: Run) -> dict[str, Any]:
     """The model swap section, per domain."""
     return {
-        d: bench_swap.run(run.env, run.setup(d), rate=run.max_rate(d) / 2, seconds=run.args.swap_s)
+        d: bench_swap.run(
+            run.env,
+            run.setup(d),
+            rate=run.max_rate(d) / 2,
+            seconds=run.args.swap_s,
+            client=run.args.harness_client,
+        )
         for d in run.args.domains
     }
 
@@ -228,7 +237,13 @@ def soak(run: Run) -> dict[str, Any]:
     """The soak section: the first domain only."""
     d = run.args.domains[0]
     return {
-        d: bench_soak.run(run.env, run.setup(d), rate=run.max_rate(d) / 2, seconds=run.args.soak_s)
+        d: bench_soak.run(
+            run.env,
+            run.setup(d),
+            rate=run.max_rate(d) / 2,
+            seconds=run.args.soak_s,
+            client=run.args.harness_client,
+        )
     }
 
 

@@ -213,12 +213,14 @@ def _swap(figures: dict[str, Any]) -> str:
                     "yes" if run["ordered"] else "NO",
                 ]
             )
+    clients = sorted({f.get("client", "kafka-python") for f in figures.values()})
     return (
         "A promotion during a steady stream at half the maximum rate. Swap time: from the"
         " promotion to the first new-version prediction in the last input partition."
         " Loop pause: the worker's own swap pause metric; longest gap: the longest time"
         " without a prediction around the swap, against the longest gap of the steady"
-        " stream before it. Target ≤ 1 s; 0 lost and 0 duplicated in exactly-once.\n\n"
+        " stream before it. Target ≤ 1 s; 0 lost and 0 duplicated in exactly-once."
+        f" The harness's producer and reader: {', '.join(clients)}.\n\n"
         + table(
             [
                 "domain",

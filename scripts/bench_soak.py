@@ -21,11 +21,19 @@ log = logging.getLogger(__name__)
 WARM_UP_S = 60.0
 
 
-def run(env: Env, setup: DomainSetup, *, rate: float, seconds: float) -> dict[str, Any]:
-    """The soak of one domain."""
+def run(
+    env: Env, setup: DomainSetup, *, rate: float, seconds: float, client: str = "librdkafka"
+) -> dict[str, Any]:
+    """The soak of one domain; its producer on ``client``."""
     settings = env.settings(new_tag("soak"), setup.key_prefix)
     stream = StreamRun(
-        env, settings, setup.domain, templates(env, setup), read=False, name=f"{setup.domain}-soak"
+        env,
+        settings,
+        setup.domain,
+        templates(env, setup),
+        read=False,
+        name=f"{setup.domain}-soak",
+        client=client,
     ).start()
     interval_s = min(max(seconds / 400, 1.0), 5.0)
     rss = RssSampler([c.pid for c in stream.workers.children], interval_s).start()
@@ -41,6 +49,7 @@ def run(env: Env, setup: DomainSetup, *, rate: float, seconds: float) -> dict[st
     accounting = stream.account("soak")
     result = {
         "seconds": seconds,
+        "client": client,
         "rate": rate,
         "achieved_rate": produced["sent"] / produced["seconds"],
         "rss_start_mb": steady[0][1] if steady else None,

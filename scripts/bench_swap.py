@@ -85,9 +85,16 @@ def prepare_versions(env: Env, setup: DomainSetup, delivery: str) -> tuple[str, 
 
 
 def one_swap(
-    env: Env, setup: DomainSetup, delivery: str, rate: float, seconds: float
+    env: Env,
+    setup: DomainSetup,
+    delivery: str,
+    rate: float,
+    seconds: float,
+    *,
+    client: str = "librdkafka",
 ) -> dict[str, Any]:
-    """One promotion under a stream at ``rate``."""
+    """One promotion under a stream at ``rate``; the harness's producer and reader on
+    ``client``."""
     prefix, old, new = prepare_versions(env, setup, delivery)
     settings = env.settings(new_tag("swap"), prefix, delivery=delivery)
     run = StreamRun(
@@ -97,6 +104,7 @@ def one_swap(
         templates(env, setup),
         keep_values=True,
         name=f"{setup.domain}-swap-{delivery}",
+        client=client,
     ).start()
     rss = RssSampler([c.pid for c in run.workers.children], RSS_EVERY_S).start()
     try:
@@ -157,8 +165,14 @@ def one_swap(
     return result
 
 
-def run(env: Env, setup: DomainSetup, *, rate: float, seconds: float) -> dict[str, Any]:
+def run(
+    env: Env, setup: DomainSetup, *, rate: float, seconds: float, client: str = "librdkafka"
+) -> dict[str, Any]:
     """The swap section of one domain: at-least-once, then exactly-once."""
     return {
-        "runs": [one_swap(env, setup, d, rate, seconds) for d in ("at-least-once", "exactly-once")]
+        "client": client,
+        "runs": [
+            one_swap(env, setup, d, rate, seconds, client=client)
+            for d in ("at-least-once", "exactly-once")
+        ],
     }

@@ -166,3 +166,29 @@ def test_an_events_id_is_replaced_without_touching_the_rest() -> None:
     assert id_of(changed) == "lat-42"
     with pytest.raises(ValueError, match="id first"):
         with_id(b'{"amount": 1.5, "id": "x"}', "y")
+
+
+def test_the_swap_table_names_the_harness_client_and_flags_a_disordered_partition() -> None:
+    run = {
+        "delivery": "exactly-once",
+        "rate": 9_464.0,
+        "swap_s": 1.384,
+        "loop_pause_ms": 0.016,
+        "longest_gap_ms": 231.0,
+        "steady_gap_ms": 106.0,
+        "rss_before_mb": 286.0,
+        "rss_peak_mb": 316.0,
+        "events_in": 189_283,
+        "lost": 0,
+        "duplicated": 0,
+        "ordered": False,
+    }
+    figures = {"transactions": {"client": "librdkafka", "runs": [run]}}
+    section = {"seconds": 1.0, "load_start": [0.5, 0.4, 0.3], "load_end": [0.9, 0.5, 0.3]}
+    text = markdown(results() | {"sections": {"swap": section | {"figures": figures}}})
+    assert "## Model swap" in text
+    assert "The harness's producer and reader: librdkafka." in text
+    assert (
+        "| transactions | exactly-once | 9,464 | 1.38 | 0.016 | 231 | 106 | 286 | 316 | 189,283"
+        " | 0 | 0 | NO |" in text
+    )
