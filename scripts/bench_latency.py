@@ -16,7 +16,7 @@ rate, with the same processes sharing its cores. Below it, the floor: no loop, t
 reader reading the input topic itself, one hop through the broker.
 
 The producer and the reader are librdkafka's (:mod:`scripts.bench_rdkafka`) unless
-``--latency-client kafka-python``: at 6,000 msg/s kafka-python's producer alone took
+``--harness-client kafka-python``: at 6,000 msg/s kafka-python's producer alone took
 74 % of one of the two cores, librdkafka's 20 %, and what the harness takes from the
 worker shows up as the worker's latency.
 """
