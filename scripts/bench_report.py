@@ -111,6 +111,11 @@ def _throughput(figures: dict[str, Any]) -> str:
     )
 
 
+def _harness_clients(figures: dict[str, Any]) -> str:
+    clients = sorted({f.get("client", "kafka-python") for f in figures.values()})
+    return f"The harness's producer and reader: {', '.join(clients)}."
+
+
 def _latency_label(run: dict[str, Any]) -> str:
     if run.get("warm_up"):
         return f"{run['delivery']} (warm-up of a fresh broker, not counted)"
@@ -165,11 +170,10 @@ def _latency(figures: dict[str, Any]) -> str:
                     run["events"],
                 ]
             )
-    clients = sorted({f.get("client", "kafka-python") for f in figures.values()})
     return (
         "End to end: the input record's Kafka timestamp (set when the producer sent it)"
         " to the prediction read back by a `read_committed` consumer. Target: p99 ≤ 50 ms"
-        f" at 50 %. The harness's producer and reader: {', '.join(clients)}.\n\n"
+        f" at 50 %. {_harness_clients(figures)}\n\n"
         + table(
             [
                 "domain",
@@ -213,14 +217,13 @@ def _swap(figures: dict[str, Any]) -> str:
                     "yes" if run["ordered"] else "NO",
                 ]
             )
-    clients = sorted({f.get("client", "kafka-python") for f in figures.values()})
     return (
         "A promotion during a steady stream at half the maximum rate. Swap time: from the"
         " promotion to the first new-version prediction in the last input partition."
         " Loop pause: the worker's own swap pause metric; longest gap: the longest time"
         " without a prediction around the swap, against the longest gap of the steady"
         " stream before it. Target ≤ 1 s; 0 lost and 0 duplicated in exactly-once."
-        f" The harness's producer and reader: {', '.join(clients)}.\n\n"
+        f" {_harness_clients(figures)}\n\n"
         + table(
             [
                 "domain",
