@@ -14,6 +14,7 @@ and a prediction's arrival is noted when the reader takes it from the client.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -26,6 +27,10 @@ from inferloop.settings import KafkaSettings
 
 Acked = Callable[[int], None]  # the record's timestamp, ms
 Failed = Callable[[str, str], None]  # event id, reason
+
+# How often librdkafka reports its statistics: how the sender learns it holds its
+# producer id (the report is skipped unread once it does).
+STATS_INTERVAL_MS = 50
 
 # What one consume() call takes from the client's queue at most.
 READ_BATCH = 10_000
@@ -57,6 +62,7 @@ class RdkafkaSender:
         self._topic = topic
         self._acked = acked
         self._failed = failed
+        self._has_producer_id = False
         self._producer = Producer(
             client_config(kafka)
             | {
@@ -68,8 +74,24 @@ class RdkafkaSender:
                 "delivery.timeout.ms": delivery_timeout_ms,
                 "queue.buffering.max.messages": 1_000_000,
                 "queue.buffering.max.kbytes": 1024 * 1024,
+                "statistics.interval.ms": STATS_INTERVAL_MS,
+                "stats_cb": self._stats,
             }
         )
+
+    def connect(self, timeout_s: float) -> None:
+        """Return once the producer has the topic's metadata and its idempotent producer
+        id. A cold producer sends nothing until it has both: measured here, its first
+        records at 9,464 msg/s waited 0.5 s for their acknowledgement, and the topic's
+        metadata alone did not prevent it."""
+        error = self._producer.list_topics(self._topic, timeout=timeout_s).topics[self._topic].error
+        if error is not None:
+            raise RuntimeError(f"no metadata for {self._topic}: {error.str()}")
+        deadline = time.monotonic() + timeout_s
+        while not self._has_producer_id:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no idempotent producer id from Kafka in {timeout_s:g} s")
+            self._producer.poll(0.01)
 
     def send(self, event_id: str, value: bytes) -> None:
         """Queue one record; when the client's queue is full, serve it until it is not."""
@@ -92,6 +114,11 @@ class RdkafkaSender:
 
     def close(self) -> None:
         """Nothing to release: a librdkafka producer goes with its last reference."""
+
+    def _stats(self, report: str) -> None:
+        if not self._has_producer_id:
+            eos = json.loads(report).get("eos", {})
+            self._has_producer_id = eos.get("idemp_state") == "Assigned"
 
     def _report(self, error: Any, message: Any) -> None:
         if error is None:
