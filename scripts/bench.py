@@ -24,7 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from inferloop.settings import Domain, Settings
-from scripts import bench_latency, bench_report, bench_soak, bench_swap, bench_throughput
+from scripts import (
+    bench_latency,
+    bench_report,
+    bench_retrain,
+    bench_soak,
+    bench_swap,
+    bench_throughput,
+)
 from scripts.bench_data import Corpus, load_corpus
 from scripts.bench_env import ROOT, Env, environment, start_run
 from scripts.bench_machine import Section, machine_facts, wait_for_quiet
@@ -100,10 +107,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ]
     if unknown:
         p.error(f"unknown sections or domains: {', '.join(unknown)}")
+    sizes = args.retrain_sizes.split(",")
+    if not all(s.isdigit() and int(s) > 0 for s in sizes):
+        p.error(f"--retrain-sizes: positive whole numbers, comma-separated: {args.retrain_sizes!r}")
     if args.quick:
         args.rounds = 1
         args.latency_s, args.swap_s, args.soak_s = 4.0, 6.0, min(args.soak_s, 20.0)
-        args.retrain_sizes = "2000,4000"
+        # The smallest prefixes of the data with enough frauds for the forward folds.
+        args.retrain_sizes = "10000,20000"
     return args
 
 
@@ -248,8 +259,9 @@ def soak(run: Run) -> dict[str, Any]:
 
 
 def retrain(run: Run) -> dict[str, Any]:
-    """The retraining section (see scripts/bench_retrain.py): once the retrain job exists."""
-    raise SystemExit("the retrain section needs the retrain job (branch retrain)")
+    """The retraining section: time against labelled transactions, per size and step."""
+    sizes = [int(s) for s in run.args.retrain_sizes.split(",")]
+    return bench_retrain.run(run.env, sizes)
 
 
 SECTION_RUNNERS = {

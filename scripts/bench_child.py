@@ -31,6 +31,7 @@ from inferloop.worker.loop import RunLimits, Worker
 from scripts.bench_baselines import BASELINES
 from scripts.bench_env import proc_status_kb
 from scripts.bench_quix import quix_peer
+from scripts.bench_retrain import run_child as run_retrain
 from scripts.bench_stream import PacedProducer, read_values, registry_champion
 
 log = logging.getLogger("bench_child")
@@ -145,6 +146,7 @@ KINDS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "worker": run_worker,
     "quix": run_quix,
     "produce": run_produce,
+    "retrain": run_retrain,
 }
 
 

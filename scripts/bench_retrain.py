@@ -1,9 +1,13 @@
 """Retrain time for 10k, 100k and 1M labelled transactions: first run and after 10 % more.
 
+    ./scripts/bench --sections retrain [--retrain-sizes 10000,100000,1000000]
     uv run python scripts/bench_retrain.py [--sizes 10000,100000,1000000] [--out FILE]
 
-Starts its own Kafka and Redis on free ports in a temporary folder (the machine's
-other services are left alone), replays the credit-card data set (read through the
+The harness's ``retrain`` section (:func:`run`) times each size in a child process of
+its own, so the peak resident memory it reports is that size's alone; the standalone
+script runs every size in one process (the peak so far, sizes smallest first). Both use
+their own Kafka and Redis on free ports (the machine's other services are left alone)
+and replay the credit-card data set (read through the
 domains' loader from ``INFERLOOP_DATA_DIR``) into a labels topic with fresh ids until
 each size is reached, then times two runs of the real retrain job per size: the first
 (every record read and parsed) and one after 10 % more labels arrived (the local
@@ -30,8 +34,7 @@ import resource
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -39,22 +42,16 @@ from typing import Any
 from inferloop.connections import make_producer
 from inferloop.domains.datasets import Dataset, load_creditcard
 from inferloop.domains.replay import labelled_json
-from inferloop.local.kafka import KafkaJars, LocalKafka
-from inferloop.local.process import free_port
-from inferloop.local.redis import LocalRedis
-from inferloop.local.services import LocalServices
 from inferloop.registry import Registry
 from inferloop.registry.signing import generate_key_pair
 from inferloop.retrain.job import RetrainJob, RunRequest
 from inferloop.retrain.outcome import RunOutcome
 from inferloop.settings import (
-    KafkaSettings,
-    LocalServicesSettings,
-    RedisSettings,
     Settings,
     TopicSettings,
 )
 from inferloop.topics import create_domain_topics, for_settings
+from scripts.bench_env import Env, environment, new_tag
 
 log = logging.getLogger("bench_retrain")
 
@@ -105,7 +102,9 @@ def produce(settings: Settings, topic: str, values: Iterator[tuple[bytes, bytes]
     return sent
 
 
-def bench_settings(base: Settings, root: Path, size: int, args: argparse.Namespace) -> Settings:
+def bench_settings(
+    base: Settings, root: Path, size: int, *, fit_threads: int, folds: int
+) -> Settings:
     """Settings of one size: its own topics, key prefix, cache, keys and reports."""
     keys = generate_key_pair(root / f"keys-{size}", "retrain")
     return base.model_copy(
@@ -122,8 +121,8 @@ def bench_settings(base: Settings, root: Path, size: int, args: argparse.Namespa
                 update={
                     "snapshot_dir": root / f"snapshots-{size}",
                     "reports_dir": root / f"reports-{size}",
-                    "fit_threads": args.fit_threads,
-                    "folds": args.folds,
+                    "fit_threads": fit_threads,
+                    "folds": folds,
                 }
             ),
         }
@@ -151,10 +150,10 @@ def row(size: int, run: str, outcome: RunOutcome, produce_s: float) -> dict[str,
 
 
 def bench_size(
-    base: Settings, root: Path, data: Dataset, size: int, args: argparse.Namespace
+    base: Settings, root: Path, data: Dataset, size: int, *, fit_threads: int = 1, folds: int = 5
 ) -> list[dict[str, Any]]:
     """Two runs of one size: the first, then one after 10 % more labels."""
-    settings = bench_settings(base, root, size, args)
+    settings = bench_settings(base, root, size, fit_threads=fit_threads, folds=folds)
     create_domain_topics(settings, "transactions")
     topic = for_settings(settings, "transactions").labels
     rows = []
@@ -163,8 +162,7 @@ def bench_size(
         started = time.perf_counter()
         produce(settings, topic, labelled_values(data, 0, size, f"b{size}"))
         produced = time.perf_counter() - started
-        first = job.run(RunRequest("transactions", trigger="bench", force=True))
-        log.info("%s", first.summary_line())
+        first = decided(job.run(RunRequest("transactions", trigger="bench", force=True)))
         rows.append(row(size, "first", first, produced))
         if first.outcome != "promoted" and first.version is not None:
             # The +10 % run is timed against a champion, as in production: the first
@@ -180,10 +178,22 @@ def bench_size(
         started = time.perf_counter()
         produce(settings, topic, labelled_values(data, size, more, f"b{size}"))
         produced = time.perf_counter() - started
-        second = job.run(RunRequest("transactions", trigger="bench", force=True))
-        log.info("%s", second.summary_line())
+        second = decided(job.run(RunRequest("transactions", trigger="bench", force=True)))
         rows.append(row(size, "+10%", second, produced))
     return rows
+
+
+def decided(outcome: RunOutcome) -> RunOutcome:
+    """``outcome``, logged; an error when the run reached no decision (a failed or
+    skipped run's time measures nothing)."""
+    log.info("%s", outcome.summary_line())
+    if not outcome.successful or outcome.outcome == "skipped":
+        raise RetrainBenchError(f"the run reached no decision: {outcome.summary_line()}")
+    return outcome
+
+
+class RetrainBenchError(RuntimeError):
+    """A retrain run of the benchmark failed or was skipped."""
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
@@ -209,34 +219,58 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         ]
         cells += [f"{per_row * 1000:>14.3f}", f"{per_row / base[r['run']]:>14.2f}"]
         print(" | ".join(cells))
-    # Growth exponent k of total time ~ size^k between consecutive sizes (1 = linear).
+    for g in growth(rows):
+        print(f"growth {g['run']} {g['from']} -> {g['to']}: time ~ size^{g['exponent']:.2f}")
+
+
+def growth(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The exponent k of total time ~ examples^k between consecutive sizes, per kind of
+    run (1 = linear)."""
+    found = []
     for run in ("first", "+10%"):
         same = sorted((r for r in rows if r["run"] == run), key=lambda r: r["examples"])
         for a, b in itertools.pairwise(same):
+            if min(a["total_s"], b["total_s"]) <= 0 or a["examples"] == b["examples"]:
+                continue
             k = math.log(b["total_s"] / a["total_s"]) / math.log(b["examples"] / a["examples"])
-            print(f"growth {run} {a['size']} -> {b['size']}: time ~ size^{k:.2f}")
+            found.append({"run": run, "from": a["size"], "to": b["size"], "exponent": k})
+    return found
 
 
-@contextmanager
-def local_services(root: Path) -> Iterator[tuple[str, str]]:
-    """Kafka and Redis of the benchmark's own, on free ports; (bootstrap, Redis URL)."""
-    defaults = LocalServicesSettings()
-    services = LocalServices(
-        kafka=LocalKafka(
-            jars=KafkaJars(defaults.kafka_version, defaults.cache_dir),
-            home=root / "kafka",
-            port=free_port(),
-            controller_port=free_port(),
-            heap="1g",
-        ),
-        redis=LocalRedis(home=root / "redis", port=free_port()),
-        start_timeout_s=120.0,
+def run_child(spec: dict[str, Any]) -> dict[str, Any]:
+    """One size, in a child process of the harness (``bench_child retrain``)."""
+    settings = Settings(**spec["settings"])
+    rows = bench_size(
+        settings,
+        Path(spec["root"]),
+        load_creditcard(settings.data_dir),
+        int(spec["size"]),
+        fit_threads=int(spec["fit_threads"]),
+        folds=int(spec["folds"]),
     )
-    try:
-        services.up()
-        yield services.kafka.address, services.redis.url
-    finally:
-        services.down()
+    return {"rows": rows}
+
+
+def run(env: Env, sizes: Sequence[int], *, fit_threads: int = 1, folds: int = 5) -> dict[str, Any]:
+    """The harness's retrain section: each size in a child of its own, smallest first."""
+    settings = env.settings(new_tag("retrain"), "bench-retrain")
+    rows: list[dict[str, Any]] = []
+    for size in sorted(sizes):
+        child = env.spawn(
+            "retrain",
+            {
+                "settings": settings.model_dump(mode="json"),
+                "root": str(env.home / "retrain"),
+                "size": size,
+                "fit_threads": fit_threads,
+                "folds": folds,
+            },
+            f"retrain-{size}",
+        )
+        # A first 1M run took 363 s on a loaded machine before the array parser.
+        rows.extend(child.wait(timeout_s=600 + size / 500)["rows"])
+        log.info("retrain %d rows: %s", size, [(r["run"], r["total_s"]) for r in rows[-2:]])
+    return {"fit_threads": fit_threads, "folds": folds, "rows": rows, "growth": growth(rows)}
 
 
 def main() -> None:
@@ -258,17 +292,18 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-retrain-") as tmp:
         root = Path(tmp)
-        with local_services(root) as (kafka, redis_url):
-            base = Settings(
-                kafka=KafkaSettings(bootstrap_servers=kafka), redis=RedisSettings(url=redis_url)
-            )
+        with environment(root, root) as env:
+            base = env.settings(new_tag("retrain"), "bench-retrain")
             for size in sizes:
-                rows.extend(bench_size(base, root, data, size, args))
+                rows.extend(
+                    bench_size(
+                        base, root, data, size, fit_threads=args.fit_threads, folds=args.folds
+                    )
+                )
     print_table(rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps({"fit_threads": args.fit_threads, "folds": args.folds, "rows": rows}, indent=2)
-    )
+    figures = {"fit_threads": args.fit_threads, "folds": args.folds, "rows": rows}
+    args.out.write_text(json.dumps(figures | {"growth": growth(rows)}, indent=2))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import pytest
 
 from scripts.bench_data import id_of, with_id
 from scripts.bench_report import Cell, fmt, markdown, plots, table
+from scripts.bench_retrain import growth
 
 
 def test_cells_are_formatted_with_separators_and_dashes() -> None:
@@ -192,3 +193,53 @@ def test_the_swap_table_names_the_harness_client_and_flags_a_disordered_partitio
         "| transactions | exactly-once | 9,464 | 1.38 | 0.016 | 231 | 106 | 286 | 316 | 189,283"
         " | 0 | 0 | NO |" in text
     )
+
+
+def retrain_row(size: int, run: str, total_s: float) -> dict[str, Any]:
+    examples = size if run == "first" else size + size // 10
+    return {
+        "size": size,
+        "run": run,
+        "total_s": total_s,
+        "read": total_s / 4,
+        "read.parse": total_s / 8,
+        "fit": total_s / 2,
+        "evaluate": 0.0 if run == "first" else total_s / 8,
+        "register": total_s / 8,
+        "records_from_kafka": examples if run == "first" else size // 10,
+        "examples": examples,
+        "peak_rss_mb": 300 + size // 1000,
+        "decision": "promoted" if run == "first" else "rejected",
+    }
+
+
+def test_the_retrain_section_reports_each_step_and_the_growth_exponent(tmp_path: Path) -> None:
+    # Ten times the rows for ten times the time on first runs (linear), for 10^0.5 times
+    # the time on the runs after 10 % more labels.
+    rows = [
+        retrain_row(10_000, "first", 4.0),
+        retrain_row(10_000, "+10%", 3.0),
+        retrain_row(100_000, "first", 40.0),
+        retrain_row(100_000, "+10%", 3.0 * 10**0.5),
+    ]
+    found = growth(rows)
+    figures = {"fit_threads": 1, "folds": 5, "rows": rows, "growth": found}
+    assert [(g["run"], g["from"], g["to"]) for g in found] == [
+        ("first", 10_000, 100_000),
+        ("+10%", 10_000, 100_000),
+    ]
+    assert [g["exponent"] for g in found] == pytest.approx([1.0, 0.5])
+    section = {"seconds": 60.0, "load_start": [0.5, 0.4, 0.3], "load_end": [0.9, 0.5, 0.3]}
+    run = results()
+    run["sections"] = {"retrain": section | {"figures": figures}}
+    text = markdown(run)
+    assert "## Retraining" in text
+    assert "first runs, 10,000 → 100,000 rows: 1.00; +10% runs, 10,000 → 100,000 rows: 0.50" in text
+    assert (
+        "| 100,000 | first | 100,000 | 40.0 | 10.0 | 5.0 | 20.0 | 0.0 | 5.0 | 400 | promoted |"
+        in text
+    )
+    assert "| 10,000 | +10% | 1,000 | 3.0 |" in text
+    written = plots(run, tmp_path)
+    assert [p.name for p in written] == ["retrain.png"]
+    assert written[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
