@@ -467,7 +467,9 @@ def _plot_retrain(figures: dict[str, Any], path: Path) -> None:
         sizes = [r["size"] for r in rows]
         for step in ("total_s", "read", "fit", "evaluate", "register"):
             label = "total" if step == "total_s" else step
-            ax.plot(sizes, [max(r[step], 1e-3) for r in rows], marker="o", label=label)
+            # A step that took no time (no champion to evaluate on a first run) is left out.
+            seconds = [r[step] if r[step] > 0 else math.nan for r in rows]
+            ax.plot(sizes, seconds, marker="o", label=label)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("labelled rows")
