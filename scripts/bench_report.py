@@ -63,6 +63,10 @@ def _throughput(figures: dict[str, Any]) -> str:
     for domain, f in figures.items():
         s = f["summary"]
         rows += [
+            [domain, f"warm-up: {mode.replace('_', '-')} pass-through", fmt(rate), "not counted"]
+            for mode, rate in f.get("warm_up", {}).items()
+        ]
+        rows += [
             [domain, "consume only (kafka-python)", spread_text(s["consume"]), ""],
             [domain, "naive pass-through (flush + commit per batch)", spread_text(s["naive"]), ""],
             [domain, "pipelined pass-through", spread_text(s["pipelined"]), "baseline"],

@@ -108,6 +108,7 @@ def results() -> dict[str, Any]:
                         "dataset": "creditcard",
                         "events": 1000,
                         "event_bytes": 810,
+                        "warm_up": {"pipelined": 9_000.0, "exactly_once": 7_000.0},
                         "summary": summary,
                     }
                 }
@@ -134,6 +135,10 @@ def test_markdown_shows_every_section_with_its_load_and_the_targets() -> None:
     assert "load average 0.50 → 0.90" in text
     assert "| transactions | worker, at-least-once, 1 process | 16,000 | efficiency 0.75" in text
     assert "worker = 26.7 × peer" in text
+    # The fresh broker's warm-up loops are shown first, apart, and not counted.
+    assert "| transactions | warm-up: pipelined pass-through | 9,000 | not counted |" in text
+    assert "| transactions | warm-up: exactly-once pass-through | 7,000 | not counted |" in text
+    assert text.index("warm-up: exactly-once") < text.index("consume only")
     assert (
         "| transactions | at-least-once | 50% | 8,000 | 8,000 | 4.0 | 9.0 | 20.5 | 40.0"
         " | 14.5 (3.0) | 12.3 | 1,000 |" in text
