@@ -84,6 +84,9 @@ def _throughput(figures: dict[str, Any]) -> str:
             note = ""
             if key == "at-least-once/1":
                 note = f"efficiency {spread_text(s['efficiency'], 2)} (target ≥ 0.8)"
+                if "efficiency_best_loop" in s:
+                    best = spread_text(s["efficiency_best_loop"], 2)
+                    note += f"; {best} against the faster of the naive and pipelined loops"
             elif key == "exactly-once/1":
                 note = f"{spread_text(s['eos_over_alo'], 2)} × at-least-once (target ≥ 0.6)"
             elif key == "at-least-once/2":

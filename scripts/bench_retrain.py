@@ -52,6 +52,7 @@ from inferloop.settings import (
 )
 from inferloop.topics import create_domain_topics, for_settings
 from scripts.bench_env import Env, environment, new_tag
+from scripts.bench_stats import growth_exponent
 
 log = logging.getLogger("bench_retrain")
 
@@ -230,10 +231,9 @@ def growth(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     for run in ("first", "+10%"):
         same = sorted((r for r in rows if r["run"] == run), key=lambda r: r["examples"])
         for a, b in itertools.pairwise(same):
-            if min(a["total_s"], b["total_s"]) <= 0 or a["examples"] == b["examples"]:
-                continue
-            k = math.log(b["total_s"] / a["total_s"]) / math.log(b["examples"] / a["examples"])
-            found.append({"run": run, "from": a["size"], "to": b["size"], "exponent": k})
+            k = growth_exponent([a["examples"], b["examples"]], [a["total_s"], b["total_s"]])
+            if not math.isnan(k):
+                found.append({"run": run, "from": a["size"], "to": b["size"], "exponent": k})
     return found
 
 

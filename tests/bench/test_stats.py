@@ -21,6 +21,7 @@ from scripts.bench_stats import (
     rss_drift_mb_per_hour,
     tally_accounting,
 )
+from scripts.bench_throughput import summarise
 
 
 @pytest.mark.parametrize("q", [0, 1, 25, 50, 90, 95, 99, 99.9, 100])
@@ -91,3 +92,31 @@ def test_accounting_of_aligned_counts() -> None:
     assert (got.events_in, got.lost, got.duplicated, got.unexpected) == (4, 1, 1, 1)
     with pytest.raises(ValueError, match="3 expected counts but 2"):
         tally_accounting([1, 1, 1], [1, 1], predictions=2, dead_letters=0)
+
+
+def test_a_round_is_set_against_the_pipelined_loop_and_against_the_faster_loop() -> None:
+    # The naive loop beat the pipelined one in this round: the efficiency is
+    # against the pipelined loop (bound 20,000), the other against the naive (bound 24,000).
+    worker = {
+        key: {"rate": rate}
+        for key, rate in (
+            ("at-least-once/1", 24_000.0),
+            ("exactly-once/1", 18_000.0),
+            ("at-least-once/2", 36_000.0),
+        )
+    }
+    one_round = {
+        "consume": 90_000.0,
+        "naive": 40_000.0,
+        "pipelined": 30_000.0,
+        "exactly_once": 20_000.0,
+        "scoring": {"rate": 60_000.0},
+        "worker": worker,
+    }
+    summary = summarise([one_round])
+    assert summary["bound"]["median"] == pytest.approx(20_000)
+    assert summary["efficiency"]["median"] == pytest.approx(1.2)
+    assert summary["efficiency_best_loop"]["median"] == pytest.approx(1.0)
+    assert summary["eos_over_alo"]["median"] == pytest.approx(0.75)
+    assert summary["two_over_one"]["median"] == pytest.approx(1.5)
+    assert summary["quix"] is None
