@@ -355,7 +355,8 @@ def machine_text(machine: dict[str, Any]) -> str:
         f" Python {machine['python']}, kafka-python {p['kafka-python']}"
         f" (C crc32c in use: {'yes' if machine['crc32c_in_use'] else 'NO'}),"
         f" scikit-learn {p['scikit-learn']}, numpy {p['numpy']},"
-        f" Quix Streams {p['quixstreams']}; Apache Kafka {services.get('kafka') or '?'},"
+        f" Quix Streams {p['quixstreams'] or 'not installed'};"
+        f" Apache Kafka {services.get('kafka') or '?'},"
         f" Redis {services.get('redis') or '?'}, on 127.0.0.1."
     )
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from scripts.bench_data import id_of, with_id
-from scripts.bench_report import Cell, fmt, markdown, plots, table
+from scripts.bench_report import Cell, fmt, machine_text, markdown, plots, table
 from scripts.bench_retrain import growth
 
 
@@ -252,3 +252,10 @@ def test_the_retrain_section_reports_each_step_and_the_growth_exponent(tmp_path:
     written = plots(run, tmp_path)
     assert [p.name for p in written] == ["retrain.png"]
     assert written[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_machine_text_says_when_the_peer_is_not_installed() -> None:
+    machine = results()["machine"]
+    assert "Quix Streams 3.28;" in machine_text(machine)
+    machine["packages"]["quixstreams"] = None  # the faults run without the bench extra
+    assert "Quix Streams not installed;" in machine_text(machine)
