@@ -1,14 +1,14 @@
 """Retrain time for 10k, 100k and 1M labelled transactions: first run and after 10 % more.
 
     ./scripts/bench --sections retrain [--retrain-sizes 10000,100000,1000000]
-    uv run python scripts/bench_retrain.py [--sizes 10000,100000,1000000] [--out FILE]
+    uv run python -m scripts.bench_retrain [--sizes 10000,100000,1000000] [--out FILE]
 
 The harness's ``retrain`` section (:func:`run`) times each size in a child process of
 its own, so the peak resident memory it reports is that size's alone; the standalone
 script runs every size in one process (the peak so far, sizes smallest first). Both use
 their own Kafka and Redis on free ports (the machine's other services are left alone)
-and replay the credit-card data set (read through the
-domains' loader from ``INFERLOOP_DATA_DIR``) into a labels topic with fresh ids until
+and replay the credit-card data set (read through the domains' loader from
+``INFERLOOP_DATA_DIR``) into a labels topic with fresh ids until
 each size is reached, then times two runs of the real retrain job per size: the first
 (every record read and parsed) and one after 10 % more labels arrived (the local
 snapshot cache holds the rest), against the first version as champion. Each run is
