@@ -137,10 +137,12 @@ def loop_rate(env: Env, base: Settings, source: str, mode: str, *, events: int, 
 
 
 def warm_up(env: Env, setup: DomainSetup, events: int) -> dict[str, float]:
-    """The pipelined and exactly-once loops once each before the rounds, not counted: on
-    a fresh broker the first loops ran while its JIT compiled, and the pipelined
-    baseline came out below the naive loop measured after it (12,990 against 14,318
-    msg/s in a full run on 2026-12-06)."""
+    """The pipelined and exactly-once loops once each before the rounds, not counted: a
+    fresh broker compiles its hot paths during its first loads (see bench_latency's
+    warm-up), and the first round's loops ran during that. It did not explain the
+    pipelined baseline below the naive loop (12,990 against 14,318 msg/s on 2026-12-06):
+    that came again after the warm-up (15,712 against 18,600), hence the efficiency
+    against the faster of the two in :func:`summarise`."""
     base, source = source_topic(env, setup, "warm", setup.corpus.stream(events, "warm"))
     rates = {}
     for mode in ("pipelined", "exactly_once"):
