@@ -202,9 +202,10 @@ def summarise(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     summary["efficiency"] = spread(
         lambda r: efficiency(r["worker"][alo]["rate"], r["pipelined"], r["scoring"]["rate"])
     )
-    # The figure is against the pipelined loop; on two cores the naive loop
-    # (whose flush leaves the GIL to the producer's sender thread) is sometimes the
-    # faster one, and the worker is also set against whichever was.
+    # The figure is against the pipelined loop; on two cores the naive loop is
+    # sometimes the faster one (likely because its flush leaves the GIL to the
+    # producer's sender thread; not measured), so the worker is also set against
+    # whichever was.
     summary["efficiency_best_loop"] = spread(
         lambda r: efficiency(
             r["worker"][alo]["rate"], max(r["pipelined"], r["naive"]), r["scoring"]["rate"]
