@@ -213,6 +213,8 @@ def _swap(figures: dict[str, Any]) -> str:
                     run["delivery"],
                     run["rate"],
                     run["swap_s"],
+                    run.get("load_s"),
+                    run.get("backlog_ms"),
                     run["loop_pause_ms"],
                     run["longest_gap_ms"],
                     run["steady_gap_ms"],
@@ -226,8 +228,11 @@ def _swap(figures: dict[str, Any]) -> str:
             )
     return (
         "A promotion during a steady stream at half the maximum rate. Swap time: from the"
-        " promotion to the first new-version prediction in the last input partition."
-        " Loop pause: the worker's own swap pause metric; longest gap: the longest time"
+        " promotion to the first new-version prediction in the last input partition;"
+        " of which load s: the worker's background load and verification of the new"
+        " version, and backlog ms: how long that prediction's input had waited (what piled"
+        " up during the load is drained partition by partition). Loop pause: the worker's"
+        " own swap pause metric; longest gap: the longest time"
         " without a prediction around the swap, against the longest gap of the steady"
         " stream before it. Target ≤ 1 s; 0 lost and 0 duplicated in exactly-once."
         f" {_harness_clients(figures)}\n\n"
@@ -237,6 +242,8 @@ def _swap(figures: dict[str, Any]) -> str:
                 "delivery",
                 "msg/s",
                 "swap s",
+                "load s",
+                "backlog ms",
                 "loop pause ms",
                 "longest gap ms",
                 "steady gap ms",
@@ -248,7 +255,7 @@ def _swap(figures: dict[str, Any]) -> str:
                 "v1 never after v2",
             ],
             rows,
-            [0, 0, 0, 2, 3, 0, 0, 0, 0, 0, 0, 0, 0],
+            [0, 0, 0, 2, 2, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0],
         )
     )
 

@@ -1,11 +1,17 @@
 """Model swap: a promotion while one worker scores a steady stream.
 
 A second version of the domain's model is registered (signed, not champion) before the
-stream starts; a third of the way into the stream it is promoted. From the predictions
+stream starts; once a third of the stream's predictions have been read back, it is
+promoted. (Counted in predictions, not seconds from the producer's start: a producer
+child took 7 s to start on 2026-12-06, so a promotion timed in seconds came before the
+first event, and the "swap time" measured the stream's start.) From the predictions
 read back, joined with the input topic:
 
 - swap time: promotion to the first new-version prediction of the last input partition
-  to get one (the prediction's Kafka timestamp, the worker's send);
+  to get one (the prediction's Kafka timestamp, the worker's send); of which the
+  worker's background load and verification (its ``model_load_seconds`` metric), and
+  the backlog: how long that prediction's input had waited (the worker drains what
+  piled up during the load partition by partition, so the last one is reached last);
 - order: within each input partition, no old-version prediction after the first new one;
 - loop pause: the worker's own ``inferloop_worker_model_swap_pause_seconds``; and, seen
   from outside, the longest time without any prediction around the swap beside the
@@ -23,6 +29,7 @@ import logging
 import statistics
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 from inferloop.registry import Registry
@@ -37,36 +44,50 @@ log = logging.getLogger(__name__)
 RSS_EVERY_S = 0.02
 PROMOTE_AT = 1 / 3
 TIMELINE_POINTS = 400
+LOAD_METRIC = "inferloop_worker_model_load_seconds_sum"
 
 
 def versions_by_partition(
     received: list[Received], where: dict[str, Any]
-) -> dict[int, list[tuple[int, int, int]]]:
-    """Per input partition: (input offset, version, prediction timestamp ms), in input order."""
-    out: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
+) -> dict[int, list[tuple[int, int, int, int]]]:
+    """Per input partition: (input offset, version, prediction timestamp ms, input
+    timestamp ms), in input order."""
+    out: dict[int, list[tuple[int, int, int, int]]] = defaultdict(list)
     for got in received:
         record = where.get(got.key)
         if record is None or got.value is None:
             continue
         version = int(json.loads(got.value)["model"]["version"])
-        out[record.partition].append((record.offset, version, got.timestamp_ms))
+        out[record.partition].append(
+            (record.offset, version, got.timestamp_ms, record.timestamp_ms)
+        )
     return {p: sorted(rows) for p, rows in out.items()}
 
 
+@dataclass(frozen=True)
+class SwapTiming:
+    """When the last input partition got its first new-version prediction."""
+
+    swap_s: float | None  # from the promotion
+    ordered: bool  # in every partition, no old version after the first new one
+    # How long that prediction's input had waited: the worker's backlog at that moment.
+    lag_ms: float | None
+
+
 def swap_figures(
-    by_partition: dict[int, list[tuple[int, int, int]]], new: int, promoted_ms: float
-) -> tuple[float | None, bool]:
-    """(seconds from the promotion to the last partition's first new-version prediction,
-    whether every partition kept the order: no old version after the first new one)."""
+    by_partition: dict[int, list[tuple[int, int, int, int]]], new: int, promoted_ms: float
+) -> SwapTiming:
+    """The swap time, order and backlog of :func:`versions_by_partition`'s rows."""
     firsts, ordered = [], True
     for rows in by_partition.values():
-        versions = [v for _, v, _ in rows]
+        versions = [v for _, v, _, _ in rows]
         if new not in versions:
-            return None, ordered
+            return SwapTiming(None, ordered, None)
         first = versions.index(new)
         ordered = ordered and all(v == new for v in versions[first:])
-        firsts.append(min(ts for _, v, ts in rows if v == new))
-    return (max(firsts) - promoted_ms) / 1000, ordered
+        firsts.append(min((sent, sent - came) for _, v, sent, came in rows if v == new))
+    last_sent, lag_ms = max(firsts)
+    return SwapTiming((last_sent - promoted_ms) / 1000, ordered, float(lag_ms))
 
 
 def longest_gap_ms(stamps_ms: list[int], start_ms: float, end_ms: float) -> float:
@@ -108,22 +129,24 @@ def one_swap(
     ).start()
     rss = RssSampler([c.pid for c in run.workers.children], RSS_EVERY_S).start()
     try:
-        producer = run.produce("swap", max(int(rate * seconds), 1), rate)
-        time.sleep(seconds * PROMOTE_AT)
+        count = max(int(rate * seconds), 1)
+        producer = run.produce("swap", count, rate)
+        run.wait_predicted(int(count * PROMOTE_AT), timeout_s=seconds + 120)
+        loaded_before = metric(run.workers.ports[0], LOAD_METRIC) or 0.0
         with Registry.from_settings(env.signing(settings)) as registry:
             promoted = time.time()
             promote_version(registry, setup.domain, new)
         produced = run.produced_by(producer, seconds * 3 + 120)
         run.wait_predicted(produced["acked"], timeout_s=120)
         pause_s = metric(run.workers.ports[0], "inferloop_worker_model_swap_pause_seconds_sum")
+        loaded_after = metric(run.workers.ports[0], LOAD_METRIC)
     finally:
         rss.stop()
         results = run.stop()
     assert run.reader is not None
     where = input_index(settings, run.topics.events)
-    swap_s, ordered = swap_figures(
-        versions_by_partition(run.reader.received, where), new, promoted * 1000
-    )
+    timing = swap_figures(versions_by_partition(run.reader.received, where), new, promoted * 1000)
+    swap_s = timing.swap_s
     stamps = [g.timestamp_ms for g in run.reader.received]
     started_ms = produced["first_send_wall"] * 1000
     promoted_ms = promoted * 1000
@@ -139,7 +162,9 @@ def one_swap(
         "old_version": old,
         "new_version": new,
         "swap_s": swap_s,
-        "ordered": ordered,
+        "load_s": None if loaded_after is None else loaded_after - loaded_before,
+        "backlog_ms": timing.lag_ms,
+        "ordered": timing.ordered,
         "loop_pause_ms": pause_s * 1000 if pause_s is not None else None,
         "longest_gap_ms": longest_gap_ms(stamps, promoted_ms - 500, settled_ms),
         "steady_gap_ms": longest_gap_ms(stamps, started_ms + 1000, promoted_ms - 500),

@@ -183,6 +183,8 @@ def test_the_swap_table_names_the_harness_client_and_flags_a_disordered_partitio
         "delivery": "exactly-once",
         "rate": 9_464.0,
         "swap_s": 1.384,
+        "load_s": 0.66,
+        "backlog_ms": 412.0,
         "loop_pause_ms": 0.016,
         "longest_gap_ms": 231.0,
         "steady_gap_ms": 106.0,
@@ -199,8 +201,8 @@ def test_the_swap_table_names_the_harness_client_and_flags_a_disordered_partitio
     assert "## Model swap" in text
     assert "The harness's producer and reader: librdkafka." in text
     assert (
-        "| transactions | exactly-once | 9,464 | 1.38 | 0.016 | 231 | 106 | 286 | 316 | 189,283"
-        " | 0 | 0 | NO |" in text
+        "| transactions | exactly-once | 9,464 | 1.38 | 0.66 | 412 | 0.016 | 231 | 106 | 286 | 316"
+        " | 189,283 | 0 | 0 | NO |" in text
     )
 
 
