@@ -433,6 +433,7 @@ class Registry:
         what = f"{check_model_name(name)} v{version}"
         log.info("loading %s", what)
         fields, data = self._fetch(name, version)
+        fetched = time.perf_counter()
         if data is None:
             raise IntegrityError(f"{what}: the artifact is missing from Redis")
         manifest, signed_by = verified_manifest(
@@ -449,15 +450,20 @@ class Registry:
                 f"{what} has digest {manifest['artifact']['digest'][:12]}, not {digest[:12]}: "
                 "its number now names another artifact"
             )
+        verified = time.perf_counter()
         checked = unpickle_checked(manifest, data, self.rows_builder, what)
         entity = version_from_fields(fields)
         log.info(
-            "loaded %s (digest %s, key %s) in %.3f s: unpickle %.3f s, %d bytes resident",
+            "loaded %s (digest %s, key %s) in %.3f s: fetch %.3f s, verify %.3f s, "
+            "unpickle %.3f s, golden check %.3f s; %d bytes resident",
             what,
             entity.artifact_digest[:12],
             signed_by or "none, unsigned",
             time.perf_counter() - started,
+            fetched - started,
+            verified - fetched,
             checked.load_time_s,
+            checked.check_time_s,
             checked.resident_bytes,
         )
         return LoadedModel(
