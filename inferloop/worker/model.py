@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import redis
+from threadpoolctl import threadpool_limits
 
 from inferloop.domains import DomainSpec
 from inferloop.domains.spec import Scorer
@@ -267,6 +268,13 @@ class ModelKeeper:
     # -- the background thread -------------------------------------------------------------
     def _follow(self) -> None:
         """Reconcile the model with where the watcher says the champion points."""
+        # OpenMP's thread count is per thread: the loop's limit does not reach this one,
+        # whose golden checks ran scikit-learn's predictions on every core; under load
+        # their threads spun against the loop, and one check took 0.7 s instead of 0.03.
+        with threadpool_limits(self._settings.worker.scoring_threads):
+            self._follow_limited()
+
+    def _follow_limited(self) -> None:
         watcher: ChampionWatcher | None = None
         while not self._stop.is_set():
             try:

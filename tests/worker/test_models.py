@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
 
 from inferloop.domains.schemas import Prediction, TransactionEvent
 from inferloop.domains.spec import PipelineScorer, Scorer
@@ -21,9 +23,11 @@ from inferloop.registry import ModelVersion, Registry
 from inferloop.registry.signing import KeyPair, generate_key_pair
 from inferloop.settings import Settings
 from inferloop.topics import DomainTopics
-from inferloop.worker.model import activate
+from inferloop.worker.health import HealthState
+from inferloop.worker.metrics import WorkerMetrics
+from inferloop.worker.model import ModelKeeper, activate
 from tests.helpers import read_topic
-from tests.worker.conftest import Champion, WorkerThread, wait_for, with_worker
+from tests.worker.conftest import DOMAIN, Champion, WorkerThread, wait_for, with_worker
 from tests.worker.factories import (
     Fitted,
     duplicates,
@@ -213,3 +217,39 @@ def test_a_worker_scores_with_the_compiled_trees_and_passes_over_a_form_that_dis
     assert fallback.scorer.name == "pipeline"
     assert "not scoring with off by a little" in caplog.text
     assert np.array_equal(fallback.score(golden), compiled.score(golden))
+
+
+class ThreadCountingTransactions(TransactionsDomain):
+    """Records the OpenMP threads scikit-learn would use wherever a version is activated."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.openmp_threads: list[int] = []
+
+    def scorers(self, pipeline: Any) -> list[Scorer]:
+        self.openmp_threads.append(_openmp_effective_n_threads())
+        return super().scorers(pipeline)
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: every thread gets one")
+def test_a_promoted_version_is_checked_in_the_background_on_the_worker_s_scoring_threads(
+    *, wsettings: Settings, champion: Champion, model_v1: Fitted, model_v2: Fitted
+) -> None:
+    settings = with_worker(wsettings, scoring_threads=1)
+    spec = ThreadCountingTransactions()
+    keeper = ModelKeeper(
+        settings, spec, WorkerMetrics(DOMAIN), HealthState(DOMAIN, max_loop_gap_s=30.0)
+    )
+    champion(model_v1)
+    assert keeper.wait_for_champion(lambda: False) is not None
+    keeper.start()
+    try:
+        v2 = champion(model_v2)
+        wait_for(lambda: keeper.take_swap() is not None, 30, "the background load of v2")
+    finally:
+        keeper.stop()
+    assert keeper.current is not None
+    assert keeper.current.version == v2.version
+    # The start-up load ran in the test's thread, the promotion's in the keeper's own:
+    # OpenMP's limit is per thread, so the keeper must set its own.
+    assert spec.openmp_threads[1:] == [1]
