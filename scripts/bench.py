@@ -71,9 +71,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--latency-s", type=float, default=30.0, help="seconds per latency load")
     p.add_argument(
         "--max-rate",
-        type=float,
         default=None,
-        help="the maximum rate latency loads are shares of, when throughput is not run",
+        help="when throughput is not run: the maximum rate (msg/s) that the latency, swap and"
+        " soak loads are shares of; one number for every domain, or per domain:"
+        " transactions=15610,emails=6983",
     )
     p.add_argument(
         "--harness-client",
@@ -107,6 +108,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ]
     if unknown:
         p.error(f"unknown sections or domains: {', '.join(unknown)}")
+    try:
+        args.max_rate = None if args.max_rate is None else max_rates(args.max_rate)
+    except ValueError as exc:
+        p.error(f"--max-rate: {exc}")
     sizes = args.retrain_sizes.split(",")
     if not all(s.isdigit() and int(s) > 0 for s in sizes):
         p.error(f"--retrain-sizes: positive whole numbers, comma-separated: {args.retrain_sizes!r}")
@@ -116,6 +121,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         # The smallest prefixes of the data with enough frauds for the forward folds.
         args.retrain_sizes = "10000,20000"
     return args
+
+
+def max_rates(text: str) -> dict[Domain | None, float]:
+    """``--max-rate``: ``15610`` (None: every domain) or ``transactions=15610,emails=6983``."""
+    rates: dict[Domain | None, float] = {}
+    for part in text.split(","):
+        name, sep, number = part.rpartition("=")
+        domain = next((d for d in DOMAINS if d == name), None)
+        if sep and domain is None:
+            raise ValueError(f"unknown domain {name!r} (domains: {', '.join(DOMAINS)})")
+        if (domain in rates) or (None in rates) or (not sep and rates):
+            raise ValueError(f"one rate per domain, or one number for all: {text!r}")
+        try:
+            rate = float(number)
+        except ValueError:
+            rate = float("nan")
+        if not rate > 0 or rate == float("inf"):
+            raise ValueError(f"a rate is a positive number of messages a second, not {number!r}")
+        rates[domain] = rate
+    return rates
 
 
 def events_for(args: argparse.Namespace, domain: Domain) -> int:
@@ -184,9 +209,13 @@ class Run:
         figures = self.results["sections"].get("throughput", {}).get("figures", {})
         if domain in figures:
             return float(figures[domain]["summary"]["worker"]["at-least-once/1"]["median"])
-        if self.args.max_rate is not None:
-            return float(self.args.max_rate)
-        raise SystemExit("latency, swap and soak need the throughput section or --max-rate")
+        given: dict[Domain | None, float] = self.args.max_rate or {}
+        rate = given.get(domain, given.get(None))
+        if rate is not None:
+            return rate
+        raise SystemExit(
+            f"latency, swap and soak of {domain} need the throughput section or --max-rate"
+        )
 
 
 def run_sections(run: Run) -> None:

@@ -1,0 +1,47 @@
+"""The benchmark harness's options (pure logic)."""
+
+from __future__ import annotations
+
+import pytest
+
+from scripts.bench import max_rates, parse_args
+
+
+def test_one_max_rate_is_every_domain_s_and_per_domain_rates_are_each_their_own() -> None:
+    assert max_rates("15610") == {None: 15610.0}
+    assert max_rates("transactions=15610,emails=6983.5") == {
+        "transactions": 15610.0,
+        "emails": 6983.5,
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("payments=100", "unknown domain 'payments'"),
+        ("emails=1,emails=2", "one rate per domain"),
+        ("100,emails=2", "one rate per domain"),
+        ("emails=2,100", "one rate per domain"),
+        ("emails=0", "positive number"),
+        ("-5", "positive number"),
+        ("fast", "positive number"),
+        ("nan", "positive number"),
+        ("emails=", "positive number"),
+    ],
+)
+def test_a_wrong_max_rate_says_what_is_wrong(text: str, says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        max_rates(text)
+
+
+def test_the_harness_refuses_a_wrong_max_rate_naming_the_option(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["--sections", "swap", "--max-rate", "emails=fast"])
+    assert "--max-rate: a rate is a positive number" in capsys.readouterr().err
+
+
+def test_the_parsed_max_rate_is_per_domain() -> None:
+    args = parse_args(["--sections", "swap", "--max-rate", "transactions=15610,emails=6983"])
+    assert args.max_rate == {"transactions": 15610.0, "emails": 6983.0}
