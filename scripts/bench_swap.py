@@ -132,7 +132,7 @@ def one_swap(
         count = max(int(rate * seconds), 1)
         producer = run.produce("swap", count, rate)
         run.wait_predicted(int(count * PROMOTE_AT), timeout_s=seconds + 120)
-        loaded_before = metric(run.workers.ports[0], LOAD_METRIC) or 0.0
+        loaded_before = metric(run.workers.ports[0], LOAD_METRIC)
         with Registry.from_settings(env.signing(settings)) as registry:
             promoted = time.time()
             promote_version(registry, setup.domain, new)
@@ -162,7 +162,9 @@ def one_swap(
         "old_version": old,
         "new_version": new,
         "swap_s": swap_s,
-        "load_s": None if loaded_after is None else loaded_after - loaded_before,
+        "load_s": (
+            None if loaded_before is None or loaded_after is None else loaded_after - loaded_before
+        ),
         "backlog_ms": timing.lag_ms,
         "ordered": timing.ordered,
         "loop_pause_ms": pause_s * 1000 if pause_s is not None else None,
