@@ -10,7 +10,7 @@ JSON to the spec's ``result_path`` and exits 0. Kinds:
 - ``produce``: a paced producer of a known set of ids (:mod:`scripts.bench_stream`).
 
 Each kind imports what it needs when it runs: a producer child that imported the worker,
-scikit-learn and the retrain job took 7 s to start on 2026-12-06 (1.5 s without them),
+scikit-learn and the retrain job took 7.2 s to import on 2026-12-06 (1.8 s now),
 and a harness that waits for it waits that long for every load.
 """
 
