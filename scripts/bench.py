@@ -115,11 +115,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sizes = args.retrain_sizes.split(",")
     if not all(s.isdigit() and int(s) > 0 for s in sizes):
         p.error(f"--retrain-sizes: positive whole numbers, comma-separated: {args.retrain_sizes!r}")
+    args.retrain_sizes = [int(s) for s in sizes]
     if args.quick:
         args.rounds = 1
         args.latency_s, args.swap_s, args.soak_s = 4.0, 6.0, min(args.soak_s, 20.0)
         # The smallest prefixes of the data with enough frauds for the forward folds.
-        args.retrain_sizes = "10000,20000"
+        args.retrain_sizes = [10_000, 20_000]
     return args
 
 
@@ -289,8 +290,7 @@ def soak(run: Run) -> dict[str, Any]:
 
 def retrain(run: Run) -> dict[str, Any]:
     """The retraining section: time against labelled transactions, per size and step."""
-    sizes = [int(s) for s in run.args.retrain_sizes.split(",")]
-    return bench_retrain.run(run.env, sizes)
+    return bench_retrain.run(run.env, run.args.retrain_sizes)
 
 
 SECTION_RUNNERS = {

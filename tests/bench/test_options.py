@@ -45,3 +45,8 @@ def test_the_harness_refuses_a_wrong_max_rate_naming_the_option(
 def test_the_parsed_max_rate_is_per_domain() -> None:
     args = parse_args(["--sections", "swap", "--max-rate", "transactions=15610,emails=6983"])
     assert args.max_rate == {"transactions": 15610.0, "emails": 6983.0}
+
+
+def test_retrain_sizes_are_parsed_once_and_quick_uses_the_smallest_that_fit() -> None:
+    assert parse_args(["--retrain-sizes", "10000,100000"]).retrain_sizes == [10_000, 100_000]
+    assert parse_args(["--quick"]).retrain_sizes == [10_000, 20_000]
