@@ -42,6 +42,7 @@ from kafka.errors import (
 
 from inferloop.errors import KafkaUnavailableError
 from inferloop.topics import DomainTopics
+from inferloop.worker.appends import append_records
 from inferloop.worker.batch import Batch
 from inferloop.worker.committed import back_to_committed, describe
 from inferloop.worker.errors import ProducerFencedOutError
@@ -88,17 +89,13 @@ def seek_back(consumer: KafkaConsumer, first_offsets: dict[TopicPartition, int])
 
 def send_batch(producer: KafkaProducer, topics: DomainTopics, batch: Batch) -> list[Any]:
     """Send every prediction and dead letter of ``batch``; the futures, in order."""
-    send = producer.send
     predictions = topics.predictions
     # The default partitioner hashes one key per send in Python; a batch is hashed at once.
     partitions = partitions_of(batch.keys, len(producer.partitions_for(predictions)))
-    futures = [
-        send(predictions, value=value, key=key, partition=partition)
-        for key, value, partition in zip(batch.keys, batch.predictions, partitions, strict=True)
-    ]
+    futures = append_records(producer, predictions, batch.keys, batch.predictions, partitions)
     dlq = topics.dlq
     futures.extend(
-        send(dlq, value=letter.value, key=letter.key, headers=letter.headers)
+        producer.send(dlq, value=letter.value, key=letter.key, headers=letter.headers)
         for letter in batch.dead_letters
     )
     return futures

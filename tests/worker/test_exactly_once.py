@@ -14,6 +14,7 @@ from kafka.errors import KafkaTimeoutError, ProducerFencedError
 from kafka.structs import ConsumerGroupMetadata
 
 from inferloop.topics import DomainTopics
+from inferloop.worker import delivery
 from inferloop.worker.batch import Batch, batch_of
 from inferloop.worker.delivery import ExactlyOnce
 from inferloop.worker.errors import ProducerFencedOutError
@@ -98,6 +99,20 @@ class FakeConsumer:
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self.seeks.append((tp, offset))
+
+
+@pytest.fixture(autouse=True)
+def appends_through_send(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fake producer has ``send()`` only: a batch's records go through it one by one
+    (``tests/worker/test_appends.py`` holds the real append to ``send()``)."""
+
+    def append(producer: Any, topic: str, keys: Any, values: Any, partitions: Any) -> list[Any]:
+        return [
+            producer.send(topic, key=k, value=v, partition=p)
+            for k, v, p in zip(keys, values, partitions, strict=True)
+        ]
+
+    monkeypatch.setattr(delivery, "append_records", append)
 
 
 class Harness:
