@@ -162,8 +162,10 @@ class WorkerSettings(_Section):
     # (waiting at most this long) with what arrived while the last batch was scored.
     top_up_ms: int = Field(default=5, ge=0)
     # Bytes a fetch brings per partition (kafka-python's max_partition_fetch_bytes,
-    # 1 MiB by default): the consumer reads the network only inside poll(), so a larger
-    # answer means fewer polls that wait for one.
+    # 1 MiB by default). kafka-python keeps one fetch in flight per broker, for the
+    # partitions with nothing buffered, so a larger answer means fewer polls that wait
+    # for one: an emails worker ran at 7,191 msg/s with 4 MiB, 6,727 with 1 MiB and
+    # 6,209 with 256 KiB (medians of four alternating runs each, 2026-12-06).
     fetch_partition_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     max_poll_interval_ms: int = Field(default=300_000, gt=0)
     session_timeout_ms: int = Field(default=10_000, gt=0)
