@@ -71,7 +71,7 @@ class SwapTiming:
     swap_s: float | None  # from the promotion
     ordered: bool  # in every partition, no old version after the first new one
     # How long that prediction's input had waited: the worker's backlog at that moment.
-    lag_ms: float | None
+    backlog_ms: float | None
 
 
 def swap_figures(
@@ -86,8 +86,8 @@ def swap_figures(
         first = versions.index(new)
         ordered = ordered and all(v == new for v in versions[first:])
         firsts.append(min((sent, sent - came) for _, v, sent, came in rows if v == new))
-    last_sent, lag_ms = max(firsts)
-    return SwapTiming((last_sent - promoted_ms) / 1000, ordered, float(lag_ms))
+    last_sent, backlog_ms = max(firsts)
+    return SwapTiming((last_sent - promoted_ms) / 1000, ordered, float(backlog_ms))
 
 
 def longest_gap_ms(stamps_ms: list[int], start_ms: float, end_ms: float) -> float:
@@ -165,7 +165,7 @@ def one_swap(
         "load_s": (
             None if loaded_before is None or loaded_after is None else loaded_after - loaded_before
         ),
-        "backlog_ms": timing.lag_ms,
+        "backlog_ms": timing.backlog_ms,
         "ordered": timing.ordered,
         "loop_pause_ms": pause_s * 1000 if pause_s is not None else None,
         "longest_gap_ms": longest_gap_ms(stamps, promoted_ms - 500, settled_ms),

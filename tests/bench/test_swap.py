@@ -25,4 +25,4 @@ def test_a_partition_that_never_saw_the_new_version_has_no_swap_time() -> None:
     rows = {0: [(0, 2, 10_200, 10_190)], 1: [(0, 1, 10_300, 10_290)]}
     timing = swap_figures(rows, new=2, promoted_ms=PROMOTED_MS)
     assert timing.swap_s is None
-    assert timing.lag_ms is None
+    assert timing.backlog_ms is None
