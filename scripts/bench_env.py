@@ -149,6 +149,61 @@ def broker_cpu_s(env: Env) -> dict[str, float] | None:
     return {"total": _cpu_ticks(Path(f"/proc/{pid}/stat")) / tick, "jit": jit / tick}
 
 
+def machine_cpu_ticks() -> dict[str, int]:
+    """The machine's CPU time so far, in clock ticks summed over its cores: busy (user,
+    nice, system and interrupts), and stolen from it by the hypervisor."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (
+        int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    )
+    return {"busy": user + nice + system + irq + softirq, "steal": steal}
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """CPU seconds process ``pid`` has used so far, all its threads; None once it is gone."""
+    try:
+        return _cpu_ticks(Path(f"/proc/{pid}/stat")) / os.sysconf("SC_CLK_TCK")
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+@dataclass
+class CpuWatch:
+    """How many cores the machine kept busy, and named processes used, on average from
+    :meth:`start` to :meth:`cores`: on two cores, the measured process, the broker and
+    the harness share them, and a load that keeps both busy queues everyone's work."""
+
+    pids: dict[str, int]
+    started: float
+    machine: dict[str, int]
+    processes: dict[str, float | None]
+
+    @classmethod
+    def start(cls, pids: dict[str, int]) -> CpuWatch:
+        """Note the CPU used so far by the machine and by each of ``{name: pid}``."""
+        return cls(
+            pids,
+            time.monotonic(),
+            machine_cpu_ticks(),
+            {name: process_cpu_s(pid) for name, pid in pids.items()},
+        )
+
+    def cores(self) -> dict[str, float | None]:
+        """``machine_busy_cores``, ``machine_steal_cores`` and ``<name>_cores`` since
+        :meth:`start` (None for a process that ended meanwhile)."""
+        seconds = max(time.monotonic() - self.started, 1e-9)
+        tick = os.sysconf("SC_CLK_TCK")
+        now = machine_cpu_ticks()
+        figures: dict[str, float | None] = {
+            f"machine_{k}_cores": (now[k] - self.machine[k]) / tick / seconds for k in now
+        }
+        for name, pid in self.pids.items():
+            before, after = self.processes[name], process_cpu_s(pid)
+            figures[f"{name}_cores"] = (
+                None if before is None or after is None else (after - before) / seconds
+            )
+        return figures
+
+
 def _cpu_ticks(stat: Path) -> int:
     # After the command's closing parenthesis, utime and stime are the 12th and 13th fields.
     fields = stat.read_text().rsplit(")", 1)[1].split()

@@ -15,6 +15,12 @@ nothing, so its latency is what Kafka and kafka-python cost on this machine at t
 rate, with the same processes sharing its cores. Below it, the floor: no loop, the
 reader reading the input topic itself, one hop through the broker.
 
+Each load also records what shares the machine with the worker: the cores the machine
+and the worker (or loop) kept busy on average, and the input's own leg (its producer's
+send to Kafka's acknowledgement). The half load is half of the worker's maximum with
+the machine to itself; with the producer, the reader and the broker beside it, the
+transactions worker at that load kept 0.8 of the two cores busy, and the machine 1.35.
+
 The producer and the reader are librdkafka's (:mod:`scripts.bench_rdkafka`) unless
 ``--harness-client kafka-python``: at 6,000 msg/s kafka-python's producer alone took
 74 % of one of the two cores, librdkafka's 20 %, and what the harness takes from the
@@ -34,7 +40,14 @@ from typing import Any
 from inferloop.settings import Settings
 from inferloop.topics import create_domain_topics, for_settings
 from scripts.bench_data import write_values
-from scripts.bench_env import Env, broker_cpu_s, broker_gc_pauses_ms, new_tag, wait_until
+from scripts.bench_env import (
+    CpuWatch,
+    Env,
+    broker_cpu_s,
+    broker_gc_pauses_ms,
+    new_tag,
+    wait_until,
+)
 from scripts.bench_stats import percentiles
 from scripts.bench_stream import (
     PredictionReader,
@@ -107,8 +120,10 @@ def one_load(
         client=client,
     ).start()
     try:
+        watch = CpuWatch.start({"worker": run.workers.children[0].pid})
         produced = run.produced_by(run.produce("lat", count, rate), seconds * 3 + 120)
         run.wait_predicted(produced["acked"], timeout_s=120)
+        cpu = watch.cores()
     finally:
         run.stop()
     assert run.reader is not None
@@ -123,6 +138,7 @@ def one_load(
         values=values,
         worker_send=worker_send,
         broker=_broker(env, produced, run.reader.received, cpu_before),
+        cpu=cpu,
     )
 
 
@@ -182,14 +198,23 @@ def _without_worker(
         wait_until(lambda: reader.count() >= PASSTHROUGH_WARM_UP, 120, "the warm-up", 0.1)
         spec = producer_spec(settings, topics.events, path, "lat", count, client=client)
         spec["rate_per_s"] = rate
+        watch = CpuWatch.start({"loop": loop.pid} if loop is not None else {})
         produced = env.spawn("produce", spec, f"{setup.domain}-latency-paced").wait(
             seconds * 3 + 120
         )
+        done = PASSTHROUGH_WARM_UP + produced["acked"]
+        # A loop that failed is reported by its wait, not as the reader's timeout.
+        wait_until(
+            lambda: (
+                reader.count() >= done
+                or (loop is not None and loop.process.poll() not in (None, 0))
+            ),
+            120,
+            "the reader",
+        )
+        cpu = watch.cores()
         if loop is not None:
             loop.wait(120)
-        else:
-            done = PASSTHROUGH_WARM_UP + produced["acked"]
-            wait_until(lambda: reader.count() >= done, 120, "the reader")
     finally:
         received = reader.stop()
     values, sent = latencies_ms(
@@ -204,6 +229,7 @@ def _without_worker(
         values=values,
         worker_send=sent,
         broker=_broker(env, produced, received, cpu_before),
+        cpu=cpu,
     )
 
 
@@ -242,25 +268,34 @@ def summarise(
     values: list[float],
     worker_send: list[float],
     broker: dict[str, Any],
+    cpu: dict[str, float | None],
 ) -> dict[str, Any]:
-    """One load's figures, with the broker's (:func:`_broker`), logged."""
+    """One load's figures, logged: with the broker's (:func:`_broker`), the cores the
+    machine and the worker (or loop) kept busy (:class:`CpuWatch`), and the input's own
+    leg: its producer's send to Kafka's acknowledgement."""
     figures = percentiles(values)
     at_send = percentiles(worker_send)
-    result = {
-        "delivery": delivery,
-        "rate": rate,
-        "events": len(values),
-        "achieved_rate": produced["sent"] / produced["seconds"],
-        "p50_ms": figures["p50"],
-        "p95_ms": figures["p95"],
-        "p99_ms": figures["p99"],
-        "max_ms": max(values) if values else None,
-        "to_worker_send_p50_ms": at_send["p50"],
-        "to_worker_send_p99_ms": at_send["p99"],
-    } | broker
+    result = (
+        {
+            "delivery": delivery,
+            "rate": rate,
+            "events": len(values),
+            "achieved_rate": produced["sent"] / produced["seconds"],
+            "p50_ms": figures["p50"],
+            "p95_ms": figures["p95"],
+            "p99_ms": figures["p99"],
+            "max_ms": max(values) if values else None,
+            "to_worker_send_p50_ms": at_send["p50"],
+            "to_worker_send_p99_ms": at_send["p99"],
+            "input_acked_p99_ms": produced["ack_ms"]["p99"],
+        }
+        | broker
+        | cpu
+    )
     log.info(
         "%s latency at %.0f/s (%s): p50 %.1f ms, p95 %.1f ms, p99 %.1f ms; to the "
-        "worker's send p50 %.1f ms, p99 %.1f ms; the broker: %s",
+        "worker's send p50 %.1f ms, p99 %.1f ms; input acknowledged p99 %.1f ms; %s; "
+        "the broker: %s",
         domain,
         rate,
         delivery,
@@ -269,6 +304,8 @@ def summarise(
         figures["p99"],
         at_send["p50"],
         at_send["p99"],
+        produced["ack_ms"]["p99"],
+        _cpu_text(cpu),
         _broker_text(broker),
     )
     return result
@@ -332,4 +369,14 @@ def _broker_text(broker: dict[str, Any]) -> str:
     return (
         f"{broker['broker_cpu_s']:.1f} s CPU ({broker['broker_jit_cpu_s']:.1f} compiling),"
         f" {broker['broker_gc_pauses']} GC pauses, longest {broker['broker_gc_max_ms'] or 0:.1f} ms"
+    )
+
+
+def _cpu_text(cpu: dict[str, float | None]) -> str:
+    own = [f"the {k.removesuffix('_cores')} {v:.2f}" for k, v in cpu.items()
+           if not k.startswith("machine_") and v is not None]  # fmt: skip
+    return (
+        f"cores busy {cpu['machine_busy_cores'] or 0:.2f}"
+        + (f" ({', '.join(own)})" if own else "")
+        + (f", stolen {cpu['machine_steal_cores']:.2f}" if cpu.get("machine_steal_cores") else "")
     )

@@ -156,6 +156,14 @@ def _against_baseline(figures: dict[str, Any]) -> str:
     return "\n\n" + "\n".join(lines) if lines else ""
 
 
+def _cores(run: dict[str, Any]) -> str | None:
+    machine = run.get("machine_busy_cores")
+    if machine is None:
+        return None
+    own = run.get("worker_cores", run.get("loop_cores"))
+    return f"{machine:.2f}" + ("" if own is None else f" ({own:.2f})")
+
+
 def _latency(figures: dict[str, Any]) -> str:
     rows: list[list[Cell]] = []
     for domain, f in figures.items():
@@ -172,6 +180,8 @@ def _latency(figures: dict[str, Any]) -> str:
                     run["p95_ms"],
                     run["p99_ms"],
                     run["max_ms"],
+                    run.get("input_acked_p99_ms"),
+                    _cores(run),
                     None if cpu is None else f"{cpu:.1f} ({jit:.1f})",
                     run.get("broker_gc_max_ms"),
                     run["events"],
@@ -180,7 +190,10 @@ def _latency(figures: dict[str, Any]) -> str:
     return (
         "End to end: the input record's Kafka timestamp (set when the producer sent it)"
         " to the prediction read back by a `read_committed` consumer. Target: p99 ≤ 50 ms"
-        f" at 50 %. {_harness_clients(figures)}\n\n"
+        f" at 50 %. {_harness_clients(figures)} Input acknowledged: the same timestamp to"
+        " Kafka's acknowledgement of the input, the leg before any worker. Cores busy: the"
+        " machine's average during the load, all processes, with the worker's (or the"
+        " loop's) own in brackets.\n\n"
         + table(
             [
                 "domain",
@@ -192,12 +205,14 @@ def _latency(figures: dict[str, Any]) -> str:
                 "p95 ms",
                 "p99 ms",
                 "max ms",
+                "input acknowledged p99 ms",
+                "cores busy (worker's)",
                 "broker CPU s (compiling)",
                 "broker's longest GC pause, ms",
                 "events",
             ],
             rows,
-            [0, 0, 0, 0, 0, 1, 1, 1, 1, 0, 1, 0],
+            [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 0, 0, 1, 0],
         )
         + _against_baseline(figures)
     )

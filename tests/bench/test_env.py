@@ -1,7 +1,11 @@
-"""The harness's watch on its own broker: its GC log and its CPU."""
+"""The harness's watch on its own broker (its GC log and its CPU) and on the machine's
+CPU during a load."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -9,7 +13,7 @@ from inferloop.local.kafka import KafkaJars, LocalKafka
 from inferloop.local.redis import LocalRedis
 from inferloop.local.services import LocalServices
 from inferloop.registry.signing import KeyPair
-from scripts.bench_env import Env, broker_cpu_s, broker_gc_pauses_ms
+from scripts.bench_env import CpuWatch, Env, broker_cpu_s, broker_gc_pauses_ms
 
 GC_LOG = """\
 [2026-12-04T03:50:50.120+0000][0.003s] Using G1
@@ -66,3 +70,38 @@ def test_the_cpu_of_a_running_broker_and_of_its_compiler_threads(
 def test_no_cpu_for_a_broker_that_is_not_running_or_not_ours(tmp_path: Path) -> None:
     assert broker_cpu_s(_env(tmp_path, own_broker=True)) is None
     assert broker_cpu_s(_env(tmp_path, own_broker=False)) is None
+
+
+def test_the_cores_a_busy_and_an_idle_process_used_and_the_machine_with_them() -> None:
+    spin = "import time\nend = time.monotonic() + 30\nwhile time.monotonic() < end: pass"
+    busy = subprocess.Popen([sys.executable, "-c", spin])
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        watch = CpuWatch.start({"busy": busy.pid, "idle": idle.pid})
+        time.sleep(1.0)
+        cores = watch.cores()
+    finally:
+        busy.kill()
+        idle.kill()
+        busy.wait()
+        idle.wait()
+    busy_cores, idle_cores = cores["busy_cores"], cores["idle_cores"]
+    assert busy_cores is not None
+    assert idle_cores is not None
+    # A loop that never waits keeps most of a core to itself (two cores here, and the
+    # test's own process sleeps); a sleeping one keeps none.
+    assert 0.5 < busy_cores <= 1.05
+    assert idle_cores < 0.05
+    # The machine's busy time counts the busy process's, measured over the same window
+    # (clock ticks of 10 ms: two of them of slack).
+    machine = cores["machine_busy_cores"]
+    assert machine is not None
+    assert machine >= busy_cores - 0.02
+    assert cores["machine_steal_cores"] is not None
+
+
+def test_a_process_that_ended_during_the_watch_has_no_figure() -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    watch = CpuWatch.start({"gone": gone.pid})
+    gone.wait()
+    assert watch.cores()["gone_cores"] is None

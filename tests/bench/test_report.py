@@ -74,11 +74,17 @@ def results() -> dict[str, Any]:
             "broker_jit_cpu_s": 3.0 if s == 0.5 else None,
             "events": 1000,
         }
+        | (
+            {"input_acked_p99_ms": 6.5, "machine_busy_cores": 1.5, "worker_cores": 0.8}
+            if s == 0.5
+            else {}
+        )
         for s in (0.25, 0.5, 0.75)
     ]
     latency_runs.append(
-        latency_runs[1]
+        {k: v for k, v in latency_runs[1].items() if k != "worker_cores"}
         | {"delivery": "pipelined pass-through", "baseline": True, "p50_ms": 2.0, "p99_ms": 8.2}
+        | {"loop_cores": 0.45}
     )
     latency_runs.append(
         latency_runs[1]
@@ -145,9 +151,11 @@ def test_markdown_shows_every_section_with_its_load_and_the_targets() -> None:
     assert text.index("warm-up: exactly-once") < text.index("consume only")
     assert (
         "| transactions | at-least-once | 50% | 8,000 | 8,000 | 4.0 | 9.0 | 20.5 | 40.0"
-        " | 14.5 (3.0) | 12.3 | 1,000 |" in text
+        " | 6.5 | 1.50 (0.80) | 14.5 (3.0) | 12.3 | 1,000 |" in text
     )
-    assert "| 25% | 4,000 | 4,000 | 4.0 | 9.0 | 20.2 | 40.0 | – | – | 1,000 |" in text
+    # A load without the CPU figures (results of an older run) leaves their cells empty.
+    assert "| 25% | 4,000 | 4,000 | 4.0 | 9.0 | 20.2 | 40.0 | – | – | – | – | 1,000 |" in text
+    assert "| 8.2 | 40.0 | 6.5 | 1.50 (0.45) |" in text  # the loop's own cores
     # The warm-up load is shown first, apart, and not taken for the worker at 50 %.
     assert (
         "| transactions | at-least-once (warm-up of a fresh broker, not counted) | 50% | 8,000"
