@@ -146,7 +146,8 @@ def broker_cpu_s(env: Env) -> dict[str, float] | None:
                 jit += _cpu_ticks(task / "stat")
         except OSError:
             continue  # the thread ended meanwhile
-    return {"total": _cpu_ticks(Path(f"/proc/{pid}/stat")) / tick, "jit": jit / tick}
+    total = process_cpu_s(pid)
+    return None if total is None else {"total": total, "jit": jit / tick}
 
 
 def machine_cpu_ticks() -> dict[str, int]:
