@@ -121,7 +121,9 @@ def one_load(
     ).start()
     try:
         watch = CpuWatch.start({"worker": run.workers.children[0].pid})
-        produced = run.produced_by(run.produce("lat", count, rate), seconds * 3 + 120)
+        produced = run.produced_by(
+            run.produce("lat", count, rate, ack_from_s=WARM_UP_S), seconds * 3 + 120
+        )
         run.wait_predicted(produced["acked"], timeout_s=120)
         cpu = watch.cores()
     finally:
@@ -197,7 +199,7 @@ def _without_worker(
         env.spawn("produce", warm, f"{setup.domain}-latency-warm").wait(120)
         wait_until(lambda: reader.count() >= PASSTHROUGH_WARM_UP, 120, "the warm-up", 0.1)
         spec = producer_spec(settings, topics.events, path, "lat", count, client=client)
-        spec["rate_per_s"] = rate
+        spec |= {"rate_per_s": rate, "ack_from_s": WARM_UP_S}
         watch = CpuWatch.start({"loop": loop.pid} if loop is not None else {})
         produced = env.spawn("produce", spec, f"{setup.domain}-latency-paced").wait(
             seconds * 3 + 120

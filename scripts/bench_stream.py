@@ -139,9 +139,13 @@ class PacedProducer:
     delivery_timeout_ms: int = 120_000
     # "kafka-python", or "librdkafka" (the latency loads: :mod:`scripts.bench_rdkafka`).
     client: str = "kafka-python"
+    # Acknowledgements of the records sent in the first this-many seconds are counted but
+    # kept out of ``ack_ms``, as the latency figures leave out their warm-up.
+    ack_from_s: float = 0.0
     acked: int = 0
     failed: list[str] = field(default_factory=list)
     ack_ms: list[float] = field(default_factory=list)
+    _ack_from_ms: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
@@ -158,6 +162,7 @@ class PacedProducer:
             linger_ms=int(spec.get("linger_ms", 1)),
             delivery_timeout_ms=int(spec.get("delivery_timeout_ms", 120_000)),
             client=spec.get("client", "kafka-python"),
+            ack_from_s=float(spec.get("ack_from_s", 0.0)),
         )
 
     def request_stop(self) -> None:
@@ -173,6 +178,8 @@ class PacedProducer:
         sender.connect(CONNECT_TIMEOUT_S)
         sent = 0
         started = time.time()
+        # Records carry whole milliseconds: one sent at ``started`` is stamped its floor.
+        self._ack_from_ms = int((started + self.ack_from_s) * 1000)
         try:
             sent = self._send_all(sender, started)
             sender.flush(self.delivery_timeout_ms / 1000 + 30)
@@ -231,7 +238,8 @@ class PacedProducer:
     def _acked(self, timestamp_ms: int) -> None:
         self.acked += 1
         # Send (the record's timestamp) to acknowledgement: the producer's own share.
-        self.ack_ms.append(time.time() * 1000 - timestamp_ms)
+        if timestamp_ms >= self._ack_from_ms:
+            self.ack_ms.append(time.time() * 1000 - timestamp_ms)
 
     def _failed(self, event_id: str, reason: str) -> None:
         self.failed.append(event_id)
@@ -624,14 +632,17 @@ class StreamRun:
         *,
         start: int = 0,
         delivery_timeout_ms: int = 120_000,
+        ack_from_s: float = 0.0,
     ) -> Child:
-        """Start a producer child sending ``<tag>-<start..start+count>``."""
+        """Start a producer child sending ``<tag>-<start..start+count>``; the
+        acknowledgement times leave out the records of its first ``ack_from_s``."""
         spec = producer_spec(
             self.settings, self.topics.events, self.templates, tag, count, client=self.client
         ) | {
             "start": start,
             "rate_per_s": rate_per_s,
             "delivery_timeout_ms": delivery_timeout_ms,
+            "ack_from_s": ack_from_s,
         }
         return self.env.spawn("produce", spec, f"{self.name}-produce")
 

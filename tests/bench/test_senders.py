@@ -1,4 +1,4 @@
-"""The paced producer's kafka-python sender against the real broker."""
+"""The paced producer and its kafka-python sender against the real broker."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from inferloop.settings import Settings
-from scripts.bench_stream import KafkaPythonSender
+from scripts.bench_stream import KafkaPythonSender, PacedProducer
 
 
 def _sender(
@@ -56,3 +56,26 @@ def test_a_topic_that_does_not_exist_is_named_when_connecting_times_out(
             sender.connect(timeout_s=0.5)
     finally:
         sender.close()
+
+
+@pytest.mark.parametrize("ack_from_s", [0.0, 1.0])
+def test_the_acknowledgement_times_leave_out_the_records_of_the_warm_up(
+    settings: Settings, topic_factory: Callable[..., str], ack_from_s: float
+) -> None:
+    producer = PacedProducer(
+        settings=settings,
+        topic=topic_factory(partitions=1),
+        templates=[b'{"id":"template","amount":1}'],
+        tag="ack",
+        count=40,
+        rate_per_s=20,
+        ack_from_s=ack_from_s,
+    )
+    result = producer.run()
+
+    assert result["acked"] == 40
+    if ack_from_s == 0:
+        assert len(producer.ack_ms) == 40
+    else:
+        # Two seconds at 20 a second: about the second half is timed.
+        assert 10 <= len(producer.ack_ms) <= 30
