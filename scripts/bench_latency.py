@@ -17,7 +17,8 @@ reader reading the input topic itself, one hop through the broker.
 
 Each load also records what shares the machine with the worker: the cores the machine
 and the worker (or loop) kept busy on average, and the input's own leg (its producer's
-send to Kafka's acknowledgement). The half load is half of the worker's maximum with
+send to Kafka's acknowledgement), and the machine's own stops, seen by a probe process
+that only sleeps (:mod:`scripts.bench_stalls`). The half load is half of the worker's maximum with
 the machine to itself; with the producer, the reader and the broker beside it, the
 transactions worker at that load kept 0.8 of the two cores busy, and the machine 1.35.
 
@@ -48,6 +49,7 @@ from scripts.bench_env import (
     new_tag,
     wait_until,
 )
+from scripts.bench_stalls import COUNT_FROM_MS, StallProbe
 from scripts.bench_stats import percentiles
 from scripts.bench_stream import (
     PredictionReader,
@@ -119,6 +121,7 @@ def one_load(
         name=f"{setup.domain}-latency-{int(rate)}",
         client=client,
     ).start()
+    probe = StallProbe.start(_stalls_path(env, settings))
     try:
         watch = CpuWatch.start({"worker": run.workers.children[0].pid})
         produced = run.produced_by(
@@ -126,7 +129,9 @@ def one_load(
         )
         run.wait_predicted(produced["acked"], timeout_s=120)
         cpu = watch.cores()
+        stalls = probe.stop()
     finally:
+        probe.close()
         run.stop()
     assert run.reader is not None
     values, worker_send = latencies_ms(
@@ -141,6 +146,7 @@ def one_load(
         worker_send=worker_send,
         broker=_broker(env, produced, run.reader.received, cpu_before),
         cpu=cpu,
+        stalls=stalls,
     )
 
 
@@ -190,6 +196,7 @@ def _without_worker(
     gc.freeze()  # as StreamRun.start does: the harness's heap stalls its reader otherwise
     read = topics.predictions if through_loop else topics.events
     reader = PredictionReader(settings, read, client=client).start()
+    probe = StallProbe.start(_stalls_path(env, settings))
     try:
         # Until its records come out, the loop is still joining its group.
         path = templates(env, setup)
@@ -215,9 +222,11 @@ def _without_worker(
             "the reader",
         )
         cpu = watch.cores()
+        stalls = probe.stop()
         if loop is not None:
             loop.wait(120)
     finally:
+        probe.close()
         received = reader.stop()
     values, sent = latencies_ms(
         settings, topics.events, received, produced["first_send_wall"] + WARM_UP_S
@@ -232,7 +241,12 @@ def _without_worker(
         worker_send=sent,
         broker=_broker(env, produced, received, cpu_before),
         cpu=cpu,
+        stalls=stalls,
     )
+
+
+def _stalls_path(env: Env, settings: Settings) -> Path:
+    return env.home / "stalls" / f"{settings.topics.prefix.rstrip('-')}.json"
 
 
 def _broker(
@@ -271,10 +285,12 @@ def summarise(
     worker_send: list[float],
     broker: dict[str, Any],
     cpu: dict[str, float | None],
+    stalls: dict[str, Any],
 ) -> dict[str, Any]:
     """One load's figures, logged: with the broker's (:func:`_broker`), the cores the
-    machine and the worker (or loop) kept busy (:class:`CpuWatch`), and the input's own
-    leg: its producer's send to Kafka's acknowledgement."""
+    machine and the worker (or loop) kept busy (:class:`CpuWatch`), the machine's own
+    stops (:class:`StallProbe`), and the input's own leg: its producer's send to Kafka's
+    acknowledgement."""
     figures = percentiles(values)
     at_send = percentiles(worker_send)
     result = (
@@ -293,11 +309,12 @@ def summarise(
         }
         | broker
         | cpu
+        | stalls
     )
     log.info(
         "%s latency at %.0f/s (%s): p50 %.1f ms, p95 %.1f ms, p99 %.1f ms; to the "
         "worker's send p50 %.1f ms, p99 %.1f ms; input acknowledged p99 %.1f ms; %s; "
-        "the broker: %s",
+        "%s; the broker: %s",
         domain,
         rate,
         delivery,
@@ -308,6 +325,7 @@ def summarise(
         at_send["p99"],
         produced["ack_ms"]["p99"],
         _cpu_text(cpu),
+        _stalls_text(stalls),
         _broker_text(broker),
     )
     return result
@@ -371,6 +389,16 @@ def _broker_text(broker: dict[str, Any]) -> str:
     return (
         f"{broker['broker_cpu_s']:.1f} s CPU ({broker['broker_jit_cpu_s']:.1f} compiling),"
         f" {broker['broker_gc_pauses']} GC pauses, longest {broker['broker_gc_max_ms'] or 0:.1f} ms"
+    )
+
+
+def _stalls_text(stalls: dict[str, Any]) -> str:
+    if stalls["stalls"] is None:
+        return "machine stalls not measured (the probe failed)"
+    return (
+        f"machine stalls of {COUNT_FROM_MS:.0f} ms or more: {stalls['stalls']} "
+        f"({stalls['stalled_ms']:.0f} ms in all, the longest {stalls['stall_max_ms']:.1f} ms; "
+        f"probe at nice {stalls['stall_probe_nice']})"
     )
 
 

@@ -15,6 +15,8 @@ from typing import Any
 import matplotlib
 from matplotlib import pyplot as plt
 
+from scripts.bench_stalls import COUNT_FROM_MS
+
 log = logging.getLogger(__name__)
 
 Cell = str | int | float | None
@@ -164,6 +166,13 @@ def _cores(run: dict[str, Any]) -> str | None:
     return f"{machine:.2f}" + ("" if own is None else f" ({own:.2f})")
 
 
+def _stalls(run: dict[str, Any]) -> str | None:
+    count = run.get("stalls")
+    if count is None:
+        return None
+    return f"{count} ({run['stall_max_ms']:.0f})"
+
+
 def _latency(figures: dict[str, Any]) -> str:
     rows: list[list[Cell]] = []
     for domain, f in figures.items():
@@ -182,6 +191,7 @@ def _latency(figures: dict[str, Any]) -> str:
                     run["max_ms"],
                     run.get("input_acked_p99_ms"),
                     _cores(run),
+                    _stalls(run),
                     None if cpu is None else f"{cpu:.1f} ({jit:.1f})",
                     run.get("broker_gc_max_ms"),
                     run["events"],
@@ -193,7 +203,11 @@ def _latency(figures: dict[str, Any]) -> str:
         f" at 50 %. {_harness_clients(figures)} Input acknowledged: the same timestamp to"
         " Kafka's acknowledgement of the input, the leg before any worker. Cores busy: the"
         " machine's average during the load, all processes, with the worker's (or the"
-        " loop's) own in brackets.\n\n"
+        " loop's) own in brackets. Machine stalls: how often a process that only sleeps"
+        f" 2 ms at a time overslept by {COUNT_FROM_MS:.0f} ms or more, with the longest"
+        " oversleep in brackets. At nice −20 (where the bench may raise it: as root; its"
+        " niceness is in results.json) it waits for no other process, so what it counts"
+        " are stops of the machine itself, which no process on it can avoid.\n\n"
         + table(
             [
                 "domain",
@@ -207,12 +221,13 @@ def _latency(figures: dict[str, Any]) -> str:
                 "max ms",
                 "input acknowledged p99 ms",
                 "cores busy (worker's)",
+                "machine stalls (longest ms)",
                 "broker CPU s (compiling)",
                 "broker's longest GC pause, ms",
                 "events",
             ],
             rows,
-            [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 0, 0, 1, 0],
+            [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 0, 0, 0, 1, 0],
         )
         + _against_baseline(figures)
     )

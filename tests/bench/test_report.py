@@ -76,6 +76,7 @@ def results() -> dict[str, Any]:
         }
         | (
             {"input_acked_p99_ms": 6.5, "machine_busy_cores": 1.5, "worker_cores": 0.8}
+            | {"stalls": 3, "stall_max_ms": 89.5, "stalled_ms": 160.0, "stall_probe_nice": -20}
             if s == 0.5
             else {}
         )
@@ -151,10 +152,10 @@ def test_markdown_shows_every_section_with_its_load_and_the_targets() -> None:
     assert text.index("warm-up: exactly-once") < text.index("consume only")
     assert (
         "| transactions | at-least-once | 50% | 8,000 | 8,000 | 4.0 | 9.0 | 20.5 | 40.0"
-        " | 6.5 | 1.50 (0.80) | 14.5 (3.0) | 12.3 | 1,000 |" in text
+        " | 6.5 | 1.50 (0.80) | 3 (90) | 14.5 (3.0) | 12.3 | 1,000 |" in text
     )
-    # A load without the CPU figures (results of an older run) leaves their cells empty.
-    assert "| 25% | 4,000 | 4,000 | 4.0 | 9.0 | 20.2 | 40.0 | – | – | – | – | 1,000 |" in text
+    # A load without the CPU and stall figures (an older run's) leaves their cells empty.
+    assert "| 25% | 4,000 | 4,000 | 4.0 | 9.0 | 20.2 | 40.0 | – | – | – | – | – | 1,000 |" in text
     assert "| 8.2 | 40.0 | 6.5 | 1.50 (0.45) |" in text  # the loop's own cores
     # The warm-up load is shown first, apart, and not taken for the worker at 50 %.
     assert (
