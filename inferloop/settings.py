@@ -171,7 +171,10 @@ class WorkerSettings(_Section):
     session_timeout_ms: int = Field(default=10_000, gt=0)
     heartbeat_interval_ms: int = Field(default=3_000, gt=0)
     transaction_timeout_ms: int = Field(default=10_000, gt=0)
-    linger_ms: int = Field(default=5, ge=0)
+    # A batch's predictions are appended all at once (worker/appends.py), so waiting for
+    # more only delays them: with 0 instead of 5, the p50 at half load fell by 3-7 ms in
+    # six of six alternating loads, the full-speed rate moved within its spread.
+    linger_ms: int = Field(default=0, ge=0)
     max_request_size: int = Field(default=1_048_576, gt=0)
     # Bytes per producer batch and partition: predictions are small, so many fit.
     producer_batch_bytes: int = Field(default=262_144, gt=0)
