@@ -171,10 +171,11 @@ class WorkerSettings(_Section):
     session_timeout_ms: int = Field(default=10_000, gt=0)
     heartbeat_interval_ms: int = Field(default=3_000, gt=0)
     transaction_timeout_ms: int = Field(default=10_000, gt=0)
-    # A batch's predictions are appended all at once (worker/appends.py), so waiting for
-    # more only delays them: with 0 instead of 5, the p50 at half load fell by 3-7 ms in
-    # six of six alternating loads, the full-speed rate moved within its spread.
-    linger_ms: int = Field(default=0, ge=0)
+    # A batch's predictions are appended at once (worker/appends.py), yet 0 is no better:
+    # it took 3-7 ms off the p50 at half load, but with a fit beside the worker the p99
+    # went from 263-312 to 531-969 ms (three alternating pairs of loads each,
+    # 2026-12-06; why is not measured: the sender may send a batch before it is whole).
+    linger_ms: int = Field(default=5, ge=0)
     max_request_size: int = Field(default=1_048_576, gt=0)
     # Bytes per producer batch and partition: predictions are small, so many fit.
     producer_batch_bytes: int = Field(default=262_144, gt=0)
