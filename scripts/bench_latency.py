@@ -16,11 +16,12 @@ rate, with the same processes sharing its cores. Below it, the floor: no loop, t
 reader reading the input topic itself, one hop through the broker.
 
 Each load also records what shares the machine with the worker: the cores the machine
-and the worker (or loop) kept busy on average, and the input's own leg (its producer's
-send to Kafka's acknowledgement), and the machine's own stops, seen by a probe process
-that only sleeps (:mod:`scripts.bench_stalls`). The half load is half of the worker's maximum with
-the machine to itself; with the producer, the reader and the broker beside it, the
-transactions worker at that load kept 0.8 of the two cores busy, and the machine 1.35.
+and the worker (or loop) kept busy on average, the input's own leg (its producer's send
+to Kafka's acknowledgement), and the machine's own stops, seen by a probe process that
+only sleeps (:mod:`scripts.bench_stalls`). The half load is half of the worker's
+maximum with the machine to itself; with the producer, the reader and the broker beside
+it, the transactions worker at that load kept 0.8 of the two cores busy, and the
+machine 1.35.
 
 The producer and the reader are librdkafka's (:mod:`scripts.bench_rdkafka`) unless
 ``--harness-client kafka-python``: at 6,000 msg/s kafka-python's producer alone took

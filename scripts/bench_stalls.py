@@ -9,8 +9,9 @@ development machine, a nested virtual machine: stops of 20-120 ms a few times a 
 under load, a fraction of those when idle, seen by two probes at once). Without the
 right to raise itself it stays at its niceness and also counts its waits for a core.
 
-``python -m scripts.bench_stalls OUT`` runs the probe until SIGTERM, then writes what
-it saw to ``OUT`` (JSON); :class:`StallProbe` starts and stops it around a load.
+``python -m scripts.bench_stalls OUT`` runs the probe until SIGTERM (or until its parent
+is gone), then writes what it saw to ``OUT`` (JSON); :class:`StallProbe` starts and
+stops it around a load.
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ def probe(out: Path, period_s: float = PERIOD_S) -> None:
     stalls: list[tuple[float, float]] = []
     started = time.monotonic()
     sleeps = 0
-    while not stop["requested"]:
+    parent = os.getppid()
+    # A harness that died without stopping it leaves the probe an orphan: it ends too.
+    while not stop["requested"] and os.getppid() == parent:
         before = time.monotonic()
         time.sleep(period_s)
         over_ms = (time.monotonic() - before - period_s) * 1000

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -41,6 +44,24 @@ def test_a_probe_that_died_gives_no_figures(tmp_path: Path) -> None:
         "stalled_ms": None,
         "stall_probe_nice": None,
     }
+
+
+def test_a_probe_whose_harness_died_ends_and_writes_what_it_saw(tmp_path: Path) -> None:
+    out = tmp_path / "orphan.json"
+    # A harness that starts a probe and exits without stopping it.
+    harness = (
+        "import subprocess, sys, time; "
+        f"subprocess.Popen([sys.executable, '-m', 'scripts.bench_stalls', {str(out)!r}]); "
+        "time.sleep(1.0)"
+    )
+    subprocess.run([sys.executable, "-c", harness], check=True, timeout=30)
+
+    deadline = time.monotonic() + 10
+    while not (out.exists() and out.stat().st_size) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.1)  # the one write in progress
+    # It slept about a second's worth of 2 ms sleeps before it saw its harness gone.
+    assert json.loads(out.read_text())["sleeps"] > 100
 
 
 def test_only_stalls_from_20_ms_are_counted_and_summed_but_the_longest_is_any() -> None:
