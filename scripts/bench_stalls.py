@@ -3,11 +3,12 @@
 The probe is a process of its own that sleeps 2 ms again and again and notes how much
 longer each sleep took. It does nothing else, so it waits for nothing but a core: when
 it oversleeps by 50 ms, any process on the machine could have stopped as long. Run as
-root it raises itself to nice -20, where the kernel runs it as soon as its timer fires,
-and what remains are stops of the machine below the kernel's scheduler (on the
-development machine, a nested virtual machine: stops of 20-120 ms a few times a minute
-under load, a fraction of those when idle, seen by two probes at once). Without the
-right to raise itself it stays at its niceness and also counts its waits for a core.
+root it raises itself to nice -20, where the kernel runs it almost as soon as its timer
+fires, and what remains are mostly stops of the machine itself (on the development
+machine, a nested virtual machine: stops of 20-90 ms about three times a minute under
+load, half of them seen by a second probe at the same moment; one in a minute idle).
+Without the right to raise itself it stays at its niceness and also counts its waits
+for a core.
 
 ``python -m scripts.bench_stalls OUT`` runs the probe until SIGTERM (or until its parent
 is gone), then writes what it saw to ``OUT`` (JSON); :class:`StallProbe` starts and
