@@ -31,6 +31,7 @@ from inferloop.worker.delivery import AtLeastOnce, Delivery, ExactlyOnce, discar
 from inferloop.worker.errors import TopicMissingError
 from inferloop.worker.faults import FaultHook
 from inferloop.worker.fetch import top_up
+from inferloop.worker.handoffs import spare_handoffs
 from inferloop.worker.health import HealthState, health_server
 from inferloop.worker.metrics import WorkerMetrics
 from inferloop.worker.model import ActiveModel, ModelKeeper
@@ -374,7 +375,7 @@ class Worker:
     # -- clients -----------------------------------------------------------------------------
     def _make_consumer(self) -> KafkaConsumer:
         ws = self.settings.worker
-        return make_consumer(
+        consumer = make_consumer(
             self.settings.kafka,
             group_id=consumer_group(self.settings, self.domain),
             client_id=f"{self.settings.kafka.client_id}-worker-{self.domain}-{self.slot}",
@@ -390,6 +391,8 @@ class Worker:
             session_timeout_ms=ws.session_timeout_ms,
             heartbeat_interval_ms=ws.heartbeat_interval_ms,
         )
+        spare_handoffs(consumer)
+        return consumer
 
     def _make_producer(self) -> KafkaProducer:
         ws = self.settings.worker
