@@ -206,8 +206,9 @@ def _latency(figures: dict[str, Any]) -> str:
         " loop's) own in brackets. Machine stalls: how often a process that only sleeps"
         f" 2 ms at a time overslept by {COUNT_FROM_MS:.0f} ms or more, with the longest"
         " oversleep in brackets. At nice −20 (where the bench may raise it: as root; its"
-        " niceness is in results.json) it waits for no other process, so what it counts"
-        " are stops of the machine itself, which no process on it can avoid.\n\n"
+        " niceness is in results.json) it waits for almost no other process, so what it"
+        " counts are mostly stops of the machine itself, which no process on it can"
+        " avoid.\n\n"
         + table(
             [
                 "domain",
