@@ -70,6 +70,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--latency-s", type=float, default=30.0, help="seconds per latency load")
     p.add_argument(
+        "--half-loads",
+        type=int,
+        default=bench_latency.HALF_LOADS,
+        help="latency loads of the worker at 50 %%, each followed by one of the pass-through"
+        " baseline; the report gives their medians",
+    )
+    p.add_argument(
         "--max-rate",
         default=None,
         help="when throughput is not run: the maximum rate (msg/s) that the latency, swap and"
@@ -116,8 +123,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not all(s.isdigit() and int(s) > 0 for s in sizes):
         p.error(f"--retrain-sizes: positive whole numbers, comma-separated: {args.retrain_sizes!r}")
     args.retrain_sizes = [int(s) for s in sizes]
+    if args.half_loads < 1:
+        p.error(f"--half-loads: at least 1, not {args.half_loads}")
     if args.quick:
         args.rounds = 1
+        args.half_loads = 1
         args.latency_s, args.swap_s, args.soak_s = 4.0, 6.0, min(args.soak_s, 20.0)
         # The smallest prefixes of the data with enough frauds for the forward folds.
         args.retrain_sizes = [10_000, 20_000]
@@ -255,6 +265,7 @@ def latency(run: Run) -> dict[str, Any]:
             max_rate=run.max_rate(d),
             seconds=run.args.latency_s,
             client=run.args.harness_client,
+            half_loads=run.args.half_loads,
         )
         for d in run.args.domains
     }

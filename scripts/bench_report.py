@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import statistics
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,9 @@ from scripts.bench_stalls import COUNT_FROM_MS
 log = logging.getLogger(__name__)
 
 Cell = str | int | float | None
+
+# The issue's target for the end-to-end p99 at half of the measured maximum rate.
+LATENCY_TARGET_MS = 50.0
 
 
 def fmt(value: Cell, digits: int = 0) -> str:
@@ -125,36 +129,62 @@ def _harness_clients(figures: dict[str, Any]) -> str:
     return f"The harness's producer and reader: {', '.join(clients)}."
 
 
-def _latency_label(run: dict[str, Any]) -> str:
+def _latency_label(run: dict[str, Any], half_loads: int = 1) -> str:
     if run.get("warm_up"):
         return f"{run['delivery']} (warm-up of a fresh broker, not counted)"
     if run.get("floor"):
         return f"{run['delivery']} (floor: one hop through the broker)"
+    label = str(run["delivery"])
     if run.get("baseline"):
-        return f"{run['delivery']} (baseline: no parsing, no model)"
-    return str(run["delivery"]) + (", retrain fitting" if run.get("during_fit") else "")
+        label += " (baseline: no parsing, no model)"
+    elif run.get("during_fit"):
+        label += ", retrain fitting"
+    if "repeat" in run and half_loads > 1:
+        label += f", {run['repeat']} of {half_loads}"
+    return label
+
+
+def _half_loads(runs: list[dict[str, Any]]) -> int:
+    """How many times the half load was run (each time the worker, then the baseline)."""
+    return max((r.get("repeat", 1) for r in runs), default=1)
+
+
+def _p99_text(runs: list[dict[str, Any]]) -> str:
+    """``20 ms`` for one load; ``median 60 ms (47–118)`` for several."""
+    p99s = [r["p99_ms"] for r in runs]
+    if len(p99s) == 1:
+        return f"{p99s[0]:.0f} ms"
+    return f"median {statistics.median(p99s):.0f} ms ({min(p99s):.0f}–{max(p99s):.0f})"
 
 
 def _against_baseline(figures: dict[str, Any]) -> str:
-    """Per domain: the worker's p99 at 50 % over the pass-through's at the same load."""
+    """Per domain: the worker's p99 at 50 % against the pass-through's at the same load
+    (their medians, when the half load was run several times)."""
     lines = []
     for domain, f in figures.items():
         half = [r for r in f["runs"] if r["share"] == 0.5 and not r.get("during_fit")]
-        worker = next((r for r in half if r["delivery"] == "at-least-once"), None)
-        base = next((r for r in half if r.get("baseline")), None)
+        workers = [r for r in half if r["delivery"] == "at-least-once" and r["p99_ms"]]
+        bases = [r for r in half if r.get("baseline") and r["p99_ms"]]
         floor = next((r for r in half if r.get("floor")), None)
-        if worker and base and worker["p99_ms"] and base["p99_ms"]:
-            lines.append(
-                f"- {domain} at 50 %: the worker's p99 {worker['p99_ms']:.0f} ms, the"
-                f" pass-through's {base['p99_ms']:.0f} ms"
-                f" ({worker['p99_ms'] / base['p99_ms']:.1f} ×; p50"
-                f" {worker['p50_ms']:.0f} against {base['p50_ms']:.0f} ms)"
-                + (
-                    f"; one hop with no loop: p99 {floor['p99_ms']:.0f} ms."
-                    if floor and floor["p99_ms"]
-                    else "."
-                )
-            )
+        if not (workers and bases):
+            continue
+        ratio = statistics.median(r["p99_ms"] for r in workers) / statistics.median(
+            r["p99_ms"] for r in bases
+        )
+        p50s = [statistics.median(r["p50_ms"] for r in runs) for runs in (workers, bases)]
+        many = len(workers) > 1
+        met = sum(r["p99_ms"] <= LATENCY_TARGET_MS for r in workers)
+        text = (
+            f"- {domain} at 50 %{f', {len(workers)} loads of each, alternating' if many else ''}:"
+            f" the worker's p99 {_p99_text(workers)}, the pass-through's {_p99_text(bases)}"
+            f" ({ratio:.1f} ×; p50{' medians' if many else ''} {p50s[0]:.0f} against"
+            f" {p50s[1]:.0f} ms)"
+        )
+        if many:
+            text += f"; the worker's p99 ≤ {LATENCY_TARGET_MS:.0f} ms in {met} of {len(workers)}"
+        if floor and floor["p99_ms"]:
+            text += f"; one hop with no loop: p99 {floor['p99_ms']:.0f} ms"
+        lines.append(text + ".")
     return "\n\n" + "\n".join(lines) if lines else ""
 
 
@@ -176,12 +206,13 @@ def _stalls(run: dict[str, Any]) -> str | None:
 def _latency(figures: dict[str, Any]) -> str:
     rows: list[list[Cell]] = []
     for domain, f in figures.items():
+        half_loads = _half_loads(f["runs"])
         for run in [*f.get("warm_up", []), *f["runs"]]:
             cpu, jit = run.get("broker_cpu_s"), run.get("broker_jit_cpu_s")
             rows.append(
                 [
                     domain,
-                    _latency_label(run),
+                    _latency_label(run, half_loads),
                     f"{run['share']:.0%}",
                     run["rate"],
                     run["achieved_rate"],
@@ -463,10 +494,13 @@ def _plot_latency(figures: dict[str, Any], path: Path) -> None:
         runs = [
             r for r in f["runs"] if r["delivery"] == "at-least-once" and not r.get("during_fit")
         ]
-        shares = [r["share"] * 100 for r in runs]
+        shares = sorted({r["share"] for r in runs})
         for key, style in (("p50_ms", ":"), ("p95_ms", "--"), ("p99_ms", "-")):
-            ax.plot(shares, [r[key] for r in runs], style, marker="o", label=f"{domain} {key[:3]}")
-    ax.axhline(50, color="red", linewidth=0.8, label="p99 target at 50 %")
+            # The half load's several loads: their median.
+            medians = [statistics.median(r[key] for r in runs if r["share"] == s) for s in shares]
+            label = f"{domain} {key[:3]}"
+            ax.plot([s * 100 for s in shares], medians, style, marker="o", label=label)
+    ax.axhline(LATENCY_TARGET_MS, color="red", linewidth=0.8, label="p99 target at 50 %")
     ax.set_xlabel("load, % of the measured maximum rate")
     ax.set_ylabel("end-to-end latency, ms")
     ax.set_yscale("log")

@@ -50,3 +50,14 @@ def test_the_parsed_max_rate_is_per_domain() -> None:
 def test_retrain_sizes_are_parsed_once_and_quick_uses_the_smallest_that_fit() -> None:
     assert parse_args(["--retrain-sizes", "10000,100000"]).retrain_sizes == [10_000, 100_000]
     assert parse_args(["--quick"]).retrain_sizes == [10_000, 20_000]
+
+
+def test_the_half_load_runs_three_times_by_default_once_when_quick_and_never_zero(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert parse_args([]).half_loads == 3
+    assert parse_args(["--half-loads", "5"]).half_loads == 5
+    assert parse_args(["--quick", "--half-loads", "5"]).half_loads == 1
+    with pytest.raises(SystemExit):
+        parse_args(["--half-loads", "0"])
+    assert "--half-loads: at least 1, not 0" in capsys.readouterr().err

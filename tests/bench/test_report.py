@@ -172,6 +172,29 @@ def test_markdown_shows_every_section_with_its_load_and_the_targets() -> None:
     )
 
 
+def test_a_half_load_run_several_times_is_reported_by_its_medians(tmp_path: Path) -> None:
+    run = results()
+    figures = run["sections"]["latency"]["figures"]["transactions"]
+    quarter, half, three_quarters, base, floor = figures["runs"]
+    figures["runs"] = [quarter]
+    for repeat, (mine, theirs) in enumerate([(40.0, 80.0), (118.0, 140.0), (60.0, 100.0)], 1):
+        figures["runs"].append(half | {"repeat": repeat, "p99_ms": mine})
+        figures["runs"].append(base | {"repeat": repeat, "p99_ms": theirs})
+    figures["runs"] += [three_quarters, floor]
+    text = markdown(run)
+    assert (
+        "- transactions at 50 %, 3 loads of each, alternating: the worker's p99 median 60 ms"
+        " (40–118), the pass-through's median 100 ms (80–140) (0.6 ×; p50 medians 4 against"
+        " 2 ms); the worker's p99 ≤ 50 ms in 1 of 3; one hop with no loop: p99 3 ms." in text
+    )
+    assert "| transactions | at-least-once, 2 of 3 | 50% |" in text
+    assert "| pipelined pass-through (baseline: no parsing, no model), 3 of 3 | 50% |" in text
+    # The warm-up load and the floor were run once: no count beside them.
+    assert "| no loop: producer to reader (floor: one hop through the broker) | 50% |" in text
+    assert "(warm-up of a fresh broker, not counted) | 50% |" in text
+    assert "latency.png" in [p.name for p in plots(run, tmp_path)]
+
+
 def test_plots_are_written_as_png(tmp_path: Path) -> None:
     written = plots(results(), tmp_path)
     assert sorted(p.name for p in written) == ["latency.png", "throughput.png"]
