@@ -387,6 +387,8 @@ class Worker:
             isolation_level="read_committed",
             max_poll_records=ws.max_batch_size,
             max_partition_fetch_bytes=ws.fetch_partition_bytes,
+            fetch_min_bytes=ws.fetch_min_bytes,
+            fetch_max_wait_ms=ws.fetch_max_wait_ms,
             max_poll_interval_ms=ws.max_poll_interval_ms,
             session_timeout_ms=ws.session_timeout_ms,
             heartbeat_interval_ms=ws.heartbeat_interval_ms,

@@ -42,6 +42,8 @@ def test_secrets_never_print(monkeypatch: pytest.MonkeyPatch) -> None:
         ("INFERLOOP_TOPICS__PARTITIONS", "0"),
         ("INFERLOOP_WORKER__DELIVERY", "at-most-once"),
         ("INFERLOOP_REDIS__KEY_PREFIX", "has space"),
+        ("INFERLOOP_WORKER__FETCH_MIN_BYTES", "0"),
+        ("INFERLOOP_WORKER__FETCH_MAX_WAIT_MS", "-1"),
     ],
 )
 def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:

@@ -11,6 +11,8 @@ from inferloop.connections import make_consumer, make_producer
 from inferloop.settings import Settings
 from inferloop.topics import DomainTopics
 from inferloop.worker.fetch import top_up
+from inferloop.worker.loop import Worker
+from tests.worker.conftest import with_worker
 
 
 def send(settings: Settings, topic: str, ids: range, *, age_s: float) -> None:
@@ -68,3 +70,15 @@ def test_a_fresh_or_full_batch_is_left_as_it_is(wsettings: Settings, topics: Dom
         consumer.close()
     assert offsets(fresh) == list(range(10))
     assert offsets(full) == list(range(10))
+
+
+def test_the_worker_fetches_with_its_settings(wsettings: Settings, topics: DomainTopics) -> None:
+    # A low-rate deployment trades latency for CPU with these two: the broker holds a
+    # fetch until it has the bytes or the time is up.
+    settings = with_worker(wsettings, fetch_min_bytes=65_536, fetch_max_wait_ms=10)
+    consumer = Worker(settings, "transactions")._make_consumer()
+    try:
+        config = consumer.config
+    finally:
+        consumer.close()
+    assert (config["fetch_min_bytes"], config["fetch_max_wait_ms"]) == (65_536, 10)
