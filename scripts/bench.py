@@ -9,7 +9,8 @@ Every speed figure is reported beside a baseline measured in the same run.
 Sections: ``throughput`` (raw baselines, offline scoring, the worker at full speed, the
 Quix Streams peer), ``latency`` (end-to-end p50/p95/p99 at 25/50/75 % of the measured
 maximum), ``swap`` (a promotion under a steady stream), ``soak`` (resident memory at half
-load over ``--soak-s``), ``retrain`` (retraining time against labelled rows).
+load over ``--soak-s``), ``retrain`` (retraining time against labelled rows), ``lowrate``
+(the worker's CPU and latency at ``--low-rates``, with each fetch setting in turn).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 from inferloop.settings import Domain, Settings
 from scripts import (
     bench_latency,
+    bench_lowrate,
     bench_report,
     bench_retrain,
     bench_soak,
@@ -38,7 +40,7 @@ from scripts.bench_machine import Section, machine_facts, wait_for_quiet
 
 log = logging.getLogger("bench")
 
-SECTIONS = ("throughput", "latency", "swap", "soak", "retrain")
+SECTIONS = ("throughput", "latency", "swap", "soak", "retrain", "lowrate")
 DOMAINS: tuple[Domain, ...] = ("transactions", "emails")
 
 
@@ -68,7 +70,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--profile", action="store_true", help="one more worker run per domain under pyinstrument"
     )
-    p.add_argument("--latency-s", type=float, default=30.0, help="seconds per latency load")
+    p.add_argument(
+        "--latency-s", type=float, default=30.0, help="seconds per latency or lowrate load"
+    )
     p.add_argument(
         "--half-loads",
         type=int,
@@ -95,6 +99,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--swap-s", type=float, default=20.0, help="seconds of stream per swap run")
     p.add_argument("--soak-s", type=float, default=1200.0, help="soak duration (20 min)")
     p.add_argument("--retrain-sizes", default="10000,100000,1000000")
+    p.add_argument(
+        "--low-rates",
+        default=",".join(f"{r:g}" for r in bench_lowrate.RATES),
+        help="the lowrate section's rates, msg/s, comma-separated",
+    )
     p.add_argument("--quick", action="store_true", help="tiny sizes and durations (CI smoke)")
     p.add_argument(
         "--max-load",
@@ -123,6 +132,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not all(s.isdigit() and int(s) > 0 for s in sizes):
         p.error(f"--retrain-sizes: positive whole numbers, comma-separated: {args.retrain_sizes!r}")
     args.retrain_sizes = [int(s) for s in sizes]
+    try:
+        args.low_rates = low_rates(args.low_rates)
+    except ValueError as exc:
+        p.error(f"--low-rates: {exc}")
     if args.half_loads < 1:
         p.error(f"--half-loads: at least 1, not {args.half_loads}")
     if args.quick:
@@ -144,14 +157,23 @@ def max_rates(text: str) -> dict[Domain | None, float]:
             raise ValueError(f"unknown domain {name!r} (domains: {', '.join(DOMAINS)})")
         if (domain in rates) or (None in rates) or (not sep and rates):
             raise ValueError(f"one rate per domain, or one number for all: {text!r}")
-        try:
-            rate = float(number)
-        except ValueError:
-            rate = float("nan")
-        if not rate > 0 or rate == float("inf"):
-            raise ValueError(f"a rate is a positive number of messages a second, not {number!r}")
-        rates[domain] = rate
+        rates[domain] = _rate(number)
     return rates
+
+
+def low_rates(text: str) -> list[float]:
+    """``--low-rates``: rates (msg/s), comma-separated."""
+    return [_rate(part) for part in text.split(",")]
+
+
+def _rate(text: str) -> float:
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = float("nan")
+    if not 0 < rate < float("inf"):
+        raise ValueError(f"a rate is a positive number of messages a second, not {text!r}")
+    return rate
 
 
 def events_for(args: argparse.Namespace, domain: Domain) -> int:
@@ -299,6 +321,21 @@ def soak(run: Run) -> dict[str, Any]:
     }
 
 
+def lowrate(run: Run) -> dict[str, Any]:
+    """The low-rate section, per domain: absolute rates, no maximum needed."""
+    return {
+        d: bench_lowrate.run(
+            run.env,
+            run.setup(d),
+            rates=run.args.low_rates,
+            seconds=run.args.latency_s,
+            rounds=1 if run.args.quick else bench_lowrate.ROUNDS,
+            client=run.args.harness_client,
+        )
+        for d in run.args.domains
+    }
+
+
 def retrain(run: Run) -> dict[str, Any]:
     """The retraining section: time against labelled transactions, per size and step."""
     return bench_retrain.run(run.env, run.args.retrain_sizes)
@@ -310,6 +347,7 @@ SECTION_RUNNERS = {
     "swap": swap,
     "soak": soak,
     "retrain": retrain,
+    "lowrate": lowrate,
 }
 
 

@@ -358,6 +358,79 @@ def _soak(figures: dict[str, Any]) -> str:
     )
 
 
+def _fetch_text(run: dict[str, Any]) -> str:
+    return f"{run['fetch_min_bytes']:,} B or {run['fetch_max_wait_ms']:,} ms"
+
+
+def _range_text(values: list[float], digits: int = 0) -> str:
+    low, high = fmt(min(values), digits), fmt(max(values), digits)
+    return low if low == high else f"{low}–{high}"
+
+
+def _lowrate_summary(figures: dict[str, Any]) -> str:
+    """Per domain, rate and fetch setting: the worker's cores and the p50 over rounds."""
+    lines = []
+    for domain, f in figures.items():
+        groups: dict[tuple[float, str], list[dict[str, Any]]] = {}
+        for run in f["runs"]:
+            groups.setdefault((run["rate"], _fetch_text(run)), []).append(run)
+        for (rate, fetch), runs in groups.items():
+            cores = [r["worker_cores"] for r in runs if r.get("worker_cores") is not None]
+            lines.append(
+                f"- {domain} at {rate:,.0f} msg/s, fetches answered at {fetch}: the worker"
+                f" kept {_range_text(cores, 2) if cores else '–'} of a core busy; p50"
+                f" {_range_text([r['p50_ms'] for r in runs], 1)} ms, p99"
+                f" {_range_text([r['p99_ms'] for r in runs], 1)} ms"
+                f" ({len(runs)} load{'' if len(runs) == 1 else 's'})."
+            )
+    return "\n\n" + "\n".join(lines) if lines else ""
+
+
+def _lowrate(figures: dict[str, Any]) -> str:
+    rows: list[list[Cell]] = [
+        [
+            domain,
+            run["rate"],
+            _fetch_text(run),
+            run["round"],
+            run["achieved_rate"],
+            run["p50_ms"],
+            run["p95_ms"],
+            run["p99_ms"],
+            _cores(run),
+            _stalls(run),
+            run["events"],
+        ]
+        for domain, f in figures.items()
+        for run in f["runs"]
+    ]
+    return (
+        "One worker at low rates, with the broker answering each fetch at once (the"
+        " defaults: 1 byte or 500 ms) or once it holds 64 KiB for it or a few milliseconds"
+        " have passed (`fetch_min_bytes`, `fetch_max_wait_ms`); the settings in turn, each"
+        f" round. Latency and cores busy as in the latency section. {_harness_clients(figures)}"
+        "\n\n"
+        + table(
+            [
+                "domain",
+                "msg/s",
+                "fetch answered at",
+                "round",
+                "achieved msg/s",
+                "p50 ms",
+                "p95 ms",
+                "p99 ms",
+                "cores busy (worker's)",
+                "machine stalls (longest ms)",
+                "events",
+            ],
+            rows,
+            [0, 0, 0, 0, 0, 1, 1, 1, 0, 0, 0],
+        )
+        + _lowrate_summary(figures)
+    )
+
+
 def _retrain(figures: dict[str, Any]) -> str:
     rows = [
         [
@@ -412,6 +485,7 @@ RENDERERS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "swap": ("Model swap", _swap),
     "soak": ("Soak", _soak),
     "retrain": ("Retraining", _retrain),
+    "lowrate": ("A worker at low rates", _lowrate),
 }
 
 

@@ -61,3 +61,14 @@ def test_the_half_load_runs_three_times_by_default_once_when_quick_and_never_zer
     with pytest.raises(SystemExit):
         parse_args(["--half-loads", "0"])
     assert "--half-loads: at least 1, not 0" in capsys.readouterr().err
+
+
+def test_the_low_rates_are_positive_numbers_and_a_wrong_one_is_named(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert parse_args([]).low_rates == [500.0, 2000.0]
+    assert parse_args(["--low-rates", "100,250.5"]).low_rates == [100.0, 250.5]
+    for wrong in ("0", "100,slow", "100,", "inf"):
+        with pytest.raises(SystemExit):
+            parse_args(["--low-rates", wrong])
+        assert "--low-rates: a rate is a positive number" in capsys.readouterr().err

@@ -293,3 +293,46 @@ def test_the_machine_text_says_when_the_peer_is_not_installed() -> None:
     assert "Quix Streams 3.28;" in machine_text(machine)
     machine["packages"]["quixstreams"] = None  # the faults run without the bench extra
     assert "Quix Streams not installed;" in machine_text(machine)
+
+
+def lowrate_run(rate: float, fetch: tuple[int, int], n: int, cores: float, p50: float) -> Any:
+    """One load of the lowrate section as ``bench_lowrate.run`` records it."""
+    return {
+        "rate": rate,
+        "achieved_rate": rate,
+        "p50_ms": p50,
+        "p95_ms": p50 * 2,
+        "p99_ms": p50 * 3,
+        "worker_cores": cores,
+        "machine_busy_cores": cores + 0.5,
+        "stalls": 0,
+        "stall_max_ms": 4.0,
+        "events": 10_000,
+        "fetch_min_bytes": fetch[0],
+        "fetch_max_wait_ms": fetch[1],
+        "round": n,
+    }
+
+
+def test_the_lowrate_section_shows_every_load_and_each_setting_s_range() -> None:
+    run = results()
+    runs = [
+        lowrate_run(500, (1, 500), 1, 0.78, 11.3),
+        lowrate_run(500, (65_536, 10), 1, 0.34, 19.3),
+        lowrate_run(500, (1, 500), 2, 0.80, 11.7),
+        lowrate_run(500, (65_536, 10), 2, 0.36, 19.9),
+    ]
+    figures = {"transactions": {"seconds": 30, "client": "librdkafka", "rounds": 2, "runs": runs}}
+    run["sections"]["lowrate"] = {"seconds": 200, "load_start": [0.5], "load_end": [0.9],
+                                  "figures": figures}  # fmt: skip
+    text = markdown(run)
+    assert "## A worker at low rates" in text
+    assert (
+        "| transactions | 500 | 65,536 B or 10 ms | 2 | 500 | 19.9 | 39.8 | 59.7 | 0.86 (0.36)"
+        " | 0 (4) | 10,000 |" in text
+    )
+    assert (
+        "- transactions at 500 msg/s, fetches answered at 1 B or 500 ms: the worker kept"
+        " 0.78–0.80 of a core busy; p50 11.3–11.7 ms, p99 33.9–35.1 ms (2 loads)." in text
+    )
+    assert "fetches answered at 65,536 B or 10 ms: the worker kept 0.34–0.36 of a core" in text
