@@ -170,9 +170,9 @@ class WorkerSettings(_Section):
     # The broker answers a fetch once it holds fetch_min_bytes for it, or after
     # fetch_max_wait_ms. The defaults answer at once: the lowest latency, and at a low
     # rate a poll, a fetch and a produce request for every few records, whose CPU cost
-    # does not shrink with them. A transactions worker at 500 msg/s kept 0.78-0.80 of a
-    # core busy so, 0.34-0.36 with 65,536 bytes and 10 ms (p50 11.5 -> 19.6 ms) and
-    # 0.51-0.52 with 3 ms (p50 15.6 ms): two alternating loads each, 2026-12-07.
+    # does not shrink with them. A transactions worker at 500 msg/s kept 0.70-0.72 of a
+    # core busy so, and 0.33 with 65,536 bytes and 10 ms, for a p50 of 20 ms instead of
+    # 11-12 (`scripts/bench --sections lowrate`, 2026-12-07; the README has the rest).
     fetch_min_bytes: int = Field(default=1, ge=1)
     fetch_max_wait_ms: int = Field(default=500, ge=0)
     max_poll_interval_ms: int = Field(default=300_000, gt=0)
