@@ -6,20 +6,17 @@ Every turn of the worker's loop costs a poll, a fetch and a produce request, wha
 few records it carries; at a low rate the broker's at-once answers make many such
 turns. Each rate is loaded once per setting, the settings in turn, ``rounds`` times, so
 that every setting meets the same spells of a noisy machine. Before them, one load
-warms a fresh broker up (its figures are left out, as in the latency section).
+warms a fresh broker up; its figures are not kept.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from inferloop.settings import WorkerSettings
 from scripts.bench_env import Env
 from scripts.bench_latency import WARM_UP_LOAD_S, one_load
 from scripts.bench_throughput import DomainSetup
-
-log = logging.getLogger(__name__)
 
 RATES = (500.0, 2_000.0)
 FETCH_FIELDS = ("fetch_min_bytes", "fetch_max_wait_ms")
