@@ -167,7 +167,10 @@ def transactional_passthrough(
         consumer.close()
 
 
-BASELINES: dict[str, Callable[[KafkaSettings, str, str, int], LoopResult]] = {
+# A loop: (Kafka settings, source topic, sink topic, records to move) -> what it did.
+Loop = Callable[[KafkaSettings, str, str, int], LoopResult]
+
+BASELINES: dict[str, Loop] = {
     "consume": consume_only,
     "naive": naive_passthrough,
     "pipelined": pipelined_passthrough,

@@ -12,8 +12,11 @@ The baseline, in the same run and at the half load: the pipelined kafka-python
 pass-through loop of the throughput section (``bench_baselines``) in place of the
 worker, with the same producer, topics and reader. It parses nothing and scores
 nothing, so its latency is what Kafka and kafka-python cost on this machine at that
-rate, with the same processes sharing its cores. The half load, the one with a target,
-is run several times, each worker load followed by one of the baseline, so that both
+rate, with the same processes sharing its cores. Beside it, with the librdkafka harness,
+the same loop on librdkafka (:func:`scripts.bench_rdkafka.pipelined_passthrough`): a
+client whose record path is C, so what of the tail is kafka-python's shows apart from
+what the machine and the broker give any client. The half load, the one with a target,
+is run several times, each worker load followed by one of each baseline, so that all
 meet the same spells of a noisy machine. Below them, the floor: no loop, the reader
 reading the input topic itself, one hop through the broker.
 
@@ -159,10 +162,17 @@ def one_load(
 
 
 def passthrough_load(
-    env: Env, setup: DomainSetup, rate: float, seconds: float, client: str = "librdkafka"
+    env: Env,
+    setup: DomainSetup,
+    rate: float,
+    seconds: float,
+    client: str = "librdkafka",
+    *,
+    loop: str = "pipelined",
 ) -> dict[str, Any]:
-    """The pipelined pass-through loop in place of the worker: the same load, no model."""
-    return _without_worker(env, setup, rate, seconds, client, through_loop=True)
+    """A pipelined pass-through loop in place of the worker: the same load, no model;
+    kafka-python's, or librdkafka's with ``loop="rdkafka_pipelined"``."""
+    return _without_worker(env, setup, rate, seconds, client, loop=loop)
 
 
 def floor_load(
@@ -170,7 +180,7 @@ def floor_load(
 ) -> dict[str, Any]:
     """No loop at all: the reader reads the input topic the producer writes. What one hop
     through the broker costs with these clients, at this load, on this machine."""
-    return _without_worker(env, setup, rate, seconds, client, through_loop=False)
+    return _without_worker(env, setup, rate, seconds, client, loop=None)
 
 
 def _without_worker(
@@ -180,29 +190,29 @@ def _without_worker(
     seconds: float,
     client: str,
     *,
-    through_loop: bool,
+    loop: str | None,
 ) -> dict[str, Any]:
     settings = env.settings(new_tag("latbase"), setup.key_prefix)
     topics = for_settings(settings, setup.domain)
     create_domain_topics(settings, setup.domain)
     count = max(int(rate * seconds), 1)
     cpu_before = broker_cpu_s(env)
-    loop = None
-    if through_loop:
-        loop = env.spawn(
+    child = None
+    if loop is not None:
+        child = env.spawn(
             "loop",
             {
                 "settings": settings.model_dump(mode="json"),
-                "mode": "pipelined",
+                "mode": loop,
                 "source": topics.events,
                 "sink": topics.predictions,
                 "count": PASSTHROUGH_WARM_UP + count,
             },
-            f"{setup.domain}-latency-passthrough",
+            f"{setup.domain}-latency-{loop.replace('_', '-')}",
         )
     gc.collect()
     gc.freeze()  # as StreamRun.start does: the harness's heap stalls its reader otherwise
-    read = topics.predictions if through_loop else topics.events
+    read = topics.predictions if loop is not None else topics.events
     reader = PredictionReader(settings, read, client=client).start()
     probe = StallProbe.start(_stalls_path(env, settings))
     try:
@@ -215,7 +225,7 @@ def _without_worker(
         wait_until(lambda: reader.count() >= PASSTHROUGH_WARM_UP, 120, "the warm-up", 0.1)
         spec = producer_spec(settings, topics.events, path, "lat", count, client=client)
         spec |= {"rate_per_s": rate, "ack_from_s": WARM_UP_S}
-        watch = CpuWatch.start({"loop": loop.pid} if loop is not None else {})
+        watch = CpuWatch.start({"loop": child.pid} if child is not None else {})
         produced = env.spawn("produce", spec, f"{setup.domain}-latency-paced").wait(
             seconds * 3 + 120
         )
@@ -224,22 +234,26 @@ def _without_worker(
         wait_until(
             lambda: (
                 reader.count() >= done
-                or (loop is not None and loop.process.poll() not in (None, 0))
+                or (child is not None and child.process.poll() not in (None, 0))
             ),
             120,
             "the reader",
         )
         cpu = watch.cores()
         stalls = probe.stop()
-        if loop is not None:
-            loop.wait(120)
+        if child is not None:
+            child.wait(120)
     finally:
         probe.close()
         received = reader.stop()
     values, sent = latencies_ms(
         settings, topics.events, received, produced["first_send_wall"] + WARM_UP_S
     )
-    name = "pipelined pass-through" if through_loop else "no loop: producer to reader"
+    name = {
+        None: "no loop: producer to reader",
+        "pipelined": "pipelined pass-through",
+        "rdkafka_pipelined": "pipelined pass-through, librdkafka",
+    }[loop]
     return summarise(
         setup.domain,
         name,
@@ -369,7 +383,8 @@ def run(
 ) -> dict[str, Any]:
     """The latency section of one domain: after the warm-up loads (kept apart), the
     at-least-once loads at 25, 50 and 75 %, where each of the ``half_loads`` loads at 50 %
-    is followed by one of the pass-through baseline; then 50 % exactly-once, 50 %
+    is followed by one of the pass-through baseline (and, with the librdkafka harness,
+    one of the same loop on librdkafka); then 50 % exactly-once, 50 %
     at-least-once while a retrain fits on the same machine, and the floor (no loop) at
     50 %; the harness's producer and reader on ``client``."""
     half = max_rate * 0.5
@@ -384,6 +399,9 @@ def run(
         runs.append(worker | {"share": 0.5, "repeat": repeat})
         baseline = passthrough_load(env, setup, half, seconds, client)
         runs.append(baseline | {"share": 0.5, "baseline": True, "repeat": repeat})
+        if client == "librdkafka":  # confluent-kafka is installed
+            native = passthrough_load(env, setup, half, seconds, client, loop="rdkafka_pipelined")
+            runs.append(native | {"share": 0.5, "native_baseline": True, "repeat": repeat})
     runs.append(one_load(env, setup, max_rate * 0.75, seconds, client=client) | {"share": 0.75})
     runs.append(one_load(env, setup, half, seconds, "exactly-once", client=client) | {"share": 0.5})
     runs.append(during_fit(env, setup, half, seconds, client) | {"share": 0.5})

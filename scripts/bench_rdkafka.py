@@ -10,6 +10,10 @@ The worker itself stays on kafka-python; only the producer of the input and the 
 of the predictions change. Both keep the contract of their kafka-python twins in
 :mod:`scripts.bench_stream`: every record's Kafka timestamp is the moment it was sent,
 and a prediction's arrival is noted when the reader takes it from the client.
+
+One more baseline lives here: :func:`pipelined_passthrough`, the pipelined pass-through
+loop of :mod:`scripts.bench_baselines` on librdkafka. Beside the kafka-python loop at
+the half load, it tells what of the tail is kafka-python's and what is the machine's.
 """
 
 from __future__ import annotations
@@ -18,12 +22,15 @@ import json
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from inferloop.settings import KafkaSettings
+from scripts.bench_baselines import MAX_POLL_RECORDS, LoopResult
 
 Acked = Callable[[int], None]  # the record's timestamp, ms
 Failed = Callable[[str, str], None]  # event id, reason
@@ -95,14 +102,7 @@ class RdkafkaSender:
 
     def send(self, event_id: str, value: bytes) -> None:
         """Queue one record; when the client's queue is full, serve it until it is not."""
-        while True:
-            try:
-                self._producer.produce(
-                    self._topic, value=value, key=event_id.encode(), on_delivery=self._report
-                )
-                return
-            except BufferError:
-                self._producer.poll(0.05)
+        _produce(self._producer, self._topic, event_id.encode(), value, self._report)
 
     def serve(self) -> None:
         """Run the delivery reports that have come in."""
@@ -155,6 +155,95 @@ def read_committed(
                 yield time.time(), messages
     finally:
         consumer.close()
+
+
+@dataclass
+class _Sent:
+    """One consumed batch's records on their way to the sink, and the offsets to commit
+    once Kafka has acknowledged every one of them."""
+
+    offsets: list[TopicPartition]
+    unacked: int = 0
+    failure: str | None = None
+
+    def report(self, error: Any, _message: Any) -> None:
+        if error is not None and self.failure is None:
+            self.failure = str(error)
+        self.unacked -= 1
+
+
+def pipelined_passthrough(kafka: KafkaSettings, source: str, sink: str, count: int) -> LoopResult:
+    """The pipelined pass-through of :mod:`scripts.bench_baselines` on librdkafka: take
+    what the consumer has queued (up to the kafka-python loop's batch), produce each
+    record's key and value unchanged, and commit a batch's offsets once all its records
+    are acknowledged, batches in order; the next batch is taken meanwhile. The producer
+    is configured as the kafka-python loop's (``acks=all``, 5 ms linger, 256 KiB batches),
+    and idempotent, as the worker's is."""
+    consumer = Consumer(
+        client_config(kafka)
+        | {
+            "group.id": f"bench-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            # As the kafka-python loop reads (librdkafka's default is read_committed).
+            "isolation.level": "read_uncommitted",
+        }
+    )
+    producer = Producer(
+        client_config(kafka)
+        | {"acks": "all", "enable.idempotence": True, "linger.ms": 5, "batch.size": 256 * 1024}
+    )
+    in_flight: deque[_Sent] = deque()
+
+    def settle() -> None:
+        producer.poll(0)
+        while in_flight and in_flight[0].unacked == 0:
+            sent = in_flight.popleft()
+            if sent.failure is not None:
+                raise RuntimeError(f"a send to {sink} failed: {sent.failure}")
+            consumer.commit(offsets=sent.offsets, asynchronous=True)
+
+    seen, started = 0, None
+    try:
+        consumer.subscribe([source])
+        while seen < count:
+            messages = consumer.consume(MAX_POLL_RECORDS, 0) or consumer.consume(1, 0.5)
+            settle()
+            if not messages:
+                continue
+            started = started or time.perf_counter()
+            sent = _Sent(offsets=[])
+            ends: dict[tuple[str, int], int] = {}
+            for message in messages:
+                if message.error() is not None:
+                    raise RuntimeError(f"consuming {source} failed: {message.error()}")
+                _produce(producer, sink, message.key(), message.value(), sent.report)
+                sent.unacked += 1
+                ends[(message.topic(), message.partition())] = message.offset() + 1
+            sent.offsets = [TopicPartition(t, p, offset) for (t, p), offset in ends.items()]
+            in_flight.append(sent)
+            seen += len(messages)
+        producer.flush(30)
+        settle()
+        if in_flight:
+            raise RuntimeError(f"{sum(s.unacked for s in in_flight)} sends to {sink} unanswered")
+        consumer.commit(asynchronous=False)
+        return LoopResult(
+            "pipelined pass-through, librdkafka", seen, time.perf_counter() - (started or 0.0)
+        )
+    finally:
+        consumer.close()
+
+
+def _produce(
+    producer: Any, topic: str, key: bytes | None, value: bytes | None, report: Callable[..., None]
+) -> None:
+    while True:
+        try:
+            producer.produce(topic, value=value, key=key, on_delivery=report)
+            return
+        except BufferError:  # the client's queue is full: serve it until it is not
+            producer.poll(0.05)
 
 
 def _partitions(consumer: Any, topic: str) -> list[int]:

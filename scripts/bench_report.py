@@ -137,6 +137,8 @@ def _latency_label(run: dict[str, Any], half_loads: int = 1) -> str:
     label = str(run["delivery"])
     if run.get("baseline"):
         label += " (baseline: no parsing, no model)"
+    elif run.get("native_baseline"):
+        label += " (baseline on a C client: no parsing, no model)"
     elif run.get("during_fit"):
         label += ", retrain fitting"
     if "repeat" in run and half_loads > 1:
@@ -145,7 +147,7 @@ def _latency_label(run: dict[str, Any], half_loads: int = 1) -> str:
 
 
 def _half_loads(runs: list[dict[str, Any]]) -> int:
-    """How many times the half load was run (each time the worker, then the baseline)."""
+    """How many times the half load was run (each time the worker, then the baselines)."""
     return max((r.get("repeat", 1) for r in runs), default=1)
 
 
@@ -159,12 +161,14 @@ def _p99_text(runs: list[dict[str, Any]]) -> str:
 
 def _against_baseline(figures: dict[str, Any]) -> str:
     """Per domain: the worker's p99 at 50 % against the pass-through's at the same load
-    (their medians, when the half load was run several times)."""
+    (their medians, when the half load was run several times), and the same loop's on
+    librdkafka when it ran."""
     lines = []
     for domain, f in figures.items():
         half = [r for r in f["runs"] if r["share"] == 0.5 and not r.get("during_fit")]
         workers = [r for r in half if r["delivery"] == "at-least-once" and r["p99_ms"]]
         bases = [r for r in half if r.get("baseline") and r["p99_ms"]]
+        natives = [r for r in half if r.get("native_baseline") and r["p99_ms"]]
         floor = next((r for r in half if r.get("floor")), None)
         if not (workers and bases):
             continue
@@ -180,8 +184,15 @@ def _against_baseline(figures: dict[str, Any]) -> str:
             f" ({ratio:.1f} ×; p50{' medians' if many else ''} {p50s[0]:.0f} against"
             f" {p50s[1]:.0f} ms)"
         )
+        if natives:
+            p50 = statistics.median(r["p50_ms"] for r in natives)
+            text += f"; on librdkafka the pass-through's p99 {_p99_text(natives)}"
+            text += f" (p50 {p50:.0f} ms)"
         if many:
             text += f"; the worker's p99 ≤ {LATENCY_TARGET_MS:.0f} ms in {met} of {len(workers)}"
+            if natives:
+                native_met = sum(r["p99_ms"] <= LATENCY_TARGET_MS for r in natives)
+                text += f", librdkafka's pass-through's in {native_met} of {len(natives)}"
         if floor and floor["p99_ms"]:
             text += f"; one hop with no loop: p99 {floor['p99_ms']:.0f} ms"
         lines.append(text + ".")

@@ -195,6 +195,32 @@ def test_a_half_load_run_several_times_is_reported_by_its_medians(tmp_path: Path
     assert "latency.png" in [p.name for p in plots(run, tmp_path)]
 
 
+def test_the_pass_through_on_librdkafka_is_reported_beside_kafka_pythons() -> None:
+    run = results()
+    figures = run["sections"]["latency"]["figures"]["transactions"]
+    quarter, half, three_quarters, base, floor = figures["runs"]
+    native = base | {"delivery": "pipelined pass-through, librdkafka", "native_baseline": True}
+    del native["baseline"]
+    figures["runs"] = [quarter]
+    for repeat, (mine, theirs, its) in enumerate([(40, 80, 45), (118, 140, 90), (60, 100, 70)], 1):
+        figures["runs"].append(half | {"repeat": repeat, "p99_ms": mine})
+        figures["runs"].append(base | {"repeat": repeat, "p99_ms": theirs})
+        figures["runs"].append(native | {"repeat": repeat, "p99_ms": its, "p50_ms": 1.5})
+    figures["runs"] += [three_quarters, floor]
+    text = markdown(run)
+    assert (
+        "| pipelined pass-through, librdkafka (baseline on a C client: no parsing, no model),"
+        " 2 of 3 | 50% |" in text
+    )
+    # Neither the worker's figures nor kafka-python's loop's take the C client's loads in.
+    assert (
+        "the worker's p99 median 60 ms (40–118), the pass-through's median 100 ms (80–140)"
+        " (0.6 ×; p50 medians 4 against 2 ms); on librdkafka the pass-through's p99 median"
+        " 70 ms (45–90) (p50 2 ms); the worker's p99 ≤ 50 ms in 1 of 3, librdkafka's"
+        " pass-through's in 1 of 3; one hop with no loop: p99 3 ms." in text
+    )
+
+
 def test_plots_are_written_as_png(tmp_path: Path) -> None:
     written = plots(results(), tmp_path)
     assert sorted(p.name for p in written) == ["latency.png", "throughput.png"]
