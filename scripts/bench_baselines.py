@@ -3,7 +3,8 @@
 Each loop consumes ``count`` records of a source topic in a consumer group of its own,
 produces their bytes unchanged to a sink topic and commits: no parsing, no model. They
 are what a hand-written pass-through does at best, so the worker's efficiency is its
-rate over what these loops allow.
+rate over what these loops allow. One more, the pipelined loop on librdkafka, is listed
+here too (``rdkafka_pipelined``), for the latency section's half loads.
 """
 
 from __future__ import annotations
@@ -167,12 +168,18 @@ def transactional_passthrough(
         consumer.close()
 
 
-# A loop: (Kafka settings, source topic, sink topic, records to move) -> what it did.
-Loop = Callable[[KafkaSettings, str, str, int], LoopResult]
+def rdkafka_pipelined(kafka: KafkaSettings, source: str, sink: str, count: int) -> LoopResult:
+    """The pipelined loop on librdkafka (:mod:`scripts.bench_rdkafka`), imported only when
+    it runs: confluent-kafka is in the ``bench`` extra."""
+    from scripts.bench_rdkafka import pipelined_passthrough as on_librdkafka  # noqa: PLC0415
 
-BASELINES: dict[str, Loop] = {
+    return on_librdkafka(kafka, source, sink, count)
+
+
+BASELINES: dict[str, Callable[[KafkaSettings, str, str, int], LoopResult]] = {
     "consume": consume_only,
     "naive": naive_passthrough,
     "pipelined": pipelined_passthrough,
     "exactly_once": transactional_passthrough,
+    "rdkafka_pipelined": rdkafka_pipelined,
 }

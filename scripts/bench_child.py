@@ -39,16 +39,10 @@ def settings_of(spec: dict[str, Any]) -> Settings:
 
 
 def run_loop(spec: dict[str, Any]) -> dict[str, Any]:
-    """A baseline pass-through (or consume-only) loop: kafka-python's, or with mode
-    ``rdkafka_pipelined`` the pipelined one on librdkafka (in the ``bench`` extra)."""
-    from scripts.bench_baselines import BASELINES, Loop
+    """A baseline pass-through (or consume-only) loop."""
+    from scripts.bench_baselines import BASELINES
 
-    if spec["mode"] == "rdkafka_pipelined":
-        from scripts.bench_rdkafka import pipelined_passthrough
-
-        loop: Loop = pipelined_passthrough
-    else:
-        loop = BASELINES[spec["mode"]]
+    loop = BASELINES[spec["mode"]]
     result = loop(settings_of(spec).kafka, spec["source"], spec["sink"], int(spec["count"]))
     return {
         "name": result.name,

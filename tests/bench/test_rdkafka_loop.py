@@ -8,7 +8,7 @@ from kafka import TopicPartition
 
 from inferloop.connections import admin_client, make_consumer, make_producer
 from inferloop.settings import Settings
-from scripts.bench_rdkafka import pipelined_passthrough
+from scripts.bench_baselines import BASELINES
 from scripts.bench_stream import read_records
 
 
@@ -25,7 +25,7 @@ def test_the_loop_moves_every_record_unchanged_and_commits_its_group_to_the_end(
     finally:
         producer.close()
 
-    result = pipelined_passthrough(settings.kafka, source, sink, len(sent))
+    result = BASELINES["rdkafka_pipelined"](settings.kafka, source, sink, len(sent))
 
     assert result.records == len(sent)
     assert result.name == "pipelined pass-through, librdkafka"
