@@ -82,6 +82,10 @@ class GoldenMismatchError(RegistryError):
     """The loaded model does not reproduce the scores recorded for its golden sample."""
 
 
+class SchemaMismatchError(RegistryError):
+    """The version expects another input schema version than this process validates."""
+
+
 class SigningKeyError(RegistryError):
     """A key file is missing, unreadable or not an Ed25519 key, or no key is configured."""
 

@@ -20,12 +20,13 @@ from inferloop.domains.transactions import TransactionsDomain
 from inferloop.local.process import free_port
 from inferloop.local.redis import LocalRedis
 from inferloop.registry import ModelVersion, Registry
+from inferloop.registry.serving import activate
 from inferloop.registry.signing import KeyPair, generate_key_pair
 from inferloop.settings import Settings
 from inferloop.topics import DomainTopics
 from inferloop.worker.health import HealthState
 from inferloop.worker.metrics import WorkerMetrics
-from inferloop.worker.model import ModelKeeper, activate
+from inferloop.worker.model import ModelKeeper
 from tests.helpers import read_topic
 from tests.worker.conftest import DOMAIN, Champion, WorkerThread, wait_for, with_worker
 from tests.worker.factories import (
@@ -212,7 +213,7 @@ def test_a_worker_scores_with_the_compiled_trees_and_passes_over_a_form_that_dis
     assert compiled.scorer.name == "compiled trees (25)"
     assert np.array_equal(compiled.score(golden), np.asarray(version.golden.scores))
 
-    with caplog.at_level(logging.WARNING, logger="inferloop.worker.model"):
+    with caplog.at_level(logging.WARNING, logger="inferloop.registry.serving"):
         fallback = activate(loaded, DisagreeingTransactions())
     assert fallback.scorer.name == "pipeline"
     assert "not scoring with off by a little" in caplog.text
