@@ -21,7 +21,18 @@ that touch several of them also run on a cluster.
     <p>:retrain:{domain}:status              hash    last run, last success, next run
     <p>:retrain:triggers                     stream  operator triggers, read by a consumer group
     <p>:retrain:outcome:<trigger id>         string  the outcome of one trigger (JSON)
+    <p>:retrain:sent:<trigger id>            string  marker of a trigger id added once (SET NX)
     <p>:retrain:services                     hash    service instance -> domains, heartbeat (JSON)
+    <p>:monitor:{domain}:shadow-first        string  cool-down after a rollback (TTL): the next
+                                                     candidate is promoted shadow-first
+    <p>:monitor:{domain}:offsets             hash    "labels|predictions:<partition>" -> next offset
+    <p>:monitor:{domain}:window              list    labelled events, oldest first (packed, bounded)
+    <p>:monitor:{domain}:counts              hash    labelled, predicted per version and class
+    <p>:monitor:{domain}:served              hash    sampled id hash -> served version, score
+    <p>:monitor:{domain}:detectors           hash    drift detector -> its state (JSON)
+    <p>:monitor:{domain}:status              string  the last evaluation, per role (JSON)
+    <p>:monitor:{domain}:lease               string  the one monitor of the domain (token, PX)
+    <p>:monitor:{domain}:decision            string  the one rollback decision in flight (SET NX PX)
     <p>:worker:{domain}:attempts:<t>:<p>:<o> string  scoring attempts of a failing batch
 """
 
@@ -109,9 +120,54 @@ class Keys:
         """The recorded outcome of one trigger."""
         return f"{self.prefix}:retrain:outcome:{_check_part('trigger id', trigger_id)}"
 
+    def retrain_sent(self, trigger_id: str) -> str:
+        """Marker of a trigger id already added to the stream (publish adds it once)."""
+        return f"{self.prefix}:retrain:sent:{_check_part('trigger id', trigger_id)}"
+
     def retrain_services(self) -> str:
         """Hash of running retrain service instances: their domains and last heartbeat."""
         return f"{self.prefix}:retrain:services"
+
+    # -- monitor ----------------------------------------------------------------
+    def shadow_first(self, domain: str) -> str:
+        """Cool-down flag set after a rollback: while it lives (its TTL), the next
+        candidate of the domain is promoted shadow-first, whatever its policy."""
+        return f"{self.prefix}:monitor:{{{_check_part('domain', domain)}}}:shadow-first"
+
+    def _monitor(self, domain: str, what: str) -> str:
+        return f"{self.prefix}:monitor:{{{_check_part('domain', domain)}}}:{what}"
+
+    def monitor_offsets(self, domain: str) -> str:
+        """Hash of the monitor's next offsets per topic and partition (its Kafka position)."""
+        return self._monitor(domain, "offsets")
+
+    def monitor_window(self, domain: str) -> str:
+        """List of the labelled events of the window, packed, oldest first."""
+        return self._monitor(domain, "window")
+
+    def monitor_counts(self, domain: str) -> str:
+        """Hash of counters: labelled and predicted per version and class, checks."""
+        return self._monitor(domain, "counts")
+
+    def monitor_served(self, domain: str) -> str:
+        """Hash of the served sample: event id hash -> served version, score, sequence."""
+        return self._monitor(domain, "served")
+
+    def monitor_detectors(self, domain: str) -> str:
+        """Hash of drift detector name -> its state (JSON)."""
+        return self._monitor(domain, "detectors")
+
+    def monitor_status(self, domain: str) -> str:
+        """The monitor's last evaluation of every watched version (JSON)."""
+        return self._monitor(domain, "status")
+
+    def monitor_lease(self, domain: str) -> str:
+        """Lease of the one monitor process of a domain (its token)."""
+        return self._monitor(domain, "lease")
+
+    def monitor_decision(self, domain: str) -> str:
+        """Lease of the one rollback decision of a domain in flight."""
+        return self._monitor(domain, "decision")
 
     # -- worker -----------------------------------------------------------------
     def scoring_attempts(self, domain: str, topic: str, partition: int, offset: int) -> str:

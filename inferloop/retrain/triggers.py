@@ -7,113 +7,42 @@ the entry pending: it (or another instance) claims it again once it has been idl
 longer than ``trigger_claim_idle_s``, and a running instance keeps the entries it
 works on fresh, so a long fit is never claimed away. An outcome stored already means
 the trigger ran (the acknowledgement was lost): it is acknowledged, not run again.
+
+The entry's schema and ``publish`` live in the core (``inferloop.triggers``), so the
+monitor sends triggers without importing this package; they are re-exported here.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-from redis.typing import EncodableT, FieldT, StreamIdT
+from redis.typing import StreamIdT
 
 from inferloop.keys import Keys
-from inferloop.retrain.errors import TriggerError, TriggerTimeoutError
+from inferloop.retrain.errors import TriggerTimeoutError
 from inferloop.retrain.outcome import RunOutcome
-from inferloop.settings import DOMAINS, Domain
+from inferloop.triggers import MAX_SEED, Trigger, TriggerEntryError, new_trigger_id, publish
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "GROUP",
+    "MAX_SEED",
+    "Trigger",
+    "TriggerQueue",
+    "new_trigger_id",
+    "stream_entries",
+]
+
 GROUP = "retrain-service"
-# numpy's random states take seeds in [0, 2**32).
-MAX_SEED = 2**32 - 1
 
 RawFields = Mapping[bytes | str, bytes | str]
 # One stream entry as redis-py returns it: its id and its fields.
 RawEntry = tuple[bytes | str, RawFields]
-
-
-@dataclass(frozen=True)
-class Trigger:
-    """One operator request: run ``domain`` now."""
-
-    trigger_id: str
-    domain: Domain
-    force: bool
-    requested_by: str
-    requested_at: str
-    seed: int | None = None
-    # Pipeline parameters of this run (``step__parameter``: JSON value).
-    params: Mapping[str, Any] = field(default_factory=dict)
-    entry_id: str = ""  # the stream entry it arrived as
-
-    def fields(self) -> dict[str, str]:
-        """The stream entry's fields."""
-        fields = {
-            "trigger_id": self.trigger_id,
-            "domain": self.domain,
-            "force": "1" if self.force else "0",
-            "requested_by": self.requested_by,
-            "requested_at": self.requested_at,
-        }
-        if self.seed is not None:
-            fields["seed"] = str(self.seed)
-        if self.params:
-            fields["params"] = json.dumps(dict(self.params), sort_keys=True)
-        return fields
-
-    @classmethod
-    def from_entry(cls, entry_id: str, fields: dict[str, str]) -> Trigger:
-        """The trigger a stream entry holds; TriggerError when it holds no valid one."""
-        domain = fields.get("domain", "")
-        trigger_id = fields.get("trigger_id", "")
-        raw_seed = fields.get("seed")
-        seed = None if raw_seed is None else _seed(raw_seed)
-        params = _params(fields.get("params"))
-        valid_seed = raw_seed is None or seed is not None
-        if domain not in DOMAINS or not trigger_id or not valid_seed or params is None:
-            raise TriggerError(f"trigger entry {entry_id} is not valid: {fields!r}")
-        return cls(
-            trigger_id=trigger_id,
-            domain=domain,
-            force=fields.get("force") == "1",
-            requested_by=fields.get("requested_by", "?"),
-            requested_at=fields.get("requested_at", ""),
-            seed=seed,
-            params=params,
-            entry_id=entry_id,
-        )
-
-
-def _seed(text: str) -> int | None:
-    """The seed an entry carries; None when it is not one (not an integer, out of range)."""
-    try:
-        seed = int(text)
-    except ValueError:
-        # str.isdigit() is no guard: "²" is a digit that int() refuses.
-        return None
-    return seed if 0 <= seed <= MAX_SEED else None
-
-
-def _params(text: str | None) -> dict[str, Any] | None:
-    """The parameters an entry carries ({} when none); None when they are not valid."""
-    if text is None:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def new_trigger_id() -> str:
-    """A fresh trigger id (no colons, so it fits in a key)."""
-    return uuid.uuid4().hex
 
 
 class TriggerQueue:
@@ -128,12 +57,7 @@ class TriggerQueue:
     # -- senders -----------------------------------------------------------------------
     def send(self, trigger: Trigger) -> str:
         """Add ``trigger`` to the stream; return its entry id."""
-        fields: dict[FieldT, EncodableT] = dict(trigger.fields().items())
-        entry = self.client.xadd(self.stream, fields)
-        log.info(
-            "trigger %s for %s sent by %s", trigger.trigger_id, trigger.domain, trigger.requested_by
-        )
-        return _text(entry)
+        return publish(self.client, self.keys, trigger)
 
     def outcome(self, trigger_id: str) -> RunOutcome | None:
         """The recorded outcome of a trigger, or None while it has none."""
@@ -217,7 +141,7 @@ class TriggerQueue:
             fields = {_text(k): _text(v) for k, v in raw_fields.items()}
             try:
                 triggers.append(Trigger.from_entry(entry_id, fields))
-            except TriggerError as exc:
+            except TriggerEntryError as exc:
                 # A malformed entry can never run: keep it out of the way, say so.
                 log.error("dropping %s", exc)
                 self.ack(entry_id)

@@ -8,6 +8,7 @@ from inferloop.keys import Keys
 from inferloop.retrain.outcome import RunOutcome
 from inferloop.retrain.triggers import GROUP, Trigger, TriggerQueue, new_trigger_id
 from inferloop.settings import Settings
+from inferloop.triggers import publish_once
 
 
 def _queue(settings: Settings, client: redis.Redis) -> TriggerQueue:
@@ -104,3 +105,14 @@ def test_the_queue_reads_redis_py_unified_responses_too(
         queue.finish(got, _outcome(got))
         assert queue.read_new("a", block_ms=100) == []
     assert redis_client.xpending(queue.stream, GROUP)["pending"] == 0
+
+
+def test_a_monitor_trigger_published_twice_is_read_once(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    queue = _queue(settings, redis_client)
+    trigger = Trigger("monitor-emails-floor-42", "emails", False, "monitor", "2025-01-01T00:00:00Z")
+    for _ in range(2):
+        publish_once(redis_client, queue.keys, trigger, dedupe_s=60)
+    assert [t.trigger_id for t in queue.read_new("a", block_ms=100)] == [trigger.trigger_id]
+    assert queue.read_new("a", block_ms=100) == []
