@@ -9,11 +9,11 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from bench.env import CpuWatch, Env, broker_cpu_s, broker_gc_pauses_ms
 from inferloop.local.kafka import KafkaJars, LocalKafka
 from inferloop.local.redis import LocalRedis
 from inferloop.local.services import LocalServices
 from inferloop.registry.signing import KeyPair
-from scripts.bench_env import CpuWatch, Env, broker_cpu_s, broker_gc_pauses_ms
 
 GC_LOG = """\
 [2026-12-04T03:50:50.120+0000][0.003s] Using G1

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+from bench.faults.hostile import TEN_MB, expected_reason_counts, hostile_messages
 from inferloop.domains import get_domain
-from scripts.faults_hostile import TEN_MB, expected_reason_counts, hostile_messages
 
 
 def test_each_hostile_message_gets_its_expected_reason() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scripts.bench import max_rates, parse_args
+from bench.harness import max_rates, parse_args
 
 
 def test_one_max_rate_is_every_domain_s_and_per_domain_rates_are_each_their_own() -> None:

@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 from kafka import TopicPartition
 
+from bench.peers.baselines import BASELINES
+from bench.stream import read_records
 from inferloop.connections import admin_client, make_consumer, make_producer
 from inferloop.settings import Settings
-from scripts.bench_baselines import BASELINES
-from scripts.bench_stream import read_records
 
 
 def test_the_loop_moves_every_record_unchanged_and_commits_its_group_to_the_end(

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from scripts.bench_data import id_of, with_id
-from scripts.bench_report import Cell, fmt, machine_text, markdown, plots, table
-from scripts.bench_retrain import growth
+from bench.data import id_of, with_id
+from bench.report import Cell, fmt, machine_text, markdown, plots, table
+from bench.sections.retrain import growth
 
 
 def test_cells_are_formatted_with_separators_and_dashes() -> None:

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
+from bench.stream import KafkaPythonSender, PacedProducer
 from inferloop.settings import Settings
-from scripts.bench_stream import KafkaPythonSender, PacedProducer
 
 
 def _sender(

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from scripts.bench_stalls import StallProbe, summary
+from bench.stalls import StallProbe, summary
 
 
 def test_a_probe_frozen_for_300_ms_reports_a_stall_that_long(tmp_path: Path) -> None:
@@ -51,7 +51,7 @@ def test_a_probe_whose_harness_died_ends_and_writes_what_it_saw(tmp_path: Path) 
     # A harness that starts a probe and exits without stopping it.
     harness = (
         "import subprocess, sys, time; "
-        f"subprocess.Popen([sys.executable, '-m', 'scripts.bench_stalls', {str(out)!r}]); "
+        f"subprocess.Popen([sys.executable, '-m', 'bench.stalls', {str(out)!r}]); "
         "time.sleep(1.0)"
     )
     subprocess.run([sys.executable, "-c", harness], check=True, timeout=30)

@@ -8,7 +8,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from scripts.bench_stats import (
+from bench.sections.throughput import summarise
+from bench.stats import (
     Accounting,
     Spread,
     efficiency,
@@ -21,7 +22,6 @@ from scripts.bench_stats import (
     rss_drift_mb_per_hour,
     tally_accounting,
 )
-from scripts.bench_throughput import summarise
 
 
 @pytest.mark.parametrize("q", [0, 1, 25, 50, 90, 95, 99, 99.9, 100])

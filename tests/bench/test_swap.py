@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scripts.bench_swap import SwapTiming, swap_figures
+from bench.sections.swap import SwapTiming, swap_figures
 
 PROMOTED_MS = 10_000.0
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.env import Env
+from bench.sections.latency import WARM_UP_LOAD_S, one_load
+from bench.sections.throughput import DomainSetup
 from inferloop.settings import WorkerSettings
-from scripts.bench_env import Env
-from scripts.bench_latency import WARM_UP_LOAD_S, one_load
-from scripts.bench_throughput import DomainSetup
 
 RATES = (500.0, 2_000.0)
 FETCH_FIELDS = ("fetch_min_bytes", "fetch_max_wait_ms")

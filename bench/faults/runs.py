@@ -25,18 +25,18 @@ from typing import Any
 
 import redis
 
+from bench.data import promote_version, register
+from bench.env import Env, create_topic, metric, new_tag, wait_until
+from bench.faults.hostile import expected_reason_counts, hostile_messages
+from bench.sections.latency import templates
+from bench.sections.throughput import DomainSetup
+from bench.stats import Accounting
+from bench.stream import StreamRun, input_index, read_records
+from bench.worker import WorkerGroup
 from inferloop.connections import make_producer
 from inferloop.registry import Registry
 from inferloop.settings import Settings
 from inferloop.worker.lag import group_lag
-from scripts.bench_data import promote_version, register
-from scripts.bench_env import Env, create_topic, metric, new_tag, wait_until
-from scripts.bench_latency import templates
-from scripts.bench_stats import Accounting
-from scripts.bench_stream import StreamRun, input_index, read_records
-from scripts.bench_throughput import DomainSetup
-from scripts.bench_worker import WorkerGroup
-from scripts.faults_hostile import expected_reason_counts, hostile_messages
 
 log = logging.getLogger(__name__)
 

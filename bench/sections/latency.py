@@ -13,7 +13,7 @@ pass-through loop of the throughput section (``bench_baselines``) in place of th
 worker, with the same producer, topics and reader. It parses nothing and scores
 nothing, so its latency is what Kafka and kafka-python cost on this machine at that
 rate, with the same processes sharing its cores. Beside it, with the librdkafka harness,
-the same loop on librdkafka (:func:`scripts.bench_rdkafka.pipelined_passthrough`): a
+the same loop on librdkafka (:func:`bench.peers.rdkafka.pipelined_passthrough`): a
 client whose record path is C, so what of the tail is kafka-python's shows apart from
 what the machine and the broker give any client. The half load, the one with a target,
 is run several times, each worker load followed by one of each baseline, so that all
@@ -23,12 +23,12 @@ reading the input topic itself, one hop through the broker.
 Each load also records what shares the machine with the worker: the cores the machine
 and the worker (or loop) kept busy on average, the input's own leg (its producer's send
 to Kafka's acknowledgement), and the machine's own stops, seen by a probe process that
-only sleeps (:mod:`scripts.bench_stalls`). The half load is half of the worker's
+only sleeps (:mod:`bench.stalls`). The half load is half of the worker's
 maximum with the machine to itself; with the producer, the reader and the broker beside
 it, the transactions worker at that load kept 0.8 of the two cores busy, and the
 machine 1.35.
 
-The producer and the reader are librdkafka's (:mod:`scripts.bench_rdkafka`) unless
+The producer and the reader are librdkafka's (:mod:`bench.peers.rdkafka`) unless
 ``--harness-client kafka-python``: at 6,000 msg/s kafka-python's producer alone took
 74 % of one of the two cores, librdkafka's 20 %, and what the harness takes from the
 worker shows up as the worker's latency.
@@ -44,10 +44,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from inferloop.settings import Settings
-from inferloop.topics import create_domain_topics, for_settings
-from scripts.bench_data import write_values
-from scripts.bench_env import (
+from bench.data import write_values
+from bench.env import (
     CpuWatch,
     Env,
     broker_cpu_s,
@@ -55,16 +53,18 @@ from scripts.bench_env import (
     new_tag,
     wait_until,
 )
-from scripts.bench_stalls import COUNT_FROM_MS, StallProbe
-from scripts.bench_stats import percentiles
-from scripts.bench_stream import (
+from bench.sections.throughput import DomainSetup
+from bench.stalls import COUNT_FROM_MS, StallProbe
+from bench.stats import percentiles
+from bench.stream import (
     PredictionReader,
     Received,
     StreamRun,
     input_index,
     producer_spec,
 )
-from scripts.bench_throughput import DomainSetup
+from inferloop.settings import Settings
+from inferloop.topics import create_domain_topics, for_settings
 
 log = logging.getLogger(__name__)
 
@@ -358,7 +358,7 @@ def during_fit(
 ) -> dict[str, Any]:
     """One load while a retrain-like fit (one thread, lower priority) runs beside it."""
     child = subprocess.Popen(
-        [sys.executable, "-m", "scripts.bench_fitload", str(seconds * 3 + 120)],
+        [sys.executable, "-m", "bench.fitload", str(seconds * 3 + 120)],
         stdout=subprocess.PIPE,
         text=True,
     )

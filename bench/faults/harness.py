@@ -1,8 +1,8 @@
-"""The fault-injection harness: ``scripts/faults [options]`` (or ``python -m scripts.faults``).
+"""The fault-injection harness: ``scripts/faults [options]`` (or ``python -m bench.faults``).
 
 Starts its own Kafka and Redis on free ports (faults stop and start them: never the
 user's services), fits the transactions champion, then runs each chosen fault
-(:mod:`scripts.faults_runs`) and writes ``results/<timestamp>-faults/``: ``faults.json``
+(:mod:`bench.faults.runs`) and writes ``results/<timestamp>-faults/``: ``faults.json``
 and ``faults.md`` (per fault: events in, predictions out, dead letters, lost,
 duplicated, time to recover, and the fault's own checks).
 """
@@ -18,13 +18,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.data import load_corpus
+from bench.env import ROOT, environment, start_run
+from bench.faults.runs import FAULTS, Context, FaultResult
+from bench.machine import Section, load_average, machine_facts, wait_for_quiet
+from bench.report import fmt, machine_text, table
+from bench.sections.throughput import prepare_domain
 from inferloop.settings import Settings
-from scripts.bench_data import load_corpus
-from scripts.bench_env import ROOT, environment, start_run
-from scripts.bench_machine import Section, load_average, machine_facts, wait_for_quiet
-from scripts.bench_report import fmt, machine_text, table
-from scripts.bench_throughput import prepare_domain
-from scripts.faults_runs import FAULTS, Context, FaultResult
 
 log = logging.getLogger("faults")
 
@@ -136,7 +136,3 @@ def write(out: Path, results: dict[str, Any], runs: list[FaultResult], section: 
     }
     (out / "faults.json").write_text(json.dumps(results, indent=2, default=str))
     (out / "faults.md").write_text(markdown(results))
-
-
-if __name__ == "__main__":
-    main()

@@ -16,7 +16,7 @@ from typing import Any
 import matplotlib
 from matplotlib import pyplot as plt
 
-from scripts.bench_stalls import COUNT_FROM_MS
+from bench.stalls import COUNT_FROM_MS
 
 log = logging.getLogger(__name__)
 

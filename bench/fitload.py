@@ -1,4 +1,4 @@
-"""A retrain's fit as background load: ``python -m scripts.bench_fitload SECONDS``.
+"""A retrain's fit as background load: ``python -m bench.fitload SECONDS``.
 
 Fits the transactions pipeline on the first 100,000 credit-card rows again and again,
 the way the retrain job does (one native thread, at a lower CPU priority), until

@@ -8,11 +8,11 @@ does the same work in C threads, so what the latency loads measure is the worker
 
 The worker itself stays on kafka-python; only the producer of the input and the reader
 of the predictions change. Both keep the contract of their kafka-python twins in
-:mod:`scripts.bench_stream`: every record's Kafka timestamp is the moment it was sent,
+:mod:`bench.stream`: every record's Kafka timestamp is the moment it was sent,
 and a prediction's arrival is noted when the reader takes it from the client.
 
 One more baseline lives here: :func:`pipelined_passthrough`, the pipelined pass-through
-loop of :mod:`scripts.bench_baselines` on librdkafka. Beside the kafka-python loop at
+loop of :mod:`bench.peers.baselines` on librdkafka. Beside the kafka-python loop at
 the half load, it tells what of the tail is kafka-python's and what is the machine's.
 """
 
@@ -29,8 +29,8 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from bench.peers.baselines import MAX_POLL_RECORDS, LoopResult
 from inferloop.settings import KafkaSettings
-from scripts.bench_baselines import MAX_POLL_RECORDS, LoopResult
 
 Acked = Callable[[int], None]  # the record's timestamp, ms
 Failed = Callable[[str, str], None]  # event id, reason
@@ -173,7 +173,7 @@ class _Sent:
 
 
 def pipelined_passthrough(kafka: KafkaSettings, source: str, sink: str, count: int) -> LoopResult:
-    """The pipelined pass-through of :mod:`scripts.bench_baselines` on librdkafka: take
+    """The pipelined pass-through of :mod:`bench.peers.baselines` on librdkafka: take
     what the consumer has queued (up to the kafka-python loop's batch), produce each
     record's key and value unchanged, and commit a batch's offsets once all its records
     are acknowledged, batches in order; the next batch is taken meanwhile. The producer

@@ -17,12 +17,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.data import Corpus, Model, fit_model, register
+from bench.env import Env, create_topic, new_tag
+from bench.stats import Spread, efficiency, harmonic_bound, ratio
+from bench.stream import publish
+from bench.worker import measure_worker
 from inferloop.settings import Domain, Settings
-from scripts.bench_data import Corpus, Model, fit_model, register
-from scripts.bench_env import Env, create_topic, new_tag
-from scripts.bench_stats import Spread, efficiency, harmonic_bound, ratio
-from scripts.bench_stream import publish
-from scripts.bench_worker import measure_worker
 
 log = logging.getLogger(__name__)
 

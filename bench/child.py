@@ -1,13 +1,13 @@
-"""One measurement in a child process: ``python -m scripts.bench_child KIND SPEC.json``.
+"""One measurement in a child process: ``python -m bench.child KIND SPEC.json``.
 
-The harness (:mod:`scripts.bench_env`) writes the spec; the child writes its result as
+The harness (:mod:`bench.env`) writes the spec; the child writes its result as
 JSON to the spec's ``result_path`` and exits 0. Kinds:
 
-- ``loop``: a raw kafka-python baseline loop (:mod:`scripts.bench_baselines`);
+- ``loop``: a raw kafka-python baseline loop (:mod:`bench.peers.baselines`);
 - ``score``: the champion scoring events offline (no Kafka in the timed part);
 - ``worker``: the real :class:`inferloop.worker.loop.Worker`, optionally profiled;
-- ``quix``: the Quix Streams peer (:mod:`scripts.bench_quix`);
-- ``produce``: a paced producer of a known set of ids (:mod:`scripts.bench_stream`).
+- ``quix``: the Quix Streams peer (:mod:`bench.peers.quix`);
+- ``produce``: a paced producer of a known set of ids (:mod:`bench.stream`).
 
 Each kind imports what it needs when it runs: a producer child that imported the worker,
 scikit-learn and the retrain job took 7.2 s to import on 2026-12-06 (1.8 s now),
@@ -26,9 +26,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.env import proc_status_kb
+from bench.stream import PacedProducer, read_values, registry_champion
 from inferloop.settings import Settings
-from scripts.bench_env import proc_status_kb
-from scripts.bench_stream import PacedProducer, read_values, registry_champion
 
 log = logging.getLogger("bench_child")
 
@@ -40,7 +40,7 @@ def settings_of(spec: dict[str, Any]) -> Settings:
 
 def run_loop(spec: dict[str, Any]) -> dict[str, Any]:
     """A baseline pass-through (or consume-only) loop."""
-    from scripts.bench_baselines import BASELINES
+    from bench.peers.baselines import BASELINES
 
     loop = BASELINES[spec["mode"]]
     result = loop(settings_of(spec).kafka, spec["source"], spec["sink"], int(spec["count"]))
@@ -118,7 +118,7 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
 
 def run_quix(spec: dict[str, Any]) -> dict[str, Any]:
     """The Quix Streams peer scoring the champion per row."""
-    from scripts.bench_quix import quix_peer
+    from bench.peers.quix import quix_peer
 
     settings = settings_of(spec)
     model = registry_champion(settings, spec["domain"])
@@ -148,8 +148,8 @@ def run_produce(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_retrain(spec: dict[str, Any]) -> dict[str, Any]:
-    """One size of the retrain section (:func:`scripts.bench_retrain.run_child`)."""
-    from scripts.bench_retrain import run_child
+    """One size of the retrain section (:func:`bench.sections.retrain.run_child`)."""
+    from bench.sections.retrain import run_child
 
     return run_child(spec)
 

@@ -1,9 +1,8 @@
 """Measure the registry's hot path and load path against a Redis of its own.
 
-    uv run --frozen python -m inferloop.registry.bench [--rounds 5000]
+    uv run --frozen python -m bench.registry [--rounds 5000]
 
-(run it from outside the repository root, or through ``uv run --project``: from the root
-the source folder ``inferloop/`` shadows the installed package.) It starts a private
+(from the repository root). It starts a private
 Redis (Debian's ``redis-server``, the same configuration as ``inferloop services up``:
 append-only, fsync always) on a free port, fits each domain's own pipeline on synthetic
 events, and prints:

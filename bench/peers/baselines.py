@@ -169,9 +169,9 @@ def transactional_passthrough(
 
 
 def rdkafka_pipelined(kafka: KafkaSettings, source: str, sink: str, count: int) -> LoopResult:
-    """The pipelined loop on librdkafka (:mod:`scripts.bench_rdkafka`), imported only when
+    """The pipelined loop on librdkafka (:mod:`bench.peers.rdkafka`), imported only when
     it runs: confluent-kafka is in the ``bench`` extra."""
-    from scripts.bench_rdkafka import pipelined_passthrough as on_librdkafka  # noqa: PLC0415
+    from bench.peers.rdkafka import pipelined_passthrough as on_librdkafka  # noqa: PLC0415
 
     return on_librdkafka(kafka, source, sink, count)
 

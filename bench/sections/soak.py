@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from scripts.bench_env import Env, new_tag
-from scripts.bench_latency import templates
-from scripts.bench_stats import rss_drift_mb_per_hour
-from scripts.bench_stream import RssSampler, StreamRun
-from scripts.bench_throughput import DomainSetup
+from bench.env import Env, new_tag
+from bench.sections.latency import templates
+from bench.sections.throughput import DomainSetup
+from bench.stats import rss_drift_mb_per_hour
+from bench.stream import RssSampler, StreamRun
 
 log = logging.getLogger(__name__)
 

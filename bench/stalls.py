@@ -10,7 +10,7 @@ load, half of them seen by a second probe at the same moment; one in a minute id
 Without the right to raise itself it stays at its niceness and also counts its waits
 for a core.
 
-``python -m scripts.bench_stalls OUT`` runs the probe until SIGTERM (or until its parent
+``python -m bench.stalls OUT`` runs the probe until SIGTERM (or until its parent
 is gone), then writes what it saw to ``OUT`` (JSON); :class:`StallProbe` starts and
 stops it around a load.
 """
@@ -95,7 +95,7 @@ class StallProbe:
         """Start a probe that writes to ``out`` when stopped."""
         out.parent.mkdir(parents=True, exist_ok=True)
         out.unlink(missing_ok=True)
-        process = subprocess.Popen([sys.executable, "-m", "scripts.bench_stalls", str(out)])
+        process = subprocess.Popen([sys.executable, "-m", "bench.stalls", str(out)])
         return cls(process, out)
 
     def stop(self, timeout_s: float = 10.0) -> dict[str, Any]:

@@ -32,12 +32,12 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from bench.data import promote_version, register
+from bench.env import Env, metric, new_tag
+from bench.sections.latency import templates
+from bench.sections.throughput import DomainSetup
+from bench.stream import Received, RssSampler, StreamRun, input_index
 from inferloop.registry import Registry
-from scripts.bench_data import promote_version, register
-from scripts.bench_env import Env, metric, new_tag
-from scripts.bench_latency import templates
-from scripts.bench_stream import Received, RssSampler, StreamRun, input_index
-from scripts.bench_throughput import DomainSetup
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Retrain time for 10k, 100k and 1M labelled transactions: first run and after 10 % more.
 
     ./scripts/bench --sections retrain [--retrain-sizes 10000,100000,1000000]
-    uv run python -m scripts.bench_retrain [--sizes 10000,100000,1000000] [--out FILE]
+    uv run python -m bench.sections.retrain [--sizes 10000,100000,1000000] [--out FILE]
 
 The harness's ``retrain`` section (:func:`run`) times each size in a child process of
 its own, so the peak resident memory it reports is that size's alone; the standalone
@@ -39,6 +39,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from bench.env import Env, environment, new_tag
+from bench.stats import growth_exponent
 from inferloop.connections import make_producer
 from inferloop.domains.datasets import Dataset, load_creditcard
 from inferloop.domains.replay import labelled_json
@@ -51,8 +53,6 @@ from inferloop.settings import (
     TopicSettings,
 )
 from inferloop.topics import create_domain_topics, for_settings
-from scripts.bench_env import Env, environment, new_tag
-from scripts.bench_stats import growth_exponent
 
 log = logging.getLogger("bench_retrain")
 

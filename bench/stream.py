@@ -24,15 +24,15 @@ import numpy as np
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError, KafkaTimeoutError
 
+from bench.data import keys_of, with_id
+from bench.data import read_values as read_value_file
+from bench.env import Child, Env, proc_status_kb, wait_until
+from bench.stats import Accounting, percentiles, tally_accounting
+from bench.worker import WorkerGroup
 from inferloop.connections import make_consumer, make_producer
 from inferloop.registry import LoadedModel, Registry
 from inferloop.settings import Domain, KafkaSettings, Settings
 from inferloop.topics import create_domain_topics, for_settings
-from scripts.bench_data import keys_of, with_id
-from scripts.bench_data import read_values as read_value_file
-from scripts.bench_env import Child, Env, proc_status_kb, wait_until
-from scripts.bench_stats import Accounting, percentiles, tally_accounting
-from scripts.bench_worker import WorkerGroup
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ class PacedProducer:
     rate_per_s: float | None = None
     linger_ms: int = 1
     delivery_timeout_ms: int = 120_000
-    # "kafka-python", or "librdkafka" (the latency loads: :mod:`scripts.bench_rdkafka`).
+    # "kafka-python", or "librdkafka" (the latency loads: :mod:`bench.peers.rdkafka`).
     client: str = "kafka-python"
     # Acknowledgements of the records sent in the first this-many seconds are counted but
     # kept out of ``ack_ms``, as the latency figures leave out their warm-up.
@@ -197,7 +197,7 @@ class PacedProducer:
 
     def _sender(self) -> Sender:
         if self.client == "librdkafka":
-            from scripts.bench_rdkafka import RdkafkaSender  # noqa: PLC0415 - bench extra
+            from bench.peers.rdkafka import RdkafkaSender  # noqa: PLC0415 - bench extra
 
             return RdkafkaSender(
                 self.settings.kafka,
@@ -332,7 +332,7 @@ class Received:
 
 class PredictionReader:
     """Reads a topic from its start as records are committed, noting when each arrives,
-    with kafka-python or (``client="librdkafka"``) :mod:`scripts.bench_rdkafka`."""
+    with kafka-python or (``client="librdkafka"``) :mod:`bench.peers.rdkafka`."""
 
     def __init__(
         self,
@@ -396,7 +396,7 @@ class PredictionReader:
             consumer.close()
 
     def _run_librdkafka(self) -> None:
-        from scripts.bench_rdkafka import read_committed  # noqa: PLC0415 - bench extra
+        from bench.peers.rdkafka import read_committed  # noqa: PLC0415 - bench extra
 
         keep = self._keep_values
         for now, messages in read_committed(self._settings.kafka, self._topic, self._stop):

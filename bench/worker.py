@@ -26,12 +26,12 @@ from typing import Any
 from kafka import TopicPartition
 from kafka.errors import KafkaError
 
+from bench.data import keys_of
+from bench.env import Child, Env, health, wait_until
 from inferloop.connections import admin_client, make_producer
 from inferloop.local.process import free_port
 from inferloop.settings import Domain, Settings
 from inferloop.topics import consumer_group, create_domain_topics, for_settings
-from scripts.bench_data import keys_of
-from scripts.bench_env import Child, Env, health, wait_until
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ user's services) unless ``--bootstrap`` and ``--redis-url`` name others. Every
 measurement gets its own topic prefix (so its own topics and consumer groups); each
 domain keeps one Redis key prefix, so its champion stays registered across the run.
 
-Measured code runs in child processes (``python -m scripts.bench_child``): each starts
+Measured code runs in child processes (``python -m bench.child``): each starts
 from a fresh interpreter, the harness's own threads never share its GIL, and its
 resident memory can be read from ``/proc``.
 """
@@ -97,7 +97,7 @@ class Env:
         }
 
     def spawn(self, kind: str, spec: dict[str, Any], name: str) -> Child:
-        """Start ``python -m scripts.bench_child kind`` with ``spec``; logs in the run's folder."""
+        """Start ``python -m bench.child kind`` with ``spec``; logs in the run's folder."""
         child = Child.start(kind, spec, self.home / "children", self.out / "logs", name)
         self.children.append(child)
         return child
@@ -304,7 +304,7 @@ class Child:
         env = {k: v for k, v in os.environ.items() if not k.startswith("INFERLOOP_")}
         with log_path.open("wb") as log_file:
             process = subprocess.Popen(
-                [sys.executable, "-m", "scripts.bench_child", kind, str(spec_path)],
+                [sys.executable, "-m", "bench.child", kind, str(spec_path)],
                 cwd=ROOT,
                 env=env,
                 stdout=log_file,

@@ -2,7 +2,7 @@
 rate and a consumer in a group (``read_committed``), no worker between them.
 
     uv run --frozen inferloop services up
-    uv run --frozen python -m scripts.bench_raw_latency [--bootstrap 127.0.0.1:9092] [--rate 500]
+    uv run --frozen python -m bench.raw_latency [--bootstrap 127.0.0.1:9092] [--rate 500]
 """
 
 from __future__ import annotations

@@ -20,9 +20,9 @@ from typing import Any
 
 from threadpoolctl import threadpool_limits
 
+from bench.peers.baselines import LoopResult
 from inferloop.domains import get_domain
 from inferloop.settings import KafkaSettings
-from scripts.bench_baselines import LoopResult
 
 
 def quix_peer(

@@ -1,4 +1,4 @@
-"""The benchmark harness: ``scripts/bench [options]`` (or ``python -m scripts.bench``).
+"""The benchmark harness: ``scripts/bench [options]`` (or ``python -m bench``).
 
 Starts its own Kafka and Redis on free ports (unless ``--bootstrap`` / ``--redis-url``
 name others), then runs the chosen sections for the chosen domains and writes
@@ -24,19 +24,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import report
+from bench.data import Corpus, load_corpus
+from bench.env import ROOT, Env, environment, start_run
+from bench.machine import Section, machine_facts, wait_for_quiet
+from bench.sections import latency, lowrate, retrain, soak, swap, throughput
 from inferloop.settings import Domain, Settings
-from scripts import (
-    bench_latency,
-    bench_lowrate,
-    bench_report,
-    bench_retrain,
-    bench_soak,
-    bench_swap,
-    bench_throughput,
-)
-from scripts.bench_data import Corpus, load_corpus
-from scripts.bench_env import ROOT, Env, environment, start_run
-from scripts.bench_machine import Section, machine_facts, wait_for_quiet
 
 log = logging.getLogger("bench")
 
@@ -76,7 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--half-loads",
         type=int,
-        default=bench_latency.HALF_LOADS,
+        default=latency.HALF_LOADS,
         help="latency loads of the worker at 50 %%, each followed by one of the pass-through"
         " baseline; the report gives their medians",
     )
@@ -101,7 +94,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--retrain-sizes", default="10000,100000,1000000")
     p.add_argument(
         "--low-rates",
-        default=",".join(f"{r:g}" for r in bench_lowrate.RATES),
+        default=",".join(f"{r:g}" for r in lowrate.RATES),
         help="the lowrate section's rates, msg/s, comma-separated",
     )
     p.add_argument("--quick", action="store_true", help="tiny sizes and durations (CI smoke)")
@@ -205,9 +198,9 @@ class Run:
             "sections": {},
         }
         self.corpora: dict[Domain, Corpus] = {}
-        self.setups: dict[Domain, bench_throughput.DomainSetup] = {}
+        self.setups: dict[Domain, throughput.DomainSetup] = {}
 
-    def setup(self, domain: Domain) -> bench_throughput.DomainSetup:
+    def setup(self, domain: Domain) -> throughput.DomainSetup:
         """The domain's events and champion (loaded and fitted once per run)."""
         if domain not in self.setups:
             corpus = load_corpus(
@@ -217,7 +210,7 @@ class Run:
                 limit=events_for(self.args, domain),
             )
             self.corpora[domain] = corpus
-            self.setups[domain] = bench_throughput.prepare_domain(self.env, corpus, self.out.name)
+            self.setups[domain] = throughput.prepare_domain(self.env, corpus, self.out.name)
         return self.setups[domain]
 
     def section(self, name: str) -> Section:
@@ -234,8 +227,8 @@ class Run:
     def save(self) -> None:
         """results.json, results.md and the plots, as they stand."""
         (self.out / "results.json").write_text(json.dumps(self.results, indent=2, default=str))
-        (self.out / "results.md").write_text(bench_report.markdown(self.results))
-        bench_report.plots(self.results, self.out)
+        (self.out / "results.md").write_text(report.markdown(self.results))
+        report.plots(self.results, self.out)
 
     def max_rate(self, domain: Domain) -> float:
         """The one-process at-least-once worker's rate, from this run's throughput section."""
@@ -262,11 +255,11 @@ def run_sections(run: Run) -> None:
         run.record(name, section, figures)
 
 
-def throughput(run: Run) -> dict[str, Any]:
+def throughput_section(run: Run) -> dict[str, Any]:
     """The throughput section, per domain."""
     args = run.args
     return {
-        domain: bench_throughput.run(
+        domain: throughput.run(
             run.env,
             run.setup(domain),
             events=events_for(args, domain),
@@ -278,10 +271,10 @@ def throughput(run: Run) -> dict[str, Any]:
     }
 
 
-def latency(run: Run) -> dict[str, Any]:
+def latency_section(run: Run) -> dict[str, Any]:
     """The latency section, per domain."""
     return {
-        d: bench_latency.run(
+        d: latency.run(
             run.env,
             run.setup(d),
             max_rate=run.max_rate(d),
@@ -293,10 +286,10 @@ def latency(run: Run) -> dict[str, Any]:
     }
 
 
-def swap(run: Run) -> dict[str, Any]:
+def swap_section(run: Run) -> dict[str, Any]:
     """The model swap section, per domain."""
     return {
-        d: bench_swap.run(
+        d: swap.run(
             run.env,
             run.setup(d),
             rate=run.max_rate(d) / 2,
@@ -307,11 +300,11 @@ def swap(run: Run) -> dict[str, Any]:
     }
 
 
-def soak(run: Run) -> dict[str, Any]:
+def soak_section(run: Run) -> dict[str, Any]:
     """The soak section: the first domain only."""
     d = run.args.domains[0]
     return {
-        d: bench_soak.run(
+        d: soak.run(
             run.env,
             run.setup(d),
             rate=run.max_rate(d) / 2,
@@ -321,33 +314,33 @@ def soak(run: Run) -> dict[str, Any]:
     }
 
 
-def lowrate(run: Run) -> dict[str, Any]:
+def lowrate_section(run: Run) -> dict[str, Any]:
     """The low-rate section, per domain: absolute rates, no maximum needed."""
     return {
-        d: bench_lowrate.run(
+        d: lowrate.run(
             run.env,
             run.setup(d),
             rates=run.args.low_rates,
             seconds=run.args.latency_s,
-            rounds=1 if run.args.quick else bench_lowrate.ROUNDS,
+            rounds=1 if run.args.quick else lowrate.ROUNDS,
             client=run.args.harness_client,
         )
         for d in run.args.domains
     }
 
 
-def retrain(run: Run) -> dict[str, Any]:
+def retrain_section(run: Run) -> dict[str, Any]:
     """The retraining section: time against labelled transactions, per size and step."""
-    return bench_retrain.run(run.env, run.args.retrain_sizes)
+    return retrain.run(run.env, run.args.retrain_sizes)
 
 
 SECTION_RUNNERS = {
-    "throughput": throughput,
-    "latency": latency,
-    "swap": swap,
-    "soak": soak,
-    "retrain": retrain,
-    "lowrate": lowrate,
+    "throughput": throughput_section,
+    "latency": latency_section,
+    "swap": swap_section,
+    "soak": soak_section,
+    "retrain": retrain_section,
+    "lowrate": lowrate_section,
 }
 
 
@@ -366,7 +359,3 @@ def main(argv: list[str] | None = None) -> Path:
     log.info("results in %s (%.0f s)", out, time.monotonic() - started)
     print(out / "results.md")
     return out
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,1 @@
+"""Fault injection: ``scripts/faults`` (``python -m bench.faults``)."""

@@ -1,0 +1,1 @@
+"""What the worker is measured against: pass-through loops and the Quix Streams peer."""

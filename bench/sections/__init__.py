@@ -1,0 +1,1 @@
+"""The harness's sections, each a ``run(env, setup, ...)`` returning its figures."""
