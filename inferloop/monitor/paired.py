@@ -1,0 +1,183 @@
+"""Paired live comparison of two versions on the same labelled events.
+
+Each version decides at its own threshold. A pair is discordant when one version is
+right and the other wrong; only those carry evidence (McNemar). Under the null (the
+versions are equally good) each discordant pair goes either way with probability 1/2,
+whatever the other pairs do.
+
+**Class-balanced.** Pairs are weighted by 1 / (labelled events of their class), so the
+statistic is the difference of the two versions' balanced error rates (mean of the
+miss rate and the false-alarm rate). Unweighted, fraud's few positives drown in its
+many negatives: a version that trades a few false alarms for more caught fraud (which
+its threshold target asks for) would read as a loss. ``bench/monitor_sim.py`` measures
+both (the README's Docs section has the figures).
+
+**Anytime-valid.** The monitor looks at every evaluation point and decides as soon as
+the evidence suffices, so a fixed-sample test would be looked at many times and its
+error rate would grow with the looks. Instead the evidence is a betting martingale, a
+uniform mixture over bets lambda of prod(1 + lambda * w_i * s_i) (s_i = +1 when the
+new version is the one wrong, w_i the pair's weight scaled to at most 1). Under the
+null its expectation is at most 1 at every look, so by Ville's inequality it ever
+reaches 1 / alpha with probability at most alpha: any number of looks, at any times,
+with no spending schedule to plan (alpha spending needs the number and timing of looks
+in advance, and a probation's positives come when they come). The product depends only
+on the counts of the four kinds of discordant pair, so callers keep those counts
+(``PairedCounts``, additive over batches) from the start of the comparison and the
+order of the events does not matter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+Outcome = Literal["loss", "win", "undecided"]
+# The bets mixed over (a uniform prior on this grid): small bets grow slowly but
+# survive noise; large ones win fast on a clear difference.
+LAMBDAS = np.linspace(0.025, 0.975, 39)
+METHOD = "class-balanced McNemar betting martingale, uniform mixture over lambda, Ville"
+
+
+@dataclass(frozen=True)
+class PairedCounts:
+    """Labelled events of each class and the discordant pairs among them.
+
+    ``pos_new_wrong``: positives the new version misses and the old one catches;
+    ``pos_old_wrong`` the reverse; the same for negatives (false alarms).
+    """
+
+    positives: int = 0
+    negatives: int = 0
+    pos_new_wrong: int = 0
+    pos_old_wrong: int = 0
+    neg_new_wrong: int = 0
+    neg_old_wrong: int = 0
+
+    def __add__(self, other: PairedCounts) -> PairedCounts:
+        mine, theirs = asdict(self), asdict(other)
+        return PairedCounts(**{k: mine[k] + theirs[k] for k in mine})
+
+    @property
+    def discordant(self) -> int:
+        """Pairs where exactly one version is right."""
+        return self.pos_new_wrong + self.pos_old_wrong + self.neg_new_wrong + self.neg_old_wrong
+
+    def weights(self) -> tuple[float, float]:
+        """(positive, negative) pair weights: 1 / class size, scaled so the larger is 1."""
+        if not self.positives or not self.negatives:
+            return (1.0, 1.0)
+        smaller = min(self.positives, self.negatives)
+        return (smaller / self.positives, smaller / self.negatives)
+
+
+@dataclass(frozen=True)
+class PairedVerdict:
+    """What the comparison says, with the evidence to record in the registry history."""
+
+    outcome: Outcome
+    e_loss: float  # the martingale for "the new version is worse"
+    e_win: float  # and for "it is better"
+    counts: PairedCounts
+    alpha: float
+    min_discordant: int
+
+    @property
+    def evidence(self) -> dict[str, Any]:
+        """The figures behind the outcome, JSON-ready."""
+        w_pos, w_neg = self.counts.weights()
+        return {
+            "outcome": self.outcome,
+            "method": METHOD,
+            "n": self.counts.positives + self.counts.negatives,
+            **asdict(self.counts),
+            "discordant": self.counts.discordant,
+            "weight_positive": round(w_pos, 6),
+            "weight_negative": round(w_neg, 6),
+            "e_loss": round(self.e_loss, 4),
+            "e_win": round(self.e_win, 4),
+            "threshold_e": round(1 / self.alpha, 4),
+            "alpha": self.alpha,
+            "min_discordant": self.min_discordant,
+        }
+
+
+def correct(y: np.ndarray[Any, Any], scores: np.ndarray[Any, Any], threshold: float) -> Any:
+    """Whether each decision (``score >= threshold``) matches its label."""
+    return (np.asarray(scores) >= threshold) == np.asarray(y).astype(bool)
+
+
+def paired_counts(
+    y: np.ndarray[Any, Any],
+    new_scores: np.ndarray[Any, Any],
+    new_threshold: float,
+    old_scores: np.ndarray[Any, Any],
+    old_threshold: float,
+) -> PairedCounts:
+    """The counts of ``PairedCounts`` over these events (one score of each version each)."""
+    truth = np.asarray(y).astype(bool)
+    new_ok = correct(truth, new_scores, new_threshold)
+    old_ok = correct(truth, old_scores, old_threshold)
+    new_only_wrong, old_only_wrong = ~new_ok & old_ok, new_ok & ~old_ok
+    positives = int(np.count_nonzero(truth))
+    return PairedCounts(
+        positives=positives,
+        negatives=len(truth) - positives,
+        pos_new_wrong=int(np.count_nonzero(new_only_wrong & truth)),
+        pos_old_wrong=int(np.count_nonzero(old_only_wrong & truth)),
+        neg_new_wrong=int(np.count_nonzero(new_only_wrong & ~truth)),
+        neg_old_wrong=int(np.count_nonzero(old_only_wrong & ~truth)),
+    )
+
+
+def e_value(counts: PairedCounts, *, against_new: bool) -> float:
+    """The mixture martingale's value for "the new version is worse" (``against_new``)
+    or "better"; at most 1 / alpha with probability 1 - alpha under the null."""
+    w_pos, w_neg = counts.weights()
+    sign = 1.0 if against_new else -1.0
+    # (weight * sign, how many pairs) for each kind of discordant pair.
+    kinds = np.array(
+        [
+            [w_pos * sign, counts.pos_new_wrong],
+            [-w_pos * sign, counts.pos_old_wrong],
+            [w_neg * sign, counts.neg_new_wrong],
+            [-w_neg * sign, counts.neg_old_wrong],
+        ]
+    )
+    log_growth = np.log1p(np.outer(LAMBDAS, kinds[:, 0])) @ kinds[:, 1]
+    top = float(log_growth.max())
+    return float(np.exp(top) * np.mean(np.exp(log_growth - top)))
+
+
+def decide(counts: PairedCounts, *, alpha: float, min_discordant: int) -> PairedVerdict:
+    """Loss or win once its martingale reaches 1 / alpha over at least ``min_discordant``
+    discordant pairs; undecided until then."""
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), not {alpha}")
+    e_loss = e_value(counts, against_new=True)
+    e_win = e_value(counts, against_new=False)
+    outcome: Outcome = "undecided"
+    if counts.discordant >= min_discordant:
+        if e_loss >= 1 / alpha:
+            outcome = "loss"
+        elif e_win >= 1 / alpha:
+            outcome = "win"
+    return PairedVerdict(outcome, e_loss, e_win, counts, alpha, min_discordant)
+
+
+def compare(
+    y: np.ndarray[Any, Any],
+    new_scores: np.ndarray[Any, Any],
+    new_threshold: float,
+    old_scores: np.ndarray[Any, Any],
+    old_threshold: float,
+    *,
+    alpha: float,
+    min_discordant: int,
+) -> PairedVerdict:
+    """The paired verdict on these events: every labelled event since the comparison
+    began (anytime-valid only then; a sliding window would forget evidence and restart
+    the bet without saying so)."""
+    counts = paired_counts(y, new_scores, new_threshold, old_scores, old_threshold)
+    return decide(counts, alpha=alpha, min_discordant=min_discordant)
