@@ -1,0 +1,78 @@
+"""Live figures: the project's own metrics, intervals from blocks of consecutive events."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score
+
+from inferloop.domains.metrics import threshold_metrics
+from inferloop.monitor.figures import _block_weights, live_figures
+
+
+def _events(seed: int, n: int, prevalence: float) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < prevalence).astype(int)
+    # Rounded, so that many scores tie (as a tree ensemble's do).
+    scores = np.round(1 / (1 + np.exp(-(rng.normal(size=n) + 1.5 * (2 * y - 1)))), 2)
+    return y, scores
+
+
+@pytest.mark.parametrize(("domain", "target"), [("emails", "fpr"), ("transactions", "recall")])
+def test_the_figures_are_the_projects_own(domain: str, target: str) -> None:
+    y, scores = _events(0, 3000, 0.1)
+    figures = live_figures(y, scores, 0.6, target=domain, block_size=20, n_boot=50, seed=0)
+    offline = threshold_metrics(y, scores, 0.6)
+    assert figures.precision.value == pytest.approx(offline["precision"])
+    assert figures.recall.value == pytest.approx(offline["recall"])
+    assert figures.f1.value == pytest.approx(offline["f1"])
+    assert figures.target_value.value == pytest.approx(offline[target])
+    assert figures.auprc.value == pytest.approx(average_precision_score(y, scores))
+    assert (figures.n, figures.positives) == (3000, int(y.sum()))
+    for interval in (figures.precision, figures.recall, figures.f1, figures.auprc):
+        assert interval.low <= interval.value <= interval.high
+
+
+def test_bursts_widen_the_interval() -> None:
+    # The positives come in bursts of 25 in a row: a recall interval from single
+    # events treats them as independent and is too narrow; blocks of 50 see the bursts.
+    rng = np.random.default_rng(1)
+    n = 20_000
+    y = np.zeros(n, dtype=int)
+    for start in rng.choice(n // 25, size=16, replace=False) * 25:
+        y[start : start + 25] = 1
+    # Each burst is caught whole or missed whole.
+    caught = np.repeat(rng.random(n // 25) < 0.7, 25)
+    scores = np.where(y == 1, np.where(caught, 0.9, 0.1), rng.random(n) * 0.5)
+    single = live_figures(y, scores, 0.5, target="transactions", block_size=1, n_boot=300, seed=0)
+    blocks = live_figures(y, scores, 0.5, target="transactions", block_size=50, n_boot=300, seed=0)
+    width = lambda f: f.recall.high - f.recall.low  # noqa: E731
+    assert width(blocks) > 2 * width(single)
+
+
+def test_what_a_window_cannot_define_is_nan_not_zero() -> None:
+    y = np.zeros(100, dtype=int)
+    scores = np.full(100, 0.1)
+    figures = live_figures(y, scores, 0.5, target="transactions", block_size=10, n_boot=20, seed=0)
+    assert math.isnan(figures.precision.value)
+    assert math.isnan(figures.recall.value)
+    assert math.isnan(figures.auprc.value)
+    empty = live_figures(y[:0], scores[:0], 0.5, target="emails", block_size=10, n_boot=20, seed=0)
+    assert empty.n == 0
+    assert math.isnan(empty.f1.value)
+
+
+def test_each_resample_takes_n_events_in_blocks() -> None:
+    w = _block_weights(103, 10, 40, np.random.default_rng(0))
+    assert w.shape == (40, 103)
+    assert (w.sum(axis=1) == 103).all()
+    # A single block (blocks as large as the data) is a rotation: every event once.
+    assert (_block_weights(50, 50, 5, np.random.default_rng(0)) == 1).all()
+
+
+def test_an_unknown_target_is_refused() -> None:
+    y, scores = _events(2, 10, 0.5)
+    with pytest.raises(ValueError, match="target"):
+        live_figures(y, scores, 0.5, target="sms", block_size=5, n_boot=5, seed=0)
