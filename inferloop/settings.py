@@ -19,6 +19,15 @@ DOMAINS: tuple[Domain, ...] = ("emails", "transactions")
 
 DeliveryGuarantee = Literal["at-least-once", "exactly-once"]
 
+# The worker's uses of kafka-python's private internals (inferloop/worker/kafka_internals.py
+# says what each one saves, measured); each can be switched off.
+KafkaShortcut = Literal[
+    "coordinator_known", "fetches_in_flight", "top_up", "batch_append", "force_close"
+]
+KAFKA_SHORTCUTS: tuple[KafkaShortcut, ...] = (
+    "coordinator_known", "fetches_in_flight", "top_up", "batch_append", "force_close",
+)  # fmt: skip
+
 
 def _cache_home() -> Path:
     return Path.home() / ".cache" / "inferloop"
@@ -206,6 +215,17 @@ class WorkerSettings(_Section):
     metrics_port: int = Field(default=9300, ge=0, le=65535)
     # Tests only: "<point>:<action>[:<after batches>]" fires a fault at a named point.
     fault: str | None = None
+    # The shortcuts into kafka-python's internals in use (comma-separated in the
+    # environment; "none" or "" for none): one switched off takes the public API.
+    kafka_shortcuts: Annotated[tuple[KafkaShortcut, ...], NoDecode] = KAFKA_SHORTCUTS
+
+    @field_validator("kafka_shortcuts", mode="before")
+    @classmethod
+    def _split_shortcuts(cls, value: object) -> object:
+        if isinstance(value, str):
+            names = [n.strip() for n in value.split(",") if n.strip()]
+            return () if names == ["none"] else tuple(names)
+        return value
 
 
 class RetrainSettings(_Section):
@@ -263,6 +283,78 @@ class ReplaySettings(_Section):
     linger_ms: int = Field(default=20, ge=0)
     batch_size_bytes: int = Field(default=256 * 1024, gt=0)
     compression_type: Literal["none", "gzip"] = "none"
+    # "original": an event keeps the data set's time; "send": its time is when it is
+    # sent, so a second data set replayed after a first is newer than it.
+    event_time: Literal["original", "send"] = "original"
+    # "all": every chosen event's label comes back; "feedback": a positive's label comes
+    # back as a report (spam report, chargeback) with positive_report_share, a
+    # negative's only as an appealed flag, with false_positive_report_share.
+    label_policy: Literal["all", "feedback"] = "all"
+    positive_report_share: float = Field(default=1.0, ge=0, le=1)
+    false_positive_report_share: float = Field(default=0.02, ge=0, le=1)
+    # A send not acknowledged within this long fails the replay (which then writes a
+    # resume file); a broker back within it is ridden out.
+    delivery_timeout_s: float = Field(default=120.0, gt=0)
+    # At most this many sends wait for their acknowledgement at once: replay waits for
+    # the broker rather than piling an outage's worth of events into memory.
+    max_unacknowledged: int = Field(default=20_000, ge=1)
+    # On SIGTERM/SIGINT, how long the sends in flight may take to be acknowledged.
+    stop_grace_s: float = Field(default=10.0, ge=0)
+    # Where a replay that failed or was stopped writes its resume file.
+    resume_dir: Path = Path("replay-state")
+
+
+class MonitorSettings(_Section):
+    """The live-quality monitor (``inferloop monitor serve``)."""
+
+    # Where a monitor with no stored offsets starts reading labels and predictions.
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    max_batch_size: int = Field(default=2000, ge=1)
+    poll_timeout_ms: int = Field(default=200, ge=0)
+    fetch_partition_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    # The window by positives: the last this many positives and the negatives among them.
+    window_positives: int = Field(default=50, ge=1)
+    # The window by time: labels that arrived in the last this many seconds.
+    window_time_s: float = Field(default=3600.0, gt=0)
+    # The hard bound of the stored window (events), whatever the two windows ask for:
+    # the state's size never grows with the rate or the running time beyond it.
+    max_window_events: int = Field(default=200_000, ge=100)
+    # The share of event ids (chosen by a hash of the id) whose serving version and
+    # score are kept, to report "served" figures and check re-scoring against serving.
+    served_sample_fraction: float = Field(default=0.01, ge=0, le=1)
+    max_served_samples: int = Field(default=100_000, ge=0)
+    # Relative tolerance of the served-versus-re-scored check.
+    served_score_rtol: float = Field(default=1e-6, ge=0)
+    # Fraud: a transaction with no chargeback after this long is legitimate. None: off
+    # (replays label everything they label, and no more).
+    emails_implicit_negative_after_s: float | None = Field(default=None, gt=0)
+    transactions_implicit_negative_after_s: float | None = Field(default=None, gt=0)
+    # After a promotion the previous champion is re-scored beside the new one this long.
+    probation_s: float = Field(default=3600.0, ge=0)
+    # Figures, metrics and the status snapshot are recomputed at most this often.
+    evaluate_interval_s: float = Field(default=5.0, gt=0)
+    bootstrap_rounds: int = Field(default=200, ge=10)
+    # Events per block of the block bootstrap (fraud comes in bursts).
+    bootstrap_block_size: int = Field(default=50, ge=1)
+    # Live floors (apart from the offline gate's): the champion's F1 and AUPRC on the
+    # window by positives. None: no floor.
+    emails_live_floor_f1: float | None = Field(default=None, ge=0, le=1)
+    transactions_live_floor_f1: float | None = Field(default=None, ge=0, le=1)
+    emails_live_floor_auprc: float | None = Field(default=None, ge=0, le=1)
+    transactions_live_floor_auprc: float | None = Field(default=None, ge=0, le=1)
+    model_check_interval_s: float = Field(default=5.0, gt=0)
+    redis_backoff_max_s: float = Field(default=30.0, gt=0)
+    # A second monitor of the same domain waits while this lease is held by the first.
+    lease_s: float = Field(default=30.0, gt=0)
+    scoring_threads: int = Field(default=1, ge=1)
+    shutdown_grace_s: float = Field(default=30.0, gt=0)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9500, ge=0, le=65535)
+
+    def implicit_negative_after_s(self, domain: str) -> float | None:
+        """The domain's ``implicit_negative_after_s`` (None: off)."""
+        value: float | None = getattr(self, f"{domain}_implicit_negative_after_s")
+        return value
 
 
 class Settings(BaseSettings):
@@ -283,6 +375,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     retrain: RetrainSettings = RetrainSettings()
     replay: ReplaySettings = ReplaySettings()
+    monitor: MonitorSettings = MonitorSettings()
     data_dir: Path = Field(default_factory=_default_data_dir)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

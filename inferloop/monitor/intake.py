@@ -1,0 +1,160 @@
+"""One batch of records into the changes of the monitor's state: pure, no Kafka or Redis.
+
+Labels: each valid labelled event is scored by every watched version (one vectorised
+call per version for the batch), taken into the window unless its id is there already
+(a duplicate counts once), and counted per version and predicted class. Predictions:
+counted per served version and predicted class (the denominators of the labelled share);
+for the sampled ids the served version and score are kept, and compared with the
+monitor's own score of that version on whichever of label and prediction comes second.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from inferloop.domains import DomainSpec
+from inferloop.monitor.state import Changes, Served
+from inferloop.monitor.window import Entry, Window, id_hash, sampled
+from inferloop.registry.serving import ActiveModel
+
+# Served-versus-re-scored comparisons: a window entry keeps its scores as float32.
+ABS_TOLERANCE = 1e-6
+
+
+@dataclass
+class Sample:
+    """The served sample in memory, oldest first, bounded."""
+
+    fraction: float
+    max_size: int
+    rtol: float
+    items: dict[int, Served] = field(default_factory=dict)
+    seq: int = 0
+
+    def matches(self, served: float, rescored: float) -> bool:
+        """Whether a re-scored value reproduces the served one."""
+        return abs(served - rescored) <= ABS_TOLERANCE + self.rtol * abs(served)
+
+
+def count_field(kind: str, version: int, label: str) -> str:
+    """Counter name: ``labelled:<version>:<class>`` or ``predicted:<version>:<class>``."""
+    return f"{kind}:{int(version)}:{label}"
+
+
+@dataclass
+class Intake:
+    """The in-memory side of the state that batches change: the window and the sample."""
+
+    spec: DomainSpec
+    window: Window
+    sample: Sample
+
+    def take_labels(
+        self, values: Sequence[bytes | None], models: Mapping[int, ActiveModel], changes: Changes
+    ) -> None:
+        """Score and take in one batch of label records (``changes`` and the window grow)."""
+        batch = self.spec.parse_labelled(values)
+        changes.counts["rejects"] += len(batch.rejects)
+        if not len(batch):
+            return
+        scores = {v: np.asarray(m.scorer(batch.rows), dtype=np.float64) for v, m in models.items()}
+        delays = np.maximum(batch.labelled_at_s - batch.event_time_s, 0.0)
+        for i, event_id in enumerate(batch.ids):
+            hashed = id_hash(event_id)
+            per_version = {v: float(s[i]) for v, s in scores.items()}
+            served = self.sample.items.get(hashed)
+            entry = Entry(
+                hashed, int(batch.y[i]), served.version if served else 0,
+                float(batch.labelled_at_s[i]), float(delays[i]), per_version,
+            )  # fmt: skip
+            if not self.window.add(entry):
+                changes.counts["duplicates"] += 1
+                continue
+            self._count(entry, models, changes)
+            if served is not None:
+                del self.sample.items[hashed]
+                changes.served_del.add(hashed)
+                changes.served_put.pop(hashed, None)
+                _check(served.version, served.score, per_version, self.sample, changes)
+
+    def _count(self, entry: Entry, models: Mapping[int, ActiveModel], changes: Changes) -> None:
+        changes.appended.append(entry)
+        changes.counts["labels"] += 1
+        for version, score in entry.scores.items():
+            label = self.spec.label_of(score, models[version].threshold)
+            changes.counts[count_field("labelled", version, label)] += 1
+
+    def take_predictions(self, values: Sequence[bytes | None], changes: Changes) -> None:
+        """Count one batch of prediction records and keep the sampled ones."""
+        sample = self.sample
+        for value in values:
+            if value is None:
+                continue
+            prediction = json.loads(value)
+            version = int(prediction["model"]["version"])
+            changes.counts[count_field("predicted", version, prediction["label"])] += 1
+            if sample.fraction <= 0:
+                continue
+            hashed = id_hash(prediction["event_id"])
+            if not sampled(hashed, sample.fraction):
+                continue
+            score = float(prediction["score"])
+            entry = self.window.get(hashed)
+            if entry is not None:  # the label came first
+                _check(version, score, entry.scores, sample, changes)
+                continue
+            _keep(hashed, Served(version, score, sample.seq), sample, changes)
+
+
+def _keep(hashed: int, served: Served, sample: Sample, changes: Changes) -> None:
+    sample.seq += 1
+    sample.items.pop(hashed, None)
+    sample.items[hashed] = served
+    changes.served_put[hashed] = served
+    changes.served_del.discard(hashed)
+    while len(sample.items) > sample.max_size:
+        oldest = next(iter(sample.items))
+        del sample.items[oldest]
+        changes.served_put.pop(oldest, None)
+        changes.served_del.add(oldest)
+
+
+def _check(
+    version: int, score: float, rescored: Mapping[int, float], sample: Sample, changes: Changes
+) -> None:
+    """Compare a served score with the monitor's own of the same version, if it has one."""
+    if version not in rescored:
+        changes.counts["served_unwatched"] += 1
+        return
+    changes.counts["served_checked"] += 1
+    changes.counts[f"served:{version}"] += 1
+    if not sample.matches(score, rescored[version]):
+        changes.counts["served_mismatches"] += 1
+
+
+def counts_by_version(counts: Mapping[str, int], kind: str) -> dict[int, dict[str, int]]:
+    """``{version: {class: n}}`` of the ``kind`` counters (``labelled``, ``predicted``)."""
+    out: dict[int, dict[str, int]] = {}
+    prefix = kind + ":"
+    for name, n in counts.items():
+        if name.startswith(prefix):
+            _, version, label = name.split(":", 2)
+            out.setdefault(int(version), {})[label] = n
+    return out
+
+
+def labelled_share(counts: Mapping[str, int], version: int) -> dict[str, Any]:
+    """Per class ``version`` predicted: labelled, predicted and their ratio (None when
+    nothing of the class was predicted)."""
+    labelled = counts_by_version(counts, "labelled").get(version, {})
+    predicted = counts_by_version(counts, "predicted").get(version, {})
+    out: dict[str, Any] = {}
+    for label in sorted(set(labelled) | set(predicted)):
+        n_l, n_p = labelled.get(label, 0), predicted.get(label, 0)
+        out[label] = {"labelled": n_l, "predicted": n_p, "share": n_l / n_p if n_p else None}
+    return out

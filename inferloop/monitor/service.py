@@ -1,0 +1,312 @@
+"""The monitor's loop: read a batch, score it with every watched version, store it.
+
+Each turn: follow the registry (between two batches, so a batch is scored by one set of
+versions), poll labels and predictions, turn them into state changes (``intake.py``)
+and write those with the offsets in one transaction (``state.py``); now and then
+evaluate every version (``evaluation.py``), export the figures and store the snapshot.
+
+Shutdown as the worker does it: the first SIGTERM or SIGINT lets the batch in hand be
+stored and the loop end; a second one ends the process at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from types import FrameType
+
+import redis
+from prometheus_client import generate_latest
+from threadpoolctl import threadpool_limits
+
+from inferloop.connections import make_redis
+from inferloop.domains import get_domain
+from inferloop.httpserve import BackgroundHTTPServer, Reply
+from inferloop.keys import Keys
+from inferloop.monitor.errors import LeaseLostError
+from inferloop.monitor.evaluation import WINDOWS, evaluate
+from inferloop.monitor.intake import Intake, Sample
+from inferloop.monitor.metrics import MonitorMetrics
+from inferloop.monitor.reader import Polled, Reader
+from inferloop.monitor.scoring import REDIS_DOWN_ERRORS, ROLES, WatchedVersions
+from inferloop.monitor.state import Changes, StateStore, Stored
+from inferloop.monitor.window import Bounds, Window
+from inferloop.registry import CHAMPION, Registry
+from inferloop.settings import Domain, Settings
+from inferloop.topics import for_settings
+
+log = logging.getLogger(__name__)
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@dataclass
+class RunSummary:
+    """What one run did."""
+
+    batches: int = 0
+    labels: int = 0
+    duplicates: int = 0
+    predictions: int = 0
+    stop_reason: str = ""
+
+
+class Monitor:
+    """The live-quality monitor of one domain."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        domain: Domain,
+        *,
+        registry_factory: Callable[[Settings], Registry] = Registry.from_settings,
+    ) -> None:
+        self.settings = settings
+        self.section = settings.monitor
+        self.domain = domain
+        self.spec = get_domain(domain)
+        self.metrics = MonitorMetrics()
+        self._registry_factory = registry_factory
+        self._stop_reason = ""
+        self.http_port: int | None = None
+        self.summary = RunSummary()
+        self._healthy = False
+
+    # -- stopping ------------------------------------------------------------------------
+    def request_stop(self, reason: str) -> None:
+        """Stop after the batch in hand (idempotent; safe from a signal handler)."""
+        if not self._stop_reason:
+            self._stop_reason = reason
+
+    def install_signals(self) -> None:
+        """First SIGTERM/SIGINT: stop after the batch; the next one ends the process."""
+
+        def handle(signum: int, frame: FrameType | None) -> None:
+            self.request_stop(signal.Signals(signum).name)
+            for sig in SIGNALS:
+                signal.signal(sig, signal.SIG_DFL)
+
+        for sig in SIGNALS:
+            signal.signal(sig, handle)
+
+    # -- the loop ------------------------------------------------------------------------
+    def run(
+        self, *, max_batches: int | None = None, until_idle_s: float | None = None
+    ) -> RunSummary:
+        """Monitor until asked to stop (or, bounded, after ``max_batches`` batches or
+        ``until_idle_s`` without a record)."""
+        with ExitStack() as stack, threadpool_limits(self.section.scoring_threads):
+            self._open(stack)
+            if not self._start():
+                return self._finish()
+            last_record = time.monotonic()
+            while not self._stop_reason:
+                self._follow_registry()
+                polled = self.reader.poll(self.section.poll_timeout_ms)
+                if len(polled):
+                    self._take(polled)
+                    last_record = time.monotonic()
+                else:
+                    self._renew_if_due()
+                self._evaluate_if_due()
+                if max_batches is not None and self.summary.batches >= max_batches:
+                    self.request_stop("max_batches")
+                if until_idle_s is not None and time.monotonic() - last_record >= until_idle_s:
+                    self.request_stop("idle")
+            self._evaluate()
+            self.store.release()
+            return self._finish()
+
+    def _finish(self) -> RunSummary:
+        self.summary.stop_reason = self._stop_reason
+        log.info(
+            "monitor of %s stopped (%s) after %d batches: %d labels, %d duplicates, "
+            "%d predictions", self.domain, self._stop_reason, self.summary.batches,
+            self.summary.labels, self.summary.duplicates, self.summary.predictions,
+        )  # fmt: skip
+        return self.summary
+
+    def _open(self, stack: ExitStack) -> None:
+        self.client = make_redis(self.settings.redis)
+        stack.callback(self.client.close)
+        self.registry = self._registry_factory(self.settings)
+        stack.callback(self.registry.close)
+        keys = Keys(self.settings.redis.key_prefix)
+        self.store = StateStore(self.client, keys, self.domain, self.section.lease_s)
+        self.versions = WatchedVersions(self.registry, self.spec, self.section.probation_s)
+        server = BackgroundHTTPServer(
+            {"/metrics": self._metrics_reply, "/healthz": self._health_reply},
+            self.section.metrics_host, self.section.metrics_port, name="monitor-http",
+        )  # fmt: skip
+        stack.callback(server.stop)
+        server.start()
+        self.http_port = server.port
+
+    def _start(self) -> bool:
+        """Take the lease, read the state back, wait for a champion, open the reader."""
+        if not self._wait(self.store.try_acquire, "the lease (another monitor holds it)"):
+            return False
+        stored = self.store.load()
+        self._restore(stored)
+        if not self._wait(self._champion_ready, "a champion"):
+            return False
+        self.reader = Reader(
+            self.settings, for_settings(self.settings, self.domain), stored.offsets
+        )
+        self._healthy = True
+        log.info(
+            "monitor of %s started: %d events in the window, %d served samples",
+            self.domain, len(self.intake.window), len(self.intake.sample.items),
+        )  # fmt: skip
+        return True
+
+    def _restore(self, stored: Stored) -> None:
+        s = self.section
+        bounds = Bounds(s.window_positives, s.window_time_s, s.max_window_events)
+        sample = Sample(s.served_sample_fraction, s.max_served_samples, s.served_score_rtol)
+        sample.items = stored.served
+        sample.seq = max((x.seq for x in stored.served.values()), default=0) + 1
+        self.intake = Intake(self.spec, Window(bounds, stored.entries), sample)
+        self.counts: Counter[str] = Counter(stored.counts)
+        self._next_renew = self._next_evaluation = 0.0
+
+    def _wait(self, ready: Callable[[], bool], what: str) -> bool:
+        said = False
+        while not self._stop_reason:
+            try:
+                if ready():
+                    return True
+            except REDIS_DOWN_ERRORS as exc:
+                log.warning("monitor of %s: Redis unreachable: %s", self.domain, exc)
+            if not said:
+                log.info("monitor of %s: waiting for %s", self.domain, what)
+                said = True
+            time.sleep(min(1.0, self.section.model_check_interval_s))
+        return False
+
+    def _champion_ready(self) -> bool:
+        self.versions.refresh()
+        self._set_model_info()
+        return CHAMPION in self.versions.by_role
+
+    # -- one batch -------------------------------------------------------------------------
+    def _take(self, polled: Polled) -> None:
+        started = time.perf_counter()
+        changes = Changes(offsets=polled.offsets)
+        if polled.predictions:
+            self.intake.take_predictions(polled.predictions, changes)
+        if polled.labels:
+            self.intake.take_labels(polled.labels, self.versions.versions(), changes)
+        changes.dropped = self.intake.window.trim(time.time())
+        self._commit(changes)
+        self.counts.update(changes.counts)
+        self._count(polled, changes)
+        self.metrics.batch_seconds.labels(self.domain).observe(time.perf_counter() - started)
+
+    def _commit(self, changes: Changes) -> None:
+        try:
+            self.store.commit(changes)
+        except LeaseLostError:
+            # Another monitor took over: what this one holds in memory is no longer the
+            # stored state; stopping is the only safe move.
+            log.error("monitor of %s lost its lease; stopping without storing", self.domain)
+            self.request_stop("lease lost")
+            raise
+        self._next_renew = time.monotonic() + self.section.lease_s / 3
+
+    def _count(self, polled: Polled, changes: Changes) -> None:
+        s, m, d = self.summary, self.metrics, self.domain
+        s.batches += 1
+        s.labels += changes.counts["labels"]
+        s.duplicates += changes.counts["duplicates"]
+        s.predictions += len(polled.predictions)
+        m.labels.labels(d).inc(changes.counts["labels"])
+        m.duplicates.labels(d).inc(changes.counts["duplicates"])
+        m.rejects.labels(d).inc(changes.counts["rejects"])
+        m.served_checked.labels(d).inc(changes.counts["served_checked"])
+        m.served_mismatches.labels(d).inc(changes.counts["served_mismatches"])
+        for name, n in changes.counts.items():
+            if name.startswith("predicted:"):
+                role = self.versions.role_of(int(name.split(":")[1])) or "other"
+                m.predictions.labels(d, role).inc(n)
+
+    def _renew_if_due(self) -> None:
+        if time.monotonic() >= self._next_renew:
+            self._commit(Changes())
+
+    # -- the registry --------------------------------------------------------------------
+    def _follow_registry(self) -> None:
+        due = self.versions.refreshed_at + self.section.model_check_interval_s
+        if time.monotonic() < due:
+            return
+        try:
+            if self.versions.refresh():
+                self._set_model_info()
+            self.metrics.redis_up.labels(self.domain).set(1)
+        except REDIS_DOWN_ERRORS as exc:
+            self.versions.refreshed_at = time.monotonic()
+            self.metrics.redis_up.labels(self.domain).set(0)
+            log.warning("monitor of %s: registry unreachable (%s); keeping its versions",
+                        self.domain, exc)  # fmt: skip
+
+    def _set_model_info(self) -> None:
+        self.metrics.model_info.clear()
+        for role, model in self.versions.by_role.items():
+            self.metrics.model_info.labels(self.domain, role, str(model.version)).set(1)
+
+    # -- evaluation ------------------------------------------------------------------------
+    def _evaluate_if_due(self) -> None:
+        if time.monotonic() >= self._next_evaluation:
+            self._evaluate()
+
+    def _evaluate(self) -> None:
+        self._next_evaluation = time.monotonic() + self.section.evaluate_interval_s
+        status = evaluate(
+            self.intake, self.versions.by_role, self.counts, self.section, time.time()
+        )
+        status["monitor"] = {"instance": self.store.token[:12]}
+        try:
+            self.store.put_status(status)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("monitor of %s: status not stored: %s", self.domain, exc)
+        self._export(status)
+
+    def _export(self, status: dict[str, object]) -> None:
+        m, d = self.metrics, self.domain
+        window = status["window"]
+        assert isinstance(window, dict)
+        for name in WINDOWS:
+            m.window_events.labels(d, name).set(window[f"{name}_events"])
+            m.window_positives.labels(d, name).set(window[f"{name}_positives"])
+        roles = status["roles"]
+        assert isinstance(roles, dict)
+        for role in ROLES:
+            for name in WINDOWS:
+                figures = roles.get(role, {}).get("windows", {}).get(name, {})
+                _export_figures(m, d, role, name, figures)
+
+    # -- HTTP ------------------------------------------------------------------------------
+    def _metrics_reply(self) -> Reply:
+        return 200, "text/plain; version=0.0.4", generate_latest(self.metrics.registry)
+
+    def _health_reply(self) -> Reply:
+        body = json.dumps({"domain": self.domain, "running": self._healthy}).encode()
+        return (200 if self._healthy else 503), "application/json", body
+
+
+def _export_figures(
+    m: MonitorMetrics, domain: str, role: str, window: str, figures: dict[str, object]
+) -> None:
+    for figure, value in figures.items():
+        if isinstance(value, dict) and "value" in value:
+            for bound in ("value", "low", "high"):
+                v = value.get(bound)
+                m.figure.labels(domain, role, window, figure, bound).set(
+                    float("nan") if v is None else float(v)
+                )

@@ -1,0 +1,187 @@
+"""The monitor's state in Redis, written with the offsets it was built from.
+
+Everything a batch changes (the next offsets, entries appended to and dropped from the
+window, counters, the served sample, drift detectors) moves in one ``MULTI/EXEC``,
+under a ``WATCH`` of the monitor's lease: a monitor that lost its lease to another
+writes nothing. After a crash the monitor reads its state back and seeks to the
+offsets stored with it, so no label is lost or counted twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from inferloop.keys import Keys
+from inferloop.monitor.errors import LeaseHeldError, LeaseLostError
+from inferloop.monitor.window import Entry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Served:
+    """What served one sampled event: its version and score, and when it was seen."""
+
+    version: int
+    score: float
+    seq: int
+
+    def encode(self) -> str:
+        """The stored form."""
+        return f"{self.version} {self.score!r} {self.seq}"
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Served:
+        """The sample stored as ``raw``."""
+        version, score, seq = raw.decode().split(" ")
+        return cls(int(version), float(score), int(seq))
+
+
+@dataclass
+class Stored:
+    """The state read back at start."""
+
+    offsets: dict[str, int]
+    entries: list[Entry]
+    counts: dict[str, int]
+    served: dict[int, Served]
+    detectors: dict[str, dict[str, Any]]
+
+
+@dataclass
+class Changes:
+    """What one batch changes, written in one step."""
+
+    offsets: dict[str, int] = field(default_factory=dict)
+    appended: list[Entry] = field(default_factory=list)
+    dropped: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
+    served_put: dict[int, Served] = field(default_factory=dict)
+    served_del: set[int] = field(default_factory=set)
+    detectors: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def offset_field(topic_kind: str, partition: int) -> str:
+    """The offsets hash's field of one partition: ``labels:3``, ``predictions:0``."""
+    return f"{topic_kind}:{int(partition)}"
+
+
+class StateStore:
+    """The monitor state of one domain, and the lease that makes its writer unique."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, domain: str, lease_s: float) -> None:
+        self.client = client
+        self.domain = domain
+        self.token = uuid.uuid4().hex
+        self._lease_ms = int(lease_s * 1000)
+        self._k = {
+            "offsets": keys.monitor_offsets(domain),
+            "window": keys.monitor_window(domain),
+            "counts": keys.monitor_counts(domain),
+            "served": keys.monitor_served(domain),
+            "detectors": keys.monitor_detectors(domain),
+            "status": keys.monitor_status(domain),
+            "lease": keys.monitor_lease(domain),
+        }
+
+    # -- the lease ---------------------------------------------------------------------
+    def try_acquire(self) -> bool:
+        """Take the domain's lease if nobody holds it (or it is ours already)."""
+        lease = self._k["lease"]
+        if self.client.set(lease, self.token, nx=True, px=self._lease_ms):
+            return True
+        return self.client.get(lease) == self.token.encode()
+
+    def holder(self) -> str | None:
+        """The token of the lease's holder, if any."""
+        raw: bytes | None = self.client.get(self._k["lease"])  # type: ignore[assignment]
+        return raw.decode() if raw else None
+
+    def acquire(self) -> None:
+        """Take the lease or raise :class:`LeaseHeldError`."""
+        if not self.try_acquire():
+            raise LeaseHeldError(f"another monitor of {self.domain} holds its lease")
+
+    def release(self) -> None:
+        """Give the lease up, if still ours."""
+        with self.client.pipeline() as pipe:
+            try:
+                pipe.watch(self._k["lease"])  # type: ignore[no-untyped-call]
+                if pipe.get(self._k["lease"]) == self.token.encode():
+                    pipe.multi()
+                    pipe.delete(self._k["lease"])
+                    pipe.execute()
+            except redis.WatchError:
+                pass
+
+    # -- state ---------------------------------------------------------------------------
+    def load(self) -> Stored:
+        """The state as the last committed batch left it (one snapshot)."""
+        k = self._k
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.hgetall(k["offsets"])
+            pipe.lrange(k["window"], 0, -1)
+            pipe.hgetall(k["counts"])
+            pipe.hgetall(k["served"])
+            pipe.hgetall(k["detectors"])
+            offsets, window, counts, served, detectors = pipe.execute()
+        samples = {int(h): Served.decode(v) for h, v in served.items()}
+        return Stored(
+            offsets={f.decode(): int(v) for f, v in offsets.items()},
+            entries=[Entry.unpack(raw) for raw in window],
+            counts={f.decode(): int(v) for f, v in counts.items()},
+            served=dict(sorted(samples.items(), key=lambda item: item[1].seq)),
+            detectors={f.decode(): json.loads(v) for f, v in detectors.items()},
+        )
+
+    def commit(self, changes: Changes) -> None:
+        """Write ``changes`` and renew the lease in one transaction, if the lease is still
+        ours; :class:`LeaseLostError` otherwise (nothing written)."""
+        lease = self._k["lease"]
+        with self.client.pipeline() as pipe:
+            try:
+                pipe.watch(lease)  # type: ignore[no-untyped-call]
+                if pipe.get(lease) != self.token.encode():
+                    raise LeaseLostError(f"the monitor of {self.domain} lost its lease")
+                pipe.multi()
+                self._queue(pipe, changes)
+                pipe.pexpire(lease, self._lease_ms)
+                pipe.execute()
+            except redis.WatchError as exc:
+                raise LeaseLostError(f"the monitor of {self.domain} lost its lease") from exc
+
+    def _queue(self, pipe: Any, changes: Changes) -> None:
+        k = self._k
+        if changes.appended:
+            pipe.rpush(k["window"], *(e.pack() for e in changes.appended))
+        if changes.dropped:
+            pipe.ltrim(k["window"], changes.dropped, -1)
+        for name, n in changes.counts.items():
+            pipe.hincrby(k["counts"], name, n)
+        if changes.served_put:
+            mapping = {str(h): s.encode() for h, s in changes.served_put.items()}
+            pipe.hset(k["served"], mapping=mapping)
+        if changes.served_del:
+            pipe.hdel(k["served"], *(str(h) for h in changes.served_del))
+        if changes.detectors:
+            mapping = {n: json.dumps(s) for n, s in changes.detectors.items()}
+            pipe.hset(k["detectors"], mapping=mapping)
+        if changes.offsets:
+            pipe.hset(k["offsets"], mapping={f: str(o) for f, o in changes.offsets.items()})
+
+    def put_status(self, status: dict[str, Any]) -> None:
+        """Store the last evaluation for ``inferloop monitor status`` and the console."""
+        self.client.set(self._k["status"], json.dumps(status, separators=(",", ":")))
+
+
+def read_status(client: redis.Redis, keys: Keys, domain: str) -> dict[str, Any] | None:
+    """The last evaluation a monitor of ``domain`` stored, if any."""
+    raw = client.get(keys.monitor_status(domain))
+    return None if raw is None else dict(json.loads(raw))
