@@ -1,0 +1,316 @@
+"""The monitor's decisions for one domain: probation, challengers, floors and drift.
+
+The runtime hands ``Policy.evaluate`` a ``Snapshot`` (the paired counts of each running
+comparison since it began, the champion's live figures, the drift alarms raised) and
+carries out the actions it returns. The policy never touches Redis or Kafka: what it
+decided and why is in each action's evidence, for the registry history.
+
+- **Probation.** After any promotion (the retrain gate's or an operator's: the history's
+  newest ``promote`` entry to the champion), the previous champion is re-scored beside
+  the new one. At each evaluation point (every ``evaluation_positives`` new positives)
+  the paired comparison is looked at; only a paired *loss* rolls back (``Rollback``), or
+  only alarms with ``alarm_only``. Probation ends after ``probation_positives``
+  positives. The rollback's cool-down forces shadow-first for the next candidate
+  (``Keys.shadow_first``), so the system never flaps between two versions.
+- **Shadow-first challengers** are promoted on a paired win (``PromoteChallenger``),
+  retired on a paired loss, or retired undecided after ``challenger_max_positives``.
+- **Floors.** A champion whose live figure's whole interval is on the wrong side of its
+  floor raises an alarm and a retrain trigger, never a rollback: under a shift every
+  version may be below the floor, and the previous one is no cure.
+- **Drift.** A detector's alarm is an alarm, and a trigger with ``drift_triggers``.
+
+Triggers are rate limited by their id: ``monitor-<domain>-<reason>-<window>``, the
+window being ``floor(now / trigger_min_interval_s)``, published once per id
+(``inferloop.triggers.publish_once``); the policy also sends each id once itself.
+The anytime-valid comparison (``paired.py``) lets every evaluation point look at the
+evidence without an alpha-spending schedule.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from inferloop.monitor.figures import Figures, Interval
+from inferloop.monitor.paired import PairedCounts, PairedVerdict, decide
+from inferloop.registry.entities import HistoryEntry
+
+Bound = Literal["min", "max"]
+
+
+@dataclass(frozen=True)
+class Floor:
+    """A live floor on one figure (``Figures`` field name): at least (``min``) or at
+    most (``max``) ``value``."""
+
+    figure: str
+    value: float
+    bound: Bound = "min"
+
+    def breached(self, interval: Interval) -> bool:
+        """Whether the whole interval is on the wrong side (NaN never breaches)."""
+        if self.bound == "min":
+            return interval.high < self.value
+        return interval.low > self.value
+
+
+# Live floors, apart from the offline gate's: the gate asks a candidate to be good,
+# these ask a champion not to have become clearly bad.
+DEFAULT_FLOORS: dict[str, tuple[Floor, ...]] = {
+    "emails": (Floor("target_value", 0.02, "max"), Floor("f1", 0.70)),
+    "transactions": (Floor("target_value", 0.60), Floor("auprc", 0.50)),
+}
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """One domain's decision settings."""
+
+    domain: str
+    evaluation_positives: int = 5
+    alpha: float = 0.05
+    min_discordant: int = 10
+    probation_positives: int = 300
+    challenger_max_positives: int = 500
+    alarm_only: bool = False
+    cooldown_s: float = 7 * 24 * 3600.0
+    trigger_min_interval_s: float = 6 * 3600.0
+    drift_triggers: bool = True
+    floors: tuple[Floor, ...] | None = None  # None: DEFAULT_FLOORS of the domain
+
+    def live_floors(self) -> tuple[Floor, ...]:
+        """The floors in force."""
+        return DEFAULT_FLOORS.get(self.domain, ()) if self.floors is None else self.floors
+
+
+# -- what the runtime tells the policy --------------------------------------------------
+@dataclass(frozen=True)
+class Probation:
+    """A champion on probation: promoted from ``previous`` by a history entry."""
+
+    version: int
+    previous: int
+    entry_id: str
+    actor: str
+    started_at_s: float
+
+
+def probation_from_history(history: Sequence[HistoryEntry], champion: int) -> Probation | None:
+    """The probation of ``champion``: the newest history entry that moved the champion
+    alias, if it was a promotion to it from another version (a rollback returns to a
+    version that served already: no probation)."""
+    moves = [e for e in history if e.alias == "champion" and e.action in ("promote", "rollback")]
+    if not moves:
+        return None
+    newest = max(moves, key=lambda e: e.time)
+    to, came_from = newest.to_target, newest.from_target
+    if newest.action != "promote" or to is None or to.version != champion or came_from is None:
+        return None
+    if came_from.version == champion:
+        return None
+    return Probation(champion, came_from.version, newest.id, newest.actor, newest.time.timestamp())
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A running paired comparison: ``new`` against ``old`` since it began."""
+
+    new: int
+    old: int
+    counts: PairedCounts
+
+    @property
+    def key(self) -> str:
+        """Names the comparison in the policy's state."""
+        return f"{self.new}-vs-{self.old}"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the monitor knows of one domain now."""
+
+    now_s: float
+    champion: int | None
+    probation: Comparison | None = None  # champion (new) against the previous champion
+    challenger: Comparison | None = None  # challenger (new) against the champion
+    champion_figures: Figures | None = None
+    drift: Sequence[str] = ()  # detectors that alarmed since the last evaluation
+
+
+# -- what the policy asks the runtime to do ----------------------------------------------
+@dataclass(frozen=True)
+class Rollback:
+    """Move the champion back from ``version`` to ``to_version`` (compare-and-set on
+    ``version``), mark ``version`` not promotable unreviewed, set the cool-down."""
+
+    version: int
+    to_version: int
+    cooldown_s: float
+    evidence: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PromoteChallenger:
+    """Promote the challenger ``version`` over the champion ``over`` (compare-and-set)."""
+
+    version: int
+    over: int
+    evidence: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RetireChallenger:
+    """Remove the challenger alias from ``version``, with the recorded reason."""
+
+    version: int
+    reason: str
+    evidence: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TriggerRetrain:
+    """Publish a retrain trigger with this deterministic id (``publish_once``)."""
+
+    reason: str
+    trigger_id: str
+    dedupe_s: float
+
+
+@dataclass(frozen=True)
+class Alarm:
+    """Raise an alarm (metric, log line): ``kind`` and what it is about."""
+
+    kind: str
+    detail: dict[str, Any]
+
+
+Action = Rollback | PromoteChallenger | RetireChallenger | TriggerRetrain | Alarm
+
+
+@dataclass
+class Policy:
+    """The decisions of one domain; its small state (evaluation points reached,
+    triggers sent) survives a restart through ``to_state`` / ``from_state``."""
+
+    config: PolicyConfig
+    points: dict[str, int] = field(default_factory=dict)
+    triggers: dict[str, int] = field(default_factory=dict)
+
+    def evaluate(self, snapshot: Snapshot) -> list[Action]:
+        """The actions due now."""
+        actions: list[Action] = []
+        if snapshot.probation is not None:
+            actions += self._probation(snapshot.probation)
+        if snapshot.challenger is not None:
+            actions += self._challenger(snapshot.challenger)
+        actions += self._floors(snapshot)
+        actions += self._drift(snapshot)
+        return actions
+
+    def on_probation(self, comparison: Comparison) -> bool:
+        """Whether the previous champion is still re-scored beside the new one."""
+        return comparison.counts.positives < self.config.probation_positives
+
+    # -- comparisons --------------------------------------------------------------------
+    def _due(self, comparison: Comparison) -> bool:
+        """Whether a new evaluation point was reached (and mark it reached)."""
+        point = comparison.counts.positives // self.config.evaluation_positives
+        if point <= self.points.get(comparison.key, 0):
+            return False
+        self.points[comparison.key] = point
+        return True
+
+    def _verdict(self, comparison: Comparison) -> PairedVerdict:
+        c = self.config
+        return decide(comparison.counts, alpha=c.alpha, min_discordant=c.min_discordant)
+
+    def _probation(self, comparison: Comparison) -> list[Action]:
+        if not self.on_probation(comparison) or not self._due(comparison):
+            return []
+        verdict = self._verdict(comparison)
+        if verdict.outcome != "loss":
+            return []
+        evidence = {"decision": "probation", "version": comparison.new,
+                    "previous": comparison.old, **verdict.evidence}  # fmt: skip
+        if self.config.alarm_only:
+            return [Alarm("probation-loss", evidence)]
+        return [
+            Alarm("probation-loss", evidence),
+            Rollback(comparison.new, comparison.old, self.config.cooldown_s, evidence),
+        ]
+
+    def _challenger(self, comparison: Comparison) -> list[Action]:
+        if not self._due(comparison):
+            return []
+        verdict = self._verdict(comparison)
+        evidence = {"decision": "challenger", "version": comparison.new,
+                    "champion": comparison.old, **verdict.evidence}  # fmt: skip
+        if verdict.outcome == "win":
+            return [PromoteChallenger(comparison.new, comparison.old, evidence)]
+        if verdict.outcome == "loss":
+            return [RetireChallenger(comparison.new, "loses to the champion", evidence)]
+        if comparison.counts.positives >= self.config.challenger_max_positives:
+            reason = f"no evidence either way after {comparison.counts.positives} positives"
+            return [RetireChallenger(comparison.new, reason, evidence)]
+        return []
+
+    # -- alarms and triggers -----------------------------------------------------------------
+    def _floors(self, snapshot: Snapshot) -> list[Action]:
+        figures = snapshot.champion_figures
+        if figures is None or snapshot.champion is None:
+            return []
+        breached = [f for f in self.config.live_floors() if f.breached(getattr(figures, f.figure))]
+        if not breached:
+            return []
+        detail = {
+            "version": snapshot.champion,
+            "n": figures.n,
+            "positives": figures.positives,
+            "breached": {f.figure: _floor_detail(f, getattr(figures, f.figure)) for f in breached},
+        }
+        return [Alarm("floor", detail), *self._trigger("floor", snapshot.now_s)]
+
+    def _drift(self, snapshot: Snapshot) -> list[Action]:
+        actions: list[Action] = []
+        for name in snapshot.drift:
+            actions.append(Alarm("drift", {"detector": name, "version": snapshot.champion}))
+            if self.config.drift_triggers:
+                actions += self._trigger(f"drift_{name}", snapshot.now_s)
+        return actions
+
+    def _trigger(self, reason: str, now_s: float) -> list[Action]:
+        """One trigger per reason and rate-limit window, with the window's id."""
+        interval = self.config.trigger_min_interval_s
+        window = math.floor(now_s / interval)
+        if self.triggers.get(reason) == window:
+            return []
+        self.triggers[reason] = window
+        trigger_id = f"monitor-{self.config.domain}-{reason.replace('_', '-')}-{window}"
+        return [TriggerRetrain(reason, trigger_id, dedupe_s=2 * interval)]
+
+    # -- state -----------------------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        """The policy's state as JSON-ready values."""
+        return {"points": dict(self.points), "triggers": dict(self.triggers)}
+
+    @classmethod
+    def from_state(cls, config: PolicyConfig, state: Mapping[str, Any] | None) -> Policy:
+        """The policy ``to_state`` gave (a fresh one for None)."""
+        state = state or {}
+        return cls(
+            config,
+            {str(k): int(v) for k, v in state.get("points", {}).items()},
+            {str(k): int(v) for k, v in state.get("triggers", {}).items()},
+        )
+
+
+def _floor_detail(floor: Floor, interval: Interval) -> dict[str, Any]:
+    return {
+        "bound": floor.bound,
+        "floor": floor.value,
+        "value": interval.value,
+        "low": interval.low,
+        "high": interval.high,
+    }

@@ -1,0 +1,171 @@
+"""The monitor's decisions: rollback only on a paired loss, triggers rate limited."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from inferloop.monitor.figures import Figures, Interval
+from inferloop.monitor.paired import PairedCounts
+from inferloop.monitor.policy import (
+    Alarm,
+    Comparison,
+    Policy,
+    PolicyConfig,
+    PromoteChallenger,
+    RetireChallenger,
+    Rollback,
+    Snapshot,
+    TriggerRetrain,
+    probation_from_history,
+)
+from inferloop.registry.entities import AliasTarget, HistoryEntry
+
+HOUR = 3600.0
+
+
+def _policy(**overrides: object) -> Policy:
+    config = PolicyConfig(domain="emails", **overrides)  # type: ignore[arg-type]
+    return Policy(config)
+
+
+def _losing(positives: int) -> PairedCounts:
+    # The new champion misses a positive the old one catches, on 60 % of positives.
+    return PairedCounts(positives, 5 * positives, pos_new_wrong=int(0.6 * positives))
+
+
+def _even(positives: int) -> PairedCounts:
+    half = positives // 4
+    return PairedCounts(positives, 5 * positives, pos_new_wrong=half, pos_old_wrong=half)
+
+
+def _on_probation(counts: PairedCounts, now_s: float = 0.0) -> Snapshot:
+    return Snapshot(now_s, champion=7, probation=Comparison(7, 6, counts))
+
+
+def test_a_paired_loss_rolls_back_at_an_evaluation_point_with_evidence() -> None:
+    policy = _policy(evaluation_positives=10)
+    assert policy.evaluate(_on_probation(_losing(9))) == []  # before the first point
+    actions = policy.evaluate(_on_probation(_losing(30)))
+    (rollback,) = [a for a in actions if isinstance(a, Rollback)]
+    assert (rollback.version, rollback.to_version) == (7, 6)
+    assert rollback.evidence["outcome"] == "loss"
+    assert rollback.evidence["pos_new_wrong"] == 18
+    assert rollback.evidence["e_loss"] >= 20
+    assert rollback.cooldown_s == PolicyConfig(domain="emails").cooldown_s
+    # The same point is not decided twice.
+    assert policy.evaluate(_on_probation(_losing(31))) == []
+
+
+def test_equal_versions_are_not_rolled_back() -> None:
+    policy = _policy(evaluation_positives=5)
+    for positives in range(5, 300, 5):
+        assert policy.evaluate(_on_probation(_even(positives))) == []
+
+
+def test_alarm_only_raises_the_alarm_and_keeps_the_champion() -> None:
+    actions = _policy(alarm_only=True).evaluate(_on_probation(_losing(40)))
+    assert [type(a) for a in actions] == [Alarm]
+    assert actions[0].kind == "probation-loss"  # type: ignore[union-attr]
+
+
+def test_probation_ends_after_its_positives() -> None:
+    policy = _policy(probation_positives=100)
+    assert policy.evaluate(_on_probation(_losing(100))) == []
+
+
+def _figures(target: float, f1: float) -> Figures:
+    tight = lambda v: Interval(v, v - 0.001, v + 0.001)  # noqa: E731
+    return Figures(
+        n=1000, positives=100, flagged=100, threshold=0.5, target="ham_flagged",
+        precision=tight(0.9), recall=tight(0.9), f1=tight(f1), target_value=tight(target),
+        auprc=tight(0.9), block_size=50, n_boot=200,
+    )  # fmt: skip
+
+
+def test_a_floor_breach_alarms_and_triggers_once_per_window_never_rolls_back() -> None:
+    policy = _policy(trigger_min_interval_s=HOUR)
+    bad = _figures(target=0.10, f1=0.5)  # 10 % of ham flagged, F1 0.5
+    first = policy.evaluate(Snapshot(10 * HOUR + 1, champion=7, champion_figures=bad))
+    assert not [a for a in first if isinstance(a, Rollback)]
+    (alarm,) = [a for a in first if isinstance(a, Alarm)]
+    assert set(alarm.detail["breached"]) == {"target_value", "f1"}
+    (trigger,) = [a for a in first if isinstance(a, TriggerRetrain)]
+    assert trigger.trigger_id == "monitor-emails-floor-10"
+    # Within the same hour: the alarm again, no second trigger.
+    again = policy.evaluate(Snapshot(10 * HOUR + 1800, champion=7, champion_figures=bad))
+    assert [type(a) for a in again] == [Alarm]
+    # The next hour: one more trigger, with the next id.
+    later = policy.evaluate(Snapshot(11 * HOUR + 1, champion=7, champion_figures=bad))
+    assert [a.trigger_id for a in later if isinstance(a, TriggerRetrain)] == [
+        "monitor-emails-floor-11"
+    ]
+
+
+def test_a_floor_breach_during_a_loss_free_probation_does_not_roll_back() -> None:
+    # A shift: both versions are below the floor and equal to each other.
+    policy = _policy()
+    snapshot = Snapshot(
+        0.0, 7, probation=Comparison(7, 6, _even(40)), champion_figures=_figures(0.2, 0.3)
+    )
+    kinds = [type(a) for a in policy.evaluate(snapshot)]
+    assert Rollback not in kinds
+    assert TriggerRetrain in kinds
+
+
+def test_a_figure_within_its_floor_or_undefined_raises_nothing() -> None:
+    nan = float("nan")
+    policy = _policy()
+    assert policy.evaluate(Snapshot(0.0, 7, champion_figures=_figures(0.001, 0.95))) == []
+    assert policy.evaluate(Snapshot(0.0, 7, champion_figures=_figures(nan, nan))) == []
+
+
+def test_drift_alarms_and_triggers() -> None:
+    actions = _policy().evaluate(Snapshot(5 * 6 * HOUR, champion=7, drift=["score"]))
+    assert [type(a) for a in actions] == [Alarm, TriggerRetrain]
+    assert actions[1].trigger_id == "monitor-emails-drift-score-5"  # type: ignore[union-attr]
+    quiet = _policy(drift_triggers=False).evaluate(Snapshot(0.0, champion=7, drift=["error"]))
+    assert [type(a) for a in quiet] == [Alarm]
+
+
+def test_a_challenger_is_promoted_on_a_win_and_retired_on_a_loss_or_after_its_maximum() -> None:
+    winning = PairedCounts(40, 200, pos_old_wrong=24)
+    (promote,) = _policy().evaluate(Snapshot(0.0, 6, challenger=Comparison(8, 6, winning)))
+    assert isinstance(promote, PromoteChallenger)
+    assert (promote.version, promote.over) == (8, 6)
+    (retire,) = _policy().evaluate(Snapshot(0.0, 6, challenger=Comparison(8, 6, _losing(40))))
+    assert isinstance(retire, RetireChallenger)
+    policy = _policy(challenger_max_positives=100)
+    (undecided,) = policy.evaluate(Snapshot(0.0, 6, challenger=Comparison(8, 6, _even(100))))
+    assert isinstance(undecided, RetireChallenger)
+    assert "no evidence" in undecided.reason
+
+
+def test_the_state_survives_a_restart() -> None:
+    policy = _policy(evaluation_positives=10, trigger_min_interval_s=HOUR)
+    policy.evaluate(_on_probation(_even(20)))
+    policy.evaluate(Snapshot(HOUR, 7, champion_figures=_figures(0.5, 0.1)))
+    restarted = Policy.from_state(policy.config, policy.to_state())
+    # Point 2 was looked at already, and the floor's trigger of this hour was sent.
+    assert restarted.evaluate(_on_probation(_losing(29))) == []
+    again = restarted.evaluate(Snapshot(HOUR + 1, 7, champion_figures=_figures(0.5, 0.1)))
+    assert [type(a) for a in again] == [Alarm]
+
+
+def _entry(action: str, old: int | None, new: int, at: int) -> HistoryEntry:
+    target = lambda v: None if v is None else AliasTarget(v, "d" * 64)  # noqa: E731
+    return HistoryEntry(
+        id=f"{at}-0", time=datetime.fromtimestamp(at, UTC), action=action, alias="champion",
+        from_target=target(old), to_target=target(new), version=new, actor="op", user="u",
+        reason="",
+    )  # fmt: skip
+
+
+def test_probation_comes_from_the_newest_promotion_to_the_champion() -> None:
+    history = [_entry("promote", None, 1, 100), _entry("promote", 1, 2, 200)]
+    probation = probation_from_history(history, champion=2)
+    assert probation is not None
+    assert (probation.version, probation.previous, probation.entry_id) == (2, 1, "200-0")
+    # The first champion has nobody to be compared with; a rollback ends probation.
+    assert probation_from_history(history[:1], champion=1) is None
+    rolled_back = [*history, _entry("rollback", 2, 1, 300)]
+    assert probation_from_history(rolled_back, champion=1) is None
