@@ -7,6 +7,10 @@
 - ``operator``: promotes, rolls back and rejects (alias, status and history writes), reads
   everything, and queues retrain triggers; it cannot write or delete an artifact (no
   string writes, no DEL), so it cannot register a version.
+- ``monitor``: reads the registry and rolls back (the alias scripts, as the operator);
+  writes its own state under ``<p>:monitor:*`` and sends retrain triggers (the stream,
+  and the sent markers under ``<p>:retrain:sent:*``). Its string writes and deletes are
+  allowed on those keys only (a Redis 7 selector), so it cannot touch an artifact.
 
 Commands inside the registry's Lua scripts are checked against the caller's ACL too, so
 ``EVALSHA`` grants nothing beyond the commands listed. The lines are built here, so the
@@ -18,8 +22,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-Role = Literal["worker", "retrain", "operator"]
-ROLES: tuple[Role, ...] = ("worker", "retrain", "operator")
+Role = Literal["worker", "retrain", "operator", "monitor"]
+ROLES: tuple[Role, ...] = ("worker", "retrain", "operator", "monitor")
 
 # Reads of every registry key type; MULTI/EXEC make a load's two reads one snapshot.
 _READ = (
@@ -33,6 +37,11 @@ _REGISTER = "+incr +incrby +sadd +hsetnx +set +del +zadd"
 # The retrain job's own lock, status, triggers and outcomes.
 _RETRAIN_OWN = "+pexpire +pttl +xreadgroup +xack +xautoclaim +xclaim +xdel +xgroup|create"
 _WORKER_OWN = "+incr +incrby +expire +del"
+# The monitor's state (one MULTI/EXEC under a WATCH of its lease) and trigger markers.
+_MONITOR_OWN = (
+    "+get +set +del +pexpire +rpush +ltrim +lrange +hset +hdel +hincrby +hgetall "
+    "+watch +unwatch +multi +exec +discard"
+)
 
 
 def acl_rules(role: Role | str, prefix: str) -> str:
@@ -48,6 +57,10 @@ def acl_rules(role: Role | str, prefix: str) -> str:
     if role == "retrain":
         keys = f"resetkeys ~{model} ~{models} ~{retrain}"
         return f"{keys} {channels} -@all {_READ} {_MOVE} {_REGISTER} {_RETRAIN_OWN}"
+    if role == "monitor":
+        keys = f"resetkeys ~{model} %R~{models} %W~{prefix}:retrain:triggers"
+        own = f"(~{prefix}:monitor:* ~{prefix}:retrain:sent:* {_MONITOR_OWN})"
+        return f"{keys} {channels} -@all {_READ} {_MOVE} {own}"
     keys = f"resetkeys ~{model} %R~{models} %R~{retrain} %W~{prefix}:retrain:triggers"
     return f"{keys} {channels} -@all {_READ} {_MOVE}"
 

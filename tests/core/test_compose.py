@@ -29,7 +29,7 @@ def test_compose_file_matches_the_compose_specification() -> None:
     jsonschema.validate(_compose(), schema)
 
 
-@pytest.mark.parametrize("service", ["topics", "worker-emails", "retrain", "replay"])
+@pytest.mark.parametrize("service", ["topics", "worker-emails", "retrain", "monitor", "replay"])
 def test_every_inferloop_variable_is_a_valid_setting(
     service: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -69,6 +69,12 @@ def test_broker_configuration_matches_the_local_broker() -> None:
         f"-Xmx{LocalServicesSettings().kafka_heap}"
     )
     assert _compose()["services"]["kafka"]["image"].endswith(LocalServicesSettings().kafka_version)
+
+
+def test_the_monitor_serves_every_domain_and_answers_outside_its_container() -> None:
+    service = _compose()["services"]["monitor"]
+    assert service["command"] == ["monitor", "serve"]
+    assert service["environment"]["INFERLOOP_MONITOR__METRICS_HOST"] == "0.0.0.0"
 
 
 def test_redis_persistence_matches_the_local_server() -> None:

@@ -143,3 +143,42 @@ def test_the_retrain_job_registers_promotes_under_its_lock_and_prunes(
         raw.get("elsewhere:secret")
     with pytest.raises(redis.exceptions.NoPermissionError):
         raw.flushdb()
+
+
+def test_the_monitor_keeps_its_state_sends_triggers_and_rolls_back_but_cannot_register(
+    stored: Registry, as_role: MakeUser, register: Register, tx_model: Trained
+) -> None:
+    from inferloop.monitor.state import Changes, StateStore
+    from inferloop.monitor.window import Entry
+    from inferloop.triggers import Trigger, publish_once
+
+    monitor = as_role("monitor")
+    raw = _raw(monitor)
+    keys = Keys(stored.keys.prefix)
+    # Its state: the lease, one batch in one MULTI/EXEC under a WATCH, read back.
+    store = StateStore(raw, keys, "transactions", lease_s=5.0)
+    store.acquire()
+    entry = Entry(7, 1, 0, 1.0, 2.0, {1: 0.5})
+    store.commit(Changes(offsets={"labels:0": 3}, appended=[entry], dropped=0))
+    assert store.load().entries == [entry]
+    assert raw.set(keys.monitor_decision("transactions"), "me", nx=True, px=1000)
+    # A retrain trigger, once.
+    trigger = Trigger("monitor-floor-1", "transactions", False, "monitor", "2026-12-07T00:00Z")
+    assert publish_once(raw, keys, trigger, dedupe_s=60) is not None
+    # A rollback, as the registry records it.
+    stored.promote("transactions", 2, expected_current=1, reason="new")
+    monitor.rollback("transactions", "paired loss", actor="monitor")
+    assert stored.resolve("transactions") == stored.get_version("transactions", 1).target
+    assert stored.history("transactions", limit=1)[0].user == monitor.redis_settings.username
+
+    with pytest.raises(RegistryPermissionError):
+        register(tx_model, into=monitor)
+    for write in (
+        lambda: raw.set(stored.keys.artifact("transactions", 1), b"evil"),
+        lambda: raw.delete(stored.keys.artifact("transactions", 1)),
+        lambda: raw.set(keys.retrain_lock("transactions"), "mine"),
+        lambda: raw.get("elsewhere:secret"),
+        raw.flushdb,
+    ):
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            write()
