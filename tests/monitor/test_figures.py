@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import average_precision_score
 
 from inferloop.domains.metrics import threshold_metrics
-from inferloop.monitor.figures import _block_weights, live_figures
+from inferloop.monitor.figures import Figures, _block_weights, live_figures
 
 
 def _events(seed: int, n: int, prevalence: float) -> tuple[np.ndarray, np.ndarray]:
@@ -35,6 +35,10 @@ def test_the_figures_are_the_projects_own(domain: str, target: str) -> None:
         assert interval.low <= interval.value <= interval.high
 
 
+def _width(figures: Figures) -> float:
+    return figures.recall.high - figures.recall.low
+
+
 def test_bursts_widen_the_interval() -> None:
     # The positives come in bursts of 25 in a row: a recall interval from single
     # events treats them as independent and is too narrow; blocks of 50 see the bursts.
@@ -48,8 +52,7 @@ def test_bursts_widen_the_interval() -> None:
     scores = np.where(y == 1, np.where(caught, 0.9, 0.1), rng.random(n) * 0.5)
     single = live_figures(y, scores, 0.5, target="transactions", block_size=1, n_boot=300, seed=0)
     blocks = live_figures(y, scores, 0.5, target="transactions", block_size=50, n_boot=300, seed=0)
-    width = lambda f: f.recall.high - f.recall.low  # noqa: E731
-    assert width(blocks) > 2 * width(single)
+    assert _width(blocks) > 2 * _width(single)
 
 
 def test_what_a_window_cannot_define_is_nan_not_zero() -> None:

@@ -73,12 +73,15 @@ def test_probation_ends_after_its_positives() -> None:
     assert policy.evaluate(_on_probation(_losing(100))) == []
 
 
+def _tight(value: float) -> Interval:
+    return Interval(value, value - 0.001, value + 0.001)
+
+
 def _figures(target: float, f1: float) -> Figures:
-    tight = lambda v: Interval(v, v - 0.001, v + 0.001)  # noqa: E731
     return Figures(
         n=1000, positives=100, flagged=100, threshold=0.5, target="ham_flagged",
-        precision=tight(0.9), recall=tight(0.9), f1=tight(f1), target_value=tight(target),
-        auprc=tight(0.9), block_size=50, n_boot=200,
+        precision=_tight(0.9), recall=_tight(0.9), f1=_tight(f1), target_value=_tight(target),
+        auprc=_tight(0.9), block_size=50, n_boot=200,
     )  # fmt: skip
 
 
@@ -151,11 +154,14 @@ def test_the_state_survives_a_restart() -> None:
     assert [type(a) for a in again] == [Alarm]
 
 
+def _target(version: int | None) -> AliasTarget | None:
+    return None if version is None else AliasTarget(version, "d" * 64)
+
+
 def _entry(action: str, old: int | None, new: int, at: int) -> HistoryEntry:
-    target = lambda v: None if v is None else AliasTarget(v, "d" * 64)  # noqa: E731
     return HistoryEntry(
         id=f"{at}-0", time=datetime.fromtimestamp(at, UTC), action=action, alias="champion",
-        from_target=target(old), to_target=target(new), version=new, actor="op", user="u",
+        from_target=_target(old), to_target=_target(new), version=new, actor="op", user="u",
         reason="",
     )  # fmt: skip
 
