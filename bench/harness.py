@@ -2,8 +2,10 @@
 
 Starts its own Kafka and Redis on free ports (unless ``--bootstrap`` / ``--redis-url``
 name others), then runs the chosen sections for the chosen domains and writes
-``results/<timestamp>/``: ``results.json`` (every figure, the machine facts, the load
-average at the start and end of each section), ``results.md`` (the tables) and PNG plots.
+``results/<timestamp>/``: ``results.md`` and ``results.json`` (the tables, the command,
+commit, date and machine: small, ready to commit, see :mod:`bench.summary`), PNG plots,
+and ``figures.json`` (every figure, the load average at the start and end of each
+section). ``--publish`` copies the summary and plots into ``docs/results/<timestamp>/``.
 Every speed figure is reported beside a baseline measured in the same run.
 
 Sections: ``throughput`` (raw baselines, offline scoring, the worker at full speed, the
@@ -16,7 +18,6 @@ load over ``--soak-s``), ``retrain`` (retraining time against labelled rows), ``
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import tempfile
@@ -24,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import report
+from bench import report, summary
 from bench.data import Corpus, load_corpus
 from bench.env import ROOT, Env, environment, start_run
 from bench.machine import Section, machine_facts, wait_for_quiet
@@ -106,6 +107,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--wait-load-s", type=float, default=1800.0)
     p.add_argument("--out", type=Path, default=ROOT / "results")
+    p.add_argument(
+        "--publish",
+        action="store_true",
+        help="at the end, copy results.md, results.json and the plots into docs/results/<run>/",
+    )
     p.add_argument("--bootstrap", default=None, help="use this Kafka instead of starting one")
     p.add_argument("--redis-url", default=None, help="with --bootstrap: this Redis")
     p.add_argument("--log-level", default="INFO")
@@ -193,7 +199,9 @@ class Run:
         self.env = env
         self.out = out
         self.results: dict[str, Any] = {
+            "run": out.name,
             "command": " ".join(["scripts/bench", *sys.argv[1:]]),
+            "source": summary.source_facts(),
             "machine": machine_facts(env.versions()),
             "sections": {},
         }
@@ -225,9 +233,8 @@ class Run:
         self.save()
 
     def save(self) -> None:
-        """results.json, results.md and the plots, as they stand."""
-        (self.out / "results.json").write_text(json.dumps(self.results, indent=2, default=str))
-        (self.out / "results.md").write_text(report.markdown(self.results))
+        """The figures, the summary and the plots, as they stand."""
+        summary.write_summary(self.out, self.results, report.markdown)
         report.plots(self.results, self.out)
 
     def max_rate(self, domain: Domain) -> float:
@@ -358,4 +365,5 @@ def main(argv: list[str] | None = None) -> Path:
         run_sections(run)
     log.info("results in %s (%.0f s)", out, time.monotonic() - started)
     print(out / "results.md")
+    summary.announce(out, args.publish)
     return out

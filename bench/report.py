@@ -515,10 +515,22 @@ def machine_text(machine: dict[str, Any]) -> str:
     )
 
 
+def source_text(results: dict[str, Any]) -> str:
+    """One line: the run, its commit and its date, for the head of ``results.md``."""
+    source = results.get("source") or {}
+    commit = source.get("commit")
+    code = "an unknown commit" if commit is None else f"commit `{commit[:12]}`"
+    if source.get("dirty"):
+        code += " with uncommitted changes"
+    date = results.get("machine", {}).get("time", "an unknown date")
+    return f"Run `{results.get('run', '?')}` of {code}, {date}."
+
+
 def markdown(results: dict[str, Any]) -> str:
     """Every section the results hold, as Markdown."""
     parts = [
-        f"# inferloop benchmarks\n\n`{results['command']}`\n\n{machine_text(results['machine'])}\n"
+        f"# inferloop benchmarks\n\n`{results['command']}`\n\n{source_text(results)}"
+        f" {machine_text(results['machine'])}\n"
     ]
     for name, (title, render) in RENDERERS.items():
         section = results["sections"].get(name)

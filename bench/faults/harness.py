@@ -2,15 +2,16 @@
 
 Starts its own Kafka and Redis on free ports (faults stop and start them: never the
 user's services), fits the transactions champion, then runs each chosen fault
-(:mod:`bench.faults.runs`) and writes ``results/<timestamp>-faults/``: ``faults.json``
-and ``faults.md`` (per fault: events in, predictions out, dead letters, lost,
-duplicated, time to recover, and the fault's own checks).
+(:mod:`bench.faults.runs`) and writes ``results/<timestamp>-faults/``: ``results.md``
+and ``results.json`` (per fault: events in, predictions out, dead letters, lost,
+duplicated, time to recover, and the fault's own checks; small, ready to commit, see
+:mod:`bench.summary`) and ``figures.json`` (everything). ``--publish`` copies the
+summary into ``docs/results/<timestamp>-faults/``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import tempfile
@@ -22,8 +23,9 @@ from bench.data import load_corpus
 from bench.env import ROOT, environment, start_run
 from bench.faults.runs import FAULTS, Context, FaultResult
 from bench.machine import Section, load_average, machine_facts, wait_for_quiet
-from bench.report import fmt, machine_text, table
+from bench.report import fmt, machine_text, source_text, table
 from bench.sections.throughput import prepare_domain
+from bench.summary import announce, source_facts, write_summary
 from inferloop.settings import Settings
 
 log = logging.getLogger("faults")
@@ -38,6 +40,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-load", type=float, default=None)
     p.add_argument("--wait-load-s", type=float, default=1800.0)
     p.add_argument("--out", type=Path, default=ROOT / "results")
+    p.add_argument(
+        "--publish",
+        action="store_true",
+        help="at the end, copy results.md and results.json into docs/results/<run>/",
+    )
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
     args.faults = tuple(args.faults.split(","))
@@ -69,7 +76,7 @@ def markdown(results: dict[str, Any]) -> str:
         )
     return (
         f"# inferloop fault injection\n\n`{results['command']}`\n\n"
-        f"{machine_text(results['machine'])}\n\n"
+        f"{source_text(results)} {machine_text(results['machine'])}\n\n"
         f"Each run streams {fmt(results['events_per_run'])} transactions at "
         f"{fmt(results['rate'])}/s through one worker and injects one fault once a third of "
         "them are predicted. Events in: ids Kafka acknowledged to the producer (plus the hostile "
@@ -110,7 +117,9 @@ def main(argv: list[str] | None = None) -> Path:
         environment(Path(tmp), out) as env,
     ):
         results: dict[str, Any] = {
+            "run": out.name,
             "command": " ".join(["scripts/faults", *sys.argv[1:]]),
+            "source": source_facts(),
             "machine": machine_facts(env.versions()),
             "rate": args.rate,
             "events_per_run": int(args.rate * args.seconds),
@@ -123,16 +132,16 @@ def main(argv: list[str] | None = None) -> Path:
                 write(out, results, runs, section)
         write(out, results, runs, section)
     log.info("results in %s (%.0f s)", out, time.monotonic() - started)
-    print(out / "faults.md")
+    print(out / "results.md")
+    announce(out, args.publish)
     return out
 
 
 def write(out: Path, results: dict[str, Any], runs: list[FaultResult], section: Section) -> None:
-    """faults.json and faults.md, as they stand."""
+    """The figures and the summary, as they stand."""
     results |= {
         "runs": [r.as_dict() for r in runs],
         "load_start": section.load_start,
         "load_end": load_average(),
     }
-    (out / "faults.json").write_text(json.dumps(results, indent=2, default=str))
-    (out / "faults.md").write_text(markdown(results))
+    write_summary(out, results, markdown)
