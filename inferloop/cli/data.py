@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.progress import (
@@ -19,7 +22,10 @@ from rich.progress import (
 
 from inferloop.cli import settings_of
 from inferloop.cli.output import json_option, print_json, print_table
-from inferloop.settings import DOMAINS, Domain
+from inferloop.settings import DOMAINS, Domain, Settings
+
+if TYPE_CHECKING:
+    from inferloop.domains.replay import ReplayPlan, ReplaySummary
 
 DATASET_NAMES = ("sms", "spamassassin", "creditcard")
 METRIC_ORDER = ("precision", "recall", "f1", "mcc", "roc_auc", "auprc", "fpr")
@@ -47,6 +53,23 @@ def parse_rate(value: str | None) -> float | None:
     if not math.isfinite(rate) or rate <= 0:
         raise click.BadParameter(f"{value!r} must be a positive rate", param_hint="--rate")
     return rate
+
+
+def data_dir_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--data-dir``: where the data sets are, over INFERLOOP_DATA_DIR."""
+    return click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False, exists=True, path_type=Path),
+        default=None,
+        help="Where the data sets are (default: INFERLOOP_DATA_DIR, or ../shared/data).",
+    )(command)
+
+
+def _settings_with_data_dir(ctx: click.Context, data_dir: Path | None) -> Settings:
+    settings = settings_of(ctx)
+    if data_dir is not None:
+        settings = settings.model_copy(update={"data_dir": data_dir})
+    return settings
 
 
 def _fmt(value: float) -> str:
@@ -83,6 +106,7 @@ def _fmt(value: float) -> str:
     default=None,
     help="transactions: the fraud recall the threshold must keep (default 0.8).",
 )
+@data_dir_option
 @json_option
 @click.pass_context
 def evaluate(
@@ -96,6 +120,7 @@ def evaluate(
     seed: int,
     max_ham_flagged: float | None,
     min_fraud_recall: float | None,
+    data_dir: Path | None,
     as_json: bool,
 ) -> None:
     """Train DOMAIN's model on the older part of a data set and judge it on the newest."""
@@ -103,7 +128,7 @@ def evaluate(
     from inferloop.domains.evaluation import evaluate as run_evaluation
 
     _check_dataset(domain, dataset)
-    settings = settings_of(ctx)
+    settings = _settings_with_data_dir(ctx, data_dir)
     spec: DomainSpec = get_domain(domain)
     if max_ham_flagged is not None and domain == "emails":
         spec = EmailsDomain(max_ham_flagged=max_ham_flagged)
@@ -185,7 +210,12 @@ def _per_s(events: int, seconds: float) -> str:
 
 @click.command()
 @click.argument("domain", type=click.Choice(DOMAINS))
-@click.option("--dataset", type=click.Choice(DATASET_NAMES), required=True, help="Data set.")
+@click.option(
+    "--dataset",
+    type=click.Choice(DATASET_NAMES),
+    default=None,
+    help="Data set (required unless --resume).",
+)
 @click.option(
     "--rate",
     "rate_text",
@@ -203,6 +233,33 @@ def _per_s(events: int, seconds: float) -> str:
     type=click.FloatRange(0, 1),
     default=None,
     help="Share of events whose label comes back [INFERLOOP_REPLAY__LABEL_FRACTION].",
+)
+@click.option(
+    "--label-policy",
+    type=click.Choice(["all", "feedback"]),
+    default=None,
+    help="all: --label-fraction of every event; feedback: positives are reported, "
+    "negatives only as appealed flags [INFERLOOP_REPLAY__LABEL_POLICY, default all].",
+)
+@click.option(
+    "--positive-report-share",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="feedback: share of positives reported [INFERLOOP_REPLAY__POSITIVE_REPORT_SHARE, 1.0].",
+)
+@click.option(
+    "--false-positive-report-share",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="feedback: share of negatives whose label comes back, standing for appealed "
+    "flags [INFERLOOP_REPLAY__FALSE_POSITIVE_REPORT_SHARE, 0.02].",
+)
+@click.option(
+    "--event-time",
+    type=click.Choice(["original", "send"]),
+    default=None,
+    help="original: the data set's event times; send: each event's time is when it is "
+    "sent, so a second data set follows a first [INFERLOOP_REPLAY__EVENT_TIME].",
 )
 @click.option(
     "--labels-only",
@@ -225,12 +282,20 @@ def _per_s(events: int, seconds: float) -> str:
 )
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many.")
 @click.option(
+    "--resume",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Go on from the resume file a failed or stopped replay wrote (its data set and "
+    "plan; --rate may change).",
+)
+@click.option(
     "--create-topics/--no-create-topics",
     default=True,
     show_default=True,
     help="Create the domain's topics when missing.",
 )
 @click.option("--progress/--no-progress", default=True, show_default=True)
+@data_dir_option
 @json_option
 @click.pass_context
 def replay(
@@ -238,70 +303,132 @@ def replay(
     /,
     *,
     domain: Domain,
-    dataset: str,
+    dataset: str | None,
     rate_text: str | None,
-    label_delay_s: float | None,
-    label_fraction: float | None,
     labels_only: bool,
     start_fraction: float,
     end_fraction: float,
     limit: int | None,
+    resume: Path | None,
     create_topics: bool,
     progress: bool,
+    data_dir: Path | None,
     as_json: bool,
+    **choices: Any,
 ) -> None:
-    """Publish a data set's events in event-time order, and their labels after a delay."""
+    """Publish a data set's events in event-time order, and their labels after a delay.
+
+    A broker outage shorter than INFERLOOP_REPLAY__DELIVERY_TIMEOUT_S is ridden out.
+    Past it, or on SIGTERM/SIGINT, replay prints what was acknowledged, writes a resume
+    file (under INFERLOOP_REPLAY__RESUME_DIR) and exits 3 (delivery failed) or 128 +
+    the signal's number; `--resume FILE` goes on from there.
+    """
+    from dataclasses import replace
+
     from inferloop.domains.datasets import load_dataset
-    from inferloop.domains.replay import ReplayPlan, selection
-    from inferloop.domains.replay import replay as run_replay
+    from inferloop.domains.replay import ReplayPlan, read_resume, run_replay, selection
     from inferloop.topics import create_domain_topics
 
+    settings = _settings_with_data_dir(ctx, data_dir)
+    rate = parse_rate(rate_text) if rate_text is not None else None
+    if resume is not None:
+        dataset, plan = read_resume(resume)
+        plan = replace(plan, rate_per_s=rate) if rate_text is not None else plan
+    elif dataset is None:
+        raise click.UsageError("give --dataset (or --resume FILE)")
+    else:
+        plan = ReplayPlan.from_settings(
+            settings.replay, rate_per_s=rate, labels_only=labels_only, limit=limit,
+            start_fraction=start_fraction, end_fraction=end_fraction, **choices,
+        )  # fmt: skip
     _check_dataset(domain, dataset)
-    settings = settings_of(ctx)
-    plan = ReplayPlan.from_settings(
-        settings.replay,
-        rate_per_s=parse_rate(rate_text) if rate_text is not None else None,
-        label_delay_s=label_delay_s,
-        label_fraction=label_fraction,
-        labels_only=labels_only,
-        start_fraction=start_fraction,
-        end_fraction=end_fraction,
-        limit=limit,
-    )
     if create_topics:
         create_domain_topics(settings, domain)
     data = load_dataset(dataset, settings.data_dir)
-    total = len(selection(data, plan))
-    if progress and not as_json:
-        with _progress_bar(total, labels_only) as callback:
-            summary = run_replay(settings, data, plan, progress=callback)
-    else:
-        summary = run_replay(settings, data, plan)
+    with _stop_on_signals() as stop:
+        bar = _progress_bar(len(selection(data, plan)), plan.labels_only, progress and not as_json)
+        with bar as callback:
+            summary = run_replay(settings, data, plan, resume=resume, stop=stop.event,
+                                 progress=callback)  # fmt: skip
+    _print_summary(summary, plan, domain, as_json)
+    _exit_for(summary, stop.signal_number)
+
+
+class _Stop:
+    """A stop request from a signal: the event replay watches, and the signal's number."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signal_number: int | None = None
+
+    def handle(self, signum: int, _frame: object) -> None:
+        # A second signal ends the process at once (the default action).
+        signal.signal(signum, signal.SIG_DFL)
+        self.signal_number = signum
+        self.event.set()
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[_Stop]:
+    """SIGTERM and SIGINT set a stop request instead of ending the process."""
+    stop = _Stop()
+    previous = {sig: signal.signal(sig, stop.handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _print_summary(summary: ReplaySummary, plan: ReplayPlan, domain: str, as_json: bool) -> None:
     if as_json:
         print_json(summary)
         return
     print_table(
         [
-            {"what": "events", "topic": summary.events_topic, "sent": summary.events_sent},
-            {
-                "what": "labels",
-                "topic": summary.labels_topic,
-                "sent": summary.labels_sent,
-                "withheld": summary.labels_withheld,
-            },
+            {"what": "events", "topic": summary.events_topic, "sent": summary.events_sent,
+             "acknowledged": summary.events_acknowledged},
+            {"what": "labels", "topic": summary.labels_topic, "sent": summary.labels_sent,
+             "acknowledged": summary.labels_acknowledged, "withheld": summary.labels_withheld,
+             "waiting": summary.labels_waiting},
         ],
-        ["what", "topic", "sent", "withheld"],
-        title=f"replayed {summary.dataset}",
-    )
+        ["what", "topic", "sent", "acknowledged", "withheld", "waiting"],
+        title=f"replayed {summary.dataset}: {summary.outcome}",
+    )  # fmt: skip
     click.echo(
-        f"event times {summary.first_event_time} .. {summary.last_event_time}; "
-        f"{summary.elapsed_s:.1f}s, {summary.events_per_s:,.0f} events/s"
+        f"event times ({plan.event_time}) {summary.first_event_time} .. "
+        f"{summary.last_event_time}; {summary.elapsed_s:.1f}s, "
+        f"{summary.events_per_s:,.0f} events/s"
     )
+    if summary.resume_file is not None:
+        click.echo(
+            f"{summary.events_acknowledged_total} events acknowledged in all; resume at "
+            f"position {summary.next_position} with {summary.labels_waiting} labels waiting: "
+            f"inferloop replay {domain} --resume {summary.resume_file}"
+        )
+
+
+# A replay whose sends failed past the delivery timeout (a resume file was written).
+EXIT_DELIVERY_FAILED = 3
+
+
+def _exit_for(summary: ReplaySummary, signal_number: int | None) -> None:
+    if summary.outcome == "failed":
+        click.echo(f"Error: {summary.error}", err=True)
+        raise SystemExit(EXIT_DELIVERY_FAILED)
+    if summary.outcome == "stopped":
+        raise SystemExit(128 + (signal_number or signal.SIGTERM))
 
 
 @contextmanager
-def _progress_bar(total: int, labels_only: bool) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar over events, with the label count and the rate."""
+def _progress_bar(
+    total: int, labels_only: bool, shown: bool
+) -> Iterator[Callable[[int, int], None] | None]:
+    """A rich progress bar over events, with the label count and the rate (None when
+    not ``shown``)."""
+    if not shown:
+        yield None
+        return
 
     bar = Progress(
         TextColumn("[bold]{task.description}"),
