@@ -188,7 +188,7 @@ class WorkerSettings(_Section):
     session_timeout_ms: int = Field(default=10_000, gt=0)
     heartbeat_interval_ms: int = Field(default=3_000, gt=0)
     transaction_timeout_ms: int = Field(default=10_000, gt=0)
-    # A batch's predictions are appended at once (worker/appends.py), yet 0 is no better:
+    # A batch's predictions are appended at once (kafka_internals.py), yet 0 is no better:
     # it took 3-7 ms off the p50 at half load, but with a fit beside the worker the p99
     # went from 263-312 to 531-969 ms (three alternating pairs of loads each,
     # 2026-12-06; why is not measured: the sender may send a batch before it is whole).

@@ -42,10 +42,10 @@ from kafka.errors import (
 
 from inferloop.errors import KafkaUnavailableError
 from inferloop.topics import DomainTopics
-from inferloop.worker.appends import append_records
 from inferloop.worker.batch import Batch
 from inferloop.worker.committed import back_to_committed, describe
 from inferloop.worker.errors import ProducerFencedOutError
+from inferloop.worker.kafka_internals import KafkaInternals
 from inferloop.worker.partitioning import partitions_of
 
 log = logging.getLogger(__name__)
@@ -87,35 +87,22 @@ def seek_back(consumer: KafkaConsumer, first_offsets: dict[TopicPartition, int])
                 log.debug("partition %s went away before the seek", tp)
 
 
-def send_batch(producer: KafkaProducer, topics: DomainTopics, batch: Batch) -> list[Any]:
+def send_batch(
+    producer: KafkaProducer, topics: DomainTopics, batch: Batch, internals: KafkaInternals
+) -> list[Any]:
     """Send every prediction and dead letter of ``batch``; the futures, in order."""
     predictions = topics.predictions
     # The default partitioner hashes one key per send in Python; a batch is hashed at once.
     partitions = partitions_of(batch.keys, len(producer.partitions_for(predictions)))
-    futures = append_records(producer, predictions, batch.keys, batch.predictions, partitions)
+    futures = internals.append_records(
+        producer, predictions, batch.keys, batch.predictions, partitions
+    )
     dlq = topics.dlq
     futures.extend(
         producer.send(dlq, value=letter.value, key=letter.key, headers=letter.headers)
         for letter in batch.dead_letters
     )
     return futures
-
-
-def discard(producer: KafkaProducer, timeout_s: float = 0.0) -> None:
-    """Close ``producer`` within ``timeout_s``, dropping the sends it still holds (their
-    batches are read again)."""
-    try:
-        producer.close(timeout=timeout_s)
-    except KafkaTimeoutError:
-        # kafka-python's close() flushes first and, when sends are still pending, raises
-        # before it stops its sender thread, which would go on retrying them for good:
-        # stop the sender as close() does past its timeout (the pending sends fail), and
-        # close again.
-        sender = producer._sender
-        sender.force_close()
-        sender.join(5.0)
-        with contextlib.suppress(KafkaTimeoutError):
-            producer.close(timeout=0)
 
 
 class Delivery(Protocol):
@@ -200,7 +187,9 @@ class AtLeastOnce:
         on_committed: CommittedFn,
         on_rewind: RewindFn,
         commit_interval_s: float = 0.0,
+        internals: KafkaInternals | None = None,
     ) -> None:
+        self._internals = internals if internals is not None else KafkaInternals()
         self._consumer = consumer
         self._producer_factory = producer_factory
         self._producer: KafkaProducer | None = producer_factory()
@@ -237,7 +226,7 @@ class AtLeastOnce:
     def deliver(self, batch: Batch) -> None:
         """Send the batch; keep at most ``max_in_flight`` batches unacknowledged."""
         try:
-            futures = send_batch(self._producer_(), self._topics, batch)
+            futures = send_batch(self._producer_(), self._topics, batch, self._internals)
         # Raised by send() itself (e.g. a metadata timeout), or no new producer could be
         # made (the broker is down): the batch fails like one whose sends failed.
         except (KafkaError, KafkaUnavailableError) as exc:
@@ -398,7 +387,7 @@ class AtLeastOnce:
         # (the broker may be down now, and a new producer must first reach it).
         old, self._producer = self._producer, None
         if old is not None:
-            discard(old)
+            self._internals.discard(old)
         self._on_rewind(first, error)
 
     def _producer_(self) -> KafkaProducer:
@@ -460,7 +449,7 @@ class AtLeastOnce:
     def close(self, timeout_s: float) -> None:
         """Close the producer (what it has not sent by then is dropped: never committed)."""
         if self._producer is not None:
-            discard(self._producer, timeout_s)
+            self._internals.discard(self._producer, timeout_s)
 
 
 @dataclass
@@ -512,7 +501,9 @@ class ExactlyOnce:
         flush_timeout_s: float,
         should_stop: Callable[[], bool] = lambda: False,
         retry_s: float = 1.0,
+        internals: KafkaInternals | None = None,
     ) -> None:
+        self._internals = internals if internals is not None else KafkaInternals()
         self._consumer = consumer
         self._producer_factory = producer_factory
         self._producer: KafkaProducer | None = producer_factory()
@@ -538,7 +529,7 @@ class ExactlyOnce:
         step = "write"
         try:
             producer.begin_transaction()
-            futures = send_batch(producer, self._topics, batch)
+            futures = send_batch(producer, self._topics, batch, self._internals)
             # Flushed first so the transaction commit waits on nothing but the marker.
             producer.flush(timeout=self._flush_timeout_s)
             # kafka-python fails a send that ran out of retries (a broker outage past the
@@ -618,7 +609,7 @@ class ExactlyOnce:
         until it succeeds or a stop is requested (the broker may be down)."""
         old, self._producer = self._producer, None
         if old is not None:
-            discard(old)
+            self._internals.discard(old)
         log.warning("starting over: a new transactional producer, then the committed offsets")
         while not self._should_stop():
             try:
@@ -659,4 +650,4 @@ class ExactlyOnce:
     def close(self, timeout_s: float) -> None:
         """Close the producer (an open transaction is dropped, i.e. aborted)."""
         if self._producer is not None:
-            discard(self._producer, timeout_s)
+            self._internals.discard(self._producer, timeout_s)

@@ -4,20 +4,27 @@ kafka-python sends the next fetch as soon as ``poll()`` hands out a batch. While
 batch is scored, the broker's answer, made at once, waits in the consumer's buffer:
 the next ``poll()`` returns records one batch old, and what arrived meanwhile waits a
 batch more, about 2.5 loop turns of latency instead of 1.5. :func:`top_up` collects
-the answer to the fetch that ``poll()`` just sent, when the batch in hand is stale.
+the answer to the fetch that ``poll()`` just sent, when the batch in hand is stale,
+through the fetcher (the ``top_up`` shortcut of :mod:`inferloop.worker.kafka_internals`;
+switched off, or kafka-python's shape changed, no batch is topped up).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer
 
-Polled = dict[TopicPartition, list[Any]]
+from inferloop.worker.kafka_internals import KafkaInternals, Polled
 
 
-def top_up(consumer: KafkaConsumer, polled: Polled, wanted: int, top_up_ms: int) -> Polled:
+def top_up(
+    consumer: KafkaConsumer,
+    polled: Polled,
+    wanted: int,
+    top_up_ms: int,
+    internals: KafkaInternals,
+) -> Polled:
     """``polled``, with the records of the consumer's next fetch added when its newest
     record is older than ``top_up_ms`` and it holds fewer than ``wanted``.
 
@@ -32,9 +39,7 @@ def top_up(consumer: KafkaConsumer, polled: Polled, wanted: int, top_up_ms: int)
     newest_ms = max(records[-1].timestamp for records in polled.values() if records)
     if time.time() * 1000 - newest_ms < top_up_ms:
         return polled
-    more, _ = consumer._fetcher.fetch_records(
-        wanted - count, update_offsets=True, timeout_ms=top_up_ms
-    )
+    more = internals.fetched(consumer, wanted - count, top_up_ms)
     for tp, records in more.items():
         polled.setdefault(tp, []).extend(records)
     return polled

@@ -27,12 +27,12 @@ from inferloop.settings import Domain, Settings
 from inferloop.topics import DomainTopics, consumer_group, for_settings
 from inferloop.worker.attempts import AttemptCounter
 from inferloop.worker.batch import Batch, BatchProcessor, batch_of
-from inferloop.worker.delivery import AtLeastOnce, Delivery, ExactlyOnce, discard
+from inferloop.worker.delivery import AtLeastOnce, Delivery, ExactlyOnce
 from inferloop.worker.errors import TopicMissingError
 from inferloop.worker.faults import FaultHook
 from inferloop.worker.fetch import top_up
-from inferloop.worker.handoffs import spare_handoffs
 from inferloop.worker.health import HealthState, health_server
+from inferloop.worker.kafka_internals import KafkaInternals
 from inferloop.worker.metrics import WorkerMetrics
 from inferloop.worker.model import ActiveModel, ModelKeeper
 from inferloop.worker.rebalance import RebalanceHandler
@@ -97,6 +97,9 @@ class Worker:
         self.topics: DomainTopics = for_settings(settings, domain)
         self.stop = StopRequest()
         self.metrics = WorkerMetrics(domain)
+        self._internals = KafkaInternals(
+            settings.worker.kafka_shortcuts, registry=self.metrics.registry
+        )
         ws = settings.worker
         self.health = HealthState(domain, max_loop_gap_s=ws.max_poll_interval_ms / 1000)
         self.summary = RunSummary()
@@ -211,7 +214,7 @@ class Worker:
             time.sleep(ws.poll_timeout_ms / 1000)
             return None
         if polled and ws.top_up_ms:
-            polled = top_up(consumer, polled, wanted, ws.top_up_ms)
+            polled = top_up(consumer, polled, wanted, ws.top_up_ms, self._internals)
         if not polled:
             return None
         self._last_record_at = time.monotonic()
@@ -393,7 +396,7 @@ class Worker:
             session_timeout_ms=ws.session_timeout_ms,
             heartbeat_interval_ms=ws.heartbeat_interval_ms,
         )
-        spare_handoffs(consumer)
+        self._internals.check_consumer(consumer)
         return consumer
 
     def _make_producer(self) -> KafkaProducer:
@@ -412,12 +415,13 @@ class Worker:
             options["transactional_id"] = transactional_id(self.settings, self.domain, self.slot)
             options["transaction_timeout_ms"] = ws.transaction_timeout_ms
         producer = make_producer(self.settings.kafka, **options)
+        self._internals.check_producer(producer)
         if ws.delivery == "exactly-once":
             # Fences any older instance of this slot and completes its open transaction.
             try:
                 producer.init_transactions()
             except BaseException:
-                discard(producer)
+                self._internals.discard(producer)
                 raise
             log.info("transactional producer %s ready", options["transactional_id"])
         return producer
@@ -434,7 +438,8 @@ class Worker:
             return ExactlyOnce(consumer, self._make_producer, self.topics, fault=self.fire,
                                on_committed=self._committed, on_rewind=self._rewound,
                                flush_timeout_s=self._delivery_timeout_ms() / 1000 + 5.0,
-                               should_stop=lambda: self.stop.requested)  # fmt: skip
+                               should_stop=lambda: self.stop.requested,
+                               internals=self._internals)  # fmt: skip
         return AtLeastOnce(
             consumer, self._make_producer, self.topics,
             max_in_flight=ws.max_in_flight_batches,
@@ -443,6 +448,7 @@ class Worker:
             ack_timeout_s=self._delivery_timeout_ms() / 1000 + 5.0,
             revoke_timeout_s=max(1.0, ws.session_timeout_ms / 2000),
             fault=self.fire, on_committed=self._committed, on_rewind=self._rewound,
+            internals=self._internals,
         )  # fmt: skip
 
     def _check_topics(self, consumer: KafkaConsumer) -> None:

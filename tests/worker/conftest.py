@@ -22,11 +22,16 @@ from inferloop.registry import ModelVersion, Registry
 from inferloop.registry.signing import KeyPair, generate_key_pair
 from inferloop.settings import Domain, Settings
 from inferloop.topics import DomainTopics, create_domain_topics, for_settings
+from inferloop.worker.kafka_internals import KafkaInternals
 from inferloop.worker.loop import RunLimits, RunSummary, Worker
 from tests.helpers import settings_env
 from tests.worker.factories import Fitted, train, tx_event
 
 DOMAIN: Domain = "transactions"
+
+# The worker's shortcuts into kafka-python's internals for this run ("none": every one
+# off, as ``scripts/test`` runs the delivery, rebalance and swap tests once more).
+SHORTCUTS_ENV = "TEST_KAFKA_SHORTCUTS"
 
 
 @pytest.fixture(scope="session")
@@ -66,8 +71,16 @@ def wsettings(settings: Settings, keys: KeyPair) -> Settings:
             "metrics_port": 0,
         }
     )
+    if (shortcuts := os.environ.get(SHORTCUTS_ENV)) is not None:
+        worker = type(worker).model_validate(worker.model_dump() | {"kafka_shortcuts": shortcuts})
     registry = settings.registry.model_copy(update={"verify_key_paths": (keys.public_path,)})
     return settings.model_copy(update={"worker": worker, "registry": registry})
+
+
+@pytest.fixture
+def internals(wsettings: Settings) -> KafkaInternals:
+    """The shortcuts into kafka-python's internals the test's settings ask for."""
+    return KafkaInternals(wsettings.worker.kafka_shortcuts)
 
 
 def with_worker(settings: Settings, **changes: Any) -> Settings:

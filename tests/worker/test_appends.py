@@ -14,7 +14,9 @@ from kafka.errors import IllegalStateError, MessageSizeTooLargeError
 
 from inferloop.connections import make_consumer, make_producer
 from inferloop.settings import Settings
-from inferloop.worker.appends import append_records
+from inferloop.worker.kafka_internals import KafkaInternals
+
+append_records = KafkaInternals().append_records
 
 
 def read_all(settings: Settings, topic: str, count: int, **options: Any) -> list[Any]:

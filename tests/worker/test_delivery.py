@@ -22,6 +22,7 @@ from inferloop.settings import Settings
 from inferloop.topics import DomainTopics, create_domain_topics, for_settings
 from inferloop.worker.batch import Batch, batch_of
 from inferloop.worker.delivery import AtLeastOnce
+from inferloop.worker.kafka_internals import KafkaInternals
 from tests.worker.conftest import DOMAIN, wait_for
 from tests.worker.factories import publish_events
 
@@ -53,7 +54,7 @@ def alter_predictions_topic(wsettings: Settings, topics: DomainTopics, **configs
 
 
 def test_a_batch_dropped_at_a_revocation_is_read_again_where_the_partitions_stay(
-    wsettings: Settings, topics: DomainTopics
+    wsettings: Settings, topics: DomainTopics, internals: KafkaInternals
 ) -> None:
     # Predictions cannot be written: the batch's sends fail, it is never acknowledged.
     alter_predictions_topic(wsettings, topics, **{"max.message.bytes": "120"})
@@ -62,6 +63,7 @@ def test_a_batch_dropped_at_a_revocation_is_read_again_where_the_partitions_stay
         consumer, lambda: make_producer(wsettings.kafka, acks="all"), topics,
         max_in_flight=2, ack_timeout_s=30, revoke_timeout_s=20,
         fault=lambda point: None, on_committed=lambda b: None, on_rewind=lambda o, e: None,
+        internals=internals,
     )  # fmt: skip
     try:
         delivery.deliver(batch)
@@ -80,7 +82,7 @@ def test_a_batch_dropped_at_a_revocation_is_read_again_where_the_partitions_stay
 
 
 def test_acknowledged_batches_are_committed_asynchronously_at_most_once_an_interval(
-    wsettings: Settings, topics: DomainTopics
+    wsettings: Settings, topics: DomainTopics, internals: KafkaInternals
 ) -> None:
     consumer, partitions, batch = polled_batch(wsettings, topics, 40, group_id="interval")
     first = halves(batch, partitions[:2])
@@ -95,7 +97,7 @@ def test_acknowledged_batches_are_committed_asynchronously_at_most_once_an_inter
     delivery = AtLeastOnce(
         consumer, factory, topics, max_in_flight=2, ack_timeout_s=30, revoke_timeout_s=20,
         fault=lambda point: None, on_committed=committed.append, on_rewind=lambda o, e: None,
-        commit_interval_s=600,
+        commit_interval_s=600, internals=internals,
     )  # fmt: skip
     try:
         delivery.deliver(first)
@@ -172,7 +174,7 @@ def freeze(pid: int, timeout_s: float = 10.0) -> None:
 
 
 def test_a_broker_outage_with_sends_in_flight_rewinds_and_goes_on_with_a_new_producer(
-    wsettings: Settings, paused_kafka: LocalKafka
+    wsettings: Settings, paused_kafka: LocalKafka, internals: KafkaInternals
 ) -> None:
     # The broker freezes with the batch's sends in flight: they go unanswered past the
     # worker's ack timeout. Closing a producer that still held sends made kafka-python
@@ -196,7 +198,7 @@ def test_a_broker_outage_with_sends_in_flight_rewinds_and_goes_on_with_a_new_pro
     delivery = AtLeastOnce(
         consumer, factory, topics, max_in_flight=2, ack_timeout_s=2.0, revoke_timeout_s=5,
         fault=lambda point: None, on_committed=lambda b: None,
-        on_rewind=lambda offsets, error: rewound.append(offsets),
+        on_rewind=lambda offsets, error: rewound.append(offsets), internals=internals,
     )  # fmt: skip
     pid = paused_kafka.process.pid()
     assert pid is not None
@@ -220,6 +222,7 @@ def test_a_broker_outage_with_sends_in_flight_rewinds_and_goes_on_with_a_new_pro
     assert in_flight == 0
     assert back == batch.first_offsets
     assert len(made) == 2
-    assert not made[0]._sender.is_alive()  # closed, not left retrying its sends
+    # Closed, not left retrying its sends (the public close() leaves them to expire).
+    assert made[0]._sender.is_alive() is ("force_close" not in internals.enabled)
     assert drained
     assert committed == batch.next_offsets

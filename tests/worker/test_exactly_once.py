@@ -14,10 +14,10 @@ from kafka.errors import KafkaTimeoutError, ProducerFencedError
 from kafka.structs import ConsumerGroupMetadata
 
 from inferloop.topics import DomainTopics
-from inferloop.worker import delivery
 from inferloop.worker.batch import Batch, batch_of
 from inferloop.worker.delivery import ExactlyOnce
 from inferloop.worker.errors import ProducerFencedOutError
+from inferloop.worker.kafka_internals import KafkaInternals
 
 TP = TopicPartition("events", 0)
 
@@ -101,20 +101,6 @@ class FakeConsumer:
         self.seeks.append((tp, offset))
 
 
-@pytest.fixture(autouse=True)
-def appends_through_send(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The fake producer has ``send()`` only: a batch's records go through it one by one
-    (``tests/worker/test_appends.py`` holds the real append to ``send()``)."""
-
-    def append(producer: Any, topic: str, keys: Any, values: Any, partitions: Any) -> list[Any]:
-        return [
-            producer.send(topic, key=k, value=v, partition=p)
-            for k, v, p in zip(keys, values, partitions, strict=True)
-        ]
-
-    monkeypatch.setattr(delivery, "append_records", append)
-
-
 class Harness:
     def __init__(self, *producers: FakeProducer) -> None:
         self.consumer = FakeConsumer()
@@ -131,6 +117,8 @@ class Harness:
             on_rewind=lambda offsets, error: self.rewound.append(error),
             flush_timeout_s=1.0,
             retry_s=0.0,
+            # The fake producer has send() only: the public path of every shortcut.
+            internals=KafkaInternals(enabled=()),
         )
 
     def _make(self) -> Any:

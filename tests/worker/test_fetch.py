@@ -11,6 +11,7 @@ from inferloop.connections import make_consumer, make_producer
 from inferloop.settings import Settings
 from inferloop.topics import DomainTopics
 from inferloop.worker.fetch import top_up
+from inferloop.worker.kafka_internals import KafkaInternals
 from inferloop.worker.loop import Worker
 from tests.worker.conftest import with_worker
 
@@ -51,7 +52,7 @@ def test_a_stale_batch_takes_in_what_arrived_meanwhile(
     try:
         # Arrives while the batch would be scored: the fetch in flight brings it.
         send(wsettings, topics.events, range(10, 25), age_s=5)
-        topped = top_up(consumer, polled, wanted=100, top_up_ms=3000)
+        topped = top_up(consumer, polled, wanted=100, top_up_ms=3000, internals=KafkaInternals())
         after = consumer.position(TopicPartition(topics.events, 0))
     finally:
         consumer.close()
@@ -64,8 +65,8 @@ def test_a_fresh_or_full_batch_is_left_as_it_is(wsettings: Settings, topics: Dom
     consumer, polled = first_poll(wsettings, topics.events, 10)
     try:
         send(wsettings, topics.events, range(10, 20), age_s=0)
-        fresh = top_up(consumer, polled, wanted=100, top_up_ms=20_000)
-        full = top_up(consumer, polled, wanted=10, top_up_ms=1)
+        fresh = top_up(consumer, polled, wanted=100, top_up_ms=20_000, internals=KafkaInternals())
+        full = top_up(consumer, polled, wanted=10, top_up_ms=1, internals=KafkaInternals())
     finally:
         consumer.close()
     assert offsets(fresh) == list(range(10))

@@ -14,7 +14,7 @@ from kafka import KafkaConsumer
 
 from inferloop.connections import make_consumer, make_producer
 from inferloop.settings import Settings
-from inferloop.worker.handoffs import spare_handoffs
+from inferloop.worker.kafka_internals import KafkaInternals
 
 # Long enough that the fetch in flight while the test polls is not answered meanwhile.
 FETCH_WAIT_MS = 10_000
@@ -72,7 +72,7 @@ def subscribed(
         )
         consumers.append(consumer)
         if spared:
-            spare_handoffs(consumer)
+            KafkaInternals().spare_handoffs(consumer)
         assert drain(consumer, 20) == 20
         return consumer, topic
 
