@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
 from click.testing import CliRunner
@@ -116,3 +116,63 @@ def test_replay_command_refuses_a_data_set_of_another_domain() -> None:
     result = CliRunner().invoke(cli, ["replay", "emails", "--dataset", "creditcard"])
     assert result.exit_code == 2
     assert "transactions domain" in result.output
+
+
+def run_replay_command(settings: Settings, *args: str) -> dict[str, object]:
+    """``inferloop replay ... --json`` against ``settings``; its summary."""
+    result = CliRunner(env=settings_env(settings)).invoke(
+        cli, ["replay", *args, "--rate", "max", "--no-progress", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    summary: dict[str, object] = json.loads(result.stdout)
+    return summary
+
+
+def test_event_time_send_stamps_each_event_and_its_label_with_the_send_time(
+    settings: Settings,
+) -> None:
+    # Before: the data set's own times (SMS: made up, from 2011), so a second data set
+    # replayed after a first could be older than it and never held out.
+    topics = for_settings(settings, "emails")
+    before = datetime.now(UTC)
+    run_replay_command(settings, "emails", "--dataset", "sms", "--limit", "200",
+                       "--event-time", "send", "--label-delay-s", "0")  # fmt: skip
+    after = datetime.now(UTC)
+
+    events = read_topic(settings, topics.events, expect=200)
+    times = {r.key: datetime.fromisoformat(json.loads(r.value)["event_time"]) for r in events}
+    assert len(times) == 200
+    for record in events:
+        assert before <= times[record.key] <= after
+        assert times[record.key].timestamp() * 1000 == record.timestamp  # sent then
+    labels = read_topic(settings, topics.labels, expect=200)
+    for record in labels:
+        assert datetime.fromisoformat(json.loads(record.value)["event_time"]) == times[record.key]
+    parsed = get_domain("emails").parse_labelled([r.value for r in labels])
+    assert parsed.rejects == []
+    assert (parsed.labelled_at_s >= parsed.event_time_s).all()
+
+
+def test_feedback_labels_every_reported_positive_and_the_appealed_share_of_negatives(
+    settings: Settings,
+) -> None:
+    topics = for_settings(settings, "emails")
+    sms = load_sms(settings.data_dir)
+    plan = ReplayPlan(label_policy="feedback", false_positive_report_share=0.1, limit=1_000)
+    positions = selection(sms, plan)
+    spam = {sms.events[i].id for i in positions if sms.y[i] == 1}
+    ham = {sms.events[i].id for i in positions if sms.y[i] == 0}
+    appealed = {i for i in ham if gets_label(i, 0.1)}
+
+    summary = run_replay_command(settings, "emails", "--dataset", "sms", "--limit", "1000",
+                                 "--label-policy", "feedback", "--label-delay-s", "0",
+                                 "--false-positive-report-share", "0.1")  # fmt: skip
+
+    assert summary["labels_sent"] == len(spam) + len(appealed)
+    assert summary["labels_withheld"] == len(ham) - len(appealed)
+    labels = read_topic(settings, topics.labels, expect=len(spam) + len(appealed))
+    assert {r.key.decode() for r in labels} == spam | appealed
+    assert len(spam) > 100
+    assert 0.05 < len(appealed) / len(ham) < 0.15
+    # The labelled set is mostly positives; every event was still sent.
+    assert len(read_topic(settings, topics.events, expect=1_000)) == 1_000
