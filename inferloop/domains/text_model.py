@@ -31,6 +31,7 @@ from sklearn.pipeline import Pipeline
 from inferloop.domains.errors import NotCompilableError
 from inferloop.domains.hashing import HashedTokens
 from inferloop.domains.native import Kernel, check_same_scores, compile_kernel
+from inferloop.domains.trees import fell_back
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 # Rows scored both ways when a model is compiled, before the compiled form is used.
@@ -113,8 +114,18 @@ class CompiledTextModel:
         A block is a :class:`HashedTokens`, alone or followed by a
         ``TfidfTransformer``, on one column. Raises :class:`NotCompilableError` for
         anything else (other steps, a dense or weighted stack, an L1 norm, several
-        classes) and when the compiled scores differ from the pipeline's.
+        classes) and when the compiled scores differ from the pipeline's, counted by
+        :func:`~inferloop.domains.trees.fell_back`. Only public fitted attributes are
+        read.
         """
+        try:
+            return cls._compile(pipeline)
+        except NotCompilableError as exc:
+            fell_back("text", exc)
+            raise
+
+    @classmethod
+    def _compile(cls, pipeline: Any) -> CompiledTextModel:
         features, model = _split(pipeline)
         blocks = []
         offset = 0

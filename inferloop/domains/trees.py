@@ -12,18 +12,29 @@ them: the scores are the same floating-point numbers. Compiling checks that on p
 against the model's own ``predict_proba``, and a worker checks it again against the
 version's golden scores before it serves (``worker.model``). The compiled form is
 derived from the artifact when it is loaded; the artifact stays the pipeline.
+
+The fitted trees are read from scikit-learn's private attributes (``_predictors``, their
+``nodes`` record arrays, ``_baseline_prediction``, ``_loss``), all in
+:func:`_fitted_trees`, as laid out by scikit-learn 1.9 (pinned ``<1.10`` in
+pyproject.toml). Another layout is no crash: the model is not compiled, the pipeline
+scores (7 ms a call for 500 trees), and :func:`fell_back` says so at WARNING once and
+counts it in ``inferloop_scorer_compile_fallback_total{scorer}``.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from prometheus_client import Counter
 from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
 
 from inferloop.domains.errors import NotCompilableError
 from inferloop.domains.native import Kernel, check_same_scores, compile_kernel
@@ -32,6 +43,28 @@ log = logging.getLogger(__name__)
 
 # Rows scored both ways when a model is compiled, before the compiled form is used.
 PROBE_ROWS = 256
+
+# In no registry of its own: a worker adds it to its metrics' registry.
+COMPILE_FALLBACKS = Counter(
+    "inferloop_scorer_compile_fallback",
+    "Fitted models that did not compile (or whose compiled scores differed from "
+    "scikit-learn's): the pipeline scores them",
+    ["scorer"],
+    registry=None,
+)
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def fell_back(scorer: str, error: Exception) -> None:
+    """Count a model that ``scorer`` ("trees", "text") could not compile; the first time
+    in this process, say why at WARNING (later ones at INFO)."""
+    COMPILE_FALLBACKS.labels(scorer).inc()
+    with _warned_lock:
+        first = scorer not in _warned
+        _warned.add(scorer)
+    log.log(logging.WARNING if first else logging.INFO,
+            "compiled %s scorer not used, the pipeline scores: %s", scorer, error)  # fmt: skip
 
 
 def _walk(x: Any, nodes: Any, out: Any) -> None:
@@ -89,10 +122,19 @@ class CompiledTrees:
         """Compile a fitted binary ``HistGradientBoostingClassifier`` on numeric features.
 
         Raises :class:`NotCompilableError` for anything else (several classes,
-        categorical splits, a fitted preprocessor, an unknown node layout).
+        categorical splits, a fitted preprocessor, an unknown node layout, scores that
+        differ from the model's), counted by :func:`fell_back`.
         """
+        try:
+            return cls._compile(model)
+        except NotCompilableError as exc:
+            fell_back("trees", exc)
+            raise
+
+    @classmethod
+    def _compile(cls, model: Any) -> CompiledTrees:
         _check_compilable(model)
-        trees = [iteration[0].nodes for iteration in model._predictors]
+        trees, baseline, link_inverse = _fitted_trees(model)
         if not trees:
             raise NotCompilableError("the model has no trees")
         sizes = np.array([len(t) for t in trees], dtype=np.int64)
@@ -108,7 +150,7 @@ class CompiledTrees:
             itself = np.arange(len(nodes))
             compiled = cls(
                 n_features=int(model.n_features_in_),
-                baseline=float(np.ravel(model._baseline_prediction)[0]),
+                baseline=baseline,
                 roots=starts.astype(np.int32),
                 feature=np.where(is_leaf, -1, nodes["feature_idx"]).astype(np.int32),
                 threshold=np.where(is_leaf, np.inf, nodes["num_threshold"]).astype(np.float64),
@@ -116,9 +158,9 @@ class CompiledTrees:
                 right=np.where(is_leaf, itself, nodes["right"] + offset).astype(np.int32),
                 missing_left=nodes["missing_go_to_left"].astype(bool),
                 value=nodes["value"].astype(np.float64),
-                link_inverse=model._loss.link.inverse,
+                link_inverse=link_inverse,
             )
-        except (KeyError, ValueError, AttributeError) as exc:
+        except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
             raise NotCompilableError(f"unexpected tree layout: {exc}") from exc
         compiled.check_against(model)
         return compiled
@@ -189,16 +231,33 @@ class CompiledTrees:
         return np.asarray(self.link_inverse(self.raw_scores(x)), dtype=np.float64)
 
 
+def _fitted_trees(model: Any) -> tuple[list[Any], float, Callable[[Any], Any]]:
+    """Every private attribute of a fitted model this module reads: each tree's node
+    records, the baseline raw score and the inverse link; :class:`NotCompilableError`
+    when scikit-learn no longer lays them out so."""
+    try:
+        trees = [iteration[0].nodes for iteration in model._predictors]
+        baseline = float(np.ravel(model._baseline_prediction)[0])
+        link_inverse = model._loss.link.inverse
+    except (AttributeError, TypeError, IndexError, ValueError) as exc:
+        raise NotCompilableError(f"unexpected fitted model layout: {exc!r}") from exc
+    if not callable(link_inverse) or not all(isinstance(t, np.ndarray) for t in trees):
+        raise NotCompilableError("unexpected fitted model layout: nodes or link of another kind")
+    return trees, baseline, link_inverse
+
+
 def _check_compilable(model: Any) -> None:
     """Raise :class:`NotCompilableError` unless ``model`` is a form this module handles."""
     if not isinstance(model, HistGradientBoostingClassifier):
         raise NotCompilableError(f"not a HistGradientBoostingClassifier: {type(model).__name__}")
-    if not hasattr(model, "_predictors"):
-        raise NotCompilableError("the model is not fitted")
+    try:
+        check_is_fitted(model)
+    except NotFittedError as exc:
+        raise NotCompilableError("the model is not fitted") from exc
     if getattr(model, "n_trees_per_iteration_", None) != 1 or len(model.classes_) != 2:
         raise NotCompilableError("only a two-class model compiles")
     categorical = getattr(model, "is_categorical_", None)
     if categorical is not None and np.any(categorical):
         raise NotCompilableError("the model has categorical features")
-    if getattr(model, "_preprocessor", None) is not None:
+    if getattr(model, "_preprocessor", None) is not None:  # read where it may be absent
         raise NotCompilableError("the model has a fitted preprocessor")

@@ -21,6 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from inferloop.connections import make_consumer, make_producer
 from inferloop.domains import get_domain
+from inferloop.domains.trees import COMPILE_FALLBACKS
 from inferloop.httpserve import BackgroundHTTPServer
 from inferloop.registry import Registry
 from inferloop.settings import Domain, Settings
@@ -100,6 +101,7 @@ class Worker:
         self._internals = KafkaInternals(
             settings.worker.kafka_shortcuts, registry=self.metrics.registry
         )
+        self.metrics.registry.register(COMPILE_FALLBACKS)  # counted where models compile
         ws = settings.worker
         self.health = HealthState(domain, max_loop_gap_s=ws.max_poll_interval_ms / 1000)
         self.summary = RunSummary()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -13,7 +15,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from inferloop.domains import get_domain
+from inferloop.domains import get_domain, trees
 from inferloop.domains.errors import NotCompilableError
 from inferloop.domains.sampling import NegativeSubsample
 from inferloop.domains.spec import PipelineScorer
@@ -169,3 +171,37 @@ def test_a_compiled_form_that_disagrees_with_its_model_or_fails_is_refused() -> 
     untypable = replace(compiled, feature=compiled.feature.astype(np.float64))
     with pytest.raises(NotCompilableError, match="the tree kernel failed"):
         untypable.check_against(model)
+
+
+def fallbacks() -> float:
+    return float(trees.COMPILE_FALLBACKS.labels("trees")._value.get())
+
+
+def test_a_fitted_layout_scikit_learn_changed_falls_back_to_the_pipeline_counted_and_said_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    x, y = transactions_rows(3000, seed=11)
+    pipeline = TRANSACTIONS.build_pipeline(seed=0).set_params(model__max_iter=5)
+    pipeline.fit(x, y)
+    model = pipeline.named_steps["model"].estimator_
+    want = pipeline.predict_proba(x[:50])[:, 1]
+    real = model._predictors
+    monkeypatch.setattr(trees, "_warned", set())
+    before = fallbacks()
+    with caplog.at_level(logging.INFO, logger="inferloop.domains.trees"):
+        # As if a release renamed the trees' node records...
+        model._predictors = [[SimpleNamespace(records=p[0].nodes)] for p in real]
+        (first,) = TRANSACTIONS.scorers(pipeline)
+        # ... or its loss object.
+        model._predictors, loss = real, model._loss
+        del model._loss
+        (second,) = TRANSACTIONS.scorers(pipeline)
+        model._loss = loss
+    assert isinstance(first, PipelineScorer)
+    assert isinstance(second, PipelineScorer)
+    assert np.array_equal(second(x[:50]), want)
+    assert fallbacks() == before + 2
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == trees.__name__]
+    assert [level for level, _ in said] == [logging.WARNING, logging.INFO]
+    assert "nodes" in said[0][1]
+    assert "_loss" in said[1][1]
