@@ -30,7 +30,7 @@ from bench.env import proc_status_kb
 from bench.stream import PacedProducer, read_values, registry_champion
 from inferloop.settings import Settings
 
-log = logging.getLogger("bench_child")
+log = logging.getLogger("bench.child")  # run as __main__
 
 
 def settings_of(spec: dict[str, Any]) -> Settings:

@@ -32,7 +32,7 @@ from bench.machine import Section, machine_facts, wait_for_quiet
 from bench.sections import latency, lowrate, retrain, soak, swap, throughput
 from inferloop.settings import Domain, Settings
 
-log = logging.getLogger("bench")
+log = logging.getLogger(__name__)
 
 SECTIONS = ("throughput", "latency", "swap", "soak", "retrain", "lowrate")
 DOMAINS: tuple[Domain, ...] = ("transactions", "emails")

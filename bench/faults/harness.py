@@ -28,7 +28,7 @@ from bench.sections.throughput import prepare_domain
 from bench.summary import announce, source_facts, write_summary
 from inferloop.settings import Settings
 
-log = logging.getLogger("faults")
+log = logging.getLogger(__name__)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -54,7 +54,7 @@ from inferloop.settings import (
 )
 from inferloop.topics import create_domain_topics, for_settings
 
-log = logging.getLogger("bench_retrain")
+log = logging.getLogger("bench.sections.retrain")  # also run as __main__
 
 STEPS = ("read", "fit", "evaluate", "register")
 PARTS = ("read.snapshot", "read.parse", "fit.prepare", "fit.fit", "fit.score")
