@@ -142,17 +142,19 @@ class StateStore:
         )
 
     def commit(self, changes: Changes) -> None:
-        """Write ``changes`` and renew the lease in one transaction, if the lease is still
-        ours; :class:`LeaseLostError` otherwise (nothing written)."""
+        """Write ``changes`` and renew the lease in one transaction, unless another
+        monitor holds the lease (:class:`LeaseLostError`, nothing written)."""
         lease = self._k["lease"]
         with self.client.pipeline() as pipe:
             try:
                 pipe.watch(lease)  # type: ignore[no-untyped-call]
-                if pipe.get(lease) != self.token.encode():
+                # Expired and not taken (a long model load): nobody else wrote, take it
+                # back; held by another monitor: stop.
+                if pipe.get(lease) not in (None, self.token.encode()):
                     raise LeaseLostError(f"the monitor of {self.domain} lost its lease")
                 pipe.multi()
                 self._queue(pipe, changes)
-                pipe.pexpire(lease, self._lease_ms)
+                pipe.set(lease, self.token, px=self._lease_ms)
                 pipe.execute()
             except redis.WatchError as exc:
                 raise LeaseLostError(f"the monitor of {self.domain} lost its lease") from exc

@@ -138,13 +138,24 @@ def monitor_thread() -> Iterator[Callable[..., MonitorThread]]:
             handle.thread.join(30)
 
 
+@dataclass
+class MonitorProcess:
+    """A real ``inferloop monitor serve`` process and its log."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
 @pytest.fixture
-def monitor_process(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+def monitor_process(tmp_path: Path) -> Iterator[Callable[..., MonitorProcess]]:
     """``monitor_process(settings, *args)``: ``inferloop monitor serve --domain
     transactions`` as a real process (killed at the end if still running)."""
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(settings: Settings, *args: str) -> subprocess.Popen[bytes]:
+    def start(settings: Settings, *args: str) -> MonitorProcess:
         log_path = tmp_path / f"monitor-{len(started)}.log"
         argv = [sys.executable, "-P", "-m", "inferloop", "--log-level", "INFO",
                 "monitor", "serve", "--domain", DOMAIN, *args]  # fmt: skip
@@ -154,7 +165,7 @@ def monitor_process(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[b
                 cwd=tmp_path,
             )  # fmt: skip
         started.append(process)
-        return process
+        return MonitorProcess(process, log_path)
 
     yield start
     for process in started:
