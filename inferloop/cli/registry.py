@@ -86,6 +86,12 @@ def _parse_ref(text: str) -> Ref | None:
 
 REF = RefType()
 reason_option = click.option("--reason", required=True, help="Why: kept in the history.")
+reviewed_option = click.option(
+    "--reviewed",
+    is_flag=True,
+    help="The version was rolled back and has since been reviewed: promote it anyway "
+    "(recorded in the history).",
+)
 
 
 @click.group()
@@ -204,7 +210,18 @@ def history(ctx: click.Context, name: str, limit: int, as_json: bool) -> None:
     print_table([_history_row(e) for e in entries], _HISTORY_COLUMNS, title=f"history of {name}")
 
 
-_HISTORY_COLUMNS = ("time", "action", "alias", "from", "to", "version", "actor", "user", "reason")
+_HISTORY_COLUMNS = (
+    "time",
+    "action",
+    "alias",
+    "from",
+    "to",
+    "version",
+    "actor",
+    "user",
+    "reason",
+    "reviewed",
+)
 
 
 def _history_row(e: HistoryEntry) -> dict[str, Any]:
@@ -218,6 +235,7 @@ def _history_row(e: HistoryEntry) -> dict[str, Any]:
         "actor": e.actor,
         "user": e.user,
         "reason": e.reason,
+        "reviewed": "yes" if e.reviewed else "",
     }
 
 
@@ -234,6 +252,7 @@ def _history_row(e: HistoryEntry) -> dict[str, Any]:
     "champion as read now. Another move in between makes this one fail.",
 )
 @click.option("--digest", default=None, help="Refuse unless VERSION has this artifact digest.")
+@reviewed_option
 @json_option
 @click.pass_context
 def promote(
@@ -244,9 +263,14 @@ def promote(
     reason: str,
     expect: str | None,
     digest: str | None,
+    reviewed: bool,
     as_json: bool,
 ) -> None:
-    """Make VERSION the champion of model NAME (a compare-and-set)."""
+    """Make VERSION the champion of model NAME (a compare-and-set).
+
+    VERSION is verified first as a worker would load it (signature, digest, golden
+    scores); a version that fails is refused and nothing moves. A rejected version is
+    never promoted; a rolled-back one only with --reviewed."""
     reg = _open(ctx)
     expected: Any
     if expect is None:
@@ -259,8 +283,24 @@ def promote(
         raise click.BadParameter(
             f"{expect!r} is not a version number or 'none'", param_hint="--expect"
         )
-    entry = reg.promote(name, version, expected_current=expected, reason=reason, digest=digest)
+    entry = reg.promote(
+        name, version, expected_current=expected, reason=reason, digest=digest, reviewed=reviewed
+    )
     _moved(entry, as_json)
+
+
+@registry.command("promote-challenger")
+@click.argument("name")
+@reason_option
+@reviewed_option
+@json_option
+@click.pass_context
+def promote_challenger(
+    ctx: click.Context, name: str, reason: str, reviewed: bool, as_json: bool
+) -> None:
+    """Make the challenger of model NAME its champion and remove the challenger alias
+    (one atomic step, verified first; the old champion is the rollback target)."""
+    _moved(_open(ctx).promote_challenger(name, reason=reason, reviewed=reviewed), as_json)
 
 
 @registry.command()
@@ -269,7 +309,8 @@ def promote(
 @json_option
 @click.pass_context
 def rollback(ctx: click.Context, name: str, reason: str, as_json: bool) -> None:
-    """Move the champion of model NAME back to the previous champion."""
+    """Move the champion of model NAME back to the previous champion (verified first);
+    the version rolled back from is marked rolled_back."""
     _moved(_open(ctx).rollback(name, reason), as_json)
 
 
@@ -295,7 +336,10 @@ def _moved(entry: HistoryEntry, as_json: bool) -> None:
         print_json(entry)
         return
     source = entry.from_target or "nothing"
-    click.echo(f"{entry.alias}: {source} -> {entry.to_target} ({entry.action}: {entry.reason})")
+    reviewed = ", reviewed" if entry.reviewed else ""
+    click.echo(
+        f"{entry.alias}: {source} -> {entry.to_target} ({entry.action}{reviewed}: {entry.reason})"
+    )
 
 
 # -- integrity and storage --------------------------------------------------------------

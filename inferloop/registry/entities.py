@@ -15,8 +15,19 @@ from typing import Any, Literal
 
 from inferloop.registry.errors import InvalidNameError, RegistryStorageError, ReservedAliasError
 
-Status = Literal["candidate", "champion", "rejected", "archived"]
-STATUSES: tuple[Status, ...] = ("candidate", "champion", "rejected", "archived")
+# ``not_comparable``: the gate could not compare the version with the champion (its
+# holdout overlapped the champion's training data, or the champion could not be scored).
+# ``rolled_back``: the champion a rollback moved away from; promoted again only once the
+# operator says it was reviewed. ``rejected`` is never promoted.
+Status = Literal["candidate", "champion", "rejected", "not_comparable", "archived", "rolled_back"]
+STATUSES: tuple[Status, ...] = (
+    "candidate",
+    "champion",
+    "rejected",
+    "not_comparable",
+    "archived",
+    "rolled_back",
+)
 
 CHAMPION = "champion"
 
@@ -192,6 +203,8 @@ class HistoryEntry:
     actor: str
     user: str
     reason: str
+    # True on a move the operator confirmed after review (promoting a rolled-back version).
+    reviewed: bool = False
 
 
 @dataclass(frozen=True)

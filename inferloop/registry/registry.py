@@ -19,13 +19,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar, cast
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, cast
 
 import redis
 
 from inferloop.connections import make_redis
+from inferloop.domains import UnknownDomainError, get_domain
 from inferloop.keys import Keys
-from inferloop.registry import artifact, golden, transfer
+from inferloop.registry import artifact, golden, serving, transfer
 from inferloop.registry.entities import (
     CHAMPION,
     AliasTarget,
@@ -50,6 +51,7 @@ from inferloop.registry.errors import (
     PromotionConflictError,
     RegistryError,
     RegistryStorageError,
+    RegistryUnavailableError,
     SigningKeyError,
     VersionNotFoundError,
     VersionStateError,
@@ -80,6 +82,8 @@ R = TypeVar("R")
 _LOADED_PER_MODEL = 2
 _MAX_GOLDEN_EVENTS = 1000
 _MAX_REPORT_FILE_NAME = 200
+# The aliases workers serve: moved only to a version that verifies.
+SERVED_ALIASES = frozenset({CHAMPION, "challenger"})
 
 
 def _talks_to_redis(
@@ -244,6 +248,23 @@ class Registry:
         """The newest ``limit`` entries of a model's history, newest first."""
         raw: Any = self.client.xrevrange(self.keys.history(check_model_name(name)), count=limit)
         return [_entry(_text(i), {_text(k): _text(v) for k, v in f.items()}) for i, f in raw]
+
+    @_talks_to_redis
+    def fallback_targets(self, name: str, *, limit: int = 1000) -> list[AliasTarget]:
+        """Versions that were champion before the current one, most recently first, that
+        a worker may serve while the champion fails verification: neither rejected nor
+        rolled back, artifact kept, and the same artifact as when they served. They are
+        not verified here (``load`` does that)."""
+        current = self.resolve(name)
+        order: list[AliasTarget] = []
+        for entry in self.history(name, limit=limit):
+            if entry.alias != CHAMPION:
+                continue
+            for target in (entry.to_target, entry.from_target):
+                if target is not None and target != current and target not in order:
+                    order.append(target)
+        stored = {v.version: v for v in self.list_versions(name)}
+        return [t for t in order if t.version in stored and _may_serve(stored[t.version], t)]
 
     def watch(
         self,
@@ -540,12 +561,19 @@ class Registry:
         actor: str | None = None,
         guard: LockGuard | None = None,
         digest: str | None = None,
+        reviewed: bool = False,
     ) -> HistoryEntry:
         """Move ``champion`` to ``version`` if it is still at ``expected_current`` (None:
         unset; an int: that version number; an AliasTarget: exactly that) and, with a
         ``guard``, if the guard's lock still holds its token: one atomic step. The old
         champion becomes ``archived`` and the rollback target. With ``digest``, the
-        version must have that artifact digest."""
+        version must have that artifact digest.
+
+        The version is verified first as a worker would (signature, digest, golden scores
+        through the domain's scorer), and the move happens only if its stored digest is
+        still the verified one; a failure raises its own error (``DigestMismatchError``,
+        ``GoldenMismatchError``, ...) and nothing moves. A ``rejected`` version is never
+        promoted, a ``rolled_back`` one only with ``reviewed`` (kept in the history)."""
         return self.set_alias(
             name,
             CHAMPION,
@@ -555,6 +583,7 @@ class Registry:
             actor=actor,
             guard=guard,
             digest=digest,
+            reviewed=reviewed,
         )
 
     @_talks_to_redis
@@ -569,10 +598,14 @@ class Registry:
         actor: str | None = None,
         guard: LockGuard | None = None,
         digest: str | None = None,
+        reviewed: bool = False,
     ) -> HistoryEntry:
-        """Compare-and-set ``alias`` to ``version`` (see ``promote``)."""
+        """Compare-and-set ``alias`` to ``version`` (see ``promote``); ``champion`` and
+        ``challenger``, which workers serve, only to a version that verifies."""
         k, expected = self.keys, _expected(expected_current)
         what = f"{check_model_name(name)}@{check_alias(alias)} -> v{version}"
+        if alias in SERVED_ALIASES:
+            digest = self._verified(name, version, digest, what)
         current_number = int(expected.split(" ")[0]) if expected else version
         actor_, user = self._who(actor)
         keys = [
@@ -584,12 +617,78 @@ class Registry:
             guard.key if guard else k.aliases(name),
         ]
         args = [alias, version, expected, guard.token if guard else "", digest or ""]
-        args += [actor_, user, reason, k.notices(name), self.keep_versions]
+        args += [actor_, user, reason, k.notices(name), self.keep_versions, _flag(reviewed)]
         answer = run(self._scripts.set_alias, keys, args)
         self._raise_for(answer, what, name, version)
         entry = _move_entry(answer, "promote" if alias == CHAMPION else "set_alias", alias)
         log.info("moved %s (from %s) by %s/%s: %s", what, entry.from_target, actor_, user, reason)
-        return _with_who(entry, version, actor_, user, reason)
+        return _with_who(entry, version, actor_, user, reason, reviewed=_reviewed(answer))
+
+    @_talks_to_redis
+    def promote_challenger(
+        self,
+        name: str,
+        *,
+        reason: str,
+        actor: str | None = None,
+        expected_champion: AliasTarget | int | None = None,
+        reviewed: bool = False,
+    ) -> HistoryEntry:
+        """Make the version ``challenger`` points at the champion and remove
+        ``challenger``: one atomic step, verified first as ``promote`` is. The old
+        champion becomes ``archived`` and the rollback target. With ``expected_champion``
+        the champion must still be there; without, where it is when this call reads it."""
+        k = self.keys
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.hget(k.aliases(check_model_name(name)), "challenger")
+            pipe.hget(k.aliases(name), CHAMPION)
+            challenger_raw, champion_raw = pipe.execute()
+        challenger, champion = AliasTarget.decode(challenger_raw), AliasTarget.decode(champion_raw)
+        if challenger is None:
+            raise AliasNotFoundError(f"{name}@challenger is not set")
+        what = f"{name}@champion -> v{challenger.version} (the challenger)"
+        self._verified(name, challenger.version, challenger.digest, what)
+        expected = champion.encode() if champion else ""
+        if expected_champion is not None:
+            expected = _expected(expected_champion)
+        current_number = int(expected.split(" ")[0]) if expected else challenger.version
+        actor_, user = self._who(actor)
+        keys = [
+            k.aliases(name),
+            k.version(name, challenger.version),
+            k.version(name, current_number),
+            k.previous_champions(name),
+            k.history(name),
+        ]
+        args = [challenger.encode(), expected, actor_, user, reason, k.notices(name)]
+        args += [str(self.keep_versions), _flag(reviewed)]
+        answer = run(self._scripts.promote_challenger, keys, args)
+        self._raise_for(answer, what, name, challenger.version)
+        entry = _move_entry(answer, "promote_challenger", CHAMPION)
+        log.info("moved %s (from %s) by %s/%s: %s", what, entry.from_target, actor_, user, reason)
+        return _with_who(
+            entry, challenger.version, actor_, user, reason, reviewed=_reviewed(answer)
+        )
+
+    def _verified(self, name: str, version: int, digest: str | None, what: str) -> str:
+        """The artifact digest of ``version`` once it verified as a worker checks it:
+        signature, manifest, digest (``digest`` too, when given), scikit-learn version,
+        then the golden scores through the domain's own validation and fastest scorer.
+
+        Read fresh from Redis (never the load cache: the bytes may have changed since).
+        A failure is re-raised as its own type, its message naming the move refused.
+        """
+        try:
+            loaded = self._load_uncached(name, version, digest)
+            serving.activate(loaded, get_domain(loaded.version.domain))
+        except RegistryUnavailableError:
+            raise
+        except RegistryError as exc:
+            raise type(exc)(f"refusing {what}: {exc}") from exc
+        except UnknownDomainError as exc:
+            raise VersionStateError(f"refusing {what}: {exc}") from exc
+        log.info("verified %s before moving it: %s", what, loaded.version.artifact_digest[:12])
+        return loaded.version.artifact_digest
 
     @_talks_to_redis
     def remove_alias(
@@ -628,9 +727,10 @@ class Registry:
         actor: str | None = None,
         expected_current: AliasTarget | int | None = None,
     ) -> HistoryEntry:
-        """Move ``champion`` back to the previous champion (the one it replaced); the
-        version rolled back from becomes ``archived``. With ``expected_current``, only if
-        the champion is still there."""
+        """Move ``champion`` back to the previous champion (the one it replaced), once
+        that version verified as ``promote`` verifies; the version rolled back from is
+        marked ``rolled_back`` (promoted again only with ``reviewed``). With
+        ``expected_current``, only if the champion is still there."""
         k = self.keys
         with self.client.pipeline(transaction=False) as pipe:
             pipe.hget(k.aliases(check_model_name(name)), CHAMPION)
@@ -643,6 +743,7 @@ class Registry:
         if expected_current is not None:
             expected = _expected(expected_current)
         what = f"{name}@champion -> v{previous.version} (rollback)"
+        self._verified(name, previous.version, previous.digest, what)
         actor_, user = self._who(actor)
         keys = [
             k.aliases(name),
@@ -677,23 +778,32 @@ class Registry:
 
     @_talks_to_redis
     def reject(
-        self, name: str, version: int, reason: str, *, actor: str | None = None
+        self,
+        name: str,
+        version: int,
+        reason: str,
+        *,
+        actor: str | None = None,
+        status: Literal["rejected", "not_comparable"] = "rejected",
     ) -> HistoryEntry | None:
-        """Mark a version ``rejected`` (it can then not be promoted); refused while an
-        alias points at it. None if it was rejected already."""
+        """Mark a version ``rejected`` (it can then not be promoted) or ``not_comparable``
+        (the gate could not compare it with the champion: not known bad, so an operator
+        may still promote it); refused while an alias points at it. None if it has that
+        status already, or is rejected (which a not-comparable mark does not soften)."""
         k = self.keys
-        what = f"reject {check_model_name(name)} v{version}"
+        action = "reject" if status == "rejected" else status
+        what = f"{action} {check_model_name(name)} v{version}"
         actor_, user = self._who(actor)
         answer = run(
             self._scripts.reject,
             [k.version(name, version), k.aliases(name), k.history(name)],
-            [version, actor_, user, reason],
+            [version, actor_, user, reason, status],
         )
         if answer[0] == "unchanged":
             return None
         self._raise_for(answer, what, name, version)
-        log.info("rejected %s v%d by %s/%s: %s", name, version, actor_, user, reason)
-        return _with_who(_plain_entry(answer[1], "reject"), version, actor_, user, reason)
+        log.info("%s %s v%d by %s/%s: %s", status, name, version, actor_, user, reason)
+        return _with_who(_plain_entry(answer[1], action), version, actor_, user, reason)
 
     # -- retention -------------------------------------------------------------------
     @_talks_to_redis
@@ -809,7 +919,8 @@ class Registry:
             trust=Trust(Verifier(keys), self.trust.allow_unsigned),
         )
         what = f"{exported.name} v{exported.version} from {path}"
-        unpickle_checked(manifest, exported.data, self.rows_builder, what)
+        unpickled = unpickle_checked(manifest, exported.data, self.rows_builder, what)
+        self._check_serves(manifest, unpickled.pipeline, what)
         body = {k: v for k, v in manifest.items() if k not in ("format", "name", "version")}
         body["imported_from"] = {
             "name": exported.name,
@@ -824,6 +935,20 @@ class Registry:
         log.info("imported %s as %s v%d", what, stored.name, stored.version)
         return stored
 
+    def _check_serves(self, manifest: Mapping[str, Any], pipeline: Any, what: str) -> None:
+        """Check an exported version as a worker would serve it (schema version, golden
+        scores through the domain's scorer) before it is stored."""
+        entity = version_from_fields(
+            {b"manifest": canonical_json(manifest), b"status": b"candidate"}
+        )
+        loaded = LoadedModel(entity, pipeline, 0.0, 0, None)
+        try:
+            serving.activate(loaded, get_domain(entity.domain))
+        except UnknownDomainError as exc:
+            raise InvalidVersionError(f"refusing to import {what}: {exc}") from exc
+        except RegistryError as exc:
+            raise type(exc)(f"refusing to import {what}: {exc}") from exc
+
     # -- helpers ---------------------------------------------------------------------
     def _raise_for(self, answer: list[str], what: str, name: str, version: int) -> None:
         status = answer[0]
@@ -832,6 +957,10 @@ class Registry:
         if status == "no_version":
             raise self._missing(name, version)
         detail = answer[1] if len(answer) > 1 else ""
+        if status == "challenger_moved":
+            raise PromotionConflictError(
+                f"{what}: the challenger moved to {_shown(detail)} (another move came first)"
+            )
         if status == "conflict":
             raise PromotionConflictError(
                 f"{what}: the alias is at {_shown(detail)}, not where this move expected it "
@@ -842,6 +971,11 @@ class Registry:
             "digest": (VersionStateError, f"v{version} has digest {detail[:12]}"),
             "tombstone": (ArtifactDeletedError, f"v{version}'s artifact was deleted"),
             "rejected": (VersionStateError, f"v{version} is rejected"),
+            "rolled_back": (
+                VersionStateError,
+                f"v{version} was rolled back; promote it again only once reviewed (reviewed=True, "
+                "inferloop registry promote --reviewed)",
+            ),
             "unchanged": (VersionStateError, "the alias is there already"),
             "aliased": (VersionStateError, f"alias {detail!r} points at v{version}"),
             "rollback_target": (VersionStateError, f"v{version} is a rollback target"),
@@ -855,6 +989,23 @@ class Registry:
         if self._user is None:
             self._user = _text(self.client.acl_whoami())
         return actor or self.actor, self._user
+
+
+def _may_serve(version: ModelVersion, target: AliasTarget) -> bool:
+    return (
+        version.target == target
+        and version.has_artifact
+        and version.status not in ("rejected", "rolled_back")
+    )
+
+
+def _flag(value: bool) -> str:
+    return "1" if value else ""
+
+
+def _reviewed(answer: list[str]) -> bool:
+    # A move's script answers ``reviewed`` fifth: '1' when it moved a rolled-back version.
+    return len(answer) > 4 and answer[4] == "1"
 
 
 def _shown(encoded: str) -> str:
@@ -892,6 +1043,7 @@ def _entry(entry_id: str, fields: Mapping[str, str]) -> HistoryEntry:
         actor=fields.get("actor", ""),
         user=fields.get("user", ""),
         reason=fields.get("reason", ""),
+        reviewed=fields.get("reviewed") == "1",
     )
 
 
@@ -905,7 +1057,7 @@ def _plain_entry(entry_id: str, action: str) -> HistoryEntry:
 
 
 def _with_who(
-    entry: HistoryEntry, version: int, actor: str, user: str, reason: str
+    entry: HistoryEntry, version: int, actor: str, user: str, reason: str, *, reviewed: bool = False
 ) -> HistoryEntry:
     return HistoryEntry(
         id=entry.id,
@@ -918,6 +1070,7 @@ def _with_who(
         actor=actor,
         user=user,
         reason=reason,
+        reviewed=reviewed,
     )
 
 

@@ -27,7 +27,12 @@ from inferloop.settings import RedisSettings
 HISTORY_MAXLEN = 10_000
 
 _HISTORY_FIELDS = """
-local function history(key, action, alias, from, to, version, actor, user, reason)
+local function history(key, action, alias, from, to, version, actor, user, reason, reviewed)
+  if reviewed then
+    return redis.call('XADD', key, 'MAXLEN', '~', 'HISTORY_MAXLEN', '*',
+      'action', action, 'alias', alias, 'from', from, 'to', to, 'version', version,
+      'actor', actor, 'user', user, 'reason', reason, 'reviewed', '1')
+  end
   return redis.call('XADD', key, 'MAXLEN', '~', 'HISTORY_MAXLEN', '*',
     'action', action, 'alias', alias, 'from', from, 'to', to, 'version', version,
     'actor', actor, 'user', user, 'reason', reason)
@@ -62,8 +67,9 @@ return {'ok'}
 # KEYS: aliases, new version hash, expected current's version hash, previous champions,
 #       history, guard lock key
 # ARGV: alias, version, expected ('' = unset, 'N' = version N, 'N DIGEST' = exactly),
-#       guard token ('' = none), required digest ('' = any), actor, user, reason, channel,
-#       previous champions kept
+#       guard token ('' = none), required digest ('' = any; promote passes the digest it
+#       verified), actor, user, reason, channel, previous champions kept, reviewed ('1' lets
+#       a rolled-back version move, '' refuses it)
 SET_ALIAS = (
     _HISTORY_FIELDS
     + """
@@ -76,6 +82,8 @@ if not v[1] then return {'no_version'} end
 if ARGV[5] ~= '' and v[2] ~= ARGV[5] then return {'digest', v[2]} end
 if v[3] then return {'tombstone'} end
 if v[1] == 'rejected' then return {'rejected'} end
+local reviewed = v[1] == 'rolled_back' and ARGV[11] == '1'
+if v[1] == 'rolled_back' and not reviewed then return {'rolled_back'} end
 local current = redis.call('HGET', KEYS[1], alias) or ''
 if not matches(current, ARGV[3]) then return {'conflict', current} end
 local target = ARGV[2] .. ' ' .. v[2]
@@ -93,10 +101,11 @@ if alias == 'champion' then
 end
 local action = 'set_alias'
 if alias == 'champion' then action = 'promote' end
-local id = history(KEYS[5], action, alias, current, target, ARGV[2], ARGV[6], ARGV[7], ARGV[8])
+local id = history(KEYS[5], action, alias, current, target, ARGV[2], ARGV[6], ARGV[7], ARGV[8],
+  reviewed)
 redis.call('PUBLISH', ARGV[9], cjson.encode({id = id, action = action, alias = alias,
   from = current, to = target}))
-return {'ok', id, current, target}
+return {'ok', id, current, target, reviewed and '1' or ''}
 """
 )
 
@@ -135,11 +144,12 @@ if not p[1] then return {'no_version'} end
 if previous ~= ARGV[3] .. ' ' .. p[2] then return {'digest', p[2]} end
 if p[3] then return {'tombstone'} end
 if p[1] == 'rejected' then return {'rejected'} end
+if p[1] == 'rolled_back' then return {'rolled_back'} end
 redis.call('LPOP', KEYS[4])
 redis.call('HSET', KEYS[1], 'champion', previous)
 redis.call('HSET', KEYS[3], 'status', 'champion')
 if current ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('HSET', KEYS[2], 'status', 'archived')
+  redis.call('HSET', KEYS[2], 'status', 'rolled_back')
 end
 local id = history(KEYS[5], 'rollback', 'champion', current, previous, ARGV[3], ARGV[4],
   ARGV[5], ARGV[6])
@@ -149,8 +159,47 @@ return {'ok', id, current, previous}
 """
 )
 
+# KEYS: aliases, challenger's version hash, current champion's version hash, previous
+#       champions, history
+# ARGV: challenger as verified ('N DIGEST'), expected champion ('' = unset, 'N DIGEST'),
+#       actor, user, reason, channel, previous champions kept, reviewed ('1' or '')
+PROMOTE_CHALLENGER = (
+    _HISTORY_FIELDS
+    + """
+local challenger = redis.call('HGET', KEYS[1], 'challenger') or ''
+if challenger ~= ARGV[1] then return {'challenger_moved', challenger} end
+local version = string.match(challenger, '^(%d+) ')
+local v = redis.call('HMGET', KEYS[2], 'status', 'artifact_digest', 'deleted_at')
+if not v[1] then return {'no_version'} end
+if challenger ~= version .. ' ' .. v[2] then return {'digest', v[2]} end
+if v[3] then return {'tombstone'} end
+if v[1] == 'rejected' then return {'rejected'} end
+local reviewed = v[1] == 'rolled_back' and ARGV[8] == '1'
+if v[1] == 'rolled_back' and not reviewed then return {'rolled_back'} end
+local current = redis.call('HGET', KEYS[1], 'champion') or ''
+if current ~= ARGV[2] then return {'conflict', current} end
+if current == challenger then return {'unchanged', current} end
+redis.call('HSET', KEYS[1], 'champion', challenger)
+redis.call('HDEL', KEYS[1], 'challenger')
+redis.call('HSET', KEYS[2], 'status', 'champion')
+if current ~= '' then
+  if redis.call('EXISTS', KEYS[3]) == 1 then
+    redis.call('HSET', KEYS[3], 'status', 'archived')
+  end
+  redis.call('LPUSH', KEYS[4], current)
+  redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[7]) - 1)
+end
+local id = history(KEYS[5], 'promote_challenger', 'champion', current, challenger, version,
+  ARGV[3], ARGV[4], ARGV[5], reviewed)
+redis.call('PUBLISH', ARGV[6], cjson.encode({id = id, action = 'promote_challenger',
+  alias = 'champion', from = current, to = challenger}))
+return {'ok', id, current, challenger, reviewed and '1' or ''}
+"""
+)
+
 # KEYS: version hash, aliases, history
-# ARGV: version, actor, user, reason
+# ARGV: version, actor, user, reason, status ('rejected' or 'not_comparable', also the
+#       history action, 'reject' for 'rejected')
 REJECT = (
     _HISTORY_FIELDS
     + """
@@ -158,9 +207,11 @@ local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {'no_version'} end
 local alias = alias_of(KEYS[2], ARGV[1])
 if alias then return {'aliased', alias} end
-if status == 'rejected' then return {'unchanged', ''} end
-redis.call('HSET', KEYS[1], 'status', 'rejected')
-local id = history(KEYS[3], 'reject', '', '', '', ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+if status == 'rejected' or status == ARGV[5] then return {'unchanged', ''} end
+redis.call('HSET', KEYS[1], 'status', ARGV[5])
+local action = 'reject'
+if ARGV[5] ~= 'rejected' then action = ARGV[5] end
+local id = history(KEYS[3], action, '', '', '', ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 return {'ok', id}
 """
 )
@@ -202,6 +253,7 @@ class Scripts:
         self.set_alias = client.register_script(SET_ALIAS)
         self.remove_alias = client.register_script(REMOVE_ALIAS)
         self.rollback = client.register_script(ROLLBACK)
+        self.promote_challenger = client.register_script(PROMOTE_CHALLENGER)
         self.reject = client.register_script(REJECT)
         self.delete_artifact = client.register_script(DELETE_ARTIFACT)
         self.put_report = client.register_script(PUT_REPORT)

@@ -167,8 +167,9 @@ def test_rollback_walks_back_through_previous_champions(
     entry = registry.rollback("transactions", "v3 misbehaves")
     assert (entry.from_target, entry.to_target) == (three[2].target, three[1].target)
     assert registry.resolve("transactions") == three[1].target
-    assert registry.get_version("transactions", 3).status == "archived"
+    assert registry.get_version("transactions", 3).status == "rolled_back"
     registry.rollback("transactions", "v2 too")
+    assert registry.get_version("transactions", 2).status == "rolled_back"
     assert registry.resolve("transactions") == three[0].target
     with pytest.raises(NoPreviousChampionError):
         registry.rollback("transactions", "nothing left")
@@ -217,14 +218,19 @@ def test_a_reused_version_number_is_told_apart_by_its_digest(
 
 def _race(settings: Settings, version: int, rounds: int, start: Any, results: Any) -> None:
     """In a separate process: each round, wait for the start, then promote ``version``
-    over v1 and report whether it won."""
+    over v1 and report whether it won (a winner rolled back is promoted again as
+    reviewed)."""
     registry = Registry.from_settings(settings)
     try:
         for round_ in range(rounds):
             start.wait(timeout=120)
             try:
                 registry.promote(
-                    "transactions", version, expected_current=1, reason=f"race {version}"
+                    "transactions",
+                    version,
+                    expected_current=1,
+                    reason=f"race {version}",
+                    reviewed=True,
                 )
                 results.put((round_, version, "won"))
             except PromotionConflictError:
