@@ -3,6 +3,8 @@
 Live: the process answers and its loop has turned within the poll interval Kafka
 allows. Ready: a model is loaded and the worker is not shutting down. A worker with no
 partitions (more workers than partitions) is idle, which is ready, not unready.
+Degraded (still live, since a restart would not help): the champion failed verification
+and an earlier version serves, or none verifies and nothing is consumed; the body says why.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class HealthState:
     partitions: int = 0
     refused_versions: list[int] = field(default_factory=list)
     redis_ok: bool = True
+    # Why the worker does not serve the champion, while it does not (None: it does).
+    degraded_reason: str | None = None
     last_turn: float = field(default_factory=time.monotonic)
 
     def turned(self) -> None:
@@ -59,6 +63,8 @@ class HealthState:
             "partitions": self.partitions,
             "refused_versions": self.refused_versions,
             "redis_ok": self.redis_ok,
+            "degraded": self.degraded_reason is not None,
+            "degraded_reason": self.degraded_reason,
             "seconds_since_loop_turn": round(time.monotonic() - self.last_turn, 3),
         }
 

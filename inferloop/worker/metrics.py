@@ -126,11 +126,17 @@ class WorkerMetrics:
         )  # fmt: skip
         self.errors = Counter(p + "errors", "Errors by kind.", [*d, "kind"], registry=r)
         self.redis_up = Gauge(p + "redis_up", "1 when Redis answered last time.", d, registry=r)
+        self.model_fallback = Gauge(
+            p + "model_fallback",
+            "1 while serving an earlier version because the champion failed verification.",
+            d,
+            registry=r,
+        )
         self._positives: dict[str, tuple[int, int]] = {}
         # Series labelled by the domain alone exist from the start (zero until used).
         for metric in (self.events, self.batch_size, self.scoring_seconds, self.batch_seconds,
                        self.partitions, self.swaps, self.swap_pause, self.load_seconds,
-                       self.redis_up):  # fmt: skip
+                       self.redis_up, self.model_fallback):  # fmt: skip
             metric.labels(domain)
 
     def count_predictions(

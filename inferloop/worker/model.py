@@ -7,6 +7,12 @@ scores through this process's own validation and featurisation, and hands it ove
 loop swaps it in between two batches. A version that fails is refused and reported;
 the worker keeps the one it has. When Redis is unreachable the worker goes on scoring
 and the thread reconnects with backoff.
+
+A worker that starts while the champion fails verification serves the most recent
+earlier champion that verifies (neither rejected nor rolled back), loudly: an ERROR log,
+the ``model_fallback`` gauge at 1, ``/healthz`` degraded with the reason. It switches to
+the champion as soon as one that verifies is promoted. With nothing that verifies it
+consumes nothing, and its health says why.
 """
 
 from __future__ import annotations
@@ -80,7 +86,7 @@ class ModelKeeper:
         self._current: ActiveModel | None = None
         self._pending: ActiveModel | None = None
         self._pending_seen_at = 0.0
-        self._refused: set[AliasTarget] = set()
+        self._refused: dict[AliasTarget, str] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -94,25 +100,50 @@ class ModelKeeper:
 
     # -- start -------------------------------------------------------------------------
     def wait_for_champion(self, should_stop: Callable[[], bool]) -> ActiveModel | None:
-        """Block until a champion is loaded and verified (None if asked to stop first)."""
+        """Block until a model is loaded and verified (None if asked to stop first): the
+        champion, or while it fails verification the most recent earlier one that
+        verifies."""
         said_waiting = False
         while not should_stop():
             pause_s = self._settings.worker.model_check_interval_s
             try:
                 target = self._registry_or_connect().resolve(self._name, CHAMPION)
                 self._redis_ok()
-                wanted = target is not None and target not in self._refused
-                model = self._load(target) if target is not None and wanted else None
+                model = self._first_model(target) if target is not None else None
             except REDIS_DOWN_ERRORS as exc:
                 pause_s = self._redis_down(exc)
                 target = model = None
             if model is not None:
-                self._install(model)
                 return model
             if target is None and not said_waiting and not self._redis_was_down:
                 log.info("no champion for %s yet: waiting, not consuming", self._name)
                 said_waiting = True
             self._sleep(pause_s, should_stop)
+        return None
+
+    def _first_model(self, champion: AliasTarget) -> ActiveModel | None:
+        """The champion, verified and installed; else the fallback (see ``_fallback``)."""
+        model = self._load(champion) if champion not in self._refused else None
+        if model is not None:
+            self._install(model)
+            return model
+        return self._fallback(champion)
+
+    def _fallback(self, champion: AliasTarget) -> ActiveModel | None:
+        """The most recent earlier champion that verifies, installed as a fallback; None
+        (health says why) when none does."""
+        why = f"champion {champion} refused: {self._refused.get(champion, 'unverified')}"
+        for target in self._registry_or_connect().fallback_targets(self._name):
+            model = self._load(target) if target not in self._refused else None
+            if model is not None:
+                reason = f"{why}; serving v{model.version}, the most recent earlier that verifies"
+                log.error("model %s: %s", self._name, reason)
+                self._install(model, degraded_reason=reason)
+                return model
+        reason = f"{why}; no earlier version verifies: consuming nothing"
+        if self._health.degraded_reason != reason:
+            log.error("model %s: %s", self._name, reason)
+        self._health.degraded_reason = reason
         return None
 
     def start(self) -> None:
@@ -149,9 +180,12 @@ class ModelKeeper:
         )  # fmt: skip
         return new
 
-    def _install(self, model: ActiveModel) -> None:
+    def _install(self, model: ActiveModel, degraded_reason: str | None = None) -> None:
+        """Serve ``model``: the champion, or a fallback with the reason it is one."""
         self._current = model
         self._health.model_version = model.version
+        self._health.degraded_reason = degraded_reason
+        self._metrics.model_fallback.labels(self._name).set(0 if degraded_reason is None else 1)
         self._metrics.model_version.labels(self._name).set(model.version)
         if model.holdout_positive_rate is not None:
             self._metrics.holdout_positive_rate.labels(self._name, str(model.version)).set(
@@ -178,6 +212,8 @@ class ModelKeeper:
                 self._health.redis_ok = watcher.healthy
                 if watcher.current is not None and self._wants(watcher.current):
                     self._take_in(watcher.current)
+                if watcher.healthy:  # it has read the alias: ``current`` is no baseline
+                    self._champion_is_current(watcher.current)
             except REDIS_DOWN_ERRORS as exc:
                 self._stop.wait(self._redis_down(exc))
             except Exception:  # the thread must outlive a bug in one attempt
@@ -196,6 +232,14 @@ class ModelKeeper:
             check_interval_s=self._settings.worker.model_check_interval_s,
         )
 
+    def _champion_is_current(self, champion: AliasTarget | None) -> None:
+        """A fallback that the champion now points at (a rollback to it) is the champion."""
+        current = self._current
+        fallback = self._health.degraded_reason is not None and current is not None
+        if fallback and current is not None and champion == current.target:
+            log.info("model %s: the champion is v%s again", self._name, current.version)
+            self._install(current)
+
     def _wants(self, target: AliasTarget) -> bool:
         current, pending = self._current, self._pending
         if current is not None and target == current.target:
@@ -212,6 +256,13 @@ class ModelKeeper:
             with self._lock:
                 self._pending = model
                 self._pending_seen_at = seen_at
+        elif self._current is not None:
+            # Kept serving what it has, which is no longer the champion: say so.
+            self._health.degraded_reason = (
+                f"champion {target} refused: {self._refused.get(target)}; "
+                f"keeping v{self._current.version}"
+            )
+            self._metrics.model_fallback.labels(self._name).set(1)
 
     def _load(self, target: AliasTarget) -> ActiveModel | None:
         """Load and verify ``target``; None when refused (and reported).
@@ -238,7 +289,7 @@ class ModelKeeper:
         return model
 
     def _refuse(self, target: AliasTarget, exc: Exception) -> None:
-        self._refused.add(target)
+        self._refused[target] = f"{type(exc).__name__}: {exc}"
         self._health.refused_versions.append(target.version)
         self._metrics.refused.labels(self._name, str(target.version)).inc()
         current = self._current

@@ -126,6 +126,12 @@ def test_a_version_that_fails_verification_is_refused_and_the_old_one_kept(
         {"domain": "transactions", "version": str(bad.version)},
     )
     assert refused == 1
+    # It serves, but not the champion: it says so.
+    assert f"keeping v{v1.version}" in (running.worker.health.degraded_reason or "")
+    fallback = running.worker.metrics.registry.get_sample_value(
+        "inferloop_worker_model_fallback", {"domain": "transactions"}
+    )
+    assert fallback == 1
 
 
 def test_redis_down_scoring_goes_on_and_a_later_promotion_is_picked_up(
