@@ -342,6 +342,26 @@ class MonitorSettings(_Section):
     transactions_live_floor_f1: float | None = Field(default=None, ge=0, le=1)
     emails_live_floor_auprc: float | None = Field(default=None, ge=0, le=1)
     transactions_live_floor_auprc: float | None = Field(default=None, ge=0, le=1)
+    # The domains' target figures on the same window: emails' ham flagged at most,
+    # transactions' fraud recall at least (whole interval past it). None: no floor.
+    emails_live_max_ham_flagged: float | None = Field(default=0.02, ge=0, le=1)
+    transactions_live_floor_fraud_recall: float | None = Field(default=0.5, ge=0, le=1)
+    # Decisions (monitor/policy.py). Paired comparisons are decided every this many new
+    # positives, at error bound paired_alpha (anytime-valid: any number of looks), once
+    # min_discordant_pairs pairs differ.
+    evaluation_positives: int = Field(default=5, ge=1)
+    paired_alpha: float = Field(default=0.05, gt=0, lt=1)
+    min_discordant_pairs: int = Field(default=10, ge=1)
+    # Probation also ends after this many positives since the promotion.
+    probation_positives: int = Field(default=300, ge=1)
+    # A shadow-first challenger still undecided after this many positives is retired.
+    challenger_max_positives: int = Field(default=500, ge=1)
+    # After a rollback the next candidate is promoted shadow-first for this long.
+    rollback_cooldown_s: float = Field(default=7 * 24 * 3600.0, gt=0)
+    # At most one retrain trigger per reason (floor, drift) in this long.
+    trigger_min_interval_s: float = Field(default=6 * 3600.0, gt=0)
+    # Whether a drift alarm also triggers a retrain (a floor breach always does).
+    drift_triggers: bool = True
     model_check_interval_s: float = Field(default=5.0, gt=0)
     redis_backoff_max_s: float = Field(default=30.0, gt=0)
     # A second monitor of the same domain waits while this lease is held by the first.

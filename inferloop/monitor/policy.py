@@ -36,6 +36,7 @@ from typing import Any, Literal
 from inferloop.monitor.figures import Figures, Interval
 from inferloop.monitor.paired import PairedCounts, PairedVerdict, decide
 from inferloop.registry.entities import HistoryEntry
+from inferloop.settings import MonitorSettings
 
 Bound = Literal["min", "max"]
 
@@ -46,11 +47,13 @@ class Floor:
     most (``max``) ``value``."""
 
     figure: str
-    value: float
+    value: float | None  # None: no floor
     bound: Bound = "min"
 
     def breached(self, interval: Interval) -> bool:
         """Whether the whole interval is on the wrong side (NaN never breaches)."""
+        if self.value is None:
+            return False
         if self.bound == "min":
             return interval.high < self.value
         return interval.low > self.value
@@ -83,6 +86,36 @@ class PolicyConfig:
     def live_floors(self) -> tuple[Floor, ...]:
         """The floors in force."""
         return DEFAULT_FLOORS.get(self.domain, ()) if self.floors is None else self.floors
+
+    @classmethod
+    def from_settings(cls, section: MonitorSettings, domain: str) -> PolicyConfig:
+        """The ``monitor`` settings' config for ``domain``."""
+        return cls(
+            domain=domain,
+            evaluation_positives=section.evaluation_positives,
+            alpha=section.paired_alpha,
+            min_discordant=section.min_discordant_pairs,
+            probation_positives=section.probation_positives,
+            challenger_max_positives=section.challenger_max_positives,
+            alarm_only=bool(getattr(section, f"{domain}_alarm_only", False)),
+            cooldown_s=section.rollback_cooldown_s,
+            trigger_min_interval_s=section.trigger_min_interval_s,
+            drift_triggers=section.drift_triggers,
+            floors=settings_floors(section, domain),
+        )
+
+
+def settings_floors(section: MonitorSettings, domain: str) -> tuple[Floor, ...]:
+    """The live floors the settings set for ``domain`` (a None setting is no floor)."""
+    wanted = [
+        Floor("f1", getattr(section, f"{domain}_live_floor_f1")),
+        Floor("auprc", getattr(section, f"{domain}_live_floor_auprc")),
+    ]
+    if domain == "emails":
+        wanted.append(Floor("target_value", section.emails_live_max_ham_flagged, "max"))
+    else:
+        wanted.append(Floor("target_value", section.transactions_live_floor_fraud_recall))
+    return tuple(f for f in wanted if f.value is not None)
 
 
 # -- what the runtime tells the policy --------------------------------------------------

@@ -19,6 +19,7 @@ from inferloop.monitor.policy import (
     probation_from_history,
 )
 from inferloop.registry.entities import AliasTarget, HistoryEntry
+from inferloop.settings import MonitorSettings
 
 HOUR = 3600.0
 
@@ -175,3 +176,15 @@ def test_probation_comes_from_the_newest_promotion_to_the_champion() -> None:
     assert probation_from_history(history[:1], champion=1) is None
     rolled_back = [*history, _entry("rollback", 2, 1, 300)]
     assert probation_from_history(rolled_back, champion=1) is None
+
+
+def test_the_settings_build_the_config() -> None:
+    section = MonitorSettings(transactions_live_floor_f1=0.4, evaluation_positives=3)
+    config = PolicyConfig.from_settings(section, "transactions")
+    assert config.evaluation_positives == 3
+    assert {(f.figure, f.value, f.bound) for f in config.live_floors()} == {
+        ("f1", 0.4, "min"),
+        ("target_value", 0.5, "min"),
+    }
+    emails = PolicyConfig.from_settings(MonitorSettings(emails_live_max_ham_flagged=None), "emails")
+    assert emails.live_floors() == ()
