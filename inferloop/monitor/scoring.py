@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 import redis
@@ -35,7 +35,13 @@ REDIS_DOWN_ERRORS = (RedisUnavailableError, redis.ConnectionError, redis.Timeout
 HISTORY_DEPTH = 50
 
 
-def role_targets(registry: Registry, name: str, probation_s: float) -> dict[str, AliasTarget]:
+# Whether the previous champion is still watched beside the champion: (champion, previous).
+KeepPrevious = Callable[[int, int], bool]
+
+
+def role_targets(
+    registry: Registry, name: str, probation_s: float, keep_previous: KeepPrevious
+) -> dict[str, AliasTarget]:
     """Where each role points now (roles that point nowhere left out)."""
     targets: dict[str, AliasTarget] = {}
     champion = registry.resolve(name, CHAMPION)
@@ -46,7 +52,8 @@ def role_targets(registry: Registry, name: str, probation_s: float) -> dict[str,
     if challenger is not None and challenger != champion:
         targets[CHALLENGER] = challenger
     previous = on_probation_from(registry, name, champion, probation_s)
-    if previous is not None and previous != champion:
+    keep = previous is not None and previous != champion
+    if previous is not None and keep and keep_previous(champion.version, previous.version):
         targets[PREVIOUS] = previous
     return targets
 
@@ -70,8 +77,15 @@ def on_probation_from(
 class WatchedVersions:
     """The loaded model of each role; ``refresh`` follows the registry."""
 
-    def __init__(self, registry: Registry, spec: DomainSpec, probation_s: float) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        spec: DomainSpec,
+        probation_s: float,
+        keep_previous: KeepPrevious = lambda champion, previous: True,
+    ) -> None:
         self._registry = registry
+        self._keep_previous = keep_previous
         self._spec = spec
         self._probation_s = probation_s
         self._loaded: dict[AliasTarget, ActiveModel] = {}
@@ -84,7 +98,9 @@ class WatchedVersions:
 
         Redis errors propagate (the caller keeps the models it has and retries).
         """
-        targets = role_targets(self._registry, self._spec.name, self._probation_s)
+        targets = role_targets(
+            self._registry, self._spec.name, self._probation_s, self._keep_previous
+        )
         by_role = {}
         for role, target in targets.items():
             model = self._model(target)

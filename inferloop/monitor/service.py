@@ -29,14 +29,16 @@ from inferloop.connections import make_redis
 from inferloop.domains import get_domain
 from inferloop.httpserve import BackgroundHTTPServer, Reply
 from inferloop.keys import Keys
+from inferloop.monitor.decisions import POLICY_FIELD, RECENT_ALARMS, Decisions, Executor
 from inferloop.monitor.errors import LeaseLostError
 from inferloop.monitor.evaluation import WINDOWS, evaluate
+from inferloop.monitor.figures import Figures, live_figures
 from inferloop.monitor.intake import Intake, Sample
 from inferloop.monitor.metrics import MonitorMetrics
 from inferloop.monitor.reader import Polled, Reader
 from inferloop.monitor.scoring import REDIS_DOWN_ERRORS, ROLES, WatchedVersions
 from inferloop.monitor.state import Changes, StateStore, Stored
-from inferloop.monitor.window import Bounds, Window
+from inferloop.monitor.window import Bounds, Window, arrays
 from inferloop.registry import CHAMPION, Registry
 from inferloop.settings import Domain, Settings
 from inferloop.topics import for_settings
@@ -139,7 +141,10 @@ class Monitor:
         stack.callback(self.registry.close)
         keys = Keys(self.settings.redis.key_prefix)
         self.store = StateStore(self.client, keys, self.domain, self.section.lease_s)
-        self.versions = WatchedVersions(self.registry, self.spec, self.section.probation_s)
+        self.executor = Executor(self.domain, self.registry, self.client, keys, self.metrics)
+        self.versions = WatchedVersions(
+            self.registry, self.spec, self.section.probation_s, self._keep_previous
+        )
         server = BackgroundHTTPServer(
             {"/metrics": self._metrics_reply, "/healthz": self._health_reply},
             self.section.metrics_host, self.section.metrics_port, name="monitor-http",
@@ -174,6 +179,7 @@ class Monitor:
         sample.seq = max((x.seq for x in stored.served.values()), default=0) + 1
         self.intake = Intake(self.spec, Window(bounds, stored.entries), sample)
         self.counts: Counter[str] = Counter(stored.counts)
+        self.decisions = Decisions(self.domain, s, stored.detectors, self.metrics)
         self._next_renew = self._next_evaluation = 0.0
 
     def _wait(self, ready: Callable[[], bool], what: str) -> bool:
@@ -195,6 +201,10 @@ class Monitor:
         self._set_model_info()
         return CHAMPION in self.versions.by_role
 
+    def _keep_previous(self, champion: int, previous: int) -> bool:
+        decisions = getattr(self, "decisions", None)
+        return decisions is None or not decisions.probation_over(self.counts, champion, previous)
+
     # -- one batch -------------------------------------------------------------------------
     def _take(self, polled: Polled) -> None:
         started = time.perf_counter()
@@ -203,6 +213,7 @@ class Monitor:
             self.intake.take_predictions(polled.predictions, changes)
         if polled.labels:
             self.intake.take_labels(polled.labels, self.versions.versions(), changes)
+            self.decisions.observe(changes.appended, self.versions.by_role, changes)
         changes.dropped = self.intake.window.trim(time.time())
         self._commit(changes)
         self.counts.update(changes.counts)
@@ -271,11 +282,45 @@ class Monitor:
             self.intake, self.versions.by_role, self.counts, self.section, time.time()
         )
         status["monitor"] = {"instance": self.store.token[:12]}
+        self._decide(status)
         try:
             self.store.put_status(status)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             log.warning("monitor of %s: status not stored: %s", self.domain, exc)
         self._export(status)
+
+    def _decide(self, status: dict[str, object]) -> None:
+        """Ask the policy what is due and do it; its state is stored with a batch."""
+        by_role = self.versions.by_role
+        snapshot = self.decisions.snapshot(by_role, self.counts, self._champion_figures())
+        actions = self.executor.run(self.decisions.policy.evaluate(snapshot))
+        alarms, moves = self.decisions.alarms, self.decisions.actions
+        alarms.extend(a for a in actions if a["action"] == "Alarm")
+        moves.extend(a for a in actions if a["action"] != "Alarm")
+        del alarms[:-RECENT_ALARMS], moves[:-RECENT_ALARMS]
+        status["alarms"], status["actions"] = list(alarms), list(moves)
+        status["probation"] = (
+            None if snapshot.probation is None
+            else {"version": snapshot.probation.new, "previous": snapshot.probation.old,
+                  "positives_compared": snapshot.probation.counts.positives,
+                  "discordant": snapshot.probation.counts.discordant}
+        )  # fmt: skip
+        if actions:
+            self._commit(Changes(detectors={POLICY_FIELD: self.decisions.policy.to_state()}))
+            self.versions.refreshed_at = 0.0  # follow the moves made at once
+
+    def _champion_figures(self) -> Figures | None:
+        model = self.versions.by_role.get(CHAMPION)
+        if model is None:
+            return None
+        y, scores = arrays(self.intake.window.by_positives(), model.version)
+        if y.size == 0:
+            return None
+        s = self.section
+        return live_figures(
+            y, scores, model.threshold, target=self.domain, block_size=s.bootstrap_block_size,
+            n_boot=s.bootstrap_rounds, seed=0,
+        )  # fmt: skip
 
     def _export(self, status: dict[str, object]) -> None:
         m, d = self.metrics, self.domain

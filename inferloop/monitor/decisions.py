@@ -1,0 +1,301 @@
+"""What the runtime feeds the policy (``policy.py``) and how it carries out its actions.
+
+Per batch, with the batch's state: the paired counts of each running comparison (the
+champion against the previous champion on probation, the challenger against the
+champion) and the drift detectors of the champion's score and error streams. At each
+evaluation: a ``Snapshot`` for ``Policy.evaluate``, and its actions carried out:
+
+- ``Rollback``: under the domain's decision lease (SET NX PX), ``Registry.rollback``
+  with ``expected_current`` = the champion the evidence is about (an operator's move in
+  between wins: the compare-and-set fails and nothing else happens), then the version
+  is rejected (not promotable again unreviewed) and the shadow-first cool-down is set.
+- ``PromoteChallenger`` / ``RetireChallenger``: compare-and-set moves of the aliases.
+- ``TriggerRetrain``: ``triggers.publish_once`` (one per deterministic id).
+- ``Alarm``: a log line, a counter, and the status's alarm list.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, fields
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import redis
+
+from inferloop.keys import Keys
+from inferloop.monitor.drift import PageHinkley, StreamKind, detector
+from inferloop.monitor.figures import Figures
+from inferloop.monitor.metrics import MonitorMetrics
+from inferloop.monitor.paired import PairedCounts, paired_counts
+from inferloop.monitor.policy import (
+    Action,
+    Alarm,
+    Comparison,
+    Floor,
+    Policy,
+    PolicyConfig,
+    PromoteChallenger,
+    RetireChallenger,
+    Rollback,
+    Snapshot,
+    TriggerRetrain,
+)
+from inferloop.monitor.scoring import CHALLENGER, PREVIOUS
+from inferloop.monitor.state import Changes
+from inferloop.monitor.window import Entry
+from inferloop.registry import CHAMPION, Registry, RegistryError
+from inferloop.registry.serving import ActiveModel
+from inferloop.settings import MonitorSettings
+from inferloop.triggers import Trigger, publish_once
+
+log = logging.getLogger(__name__)
+
+STREAMS: tuple[StreamKind, ...] = ("score", "error")
+POLICY_FIELD = "policy"
+DECISION_LEASE_MS = 60_000
+# Alarms and actions kept in the status snapshot, newest last.
+RECENT_ALARMS = 20
+PAIRED_FIELDS = tuple(f.name for f in fields(PairedCounts))
+
+
+def paired_key(new: int, old: int) -> str:
+    """The counters' name of the comparison of ``new`` against ``old``."""
+    return f"paired:{int(new)}-vs-{int(old)}"
+
+
+def comparisons(by_role: Mapping[str, ActiveModel]) -> list[tuple[ActiveModel, ActiveModel]]:
+    """(new, old) pairs compared now: champion against previous, challenger against
+    champion."""
+    champion = by_role.get(CHAMPION)
+    if champion is None:
+        return []
+    pairs = []
+    if PREVIOUS in by_role:
+        pairs.append((champion, by_role[PREVIOUS]))
+    if CHALLENGER in by_role:
+        pairs.append((by_role[CHALLENGER], champion))
+    return pairs
+
+
+def counts_of(counts: Mapping[str, int], new: int, old: int) -> PairedCounts:
+    """The running paired counts of ``new`` against ``old``."""
+    key = paired_key(new, old)
+    return PairedCounts(**{f: int(counts.get(f"{key}:{f}", 0)) for f in PAIRED_FIELDS})
+
+
+def policy_config(domain: str, section: MonitorSettings) -> PolicyConfig:
+    """The policy's configuration from the monitor's settings."""
+    floors = [
+        Floor(figure, value)
+        for figure in ("f1", "auprc")
+        if (value := getattr(section, f"{domain}_live_floor_{figure}")) is not None
+    ]
+    return PolicyConfig(
+        domain=domain,
+        alarm_only=bool(getattr(section, f"{domain}_alarm_only", False)),
+        floors=tuple(floors) if floors else None,
+    )
+
+
+class Decisions:
+    """The policy of one domain, its inputs kept with the batches, its actions done."""
+
+    def __init__(
+        self,
+        domain: str,
+        section: MonitorSettings,
+        stored: Mapping[str, dict[str, Any]],
+        metrics: MonitorMetrics,
+    ) -> None:
+        self.domain = domain
+        self.policy = Policy.from_state(policy_config(domain, section), stored.get(POLICY_FIELD))
+        self._detectors_version = int(stored.get("drift", {}).get("version", 0))
+        self.detectors = {
+            kind: PageHinkley.from_state(state)
+            for kind, state in stored.get("drift", {}).get("detectors", {}).items()
+        }
+        self.drifted: list[str] = []
+        # The recent alarms and other actions (since this process started), newest last.
+        self.alarms: list[dict[str, Any]] = []
+        self.actions: list[dict[str, Any]] = []
+        self._metrics = metrics
+
+    # -- per batch ---------------------------------------------------------------------------
+    def observe(
+        self, entries: Sequence[Entry], by_role: Mapping[str, ActiveModel], changes: Changes
+    ) -> None:
+        """Add the batch's new entries to the comparisons and the drift detectors."""
+        if not entries:
+            return
+        y = np.fromiter((e.y for e in entries), dtype=np.int8, count=len(entries))
+        for new, old in comparisons(by_role):
+            new_s = np.array([e.scores[new.version] for e in entries])
+            old_s = np.array([e.scores[old.version] for e in entries])
+            batch = paired_counts(y, new_s, new.threshold, old_s, old.threshold)
+            for name, n in asdict(batch).items():
+                if n:
+                    changes.counts[f"{paired_key(new.version, old.version)}:{name}"] += n
+        champion = by_role.get(CHAMPION)
+        if champion is not None:
+            self._drift(y, entries, champion, changes)
+
+    def _drift(
+        self,
+        y: np.ndarray[Any, Any],
+        entries: Sequence[Entry],
+        model: ActiveModel,
+        changes: Changes,
+    ) -> None:
+        if model.version != self._detectors_version:
+            self.detectors = {kind: detector(self.domain, kind) for kind in STREAMS}
+            self._detectors_version = model.version
+        scores = np.array([e.scores[model.version] for e in entries])
+        errors = ((scores >= model.threshold) != y.astype(bool)).astype(np.float64)
+        for kind, values in (("score", scores), ("error", errors)):
+            ph = self.detectors[kind]
+            if any([ph.update(float(v)) for v in values]):
+                self.drifted.append(kind)
+        changes.detectors["drift"] = {
+            "version": model.version,
+            "detectors": {kind: ph.to_state() for kind, ph in self.detectors.items()},
+        }
+
+    # -- per evaluation ------------------------------------------------------------------------
+    def snapshot(
+        self, by_role: Mapping[str, ActiveModel], counts: Mapping[str, int], figures: Figures | None
+    ) -> Snapshot:
+        """What the policy is told now (the drift alarms since the last one, once)."""
+        champion = by_role.get(CHAMPION)
+        probation = challenger = None
+        for new, old in comparisons(by_role):
+            comparison = Comparison(
+                new.version, old.version, counts_of(counts, new.version, old.version)
+            )
+            if new is champion:
+                probation = comparison
+            else:
+                challenger = comparison
+        drift, self.drifted = tuple(dict.fromkeys(self.drifted)), []
+        return Snapshot(
+            now_s=time.time(),
+            champion=champion.version if champion else None,
+            probation=probation,
+            challenger=challenger,
+            champion_figures=figures,
+            drift=drift,
+        )
+
+    def probation_over(self, counts: Mapping[str, int], champion: int, previous: int) -> bool:
+        """Whether the champion's probation ended (enough positives compared)."""
+        comparison = Comparison(champion, previous, counts_of(counts, champion, previous))
+        return not self.policy.on_probation(comparison)
+
+
+class Executor:
+    """Carries out the policy's actions against the registry and the trigger stream."""
+
+    def __init__(
+        self,
+        domain: str,
+        registry: Registry,
+        client: redis.Redis,
+        keys: Keys,
+        metrics: MonitorMetrics,
+    ) -> None:
+        self.domain = domain
+        self._registry = registry
+        self._client = client
+        self._keys = keys
+        self._metrics = metrics
+
+    def run(self, actions: Sequence[Action]) -> list[dict[str, Any]]:
+        """Do each action; what was done, for the status and the log."""
+        done = []
+        for action in actions:
+            outcome = self._one(action)
+            kind = type(action).__name__
+            self._metrics.actions.labels(self.domain, kind, outcome).inc()
+            done.append({"action": kind, "outcome": outcome, **_summary(action)})
+        return done
+
+    def _one(self, action: Action) -> str:
+        if isinstance(action, Alarm):
+            log.warning(
+                "ALARM %s %s: %s", self.domain, action.kind, json.dumps(action.detail, default=str)
+            )
+            self._metrics.alarms.labels(self.domain, action.kind).inc()
+            return "raised"
+        if isinstance(action, TriggerRetrain):
+            return self._trigger(action)
+        try:
+            return self._under_lease(action)
+        except RegistryError as exc:
+            log.warning("%s: %s not done: %s", self.domain, type(action).__name__, exc)
+            return "refused"
+
+    def _trigger(self, action: TriggerRetrain) -> str:
+        trigger = Trigger(
+            trigger_id=action.trigger_id, domain=self.domain,  # type: ignore[arg-type]
+            force=False, requested_by="monitor", requested_at=datetime.now(UTC).isoformat(),
+        )  # fmt: skip
+        entry = publish_once(self._client, self._keys, trigger, dedupe_s=action.dedupe_s)
+        log.info("%s: retrain trigger %s (%s): %s", self.domain, action.trigger_id,
+                 action.reason, "sent" if entry else "sent already")  # fmt: skip
+        return "sent" if entry else "duplicate"
+
+    def _under_lease(self, action: Action) -> str:
+        lease, token = self._keys.monitor_decision(self.domain), uuid.uuid4().hex
+        if not self._client.set(lease, token, nx=True, px=DECISION_LEASE_MS):
+            return "busy"
+        try:
+            return self._move(action)
+        finally:
+            if self._client.get(lease) == token.encode():
+                self._client.delete(lease)
+
+    def _move(self, action: Action) -> str:
+        reg, name = self._registry, self.domain
+        champion = reg.resolve(name, CHAMPION)
+        reason = _reason(action)
+        if isinstance(action, Rollback):
+            if champion is None or champion.version != action.version:
+                return "stale"
+            reg.rollback(name, reason, actor="monitor", expected_current=champion)
+            reg.reject(
+                name, action.version, f"rolled back by the monitor: {reason}", actor="monitor"
+            )
+            self._client.set(self._keys.shadow_first(name), str(action.version),
+                             ex=max(1, int(action.cooldown_s)))  # fmt: skip
+            log.warning(
+                "%s: rolled back v%d to v%d: %s", name, action.version, action.to_version, reason
+            )
+            return "done"
+        if isinstance(action, PromoteChallenger):
+            if champion is None or champion.version != action.over:
+                return "stale"
+            reg.promote(
+                name, action.version, expected_current=champion, reason=reason, actor="monitor"
+            )
+            return "done"
+        if isinstance(action, RetireChallenger):
+            reg.remove_alias(name, CHALLENGER, expected_current=action.version, reason=reason,
+                             actor="monitor")  # fmt: skip
+            return "done"
+        return "unknown"
+
+
+def _reason(action: Action) -> str:
+    evidence = getattr(action, "evidence", {})
+    text = json.dumps(evidence, default=str, separators=(",", ":"), sort_keys=True)
+    return f"monitor {type(action).__name__}: {text}"[:1000]
+
+
+def _summary(action: Action) -> dict[str, Any]:
+    summary = {k: v for k, v in asdict(action).items() if k != "evidence"}
+    return json.loads(json.dumps(summary, default=str))  # type: ignore[no-any-return]

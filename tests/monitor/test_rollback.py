@@ -1,0 +1,73 @@
+"""After a promotion the previous champion is re-scored beside the new one; a paired
+loss rolls the new one back (and marks it), equal versions never are (real Kafka,
+Redis and registry)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import redis
+
+from inferloop.keys import Keys
+from inferloop.registry import Registry
+from inferloop.settings import Settings
+from inferloop.topics import DomainTopics
+from tests.monitor.conftest import MonitorThread, positives, publish_labels
+from tests.monitor.test_rescoring import status
+from tests.worker.conftest import Champion
+from tests.worker.factories import Fitted
+
+IDS = list(range(800))
+
+
+def test_a_promotion_that_loses_on_live_labels_is_rolled_back_and_marked(
+    *,
+    msettings: Settings,
+    topics: DomainTopics,
+    champion: Champion,
+    registry: Registry,
+    model_v1: Fitted,
+    redis_client: redis.Redis,
+    monitor_thread: Callable[..., MonitorThread],
+) -> None:
+    good = champion(model_v1)
+    # The same trees behind a threshold that flags almost nothing: it misses the fraud.
+    bad = champion(Fitted(model_v1.pipeline, 0.9999))
+    assert positives(IDS) >= 50
+    publish_labels(msettings, topics.labels, IDS)
+
+    monitor_thread(msettings, until_idle_s=4.0).join(120)
+
+    assert registry.resolve("transactions") == good.target
+    assert registry.get_version("transactions", bad.version).status == "rejected"
+    last = registry.history("transactions", limit=2)
+    assert [e.action for e in last] == ["reject", "rollback"]
+    assert last[1].actor == "monitor"
+    keys = Keys(msettings.redis.key_prefix)
+    assert redis_client.get(keys.shadow_first("transactions")) == str(bad.version).encode()
+    snapshot = status(msettings)
+    assert any(a["action"] == "Rollback" and a["outcome"] == "done" for a in snapshot["actions"])
+
+
+def test_an_equal_version_on_probation_is_never_rolled_back(
+    *,
+    msettings: Settings,
+    topics: DomainTopics,
+    champion: Champion,
+    registry: Registry,
+    model_v1: Fitted,
+    monitor_thread: Callable[..., MonitorThread],
+) -> None:
+    champion(model_v1)
+    same = champion(model_v1)
+    publish_labels(msettings, topics.labels, IDS)
+
+    monitor_thread(msettings, until_idle_s=4.0).join(120)
+
+    assert registry.resolve("transactions") == same.target
+    assert registry.history("transactions", limit=1)[0].action == "promote"
+    snapshot = status(msettings)
+    assert snapshot["probation"]["version"] == same.version
+    assert snapshot["probation"]["positives_compared"] == positives(IDS)
+    assert snapshot["probation"]["discordant"] == 0
+    assert set(snapshot["roles"]) == {"champion", "previous"}
