@@ -22,7 +22,6 @@ import contextlib
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -46,6 +45,7 @@ from inferloop.worker.batch import Batch
 from inferloop.worker.committed import back_to_committed, describe
 from inferloop.worker.errors import ProducerFencedOutError
 from inferloop.worker.kafka_internals import KafkaInternals
+from inferloop.worker.ledger import Commit, DeliveryLedger
 from inferloop.worker.partitioning import partitions_of
 
 log = logging.getLogger(__name__)
@@ -140,6 +140,14 @@ class _InFlight:
     error: BaseException | None = None
     sent_at: float = field(default_factory=time.monotonic)
 
+    @property
+    def first_offsets(self) -> dict[TopicPartition, int]:
+        return self.batch.first_offsets
+
+    @property
+    def next_offsets(self) -> dict[TopicPartition, int]:
+        return self.batch.next_offsets
+
     def done(self) -> bool:
         return all(f.is_done for f in self.futures)
 
@@ -172,6 +180,10 @@ class AtLeastOnce:
     them all (one at a time, so commits reach the coordinator in order). A crash loses
     at most the commits of the last interval: those batches are read and written again,
     never skipped. Revocation and shutdown commit what is acknowledged synchronously.
+
+    The bookkeeping (in flight, acknowledged, committing, to read again) is a
+    :class:`~inferloop.worker.ledger.DeliveryLedger`; this class owns "flush, then
+    commit": it watches the sends, asks the consumer to commit and seeks it back.
     """
 
     def __init__(
@@ -201,43 +213,36 @@ class AtLeastOnce:
         self._fault = fault
         self._on_committed = on_committed
         self._on_rewind = on_rewind
-        self._queue: deque[_InFlight] = deque()
-        self._reread: dict[TopicPartition, int] = {}
-        # Acknowledged, not yet committed: the offsets to commit and their batches.
-        self._acked: _Commit = _Commit()
-        # The commit sent and not yet answered (one at a time), and when the next may go.
-        self._committing: _Commit | None = None
+        self.ledger: DeliveryLedger[_InFlight] = DeliveryLedger()
+        # When the next asynchronous commit may go.
         self._next_commit_at = 0.0
         # Raised by the next settle: a commit failed in a way no retry mends.
         self._commit_error: BaseException | None = None
         # Commits failed in a row on an unreachable coordinator (logged once).
         self._commits_failing = 0
-        # Bumped when partitions go: an answer to a commit sent before is not acted on.
-        self._epoch = 0
         # The rebalance listener runs on the consumer's IO thread while the loop is
         # blocked in poll(); the lock makes that hand-over explicit.
         self._lock = threading.RLock()
 
     def in_flight(self) -> int:
         """Batches sent but not yet committed."""
-        committing = len(self._committing.batches) if self._committing is not None else 0
-        return len(self._queue) + len(self._acked.batches) + committing
+        with self._lock:
+            return self.ledger.in_flight()
 
     def deliver(self, batch: Batch) -> None:
         """Send the batch; keep at most ``max_in_flight`` batches unacknowledged."""
         try:
-            futures = send_batch(self._producer_(), self._topics, batch, self._internals)
+            item = _InFlight(batch, send_batch(self._producer_(), self._topics, batch,
+                                               self._internals))  # fmt: skip
         # Raised by send() itself (e.g. a metadata timeout), or no new producer could be
         # made (the broker is down): the batch fails like one whose sends failed.
         except (KafkaError, KafkaUnavailableError) as exc:
-            with self._lock:
-                self._queue.append(_InFlight(batch, [], exc))
-        else:
-            with self._lock:
-                self._queue.append(_InFlight(batch, futures))
-        while len(self._queue) > self._max_in_flight:
-            head = self._queue[0]
-            if not self._settle_head(head.sent_at + self._ack_timeout_s + 0.1):
+            item = _InFlight(batch, [], exc)
+        with self._lock:
+            self.ledger.sent(item)
+        while self.ledger.unacknowledged() > self._max_in_flight:
+            head = self.ledger.oldest()
+            if head is None or not self._settle_head(head.sent_at + self._ack_timeout_s + 0.1):
                 break
 
     def settle(self) -> None:
@@ -246,8 +251,8 @@ class AtLeastOnce:
         if self._commit_error is not None:
             error, self._commit_error = self._commit_error, None
             raise error
-        while self._queue and (
-            self._queue[0].error or self._queue[0].done() or self._overdue(self._queue[0])
+        while (head := self.ledger.oldest()) is not None and (
+            head.error or head.done() or self._overdue(head)
         ):
             if not self._settle_head(time.monotonic()):
                 break
@@ -259,19 +264,19 @@ class AtLeastOnce:
     def drain(self, timeout_s: float) -> bool:
         """Wait for every batch in flight and commit it, until ``timeout_s`` runs out."""
         deadline = time.monotonic() + timeout_s
-        while self._queue:
+        while self.ledger.unacknowledged():
             if time.monotonic() >= deadline or not self._settle_head(deadline):
                 break
         # What is acknowledged is committed even when a later batch ran out of time.
-        return self._commit_now() and not self._queue
+        return self._commit_now() and not self.ledger.unacknowledged()
 
     def _settle_head(self, deadline: float) -> bool:
         """Take the oldest batch once acknowledged, or rewind; False when it could not
         be settled by ``deadline``."""
         with self._lock:
-            if not self._queue:
+            head = self.ledger.oldest()
+            if head is None:
                 return True
-            head = self._queue[0]
             if head.error is None and not head.wait(deadline):
                 if not self._overdue(head):
                     return False
@@ -283,9 +288,8 @@ class AtLeastOnce:
             error = head.error or head.failure()
             if error is not None:
                 self._rewind(error)
-                return True
-            self._queue.popleft()
-            self._acked.add(head.batch)
+            else:
+                self.ledger.acknowledged()
         return True
 
     def _commit_async(self) -> None:
@@ -293,40 +297,38 @@ class AtLeastOnce:
         interval has not passed."""
         with self._lock:
             now = time.monotonic()
-            if not self._acked.batches or self._committing is not None:
-                return
             if now < self._next_commit_at:
                 return
-            commit, self._acked = self._acked, _Commit()
-            self._committing = commit
+            commit = self.ledger.start_commit()
+            if commit is None:
+                return
             self._next_commit_at = now + self._commit_interval_s
-            epoch = self._epoch
         self._fault("before_commit")
 
         def answered(_offsets: Offsets, response: Any) -> None:
-            self._commit_answered(commit, epoch, response)
+            self._commit_answered(commit, response)
 
         self._consumer.commit_async(commit_offsets(commit.offsets), callback=answered)
 
-    def _commit_answered(self, commit: _Commit, epoch: int, response: Any) -> None:
+    def _commit_answered(self, commit: Commit[_InFlight], response: Any) -> None:
         # kafka-python runs this inside a later poll() or commit, on the calling thread.
+        # A stale answer (taken over by a revocation or a drain, which report these
+        # batches, or dropped with partitions lost) is not acted on.
         with self._lock:
-            if epoch != self._epoch:
-                # Taken over since: committed again by a revocation or a drain (which
-                # report these batches), or dropped with partitions lost.
-                return
-            self._committing = None
             if isinstance(response, BaseException):
-                self._commit_failed(commit, response)
+                if self.ledger.commit_failed(commit):
+                    self._commit_failed(response)
+                return
+            if not self.ledger.commit_succeeded(commit):
                 return
             if self._commits_failing:
                 log.info("commits succeed again, after %d failed", self._commits_failing)
                 self._commits_failing = 0
-        for batch in commit.batches:
-            self._on_committed(batch)
+        for item in commit.batches:
+            self._on_committed(item.batch)
         self._fault("after_commit")
 
-    def _commit_failed(self, commit: _Commit, error: BaseException) -> None:
+    def _commit_failed(self, error: BaseException) -> None:
         if isinstance(error, GROUP_MOVED_ERRORS):
             # The next poll rejoins; the revocation then commits these offsets.
             log.warning("commit deferred to the rebalance: %s", error)
@@ -339,14 +341,13 @@ class AtLeastOnce:
             self._commits_failing += 1
         else:
             self._commit_error = error
-        self._acked = _Commit.merged(commit, self._acked)
         self._next_commit_at = time.monotonic() + max(self._commit_interval_s, 0.1)
 
     def _commit_now(self) -> bool:
         """Commit every acknowledged batch synchronously (also those of a commit still
         in flight: committing an offset again changes nothing); False if it failed."""
         with self._lock:
-            commit = self._take_acknowledged()
+            commit = self.ledger.take_acknowledged()
         if not commit.batches:
             return True
         self._fault("before_commit")
@@ -356,30 +357,20 @@ class AtLeastOnce:
             log.warning("commit failed (%s: %s); those batches will be read again",
                         type(exc).__name__, exc)  # fmt: skip
             return False
-        for batch in commit.batches:
-            self._on_committed(batch)
+        with self._lock:
+            self.ledger.committed_now(commit)
+        for item in commit.batches:
+            self._on_committed(item.batch)
         self._fault("after_commit")
         return True
 
-    def _take_acknowledged(self) -> _Commit:
-        """Every acknowledged batch not known to be committed, the one in flight included
-        (committing an offset again changes nothing): its answer is no longer acted on."""
-        commit = _Commit.merged(self._committing or _Commit(), self._acked)
-        self._acked, self._committing = _Commit(), None
-        self._epoch += 1
-        return commit
-
     def _rewind(self, error: BaseException) -> None:
-        dropped = list(self._queue)
-        self._queue.clear()
-        first: dict[TopicPartition, int] = {}
-        for item in dropped:
-            for tp, offset in item.batch.first_offsets.items():
-                first[tp] = min(first.get(tp, offset), offset)
+        dropped = self.ledger.unacknowledged()
+        first = self.ledger.failed()
         seek_back(self._consumer, first)
         log.error(
             "sends failed (%s: %s): dropped %d batches in flight, back to %s; new producer",
-            type(error).__name__, error, len(dropped),
+            type(error).__name__, error, dropped,
             {f"{tp.topic}/{tp.partition}": o for tp, o in sorted(first.items())},
         )  # fmt: skip
         # An idempotent producer whose batch failed can be stuck in a fatal state (every
@@ -404,43 +395,28 @@ class AtLeastOnce:
         """
         deadline = time.monotonic() + self._revoke_timeout_s
         with self._lock:
-            commit = self._take_acknowledged()
-            while self._queue:
-                item = self._queue.popleft()
+            while (item := self.ledger.oldest()) is not None:
                 if item.error or not item.wait(deadline) or item.failure() is not None:
-                    self._queue.appendleft(item)
-                    self._forget()
+                    self.ledger.forget()
                     break
-                commit.add(item.batch)
-        for batch in commit.batches:
-            self._on_committed(batch)
+                self.ledger.acknowledged()
+            commit = self.ledger.take_acknowledged()
+        for acked in commit.batches:
+            self._on_committed(acked.batch)
         return commit_offsets(commit.offsets)
 
     def on_lost(self) -> None:
         """Forget the batches in hand: their partitions belong to another member now."""
         with self._lock:
-            self._epoch += 1
-            if self._queue:
-                log.warning("partitions lost: %d batches in flight left uncommitted",
-                            len(self._queue))  # fmt: skip
-            # Written and acknowledged, but no longer ours to commit.
-            self._acked = _Commit()
-            self._committing = None
-            self._forget()
-
-    def _forget(self) -> None:
-        # The consumer keeps its position in a partition it is given again after a
-        # rebalance, past these batches: remember where they start, to go back there.
-        for item in self._queue:
-            for tp, offset in item.batch.first_offsets.items():
-                self._reread[tp] = min(self._reread.get(tp, offset), offset)
-        self._queue.clear()
+            dropped = self.ledger.lost()
+        if dropped:
+            log.warning("partitions lost: %d batches in flight left uncommitted", dropped)
 
     def on_assigned(self, assigned: set[TopicPartition]) -> None:
-        """Seek each kept partition back to its first forgotten offset."""
+        """Seek each kept partition back to its first forgotten offset (the consumer
+        keeps its position in a partition it is given again, past those batches)."""
         with self._lock:
-            back = {tp: o for tp, o in self._reread.items() if tp in assigned}
-            self._reread.clear()
+            back = self.ledger.reread(assigned)
         if back:
             seek_back(self._consumer, back)
             where = {f"{tp.topic}/{tp.partition}": o for tp, o in sorted(back.items())}
@@ -450,28 +426,6 @@ class AtLeastOnce:
         """Close the producer (what it has not sent by then is dropped: never committed)."""
         if self._producer is not None:
             self._internals.discard(self._producer, timeout_s)
-
-
-@dataclass
-class _Commit:
-    """Acknowledged batches and the offsets that commit them all."""
-
-    offsets: dict[TopicPartition, int] = field(default_factory=dict)
-    batches: list[Batch] = field(default_factory=list)
-
-    def add(self, batch: Batch) -> None:
-        self.batches.append(batch)
-        for tp, offset in batch.next_offsets.items():
-            self.offsets[tp] = max(self.offsets.get(tp, offset), offset)
-
-    @classmethod
-    def merged(cls, *commits: _Commit) -> _Commit:
-        """One commit covering the batches of ``commits``, oldest first."""
-        merged = cls()
-        for commit in commits:
-            for batch in commit.batches:
-                merged.add(batch)
-        return merged
 
 
 class ExactlyOnce:
@@ -515,10 +469,12 @@ class ExactlyOnce:
         self._should_stop = should_stop
         self._retry_s = retry_s
         self._fenced_at: float | None = None
+        # The batch in its transaction, and the offsets committed.
+        self.ledger: DeliveryLedger[Batch] = DeliveryLedger()
 
     def in_flight(self) -> int:
-        """Always 0: a batch's transaction completes before the next poll."""
-        return 0
+        """0 between batches: a batch's transaction completes before the next poll."""
+        return self.ledger.in_flight()
 
     def deliver(self, batch: Batch) -> None:
         """Write and commit the batch in one transaction; on failure, abort or start
@@ -527,6 +483,7 @@ class ExactlyOnce:
         if producer is None:  # a start-over interrupted by a stop
             return
         step = "write"
+        self.ledger.sent(batch)
         try:
             producer.begin_transaction()
             futures = send_batch(producer, self._topics, batch, self._internals)
@@ -547,7 +504,7 @@ class ExactlyOnce:
             producer.commit_transaction()
         except ProducerFencedError as exc:
             self._fenced(exc)
-            self._on_rewind(batch.first_offsets, exc)
+            self._on_rewind(self.ledger.failed(), exc)
             return
         except KafkaError as exc:
             log.warning("transaction failed at its %s (%s: %s)", step, type(exc).__name__, exc)
@@ -559,8 +516,10 @@ class ExactlyOnce:
                 # abort would wait out an outage, and a commit may have gone through:
                 # start over from what the committed offsets say.
                 self._start_over()
-            self._on_rewind(batch.first_offsets, exc)
+            self._on_rewind(self.ledger.failed(), exc)
             return
+        self.ledger.acknowledged()
+        self.ledger.committed_now(self.ledger.take_acknowledged())
         self._on_committed(batch)
         self._fault("after_commit")
 
