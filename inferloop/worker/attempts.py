@@ -23,12 +23,12 @@ from collections.abc import Iterable
 import redis
 from kafka import TopicPartition
 
+from inferloop.backoff import Backoff
 from inferloop.connections import make_redis
 from inferloop.keys import Keys
 from inferloop.settings import Settings
 from inferloop.worker.batch import Batch
 from inferloop.worker.metrics import WorkerMetrics
-from inferloop.worker.model import Backoff
 
 log = logging.getLogger(__name__)
 
