@@ -12,7 +12,8 @@ Sections: ``throughput`` (raw baselines, offline scoring, the worker at full spe
 Quix Streams peer), ``latency`` (end-to-end p50/p95/p99 at 25/50/75 % of the measured
 maximum), ``swap`` (a promotion under a steady stream), ``soak`` (resident memory at half
 load over ``--soak-s``), ``retrain`` (retraining time against labelled rows), ``lowrate``
-(the worker's CPU and latency at ``--low-rates``, with each fetch setting in turn).
+(the worker's CPU and latency at ``--low-rates``, with each fetch setting in turn),
+``registry`` (the registry's resolve, register and load times against the run's Redis).
 """
 
 from __future__ import annotations
@@ -29,16 +30,16 @@ from bench import report, summary
 from bench.data import Corpus, load_corpus
 from bench.env import ROOT, Env, environment, start_run
 from bench.machine import Section, machine_facts, wait_for_quiet
-from bench.sections import latency, lowrate, retrain, soak, swap, throughput
+from bench.sections import latency, lowrate, registry, retrain, soak, swap, throughput
 from inferloop.settings import Domain, Settings
 
 log = logging.getLogger(__name__)
 
-SECTIONS = ("throughput", "latency", "swap", "soak", "retrain", "lowrate")
+SECTIONS = ("throughput", "latency", "swap", "soak", "retrain", "lowrate", "registry")
 DOMAINS: tuple[Domain, ...] = ("transactions", "emails")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parser() -> argparse.ArgumentParser:
     """The harness's options (``--quick``: a tiny run that proves the harness works)."""
     p = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n\n")[0])
     p.add_argument(
@@ -98,6 +99,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=",".join(f"{r:g}" for r in lowrate.RATES),
         help="the lowrate section's rates, msg/s, comma-separated",
     )
+    p.add_argument(
+        "--registry-rounds",
+        type=int,
+        default=registry.ROUNDS,
+        help="calls of resolve (and of PING) timed by the registry section",
+    )
     p.add_argument("--quick", action="store_true", help="tiny sizes and durations (CI smoke)")
     p.add_argument(
         "--max-load",
@@ -115,6 +122,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--bootstrap", default=None, help="use this Kafka instead of starting one")
     p.add_argument("--redis-url", default=None, help="with --bootstrap: this Redis")
     p.add_argument("--log-level", default="INFO")
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options given, checked; the sizes of ``--quick`` put in."""
+    p = parser()
     args = p.parse_args(argv)
     args.sections = SECTIONS if args.sections == "all" else tuple(args.sections.split(","))
     args.domains = tuple(args.domains.split(","))
@@ -139,6 +152,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--half-loads: at least 1, not {args.half_loads}")
     if args.quick:
         args.rounds = 1
+        args.registry_rounds = min(args.registry_rounds, 500)
         args.half_loads = 1
         args.latency_s, args.swap_s, args.soak_s = 4.0, 6.0, min(args.soak_s, 20.0)
         # The smallest prefixes of the data with enough frauds for the forward folds.
@@ -341,6 +355,12 @@ def retrain_section(run: Run) -> dict[str, Any]:
     return retrain.run(run.env, run.args.retrain_sizes)
 
 
+def registry_section(run: Run) -> dict[str, Any]:
+    """The registry section: both domains' versions against the run's Redis."""
+    rows = 1_000 if run.args.quick else registry.ROWS
+    return registry.run(run.env, rounds=run.args.registry_rounds, rows=rows)
+
+
 SECTION_RUNNERS = {
     "throughput": throughput_section,
     "latency": latency_section,
@@ -348,6 +368,7 @@ SECTION_RUNNERS = {
     "soak": soak_section,
     "retrain": retrain_section,
     "lowrate": lowrate_section,
+    "registry": registry_section,
 }
 
 
