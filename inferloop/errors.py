@@ -1,7 +1,8 @@
 """The root of every error inferloop raises on purpose.
 
-The CLI prints an ``InferloopError`` as one line and exits non-zero; anything else is
-a bug and keeps its traceback. Each package derives its own root from this one.
+The CLI prints an ``InferloopError`` as one line (its traceback only at DEBUG) and
+exits with status 1; anything else is a bug and keeps its traceback. Each package
+derives its own root from this one.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ class InferloopError(Exception):
 
 
 class ConfigError(InferloopError): ...
+
+
+class UnknownSettingError(ConfigError): ...
 
 
 class ServiceUnavailableError(InferloopError): ...

@@ -7,12 +7,17 @@ sections use a double underscore, e.g. ``INFERLOOP_KAFKA__BOOTSTRAP_SERVERS`` or
 
 from __future__ import annotations
 
+import difflib
+import os
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from inferloop.errors import UnknownSettingError
 
 Domain = Literal["emails", "transactions"]
 DOMAINS: tuple[Domain, ...] = ("emails", "transactions")
@@ -252,7 +257,9 @@ class RetrainSettings(_Section):
     lock_lease_s: float = Field(default=600.0, gt=0)
     # Events of the newest records kept with a version to check its scores on load.
     golden_events: int = Field(default=32, ge=1, le=1000)
-    reports_dir: Path = Path("reports")
+    # Run reports, in <reports_dir>/<redis key prefix>/<domain>/v<N>/ (None: the local
+    # state directory's reports/, never the working directory, shared by every prefix).
+    reports_dir: Path | None = None
     snapshot_dir: Path = Field(default_factory=lambda: _cache_home() / "snapshots")
     # False: every run reads the whole range from Kafka (the cache is only a speed-up).
     use_cache: bool = True
@@ -298,10 +305,13 @@ class ReplaySettings(_Section):
     # At most this many sends wait for their acknowledgement at once: replay waits for
     # the broker rather than piling an outage's worth of events into memory.
     max_unacknowledged: int = Field(default=20_000, ge=1)
+    # And at most this many bytes (keys and values).
+    max_unacknowledged_bytes: int = Field(default=16 * 1024 * 1024, ge=1024 * 1024)
     # On SIGTERM/SIGINT, how long the sends in flight may take to be acknowledged.
     stop_grace_s: float = Field(default=10.0, ge=0)
-    # Where a replay that failed or was stopped writes its resume file.
-    resume_dir: Path = Path("replay-state")
+    # Where a replay that failed or was stopped writes its resume file (None: replay/
+    # under the local state directory, never the working directory).
+    resume_dir: Path | None = None
 
 
 class MonitorSettings(_Section):
@@ -329,7 +339,8 @@ class MonitorSettings(_Section):
     # (replays label everything they label, and no more).
     emails_implicit_negative_after_s: float | None = Field(default=None, gt=0)
     transactions_implicit_negative_after_s: float | None = Field(default=None, gt=0)
-    # After a promotion the previous champion is re-scored beside the new one this long.
+    # After a promotion the previous champion is re-scored beside the new one until the
+    # policy's probation_positives were compared, and at most this long.
     probation_s: float = Field(default=3600.0, ge=0)
     # Figures, metrics and the status snapshot are recomputed at most this often.
     evaluate_interval_s: float = Field(default=5.0, gt=0)
@@ -362,6 +373,9 @@ class MonitorSettings(_Section):
     trigger_min_interval_s: float = Field(default=6 * 3600.0, gt=0)
     # Whether a drift alarm also triggers a retrain (a floor breach always does).
     drift_triggers: bool = True
+    # A paired loss on probation only raises an alarm (no rollback).
+    emails_alarm_only: bool = False
+    transactions_alarm_only: bool = False
     model_check_interval_s: float = Field(default=5.0, gt=0)
     redis_backoff_max_s: float = Field(default=30.0, gt=0)
     # A second monitor of the same domain waits while this lease is held by the first.
@@ -399,6 +413,13 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=_default_data_dir)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    def __init__(self, **values: Any) -> None:
+        # A misspelt variable would be ignored and its default used in silence (an
+        # INFERLOOP_LOCAL__KAFKA_PORT left `services up` looking at the default port):
+        # refuse it before anything is built with the wrong value.
+        check_environment(os.environ)
+        super().__init__(**values)
+
     def to_env(self) -> dict[str, str]:
         """These settings as ``INFERLOOP_*`` variables, for a child process to rebuild them.
 
@@ -409,6 +430,52 @@ class Settings(BaseSettings):
         for key, value in _flatten(self.model_dump()).items():
             env[f"INFERLOOP_{key.upper()}"] = _env_text(value)
         return env
+
+
+# Variables of the project that are not settings (scripts/_env.sh's tool cache).
+NOT_SETTINGS = frozenset({"INFERLOOP_TOOLS"})
+
+
+def setting_variables() -> frozenset[str]:
+    """Every variable a setting is read from: ``INFERLOOP_<FIELD>``,
+    ``INFERLOOP_<SECTION>__<FIELD>``, and ``INFERLOOP_<SECTION>`` (a section as JSON)."""
+    names = set()
+    for name, info in Settings.model_fields.items():
+        names.add(f"INFERLOOP_{name.upper()}")
+        section = info.annotation
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            names |= {f"INFERLOOP_{name.upper()}__{f.upper()}" for f in section.model_fields}
+    return frozenset(names)
+
+
+def check_environment(environ: Mapping[str, str]) -> None:
+    """Raise UnknownSettingError naming each ``INFERLOOP_*`` variable that is no setting,
+    with the nearest valid name (names are case-insensitive, as pydantic-settings reads
+    them)."""
+    known = setting_variables()
+    unknown = sorted(
+        n for n in environ if n.upper().startswith("INFERLOOP_") and n.upper() not in known
+    )
+    unknown = [n for n in unknown if n.upper() not in NOT_SETTINGS]
+    if unknown:
+        raise UnknownSettingError("; ".join(_unknown(n, known) for n in unknown))
+
+
+def _unknown(name: str, known: frozenset[str]) -> str:
+    text = f"{name} is not a setting"
+    nearest = nearest_setting(name.upper(), known)
+    return f"{text} (did you mean {nearest}?)" if nearest else text
+
+
+def nearest_setting(name: str, known: frozenset[str]) -> str | None:
+    """The valid name ``name`` most likely meant: the same field in another section when
+    only one section has it, else the closest spelling (None: nothing close)."""
+    field_name = name.rpartition("__")[2]
+    same_field = [k for k in known if "__" in name and k.endswith(f"__{field_name}")]
+    if len(same_field) == 1:
+        return same_field[0]
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -19,17 +19,31 @@ from inferloop import __version__
 from inferloop.errors import InferloopError
 from inferloop.settings import Settings
 
+log = logging.getLogger(__name__)
+
+# Exit statuses: 0 done; EXIT_ERROR an expected error (an ``InferloopError``: one line
+# that says what and where, the traceback only at DEBUG); 2 a usage error (click's).
+# Anything else is a bug and keeps its traceback.
+EXIT_ERROR = 1
+
 
 class InferloopGroup(click.Group):
-    """A group that turns the errors a user can act on into one line and exit code 1."""
+    """A group that turns the errors a user can act on into one line and EXIT_ERROR."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except InferloopError as exc:
-            raise click.ClickException(str(exc)) from exc
+            # The one place an expected error is shown: its message, and its traceback
+            # only for someone debugging (--verbose).
+            log.debug("%s: %s", type(exc).__name__, exc, exc_info=True)
+            raise _Failure(str(exc)) from exc
         except ValidationError as exc:
-            raise click.ClickException(_describe_settings_error(exc)) from exc
+            raise _Failure(_describe_settings_error(exc)) from exc
+
+
+class _Failure(click.ClickException):
+    exit_code = EXIT_ERROR
 
 
 def _describe_settings_error(exc: ValidationError) -> str:
@@ -68,13 +82,19 @@ def settings_of(ctx: click.Context) -> Settings:
     default=None,
     help="Override INFERLOOP_LOG_LEVEL.",
 )
+@click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG, with the traceback of an error.")
 @click.pass_context
-def cli(ctx: click.Context, log_level: str | None) -> None:
-    """Classify live Kafka streams with the champion model of a Redis registry."""
+def cli(ctx: click.Context, log_level: str | None, verbose: bool) -> None:
+    """Classify live Kafka streams with the champion model of a Redis registry.
+
+    Exit status: 0 done, 1 an error the message explains (with --verbose, its
+    traceback too), 2 a usage error."""
     try:
         settings = Settings()
     except ValidationError as exc:
-        raise click.ClickException(_describe_settings_error(exc)) from exc
+        raise _Failure(_describe_settings_error(exc)) from exc
+    if verbose:
+        log_level = "DEBUG"
     if log_level:
         settings = settings.model_copy(update={"log_level": log_level.upper()})
     ctx.obj = settings

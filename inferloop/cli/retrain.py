@@ -343,7 +343,8 @@ def rebuild(ctx: click.Context, name: str, version: int, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def status(ctx: click.Context, domains: tuple[Domain, ...], as_json: bool) -> None:
-    """Each domain's last run, last success, next scheduled run, and what runs now."""
+    """Each domain's last run, its last run of each outcome (promoted, rejected,
+    not_comparable, skipped, failed, ...), the next scheduled run, and what runs now."""
     from inferloop.retrain.service import heartbeat_max_age_s, live_services
     from inferloop.retrain.status import read_status, redis_errors
 
@@ -363,18 +364,31 @@ def status(ctx: click.Context, domains: tuple[Domain, ...], as_json: bool) -> No
         {
             "domain": s.domain,
             "running": s.running.describe() if s.running else "",
-            "last run": (
-                f"{s.last_run.outcome} v{s.last_run.version}"
-                if s.last_run and s.last_run.version
-                else (s.last_run.outcome if s.last_run else "")
-            ),
+            "last run": _run_cell(s.last_run),
             "finished": s.last_run.finished_at if s.last_run else "",
-            "last success": s.last_success_at,
+            "last promoted": _run_cell(s.last_by_outcome.get("promoted"), when=True),
             "next run": s.next_run_at,
         }
         for s in statuses
     ]
-    print_table(rows, ["domain", "running", "last run", "finished", "last success", "next run"])
+    print_table(rows, ["domain", "running", "last run", "finished", "last promoted", "next run"])
+    kinds = [
+        {
+            "domain": s.domain,
+            "outcome": outcome,
+            "version": f"v{r.version}" if r.version else "",
+            "finished": r.finished_at,
+            "reason": r.reason if len(r.reason) <= 100 else r.reason[:99] + "…",
+        }
+        for s in statuses
+        for outcome, r in s.last_by_outcome.items()
+    ]
+    if kinds:
+        print_table(
+            kinds,
+            ["domain", "outcome", "version", "finished", "reason"],
+            title="the last run of each outcome",
+        )
     now = time.time()
     for name, info in sorted(services.items()):
         click.echo(
@@ -383,6 +397,14 @@ def status(ctx: click.Context, domains: tuple[Domain, ...], as_json: bool) -> No
         )
     if not services:
         click.echo("no retrain service is running: `inferloop retrain run` runs in process")
+
+
+def _run_cell(run: RunOutcome | None, *, when: bool = False) -> str:
+    """A run as one cell: its outcome (or, with ``when``, its time) and version."""
+    if run is None:
+        return ""
+    first = run.finished_at if when else run.outcome
+    return f"{first} v{run.version}" if run.version else first
 
 
 COMMANDS = (retrain,)

@@ -1,23 +1,27 @@
 """The promotion gate: is the candidate good enough, and really better than the champion?
 
 Pure logic on the scores both models gave one holdout; the job acts on the decision.
-In order:
+Each step either decides, with one reason, or passes to the next:
 
-1. fewer positives in the holdout than ``min_positives`` (or a holdout with one
-   class): ``insufficient_evidence`` (0.18 % fraud in 10,000 rows is 18 positives;
-   a decision on those is a coin flip);
-2. the candidate's primary metric below the domain's floor: ``reject``;
-3. no champion: ``promote`` (the first model of a domain only has to clear the floor);
-   a champion that could not be scored: ``not_comparable``;
-4. a holdout that is not newer than everything the champion was trained on:
-   ``not_comparable`` (the champion would be scored on its own training data);
-5. a guardrail metric worse than the champion's by more than its tolerance: ``reject``;
-6. the lower 5th percentile of a seeded paired bootstrap of (candidate - champion)
-   on the primary metric must clear the margin: ``promote``, else ``reject``.
+1. comparability: a champion whose holdout scores would not be a fair comparison (its
+   training data reaches into this holdout, its lineage does not say what it was
+   trained on, or it could not be scored): ``not_comparable``. First, because every
+   later step would compare with a figure that means nothing;
+2. evidence: fewer positives in the holdout than ``min_positives`` (or a holdout with
+   one class): ``insufficient_evidence`` (0.18 % fraud in 10,000 rows is 18
+   positives; a decision on those is a coin flip);
+3. the floor: the candidate's primary metric below the domain's floor: ``reject``;
+   with no champion, a candidate that clears it is promoted (the first model of a
+   domain only has to clear the floor);
+4. the win: the lower 5th percentile of a seeded paired bootstrap of (candidate -
+   champion) on the primary metric must clear the margin, else ``reject``;
+5. guardrails: a winner whose guardrail metric is worse than the champion's by more
+   than its tolerance: ``reject``; else ``promote``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -127,45 +131,46 @@ def decide(
     candidate: Contender,
     champion: Contender | None,
     *,
-    comparable: bool = True,
-    comparable_reason: str = "",
-    champion_error: str | None = None,
+    not_comparable: str | None = None,
     fallback: MetricFn | None = None,
 ) -> GateResult:
     """Apply the gate (see the module's docstring) and say why.
 
-    ``champion_error`` says why a champion that exists could not be scored: the
-    candidate then cannot be compared, so it is not promoted either.
+    ``not_comparable`` says why a champion that exists cannot be compared with the
+    candidate on this holdout (None: it can, or there is no champion); the champion's
+    scores are then not used, and the candidate is not promoted.
     """
     name = config.primary_metric
+    comparable = champion if not_comparable is None else None
     base = _Figures(
         primary_metric=name,
         candidate=candidate.metric(name),
-        champion=None if champion is None else champion.metric(name),
+        champion=None if comparable is None else comparable.metric(name),
         positives=int(np.count_nonzero(y)),
     )
+    if not_comparable is not None:
+        return GateResult("not_comparable", not_comparable, **base)
     early = _on_its_own(config, len(y), base)
     if early is not None:
         return early
-    if champion_error is not None:
-        return GateResult("not_comparable", champion_error, **base)
-    if champion is None:
+    if comparable is None:
         value = base["candidate"]
         reason = f"first model: {name} {value:.4f} clears the floor {config.floor:.4f}"
         return GateResult("promote", reason, **base)
-    if not comparable:
-        return GateResult("not_comparable", comparable_reason, **base)
-    broken = _broken_guardrail(config, candidate, champion)
-    if broken is not None:
-        return GateResult("reject", broken, **base)
-    return _bootstrap_decision(
+    result = _bootstrap_decision(
         config,
         y,
-        (candidate.scores, champion.scores),
+        (candidate.scores, comparable.scores),
         base,
-        champion.metric(name),
+        comparable.metric(name),
         fallback=fallback,
     )
+    if result.decision != "promote":
+        return result
+    broken = _broken_guardrail(config, candidate, comparable)
+    if broken is None:
+        return result
+    return dataclasses.replace(result, decision="reject", reason=broken)
 
 
 def _on_its_own(config: GateConfig, n: int, base: _Figures) -> GateResult | None:

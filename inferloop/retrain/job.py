@@ -45,7 +45,7 @@ from inferloop.retrain.outcome import RunOutcome
 from inferloop.retrain.progress import Progress
 from inferloop.retrain.provenance import code_commit, lock_file_sha256
 from inferloop.retrain.recipe import Recipe, Trained, holdout_rows, train_and_score
-from inferloop.retrain.report import build_report, write_report
+from inferloop.retrain.report import build_report, report_folder, write_report
 from inferloop.retrain.snapshot import Snapshot, SnapshotReader
 from inferloop.retrain.status import iso, record_run, redis_errors, utc_now
 from inferloop.settings import Domain, Settings
@@ -178,7 +178,9 @@ class RetrainJob:
         except NotEnoughDataError as exc:
             record.outcome, record.reason = "skipped", str(exc)
         except InferloopError as exc:
-            log.exception("retrain %s [%s] failed", request.domain, request.run_id)
+            # An expected error: its message says what to do, and the run's summary line
+            # (logged by _finish) carries it; the traceback is for debugging only.
+            log.debug("retrain %s [%s] failed", request.domain, request.run_id, exc_info=True)
             record.outcome, record.reason = "failed", f"{type(exc).__name__}: {exc}"
         finally:
             with self._leases_lock:
@@ -337,8 +339,12 @@ class RetrainJob:
         candidate = Contender(
             ModelScores(trained.holdout_scores, trained.fitted.threshold), trained.metrics
         )
-        champion, error = self._score_champion(run)
-        comparable, why = comparable_holdout(run.champion, trained)
+        # A champion that cannot be compared is not scored: no figure of it on data it
+        # was trained on reaches the gate, the record or the log.
+        why_not = comparable_holdout(run.champion, trained)
+        champion = None
+        if why_not is None:
+            champion, why_not = self._score_champion(run)
         retrain = self.settings.retrain
         config = GateConfig(
             primary_metric=spec.primary_metric,
@@ -354,9 +360,7 @@ class RetrainJob:
             trained.holdout_y,
             candidate,
             champion,
-            comparable=comparable,
-            comparable_reason=why,
-            champion_error=error,
+            not_comparable=why_not,
             fallback=lambda y, s, t: spec.metrics(y, s, t)[spec.primary_metric],
         )
         return Evaluation(candidate, champion, gate)
@@ -439,7 +443,7 @@ class RetrainJob:
             title=f"{spec.name} v{version.version}",
         )
         self.registry.put_report(spec.name, version.version, files)
-        folder = self.settings.retrain.reports_dir / spec.name / f"v{version.version}"
+        folder = report_folder(self.settings, spec.name, version.version)
         record.report_dir = str(write_report(folder, files))
 
     def _act(self, run: _Run, version: ModelVersion) -> None:
@@ -447,10 +451,15 @@ class RetrainJob:
         if gate.decision == "insufficient_evidence":
             record.outcome, record.reason = "insufficient_evidence", gate.reason
             return
-        if gate.decision != "promote":
+        if gate.decision == "not_comparable":
+            self.registry.reject(
+                name, version.version, gate.reason, actor=lease.holder, status="not_comparable"
+            )
+            record.outcome, record.reason = "not_comparable", gate.reason
+            return
+        if gate.decision == "reject":
             self.registry.reject(name, version.version, gate.reason, actor=lease.holder)
-            record.outcome = "rejected" if gate.decision == "reject" else "not_comparable"
-            record.reason = gate.reason
+            record.outcome, record.reason = "rejected", gate.reason
             return
         try:
             self.registry.promote(
@@ -474,24 +483,25 @@ class RetrainJob:
         )
 
 
-def comparable_holdout(champion: Champion | None, trained: Trained) -> tuple[bool, str]:
-    """Whether the holdout is newer than everything the champion was trained on."""
+def comparable_holdout(champion: Champion | None, trained: Trained) -> str | None:
+    """Why the holdout is not newer than everything the champion was trained on (None: it
+    is, or there is no champion)."""
     if champion is None:
-        return True, ""
+        return None
     split = dict(champion.version.lineage).get("split") or {}
     trained_until = (split.get("train") or {}).get("event_time_max_s")
     if trained_until is None:
-        return False, (
+        return (
             f"champion {champion.target}'s lineage does not say what it was "
             "trained on: the holdout cannot be shown to be new to it"
         )
     if float(trained_until) >= trained.split.cutoff_s:
-        return False, (
+        return (
             f"the holdout starts at event time {trained.split.cutoff_s:.0f}, not "
             f"after the champion's training data (up to {float(trained_until):.0f}): "
             "the champion would be scored on examples it was trained on"
         )
-    return True, ""
+    return None
 
 
 def golden_events(spec: DomainSpec, values: list[bytes]) -> list[dict[str, Any]]:

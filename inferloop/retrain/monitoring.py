@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +13,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from inferloop.httpserve import BackgroundHTTPServer, Reply
 from inferloop.retrain.errors import RetrainError
-from inferloop.retrain.outcome import RunOutcome
+from inferloop.retrain.outcome import OUTCOMES, RunOutcome
+from inferloop.settings import DOMAINS
 
 log = logging.getLogger(__name__)
 
@@ -21,16 +22,32 @@ STEP_BUCKETS_S = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
 
 class ServiceMetrics:
-    """Runs by outcome, durations by step, rows read, last success and next run."""
+    """Runs by outcome, durations by step, rows read, last run of each outcome, next run."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, domains: Sequence[str] = DOMAINS
+    ) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.runs = Counter(
-            "inferloop_retrain_runs", "Retrain runs by outcome", ["domain", "outcome"], registry=r
+            "inferloop_retrain_runs_total",
+            "Retrain runs by outcome (promoted, rejected, not_comparable, skipped, failed, ...)",
+            ["domain", "outcome"],
+            registry=r,
         )
+        self.last_run = Gauge(
+            "inferloop_retrain_last_run_timestamp_seconds",
+            "When the last run of each outcome finished",
+            ["domain", "outcome"],
+            registry=r,
+        )
+        # Every outcome's series exists from the start, at 0: a rate or an alert on
+        # outcome="not_comparable" works before the first one happens.
+        for domain in domains:
+            for outcome in OUTCOMES:
+                self.runs.labels(domain, outcome)
         self.firings = Counter(
-            "inferloop_retrain_firings",
+            "inferloop_retrain_firings_total",
             "Scheduled firings: run here, claimed by another instance, "
             "missed (later than the grace time) or skipped (still running)",
             ["domain", "result"],
@@ -51,14 +68,15 @@ class ServiceMetrics:
             registry=r,
         )
         self.rows_read = Counter(
-            "inferloop_retrain_rows_read",
+            "inferloop_retrain_rows_read_total",
             "Labelled records read from Kafka",
             ["domain"],
             registry=r,
         )
         self.last_success = Gauge(
             "inferloop_retrain_last_success_timestamp_seconds",
-            "When the last successful run finished",
+            "When a run last reached a decision or rightly skipped (the service is alive); "
+            "inferloop_retrain_last_run_timestamp_seconds tells the outcomes apart",
             ["domain"],
             registry=r,
         )
@@ -79,9 +97,12 @@ class ServiceMetrics:
         for step, seconds in outcome.durations_s.items():
             self.step_seconds.labels(outcome.domain, step).observe(seconds)
         self.rows_read.labels(outcome.domain).inc(outcome.records_read)
-        if outcome.successful and outcome.finished_at:
-            finished = datetime.fromisoformat(outcome.finished_at)
-            self.last_success.labels(outcome.domain).set(finished.timestamp())
+        if not outcome.finished_at:
+            return
+        finished = datetime.fromisoformat(outcome.finished_at).timestamp()
+        self.last_run.labels(outcome.domain, outcome.outcome).set(finished)
+        if outcome.successful:
+            self.last_success.labels(outcome.domain).set(finished)
 
     def set_next_run(self, domain: str, when: datetime | None) -> None:
         """Record the next scheduled run (NaN-free: 0 when there is none)."""

@@ -78,11 +78,12 @@ class RunOutcome:
         if self.holdout:
             parts.append(f"holdout {self.holdout} ({self.holdout_positives} positive)")
         if self.candidate is not None:
-            vs = (
-                "no champion"
-                if self.champion is None
-                else (f"champion v{self.champion_version} {self.champion:.4f}")
-            )
+            if self.champion is not None:
+                vs = f"champion v{self.champion_version} {self.champion:.4f}"
+            elif self.champion_version is not None:
+                vs = f"champion v{self.champion_version} not compared"
+            else:
+                vs = "no champion"
             parts.append(f"{self.primary_metric} candidate {self.candidate:.4f} vs {vs}")
         parts.append(f"{self.duration_s:.1f}s")
         if self.durations_s:

@@ -17,6 +17,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve
 
+from inferloop.settings import Settings
+
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
@@ -24,6 +26,13 @@ PR_FILE = "pr_curves.png"
 CONFUSION_FILE = "confusion_matrix.png"
 SCORES_FILE = "score_distributions.png"
 REPORT_FILES = (METRICS_FILE, PR_FILE, CONFUSION_FILE, SCORES_FILE)
+
+
+def report_folder(settings: Settings, domain: str, version: int) -> Path:
+    """Where a version's report is written: under ``retrain.reports_dir`` (by default the
+    state directory's ``reports/``), apart for each Redis key prefix."""
+    root = settings.retrain.reports_dir or settings.services.state_dir / "reports"
+    return root / settings.redis.key_prefix / domain / f"v{version}"
 
 
 def _png(fig: Figure) -> bytes:

@@ -1,11 +1,11 @@
-"""Each domain's retrain status in Redis: last run, last success, next scheduled run."""
+"""Each domain's retrain status in Redis: last run, last run of each outcome, next run."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import redis
@@ -15,7 +15,7 @@ from inferloop.connections import redis_address, redis_unavailable
 from inferloop.keys import Keys
 from inferloop.retrain.errors import RetrainPermissionError
 from inferloop.retrain.lock import HolderInfo, LeaseLock
-from inferloop.retrain.outcome import RunOutcome
+from inferloop.retrain.outcome import OUTCOMES, RunOutcome
 from inferloop.settings import RedisSettings
 
 log = logging.getLogger(__name__)
@@ -47,22 +47,35 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
+# The status hash's field holding the last run of one outcome: ``last:<outcome>``.
+_BY_OUTCOME = "last:"
+
+
 @dataclass(frozen=True)
 class DomainStatus:
-    """What Redis says about one domain's retraining."""
+    """What Redis says about one domain's retraining.
+
+    ``last_success_at`` is when a run last reached a decision or rightly found nothing
+    to do (a skip counts: the service is alive); ``last_by_outcome`` keeps the last run
+    of each outcome apart, so a skip never reads as a promotion.
+    """
 
     domain: str
     last_run: RunOutcome | None
     last_success_at: str | None
     next_run_at: str | None
     running: HolderInfo | None
+    last_by_outcome: dict[str, RunOutcome] = field(default_factory=dict)
 
 
 def record_run(client: redis.Redis, keys: Keys, outcome: RunOutcome) -> None:
-    """Store ``outcome`` as the domain's last run (and last success when it was one)."""
+    """Store ``outcome`` as the domain's last run, and as its last run of that outcome
+    (and its last success when it was one)."""
+    record = outcome.to_json()
     fields: dict[FieldT, EncodableT] = {
-        "last_run": outcome.to_json(),
+        "last_run": record,
         "last_run_at": outcome.finished_at,
+        f"{_BY_OUTCOME}{outcome.outcome}": record,
     }
     if outcome.successful:
         fields["last_success_at"] = outcome.finished_at
@@ -92,6 +105,11 @@ def read_status(client: redis.Redis, keys: Keys, domain: str, lease_s: float) ->
         last_success_at=raw.get("last_success_at"),
         next_run_at=raw.get("next_run_at") or None,
         running=running,
+        last_by_outcome={
+            name: RunOutcome.from_json(raw[f"{_BY_OUTCOME}{name}"])
+            for name in OUTCOMES
+            if f"{_BY_OUTCOME}{name}" in raw
+        },
     )
 
 

@@ -32,3 +32,15 @@ def test_bad_setting_in_environment_is_named() -> None:
     )
     assert result.exit_code == 1
     assert "INFERLOOP_TOPICS__PARTITIONS" in result.output
+
+
+def test_a_misspelt_variable_stops_the_command_naming_the_valid_one() -> None:
+    # `services up` used to take the default ports and call the defaults "already
+    # running"; now no command runs on a misread environment.
+    result = CliRunner(env={"INFERLOOP_LOCAL__KAFKA_PORT": "29092"}).invoke(
+        cli, ["services", "status"]
+    )
+    assert result.exit_code == 1
+    assert "INFERLOOP_LOCAL__KAFKA_PORT is not a setting" in result.output
+    assert "did you mean INFERLOOP_SERVICES__KAFKA_PORT?" in result.output
+    assert "Traceback" not in result.output

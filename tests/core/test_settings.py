@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
-from inferloop.settings import Settings
+from inferloop.errors import UnknownSettingError
+from inferloop.settings import NOT_SETTINGS, Settings, setting_variables
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_nested_settings_come_from_prefixed_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -88,3 +94,53 @@ def test_to_env_rebuilds_the_same_settings_secrets_included(
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     assert Settings() == original
+
+
+def test_a_misspelt_variable_is_an_error_naming_the_valid_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The outage of issue 31: the section is SERVICES, and the typo was silently ignored.
+    monkeypatch.setenv("INFERLOOP_LOCAL__KAFKA_PORT", "29092")
+    monkeypatch.setenv("INFERLOOP_REDIS__KEYPREFIX", "prod")
+    with pytest.raises(UnknownSettingError) as raised:
+        Settings()
+    message = str(raised.value)
+    assert (
+        "INFERLOOP_LOCAL__KAFKA_PORT is not a setting (did you mean "
+        "INFERLOOP_SERVICES__KAFKA_PORT?)" in message
+    )
+    assert "INFERLOOP_REDIS__KEYPREFIX is not a setting (did you mean " in message
+    assert "INFERLOOP_REDIS__KEY_PREFIX?)" in message
+
+
+def test_valid_names_in_any_case_a_whole_section_and_the_scripts_own_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("inferloop_services__kafka_port", "29092")
+    monkeypatch.setenv("INFERLOOP_TOPICS", '{"prefix": "x-"}')
+    for name in NOT_SETTINGS:
+        monkeypatch.setenv(name, "/somewhere")
+    settings = Settings()
+    assert settings.services.kafka_port == 29092
+    assert settings.topics.prefix == "x-"
+
+
+def test_every_variable_the_project_sets_or_documents_is_a_setting() -> None:
+    places = [ROOT / "scripts", ROOT / "inferloop", ROOT / "tests", ROOT / "docs"]
+    files = [p for d in places if d.is_dir() for p in d.rglob("*") if p.is_file()]
+    files += [ROOT / n for n in ("docker-compose.yml", "Dockerfile", "README.md")]
+    found: dict[str, Path] = {}
+    for path in files:
+        if not path.exists() or path.suffix in {".pyc", ".png", ".json"}:
+            continue
+        text = path.read_text(errors="replace")
+        # A name cut at "__" is a section being described, not a variable.
+        for name in re.findall(r"INFERLOOP_[A-Z0-9_]*[A-Z0-9]\b", text):
+            found.setdefault(name, path)
+    assert found, "no variables found: the scan is broken"
+    valid = setting_variables() | NOT_SETTINGS
+    # Names built in code (f"INFERLOOP_RETRAIN__{domain.upper()}_SCHEDULE") and this
+    # file's own misspellings are not variables of the project.
+    own_typos = {"INFERLOOP_LOCAL__KAFKA_PORT", "INFERLOOP_REDIS__KEYPREFIX"}
+    unknown = {n: str(p) for n, p in found.items() if n not in valid | own_typos}
+    assert not unknown

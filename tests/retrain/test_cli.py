@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import redis
 from click.testing import CliRunner
@@ -78,3 +80,70 @@ def test_an_unreachable_redis_is_one_line_naming_its_address(retrain_settings: S
         assert code == 1
         assert f"Redis unreachable at 127.0.0.1:{port}" in output
         assert "Traceback" not in output
+
+
+def test_status_keeps_a_skip_apart_from_the_last_promotion(
+    retrain_settings: Settings, labels_topic: str
+) -> None:
+    produce(retrain_settings, labels_topic, emails(300))
+    assert _invoke(retrain_settings, "run", "emails", "--in-process")[0] == 0
+    code, output = _invoke(retrain_settings, "run", "emails", "--in-process")
+    assert code == 0, output
+    assert "skipped" in output
+
+    code, output = _invoke(retrain_settings, "status", "emails", "--json")
+    assert code == 0, output
+    (status,) = json.loads(output)["domains"]
+    assert status["last_run"]["outcome"] == "skipped"
+    kinds = status["last_by_outcome"]
+    assert list(kinds) == ["promoted", "skipped"]
+    assert (kinds["promoted"]["version"], kinds["skipped"]["version"]) == (1, None)
+
+    code, table = _invoke(retrain_settings, "status", "emails")
+    assert code == 0, table
+    assert "last success" not in table
+    assert "last promoted" in table
+    (promoted,) = [line for line in table.splitlines() if "│ promoted" in line]
+    assert "v1" in promoted
+    assert any("│ skipped" in line for line in table.splitlines())
+
+
+def _run_command(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real command in a process of its own, as an operator runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "inferloop", *args],
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_a_missing_signing_key_is_one_clear_line_and_exit_status_1(
+    retrain_settings: Settings, labels_topic: str
+) -> None:
+    unsigned = retrain_settings.model_copy(
+        update={"registry": retrain_settings.registry.model_copy(update={"signing_key_path": None})}
+    )
+    done = _run_command(unsigned, "retrain", "run", "emails", "--in-process")
+    assert done.returncode == 1, done.stderr
+    assert "Error: retrain emails failed: RetrainError: no signing key" in done.stderr
+    assert "Traceback" not in done.stderr
+    # Debugging, the traceback is there.
+    verbose = _run_command(unsigned, "--verbose", "retrain", "run", "emails", "--in-process")
+    assert verbose.returncode == 1
+    assert "Traceback" in verbose.stderr
+
+
+def test_too_few_positives_for_the_folds_is_one_clear_line(
+    retrain_settings: Settings, labels_topic: str
+) -> None:
+    rare = [dict(e, label="ham") for e in emails(300)]
+    for example in rare[100:102]:
+        example["label"] = "spam"
+    produce(retrain_settings, labels_topic, rare)
+    done = _run_command(retrain_settings, "retrain", "run", "emails", "--in-process")
+    assert done.returncode == 1, done.stderr
+    assert "forward folds need at least" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -95,9 +95,50 @@ def test_a_broken_guardrail_rejects_a_better_primary_metric() -> None:
 def test_overlapping_or_unscorable_champion_cannot_promote() -> None:
     y = _holdout()
     champion, candidate = _model(y, 2.5, 2), _model(y, 4.5, 1)
-    overlap = decide(
-        _config(), y, candidate, champion, comparable=False, comparable_reason="holdout overlaps"
-    )
-    broken = decide(_config(), y, candidate, None, champion_error="champion v3 unreadable")
+    overlap = decide(_config(), y, candidate, champion, not_comparable="holdout overlaps")
+    broken = decide(_config(), y, candidate, None, not_comparable="champion v3 unreadable")
     assert (overlap.decision, overlap.reason) == ("not_comparable", "holdout overlaps")
     assert (broken.decision, broken.reason) == ("not_comparable", "champion v3 unreadable")
+
+
+def test_comparability_comes_before_the_floor_and_hides_the_champions_figure() -> None:
+    # Below the floor and not comparable: the comparison is what is wrong, and the
+    # champion's score on data it was trained on is not reported at all.
+    y = _holdout()
+    result = decide(
+        _config(), y, _model(y, 0.0, 1), _model(y, 2.5, 2), not_comparable="holdout overlaps"
+    )
+    assert (result.decision, result.reason) == ("not_comparable", "holdout overlaps")
+    assert result.champion is None
+    assert result.delta is None
+
+
+def test_comparability_comes_before_the_evidence() -> None:
+    y = _holdout(positives=5)
+    result = decide(
+        _config(), y, _model(y, 6.0, 1), _model(y, 1.0, 2), not_comparable="holdout overlaps"
+    )
+    assert result.decision == "not_comparable"
+
+
+def test_the_floor_comes_before_the_win() -> None:
+    y = _holdout()
+    weak_champion = _model(y, 0.0, 2)
+    result = decide(_config(), y, _model(y, 0.3, 1), weak_champion)
+    assert result.decision == "reject"
+    assert "below the floor" in result.reason
+
+
+def test_the_win_comes_before_the_guardrails() -> None:
+    # The champion's own scores with a threshold that catches almost no fraud: no win on
+    # the primary metric (threshold-free AUPRC) and a broken recall guardrail. The reason
+    # is the first step that fails: no real win.
+    y = _holdout()
+    champion = _model(y, 2.5, 2, threshold=0.5)
+    strict = Contender(
+        ModelScores(champion.scores.scores, 0.995),
+        SPEC.metrics(y, champion.scores.scores, 0.995),
+    )
+    result = decide(_config(), y, strict, champion)
+    assert result.decision == "reject"
+    assert result.reason.startswith("no real win")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import redis
 from kafka import TopicPartition
 
 from inferloop.connections import make_consumer
+from inferloop.domains import get_domain
 from inferloop.keys import Keys
 from inferloop.local.process import free_port
 from inferloop.registry import Registry
@@ -16,7 +18,7 @@ from inferloop.retrain.job import RetrainJob, RunRequest
 from inferloop.retrain.lock import LeaseLock
 from inferloop.retrain.outcome import RunOutcome
 from inferloop.retrain.progress import Progress
-from inferloop.retrain.report import METRICS_FILE, REPORT_FILES
+from inferloop.retrain.report import METRICS_FILE, REPORT_FILES, report_folder
 from inferloop.settings import Settings
 from tests.retrain.conftest import JobFactory, with_retrain
 from tests.retrain.factories import emails, produce
@@ -72,10 +74,26 @@ def test_a_run_registers_its_snapshot_offsets_and_promotes_the_first_model(
     assert registry.resolve("emails") == version.target
     assert set(registry.get_report("emails", 1)) == set(REPORT_FILES)
     assert outcome.report_dir is not None
-    written = json.loads(
-        (retrain_settings.retrain.reports_dir / "emails" / "v1" / METRICS_FILE).read_text()
-    )
+    written = json.loads((report_folder(retrain_settings, "emails", 1) / METRICS_FILE).read_text())
     assert written["gate"]["decision"] == "promote"
+
+
+def test_reports_go_under_the_state_directory_apart_for_each_key_prefix(
+    retrain_settings: Settings, labels_topic: str, tmp_path: Path, make_job: JobFactory
+) -> None:
+    produce(retrain_settings, labels_topic, emails(300))
+    state = tmp_path / "state"
+    default = retrain_settings.model_copy(
+        update={
+            "services": retrain_settings.services.model_copy(update={"state_dir": state}),
+            "retrain": retrain_settings.retrain.model_copy(update={"reports_dir": None}),
+        }
+    )
+    outcome = make_job(default).run(RunRequest("emails"))
+    prefix = retrain_settings.redis.key_prefix
+    folder = state / "reports" / prefix / "emails" / "v1"
+    assert outcome.report_dir == str(folder)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(REPORT_FILES)
 
 
 def test_a_candidate_of_shuffled_labels_is_rejected_with_the_reason(
@@ -226,8 +244,37 @@ def test_a_holdout_overlapping_the_champions_training_data_cannot_promote(
     outcome = make_job(wider).run(RunRequest("emails", force=True))
     assert outcome.outcome == "not_comparable"
     assert "the champion would be scored on examples it was trained on" in outcome.reason
-    assert registry.get_version("emails", 2).status == "rejected"
+    # Its own status and history action, not "rejected"; no figure of the champion on
+    # its own training data anywhere.
+    version = registry.get_version("emails", 2)
+    assert version.status == "not_comparable"
+    assert version.champion_metrics is None
+    assert version.params["gate"]["champion"] is None
+    latest = registry.history("emails", limit=1)[0]
+    assert (latest.action, latest.version) == ("not_comparable", 2)
+    assert outcome.champion is None
+    assert "champion v1 not compared" in outcome.summary_line()
     assert registry.resolve("emails") == registry.get_version("emails", 1).target
+    # Not known bad: an operator may still promote it by hand.
+    registry.promote("emails", 2, expected_current=1, reason="checked by hand")
+    assert registry.resolve("emails") == version.target
+
+
+def test_a_not_comparable_candidate_below_the_floor_is_reported_as_not_comparable(
+    retrain_settings: Settings, labels_topic: str, registry: Registry, make_job: JobFactory
+) -> None:
+    produce(retrain_settings, labels_topic, emails(400))
+    assert make_job().run(RunRequest("emails")).outcome == "promoted"
+    # Labels no model can learn (below the floor), and a holdout that overlaps the
+    # champion's training data: the comparison is what is wrong, so that is the reason.
+    produce(retrain_settings, labels_topic, emails(1200, start=400, shuffle_labels=True))
+    wider = with_retrain(retrain_settings, holdout_fraction=0.9)
+    outcome = make_job(wider).run(RunRequest("emails", force=True))
+    assert outcome.outcome == "not_comparable", outcome.reason
+    assert outcome.candidate is not None
+    assert outcome.candidate < get_domain("emails").floor
+    assert "below the floor" not in outcome.reason
+    assert registry.get_version("emails", 2).status == "not_comparable"
 
 
 def test_an_unreachable_redis_is_a_failed_run_naming_its_address(

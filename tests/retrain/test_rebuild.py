@@ -11,7 +11,7 @@ from inferloop.cli import cli
 from inferloop.registry import Registry
 from inferloop.retrain.job import RunRequest
 from inferloop.retrain.rebuild import rebuild
-from inferloop.retrain.report import METRICS_FILE, REPORT_FILES
+from inferloop.retrain.report import METRICS_FILE, REPORT_FILES, report_folder
 from inferloop.settings import Settings
 from tests.helpers import settings_env
 from tests.retrain.conftest import JobFactory
@@ -58,7 +58,7 @@ def test_the_rebuild_command_shows_the_match(
     assert fetched.exit_code == 0, fetched.output
     assert sorted(p.name for p in out.iterdir()) == sorted(REPORT_FILES)
     assert (out / METRICS_FILE).read_bytes() == (
-        retrain_settings.retrain.reports_dir / "emails" / "v1" / METRICS_FILE
+        report_folder(retrain_settings, "emails", 1) / METRICS_FILE
     ).read_bytes()
     missing = CliRunner(env=settings_env(retrain_settings)).invoke(
         cli, ["retrain", "rebuild", "emails", "9"]
