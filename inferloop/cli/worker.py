@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,9 @@ if TYPE_CHECKING:
 # (``inferloop --help``, and every other command), and the worker brings scikit-learn.
 
 log = logging.getLogger(__name__)
+
+# How many ports from the default a lone worker tries before the clear error.
+AUTO_METRICS_PORTS = 64
 
 domain_argument = click.argument("domain", type=click.Choice(DOMAINS))
 
@@ -85,7 +89,13 @@ def run(
 
     limits = RunLimits(max_messages=max_messages, idle_timeout_s=idle_timeout_s)
     summary = Worker(
-        settings, domain, slot=slot, limits=limits, install_signals=True, supervised=supervised
+        settings,
+        domain,
+        slot=slot,
+        limits=limits,
+        install_signals=True,
+        supervised=supervised,
+        metrics_port=None if supervised else free_metrics_port(settings),
     ).run()
     click.echo(
         f"consumed {summary.consumed}, predicted {summary.predicted}, dead-lettered "
@@ -93,6 +103,38 @@ def run(
         f"{sorted(summary.versions)} ({summary.stopped_because})",
         err=True,
     )
+
+
+def free_metrics_port(settings: Settings) -> int | None:
+    """The metrics port of a lone ``worker run``: when INFERLOOP_WORKER__METRICS_PORT is
+    not set, the first free one from the default up (9300, 9301, ...), as --processes
+    gives child i base + i, so a second worker on a host starts; None (the setting, and
+    its clear error when the port is taken) when the port was set."""
+    ws = settings.worker
+    if "metrics_port" in ws.model_fields_set or not ws.metrics_port:
+        return None
+    for port in range(ws.metrics_port, min(ws.metrics_port + AUTO_METRICS_PORTS, 65536)):
+        if _port_free(ws.metrics_host, port):
+            if port != ws.metrics_port:
+                log.info(
+                    "metrics port %d is taken (another worker?): this one serves on %d "
+                    "(INFERLOOP_WORKER__METRICS_PORT fixes it)",
+                    ws.metrics_port,
+                    port,
+                )
+            return port
+    return None
+
+
+def _port_free(host: str, port: int) -> bool:
+    # The same options as the HTTP server's own bind: only a listener makes it fail.
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def _supervise(

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import re
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from click.testing import CliRunner
 
 from inferloop.cli import cli
-from inferloop.settings import Settings
+from inferloop.settings import Settings, WorkerSettings
 from inferloop.topics import DomainTopics
 from inferloop.worker.deadletter import H_REDRIVEN_FROM, header
 from inferloop.worker.loop import RunLimits
@@ -73,3 +78,60 @@ def test_dlq_show_counts_by_reason_and_redrive_republishes_the_chosen_letters(
     redriven = [r for r in events if header(r.headers, H_REDRIVEN_FROM)]
     assert sorted(r.value for r in redriven) == sorted(bad[:2])
     assert all(header(r.headers, "dlq.reason") is None for r in redriven)
+
+
+@contextmanager
+def _listening(port: int) -> Iterator[None]:
+    """``port`` taken by a listener (as by a first worker), if nothing holds it yet."""
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+    except OSError:
+        pass  # taken already: as good for the test
+    try:
+        yield
+    finally:
+        holder.close()
+
+
+def _worker(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "inferloop", "worker", "run", "transactions", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_second_worker_takes_the_next_metrics_port_unless_one_was_set(
+    *,
+    wsettings: Settings,
+    topics: DomainTopics,
+    champion: Champion,
+    model_v1: Fitted,
+) -> None:
+    champion(model_v1)
+    publish_events(wsettings, topics.events, range(20))
+    base = WorkerSettings().metrics_port
+    env = settings_env(wsettings)
+    with _listening(base):
+        # Not set: the next free port from the default, logged.
+        unset = {k: v for k, v in env.items() if k != "INFERLOOP_WORKER__METRICS_PORT"}
+        done = _worker(unset, "--max-messages", "20")
+        assert done.returncode == 0, done.stderr
+        assert f"metrics port {base} is taken" in done.stderr
+        found = re.search(r"metrics and health on http://127\.0\.0\.1:(\d+)/", done.stderr)
+        assert found is not None, done.stderr
+        served = int(found.group(1))
+        assert base < served < base + 64
+        # Set: that port or the clear error, one line, status 1.
+        taken = env | {"INFERLOOP_WORKER__METRICS_PORT": str(base)}
+        refused = _worker(taken, "--max-messages", "20")
+    assert refused.returncode == 1
+    assert f"cannot serve metrics on 127.0.0.1:{base}" in refused.stderr
+    assert "INFERLOOP_WORKER__METRICS_PORT" in refused.stderr
+    assert "Traceback" not in refused.stderr
