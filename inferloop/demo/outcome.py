@@ -214,5 +214,17 @@ def as_rows(outcome: DomainOutcome) -> list[dict[str, Any]]:
     return rows
 
 
+# The order statuses are listed in: the gate's outcomes apart, not_comparable its own.
+STATUS_ORDER = ("champion", "archived", "rejected", "not_comparable", "rolled_back", "candidate")
+
+
+def status_counts(versions: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """How many versions have each status (``rejected`` and ``not_comparable`` apart),
+    in :data:`STATUS_ORDER`, then any other status."""
+    counts = Counter(str(v["status"]) for v in versions)
+    order = [s for s in STATUS_ORDER if s in counts] + sorted(set(counts) - set(STATUS_ORDER))
+    return {status: counts[status] for status in order}
+
+
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"

@@ -14,7 +14,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from inferloop.demo.outcome import DomainOutcome, DomainRecords, as_rows, summarise
+from inferloop.demo.outcome import (
+    DomainOutcome,
+    DomainRecords,
+    as_rows,
+    status_counts,
+    summarise,
+)
 from inferloop.demo.plots import VersionEvent, pr_plot, throughput_plot, timeline_plot
 from inferloop.registry import Registry
 from inferloop.settings import Domain
@@ -60,8 +66,8 @@ def version_story(
             }
         )
         at = (version.created_at - started).total_seconds()
-        if version.status == "rejected":
-            events.append(VersionEvent(at, version.version, "rejected"))
+        if version.status in ("rejected", "not_comparable"):
+            events.append(VersionEvent(at, version.version, version.status))
     for entry in registry.history(domain, limit=1000):
         if entry.alias == "champion" and entry.to_target is not None:
             at = (entry.time - started).total_seconds()
@@ -134,7 +140,10 @@ def print_report(console: Console, report: DemoReport) -> None:
         for row in rows:
             quality.add_row(*(str(row[c]) for c in row))
         console.print(quality)
-        versions = Table(title=f"{domain}: model versions", title_justify="left")
+        versions = Table(
+            title=f"{domain}: model versions ({_by_status(report.versions[domain])})",
+            title_justify="left",
+        )
         for column in ("version", "status", "trigger", "the gate's reason"):
             versions.add_column(column)
         for v in report.versions[domain]:
@@ -147,6 +156,10 @@ def print_report(console: Console, report: DemoReport) -> None:
         console.print(versions)
     for path in (*report.plots, report.summary_json, report.summary_md):
         console.print(f"wrote {path}")
+
+
+def _by_status(versions: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{n} {status}" for status, n in status_counts(versions).items()) or "none"
 
 
 def markdown(
@@ -162,6 +175,7 @@ def markdown(
         lines += [
             "| " + " | ".join(str(v) for v in row.values()) + " |" for row in as_rows(outcome)
         ]
+        lines += ["", f"Model versions: {_by_status(versions[domain])}."]
         lines += ["", "| version | status | trigger | the gate's reason |"]
         lines += ["|---|---|---|---|"]
         lines += [

@@ -11,8 +11,10 @@ from inferloop.demo.outcome import (
     Predicted,
     parse_predictions,
     quality_by_version,
+    status_counts,
     summarise,
 )
+from inferloop.demo.summary import markdown
 
 
 def _p(event_id: str, version: int, score: float, at_ms: int, threshold: float = 0.5) -> Predicted:
@@ -78,3 +80,29 @@ def test_predictions_are_parsed_from_the_workers_records() -> None:
     }
     (p,) = parse_predictions([(json.dumps(body).encode(), 1_234)])
     assert p == Predicted("e1", 3, 0.93, "spam", 0.7, 1_234)
+
+
+def test_the_summary_shows_not_comparable_apart_from_rejected() -> None:
+    versions = [
+        {"version": 1, "status": "archived", "trigger": "cli", "reason": "first model"},
+        {"version": 2, "status": "champion", "trigger": "schedule", "reason": "a real win"},
+        {"version": 3, "status": "rejected", "trigger": "schedule", "reason": "below the floor"},
+        {"version": 4, "status": "not_comparable", "trigger": "cli", "reason": "overlaps"},
+    ]
+    assert status_counts(versions) == {
+        "champion": 1,
+        "archived": 1,
+        "rejected": 1,
+        "not_comparable": 1,
+    }
+    records = DomainRecords(
+        replayed_ids=["a"],
+        event_timestamps_ms={"a": 1_000},
+        predictions=[_p("a", 2, 0.9, 1_010)],
+        dead_letter_ids=[],
+        dead_letter_reasons=[],
+        labels={"a": 1},
+    )
+    text = markdown({"emails": summarise("emails", records)}, {"emails": versions})
+    assert "Model versions: 1 champion, 1 archived, 1 rejected, 1 not_comparable." in text
+    assert "| v4 | not_comparable | cli | overlaps |" in text
