@@ -13,8 +13,10 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from pydantic import ValidationError
 
 from inferloop.connections import make_consumer, make_producer
-from inferloop.settings import KAFKA_SHORTCUTS, Settings, WorkerSettings
+from inferloop.settings import KAFKA_SHORTCUTS, KafkaShortcut, Settings, WorkerSettings
 from inferloop.worker.kafka_internals import SHAPES, KafkaInternals
+from inferloop.worker.loop import Worker
+from tests.worker.conftest import DOMAIN, with_worker
 
 FALLBACKS = "inferloop_worker_kafka_shortcut_fallback_total"
 
@@ -129,3 +131,20 @@ def test_the_setting_takes_names_from_the_environment() -> None:
         WorkerSettings.model_validate({"kafka_shortcuts": "top_up,warp_drive"})
     env = Settings(worker=chosen).to_env()["INFERLOOP_WORKER__KAFKA_SHORTCUTS"]
     assert WorkerSettings.model_validate({"kafka_shortcuts": env}) == chosen
+
+
+@pytest.mark.parametrize("shortcuts", [KAFKA_SHORTCUTS, ("top_up", "batch_append")])
+def test_the_worker_s_clients_take_the_shortcuts_its_settings_name(
+    wsettings: Settings, shortcuts: tuple[KafkaShortcut, ...]
+) -> None:
+    worker = Worker(with_worker(wsettings, kafka_shortcuts=shortcuts), DOMAIN)
+    consumer = worker._make_consumer()
+    try:
+        handoffs = {
+            "coordinator_known": "ensure_coordinator_ready" in vars(consumer._coordinator),
+            "fetches_in_flight": "send_fetches" in vars(consumer._fetcher),
+        }
+    finally:
+        consumer.close()
+    assert handoffs == {name: name in shortcuts for name in handoffs}
+    assert worker._internals.enabled == set(shortcuts)
