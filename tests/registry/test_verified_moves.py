@@ -235,3 +235,33 @@ def test_fallback_targets_are_earlier_champions_newest_first_never_rolled_back_o
     registry.reject(NAME, 1, "found wanting")
     assert registry.fallback_targets(NAME) == []
     assert fourth.version == 4
+
+
+def test_the_cli_promotes_a_rolled_back_version_only_with_reviewed_and_a_challenger_in_one_step(
+    registry: Registry, registry_settings: Settings, three: list[ModelVersion]
+) -> None:
+    runner = CliRunner(env=settings_env(registry_settings))
+
+    def run(*args: str) -> Any:
+        return runner.invoke(cli, ["registry", *args])
+
+    registry.promote(NAME, 1, expected_current=None, reason="a")
+    registry.promote(NAME, 2, expected_current=1, reason="b")
+    assert run("rollback", NAME, "--reason", "v2 misbehaves").exit_code == 0
+
+    refused = run("promote", NAME, "2", "--reason", "again")
+    assert refused.exit_code == 1, refused.output
+    assert "--reviewed" in refused.output
+    again = run("promote", NAME, "2", "--reason", "fixed", "--reviewed")
+    assert again.exit_code == 0, again.output
+    assert "(promote, reviewed: fixed)" in again.output
+    history = json.loads(run("history", NAME, "--json").output)
+    assert [(e["action"], e["reviewed"]) for e in history[:2]] == [
+        ("promote", True),
+        ("rollback", False),
+    ]
+
+    registry.set_alias(NAME, "challenger", 3, expected_current=None, reason="shadow")
+    moved = run("promote-challenger", NAME, "--reason", "better in shadow")
+    assert moved.exit_code == 0, moved.output
+    assert registry.get_model(NAME).aliases == {"champion": three[2].target}
