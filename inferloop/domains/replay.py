@@ -189,7 +189,7 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         # kafka-python refuses a delivery timeout under linger + request timeout.
         "request_timeout_ms": max(1, min(settings.kafka.request_timeout_ms,
                                          delivery_ms - replay.linger_ms)),
-        # send() waits this long at most for metadata or buffer space.
+        # send() waits this long at most for metadata.
         "max_block_ms": delivery_ms,
     }  # fmt: skip
     if replay.compression_type != "none":
@@ -264,8 +264,15 @@ class _Replayer:
             )
 
     def wait_for_room(self) -> None:
-        """Wait (watching for failures) while too many sends wait for acknowledgement."""
-        while self.ledger.in_flight >= self.settings.max_unacknowledged:
+        """Wait (watching for failures) while too many sends wait for acknowledgement.
+
+        kafka-python 3.0's producer has no bound on what it holds (no buffer_memory),
+        so an outage would otherwise pile the whole data set into memory."""
+        ledger, limits = self.ledger, self.settings
+        while (
+            ledger.in_flight >= limits.max_unacknowledged
+            or ledger.in_flight_bytes >= limits.max_unacknowledged_bytes
+        ):
             self.check()
             if self.stop.wait(0.005):
                 return
@@ -285,21 +292,23 @@ class _Replayer:
     def _send(
         self, topic: str, key: bytes, value: bytes, timestamp_ms: int, on_ack: Callable[[], None]
     ) -> None:
+        size = len(key) + len(value)
         try:
             future = self.producer.send(topic, key=key, value=value, timestamp_ms=timestamp_ms)
         except KafkaError as exc:
-            self.ledger.failed(exc)
+            self.ledger.failed(size, exc)
             raise ReplayDeliveryError(f"Kafka refused a send: {exc!r}") from exc
         future.add_callback(lambda _metadata: on_ack())
-        future.add_errback(self.ledger.failed)
+        future.add_errback(partial(self.ledger.failed, size))
 
     def send_due_labels(self, now_ms: int) -> None:
         """Send every queued label whose delay has passed."""
         ledger = self.ledger
         while self.queue and self.queue[0].due_ms <= now_ms:
             label = self.queue.popleft()
-            ledger.label_sent()
-            on_ack = partial(ledger.label_acknowledged, label.position)
+            size = len(label.key) + len(label.value)
+            ledger.label_sent(size)
+            on_ack = partial(ledger.label_acknowledged, label.position, size)
             self._send(self.summary.labels_topic, label.key, label.value, now_ms, on_ack)
 
     def send_event(self, index: int, now_ms: int) -> None:
@@ -312,8 +321,9 @@ class _Replayer:
         key = event.id.encode()
         value = event.model_dump_json().encode()
         if not self.plan.labels_only:
-            self.ledger.event_sent()
-            on_ack = partial(self.ledger.event_acknowledged, index)
+            size = len(key) + len(value)
+            self.ledger.event_sent(size)
+            on_ack = partial(self.ledger.event_acknowledged, index, size)
             self._send(self.summary.events_topic, key, value, now_ms, on_ack)
         self._queue_label(index, key, value, now_ms)
         time_text = event.event_time.isoformat()
@@ -513,7 +523,8 @@ def _write_resume(
     labels = ledger.resume_labels()
     if path is None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        path = settings.replay.resume_dir / f"{summary.events_topic}-{summary.dataset}-{stamp}.json"
+        folder = settings.replay.resume_dir or settings.services.state_dir / "replay"
+        path = folder / f"{summary.events_topic}-{summary.dataset}-{stamp}.json"
     ResumeState(
         dataset=summary.dataset,
         domain=replayer.dataset.domain,

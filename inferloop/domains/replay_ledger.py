@@ -110,6 +110,7 @@ class Ledger:
     labels_only: bool = False
     counts: Counts = field(default_factory=Counts)
     in_flight: int = 0
+    in_flight_bytes: int = 0
     first_error: str | None = None
     last_progress: float = field(default_factory=time.monotonic)
     waiting: dict[int, PendingLabel] = field(default_factory=dict)
@@ -120,44 +121,46 @@ class Ledger:
         with self._lock:
             return position < self.next_position or position in self.done_beyond
 
-    def event_sent(self) -> None:
-        """An event was handed to the producer."""
+    def event_sent(self, size: int) -> None:
+        """An event of ``size`` bytes was handed to the producer."""
         with self._lock:
             self.counts.events_sent += 1
-            self._start_flight()
+            self._start_flight(size)
 
     def label_queued(self, label: PendingLabel) -> None:
         """A label waits for its delay (and then for its acknowledgement)."""
         with self._lock:
             self.waiting[label.position] = label
 
-    def label_sent(self) -> None:
-        """A waiting label was handed to the producer."""
+    def label_sent(self, size: int) -> None:
+        """A waiting label of ``size`` bytes was handed to the producer."""
         with self._lock:
             self.counts.labels_sent += 1
-            self._start_flight()
+            self._start_flight(size)
 
-    def event_acknowledged(self, position: int) -> None:
-        """The broker acknowledged the event at ``position``."""
+    def event_acknowledged(self, position: int, size: int) -> None:
+        """The broker acknowledged the event at ``position`` (of ``size`` bytes)."""
         with self._lock:
             self.counts.events_acknowledged += 1
-            self._progress()
+            self._progress(size)
             self._done(position)
 
-    def label_acknowledged(self, position: int) -> None:
-        """The broker acknowledged the label of ``position``."""
+    def label_acknowledged(self, position: int, size: int) -> None:
+        """The broker acknowledged the label of ``position`` (of ``size`` bytes)."""
         with self._lock:
             self.counts.labels_acknowledged += 1
-            self._progress()
+            self._progress(size)
             self.waiting.pop(position, None)
             if self.labels_only:
                 self._done(position)
 
-    def failed(self, error: BaseException) -> None:
-        """A send failed (its position stays not done; a resume sends it again)."""
+    def failed(self, size: int, error: BaseException) -> None:
+        """A send of ``size`` bytes failed (its position stays not done; a resume sends
+        it again)."""
         with self._lock:
             self.counts.failed += 1
             self.in_flight -= 1
+            self.in_flight_bytes -= size
             self.first_error = self.first_error or repr(error)
 
     def stalled_s(self) -> float:
@@ -175,15 +178,17 @@ class Ledger:
             ]
         return tuple(sorted(labels, key=lambda x: (x.due_ms, x.position)))
 
-    def _start_flight(self) -> None:
+    def _start_flight(self, size: int) -> None:
         # A stall is counted from the first send that waits, not from the last
         # acknowledgement before an idle spell (labels waiting for their delay).
         if not self.in_flight:
             self.last_progress = time.monotonic()
         self.in_flight += 1
+        self.in_flight_bytes += size
 
-    def _progress(self) -> None:
+    def _progress(self, size: int) -> None:
         self.in_flight -= 1
+        self.in_flight_bytes -= size
         self.last_progress = time.monotonic()
 
     def _done(self, position: int) -> None:

@@ -16,27 +16,28 @@ def label(position: int, due_ms: int = 0) -> PendingLabel:
 def test_acknowledgements_out_of_order_move_the_next_position_only_over_done_ones() -> None:
     ledger = Ledger(next_position=10)
     for _ in range(5):
-        ledger.event_sent()
+        ledger.event_sent(100)
     for position in (12, 10, 14):
-        ledger.event_acknowledged(position)
+        ledger.event_acknowledged(position, 100)
     assert ledger.next_position == 11
     assert ledger.done_beyond == {12, 14}
-    ledger.event_acknowledged(11)
+    ledger.event_acknowledged(11, 100)
     assert ledger.next_position == 13
     assert ledger.done_beyond == {14}
     assert ledger.in_flight == 1
+    assert ledger.in_flight_bytes == 100
     assert [ledger.is_done(p) for p in (9, 12, 13, 14)] == [True, True, False, True]
 
 
 def test_a_failed_send_leaves_its_position_to_send_again() -> None:
     ledger = Ledger(next_position=0)
-    ledger.event_sent()
-    ledger.event_sent()
-    ledger.failed(TimeoutError("expired"))
-    ledger.event_acknowledged(1)
+    ledger.event_sent(100)
+    ledger.event_sent(100)
+    ledger.failed(100, TimeoutError("expired"))
+    ledger.event_acknowledged(1, 100)
     assert ledger.next_position == 0
     assert not ledger.is_done(0)
-    assert ledger.in_flight == 0
+    assert (ledger.in_flight, ledger.in_flight_bytes) == (0, 0)
     assert ledger.first_error == "TimeoutError('expired')"
     assert ledger.counts.failed == 1
 
@@ -44,24 +45,24 @@ def test_a_failed_send_leaves_its_position_to_send_again() -> None:
 def test_the_resume_keeps_the_waiting_labels_of_done_positions_only_by_due_time() -> None:
     ledger = Ledger(next_position=0)
     for position, due in ((0, 300), (1, 100), (2, 200), (3, 50)):
-        ledger.event_sent()
+        ledger.event_sent(100)
         ledger.label_queued(label(position, due))
-    ledger.event_acknowledged(0)
-    ledger.event_acknowledged(2)
-    ledger.label_sent()
-    ledger.label_acknowledged(2)  # acknowledged: not waiting any more
+    ledger.event_acknowledged(0, 100)
+    ledger.event_acknowledged(2, 100)
+    ledger.label_sent(100)
+    ledger.label_acknowledged(2, 100)  # acknowledged: not waiting any more
     # 1 and 3 are not done: their events are sent again, and their labels made again.
     assert [x.position for x in ledger.resume_labels()] == [0]
-    ledger.event_acknowledged(1)
+    ledger.event_acknowledged(1, 100)
     assert [x.position for x in ledger.resume_labels()] == [1, 0]
 
 
 def test_in_a_labels_only_replay_the_label_is_what_makes_a_position_done() -> None:
     ledger = Ledger(next_position=5, labels_only=True)
     ledger.label_queued(label(5))
-    ledger.label_sent()
+    ledger.label_sent(100)
     assert not ledger.is_done(5)
-    ledger.label_acknowledged(5)
+    ledger.label_acknowledged(5, 100)
     assert ledger.is_done(5)
     assert ledger.resume_labels() == ()
 
@@ -70,7 +71,7 @@ def test_a_stall_counts_from_the_first_send_that_waits_not_from_an_idle_spell() 
     ledger = Ledger(next_position=0)
     ledger.last_progress -= 100  # an old acknowledgement, then labels waited idle
     assert ledger.stalled_s() == 0.0
-    ledger.event_sent()
+    ledger.event_sent(100)
     assert ledger.stalled_s() < 1.0
     ledger.last_progress -= 100
     assert ledger.stalled_s() >= 100

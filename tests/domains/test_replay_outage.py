@@ -97,9 +97,11 @@ def test_a_broker_outage_shorter_than_the_delivery_timeout_is_ridden_out(
 ) -> None:
     # Before: with nothing bounding what waited for the broker and no delivery timeout,
     # replay sent nothing more after the broker came back and flushed for good.
+    # At most 1 MiB waits for the broker (about 1,500 events): replay waits with it.
     settings = on_broker(
-        settings, own_kafka, tmp_path, delivery_timeout_s=90.0, max_unacknowledged=500
-    )
+        settings, own_kafka, tmp_path, delivery_timeout_s=90.0,
+        max_unacknowledged_bytes=1024 * 1024,
+    )  # fmt: skip
     create_domain_topics(settings, DOMAIN)
     topics = for_settings(settings, DOMAIN)
     plan = ReplayPlan(rate_per_s=1_000, label_delay_s=1.0, label_fraction=0.5, limit=6_000)
