@@ -305,10 +305,6 @@ def replay(
     domain: Domain,
     dataset: str | None,
     rate_text: str | None,
-    labels_only: bool,
-    start_fraction: float,
-    end_fraction: float,
-    limit: int | None,
     resume: Path | None,
     create_topics: bool,
     progress: bool,
@@ -332,15 +328,13 @@ def replay(
     settings = _settings_with_data_dir(ctx, data_dir)
     rate = parse_rate(rate_text) if rate_text is not None else None
     if resume is not None:
+        _refuse_a_plan_beside(resume, dataset, choices)
         dataset, plan = read_resume(resume)
         plan = replace(plan, rate_per_s=rate) if rate_text is not None else plan
     elif dataset is None:
         raise click.UsageError("give --dataset (or --resume FILE)")
     else:
-        plan = ReplayPlan.from_settings(
-            settings.replay, rate_per_s=rate, labels_only=labels_only, limit=limit,
-            start_fraction=start_fraction, end_fraction=end_fraction, **choices,
-        )  # fmt: skip
+        plan = ReplayPlan.from_settings(settings.replay, rate_per_s=rate, **choices)
     _check_dataset(domain, dataset)
     if create_topics:
         create_domain_topics(settings, domain)
@@ -352,6 +346,25 @@ def replay(
                                  progress=callback)  # fmt: skip
     _print_summary(summary, plan, domain, as_json)
     _exit_for(summary, stop.signal_number)
+
+
+# The plan options' values when not given (the others are None then).
+_PLAN_DEFAULTS = {"labels_only": False, "start_fraction": 0.0, "end_fraction": 1.0}
+
+
+def _refuse_a_plan_beside(resume: Path, dataset: str | None, choices: dict[str, Any]) -> None:
+    """A resume goes on with its file's plan: an option that would change it is an error
+    rather than silently ignored."""
+    given = [
+        f"--{name.replace('_', '-')}"
+        for name, value in choices.items()
+        if value is not None and value != _PLAN_DEFAULTS.get(name)
+    ]
+    given += ["--dataset"] * (dataset is not None)
+    if given:
+        raise click.UsageError(
+            f"--resume {resume} goes on with the plan it holds; drop {', '.join(given)}"
+        )
 
 
 class _Stop:

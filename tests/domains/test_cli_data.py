@@ -14,6 +14,7 @@ from inferloop.cli import cli
 from inferloop.cli.data import parse_rate
 from inferloop.domains import get_domain
 from inferloop.domains.replay import gets_label, labelled_json
+from inferloop.domains.replay_ledger import ResumeState
 from inferloop.settings import Settings
 from tests.domains.factories import encode, transaction_dict
 from tests.helpers import settings_env
@@ -98,3 +99,16 @@ def test_replay_reads_the_data_set_under_data_dir(settings: Settings, tmp_path: 
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["events_sent"] == 100
+
+
+def test_a_resume_refuses_options_that_would_change_its_plan(tmp_path: Path) -> None:
+    resume = tmp_path / "r.json"
+    ResumeState(
+        dataset="sms", domain="emails", events_topic="emails", labels_topic="emails.labels",
+        plan={"limit": 10}, next_position=3,
+    ).write(resume)  # fmt: skip
+    result = CliRunner().invoke(
+        cli, ["replay", "emails", "--resume", str(resume), "--limit", "5", "--event-time", "send"]
+    )
+    assert result.exit_code == 2
+    assert "drop --limit, --event-time" in result.output
