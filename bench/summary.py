@@ -53,14 +53,14 @@ def _git(root: Path, *args: str) -> str:
 
 
 def tables(markdown: str) -> list[dict[str, Any]]:
-    """Every Markdown table of ``markdown``: its section (the ``##`` heading above it),
-    headers and rows, cells as the Markdown shows them."""
+    """Every Markdown table of ``markdown``: its section (the heading above it), headers
+    and rows, cells as the Markdown shows them."""
     found: list[dict[str, Any]] = []
     heading = ""
     current: dict[str, Any] | None = None
     for line in markdown.splitlines():
-        if line.startswith("## "):
-            heading = line[3:].strip()
+        if line.startswith("#"):
+            heading = line.lstrip("#").strip()
         if not line.startswith("|"):
             current = None
             continue
@@ -85,6 +85,8 @@ def summary(results: dict[str, Any], markdown: str) -> dict[str, Any]:
             name: {k: v for k, v in section.items() if k != "figures"}
             for name, section in results.get("sections", {}).items()
         },
+        # A run of one section (faults) keeps its load average at the top level.
+        **{k: results[k] for k in ("load_start", "load_end") if k in results},
         "tables": tables(markdown),
         "figures": f"{FIGURES} of the run folder (not committed)",
     }

@@ -143,6 +143,8 @@ def test_a_faults_run_writes_the_same_summary(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "results.json").read_text())
     assert "of commit `0123456789ab`, 2026" in (tmp_path / "results.md").read_text()
     (table,) = summary["tables"]
+    assert summary["load_start"] == [1.0, 1.0, 1.0]
+    assert table["section"] == "inferloop fault injection"
     assert table["headers"][:2] == ["fault", "delivery"]
     assert table["rows"] == [
         ["broker-restart", "at-least-once", "30,000", "30,000", "0", "0", "12", "4.2", "pass", ""]
