@@ -25,6 +25,7 @@ from collections.abc import Callable
 import redis
 from threadpoolctl import threadpool_limits
 
+from inferloop.backoff import Backoff
 from inferloop.domains import DomainSpec
 from inferloop.errors import RedisUnavailableError
 from inferloop.registry import AliasTarget, ChampionWatcher, Registry
@@ -44,25 +45,6 @@ CHAMPION = "champion"
 REDIS_DOWN_ERRORS = (RedisUnavailableError, redis.ConnectionError, redis.TimeoutError)
 # How long one wait on the watcher lasts: the keeper's stop is noticed this fast.
 WATCH_SLICE_S = 0.25
-
-
-class Backoff:
-    """Exponential backoff: 0.5 s, doubling, up to ``max_s``; ``reset`` after a success."""
-
-    def __init__(self, max_s: float, first_s: float = 0.5) -> None:
-        self._first = first_s
-        self._max = max_s
-        self._next = first_s
-
-    def next(self) -> float:
-        """How long to wait before the next attempt."""
-        delay = self._next
-        self._next = min(self._next * 2, self._max)
-        return delay
-
-    def reset(self) -> None:
-        """Back to the first delay."""
-        self._next = self._first
 
 
 class ModelKeeper:
