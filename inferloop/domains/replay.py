@@ -51,6 +51,9 @@ LabelPolicy = Literal["all", "feedback"]
 # kafka-python reports a send past its delivery timeout itself; replay's own watch for
 # "no acknowledgement at all" gives it this long more, so its error comes first.
 _STALL_MARGIN_S = 5.0
+# An outage is logged once it has held acknowledgements back this long, then this often.
+_WARN_AFTER_S = 5.0
+_WARN_EVERY_S = 15.0
 
 
 class ReplayError(DomainError): ...
@@ -233,6 +236,7 @@ class _Replayer:
         positions = selection(dataset, plan)
         self.ledger = Ledger(next_position=positions.start, labels_only=plan.labels_only)
         self.queue: deque[PendingLabel] = deque()  # in due order
+        self.warned = 0.0  # when the last "waiting for Kafka" line was logged
         if resume is not None:
             self._resume_from(resume)
         self.producer: KafkaProducer = make_producer(settings.kafka, **producer_config(settings))
@@ -261,6 +265,14 @@ class _Replayer:
             raise ReplayDeliveryError(
                 f"no acknowledgement from Kafka for {stalled_s:.0f}s "
                 f"with {self.ledger.in_flight} sends in flight"
+            )
+        if stalled_s >= _WARN_AFTER_S and time.monotonic() - self.warned >= _WARN_EVERY_S:
+            self.warned = time.monotonic()
+            log.warning(
+                "replay waiting for Kafka: %d sends unacknowledged for %.0fs (gives up at %.0fs)",
+                self.ledger.in_flight,
+                stalled_s,
+                self.settings.delivery_timeout_s,
             )
 
     def wait_for_room(self) -> None:

@@ -93,7 +93,11 @@ def expected_ids(creditcard: Dataset, plan: ReplayPlan) -> tuple[list[str], set[
 
 
 def test_a_broker_outage_shorter_than_the_delivery_timeout_is_ridden_out(
-    settings: Settings, own_kafka: LocalKafka, creditcard: Dataset, tmp_path: Path
+    settings: Settings,
+    own_kafka: LocalKafka,
+    creditcard: Dataset,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # Before: with nothing bounding what waited for the broker and no delivery timeout,
     # replay sent nothing more after the broker came back and flushed for good.
@@ -125,6 +129,7 @@ def test_a_broker_outage_shorter_than_the_delivery_timeout_is_ridden_out(
     assert Counter(r.key.decode() for r in events) == Counter(ids)  # each once
     labels = read_topic(settings, topics.labels, expect=len(labelled))
     assert {r.key.decode() for r in labels} == labelled
+    assert "replay waiting for Kafka" in caplog.text  # not silent while it waits
 
 
 def test_an_outage_past_the_delivery_timeout_fails_with_a_resume_file_that_loses_nothing(
