@@ -116,9 +116,10 @@ class ReplayPlan:
         hears without asking: positives are reported (a spam report, a chargeback:
         ``positive_report_share``), a negative only when a flag on it is appealed.
         Replay does not see the model's flags, so ``false_positive_report_share`` of
-        all negatives stands for the appealed ones: the same count of negatives
-        against positives as a model flagging that share, without the flagged
-        negatives' bias towards the hard ones.
+        all negatives (chosen by id hash) stands for the appealed ones: set it to the
+        model's false-positive rate times the share of flags appealed. That gives the
+        labelled set the production mix of classes, but not the bias of its negatives
+        towards the hard ones the model flags.
         """
         if self.label_policy == "all":
             return self.label_fraction
