@@ -356,9 +356,11 @@ def retrain_section(run: Run) -> dict[str, Any]:
 
 
 def registry_section(run: Run) -> dict[str, Any]:
-    """The registry section: both domains' versions against the run's Redis."""
+    """The registry section: each domain's versions against the run's Redis."""
     rows = 1_000 if run.args.quick else registry.ROWS
-    return registry.run(run.env, rounds=run.args.registry_rounds, rows=rows)
+    return registry.run(
+        run.env, rounds=run.args.registry_rounds, rows=rows, domains=run.args.domains
+    )
 
 
 SECTION_RUNNERS = {

@@ -22,6 +22,7 @@ def test_the_section_registers_loads_and_resolves_both_domains(
     env = Env(settings.kafka.bootstrap_servers, settings.redis.url, tmp_path, tmp_path, keys)
 
     figures = registry.run(env, rounds=50, rows=200, key_prefix=settings.redis.key_prefix)
+    assert figures["resolved"] == "emails"
 
     assert set(figures["domains"]) == {"emails", "transactions"}
     for f in figures["domains"].values():
@@ -56,6 +57,7 @@ def test_the_registry_table_gives_each_domain_and_resolve_beside_ping() -> None:
         "domains": {"emails": domain},
         "ping": {"p50_us": 60.0, "p99_us": 110.0},
         "resolve": {"p50_us": 75.0, "p99_us": 150.0},
+        "resolved": "emails",
         "resolve_over_ping": 1.25,
     }
     section = {"seconds": 9.0, "load_start": [1.0, 1.0, 1.0], "load_end": [1.0, 1.0, 1.0]}
@@ -81,5 +83,5 @@ def test_the_registry_table_gives_each_domain_and_resolve_beside_ping() -> None:
     )
     assert "## Registry" in text
     assert "| emails | 1.23 | 5.5 | 0.25 | 40.0 | 12.5 | 3.0 | 1.5 |" in text
-    assert "| resolve (one HGET) | 75.0 | 150.0 |" in text
+    assert "| resolve emails (one HGET) | 75.0 | 150.0 |" in text
     assert "resolve / PING at p50 1.25" in text
