@@ -377,6 +377,9 @@ class RetrainService:
                 domains[domain] = {
                     "last_success_at": status.last_success_at,
                     "last_outcome": status.last_run.outcome if status.last_run else None,
+                    "last_by_outcome": {
+                        name: run.finished_at for name, run in status.last_by_outcome.items()
+                    },
                     "next_run_at": status.next_run_at,
                     "running": status.running.describe() if status.running else None,
                 }

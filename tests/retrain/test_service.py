@@ -110,6 +110,7 @@ def test_a_trigger_is_run_exactly_once_by_two_instances(
     assert redis_client.xpending(queue.stream, GROUP)["pending"] == 0
     assert (code, health["status"], health["instance"]) == (200, "ok", "a")
     assert health["domains"]["emails"]["last_outcome"] == "promoted"
+    assert list(health["domains"]["emails"]["last_by_outcome"]) == ["promoted"]
     assert code_metrics == 200
     assert b"inferloop_retrain_next_run_timestamp_seconds" in metrics
 
