@@ -126,7 +126,7 @@ def test_valid_names_in_any_case_a_whole_section_and_the_scripts_own_pass(
 
 
 def test_every_variable_the_project_sets_or_documents_is_a_setting() -> None:
-    places = [ROOT / "scripts", ROOT / "inferloop", ROOT / "tests", ROOT / "docs"]
+    places = [ROOT / d for d in ("scripts", "inferloop", "tests", "docs", "bench")]
     files = [p for d in places if d.is_dir() for p in d.rglob("*") if p.is_file()]
     files += [ROOT / n for n in ("docker-compose.yml", "Dockerfile", "README.md")]
     found: dict[str, Path] = {}
