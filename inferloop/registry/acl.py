@@ -31,8 +31,9 @@ _READ = (
     "+zcard +smembers +lindex +lrange +xrange +xrevrange +multi +exec +discard "
     "+subscribe +unsubscribe"
 )
-# What the alias scripts (promote, rollback, reject) run, and the Redis user they record.
-_MOVE = "+evalsha +script|load +acl|whoami +hset +lpush +ltrim +lpop +xadd +publish"
+# What the alias scripts (promote, set and remove an alias, promote the challenger,
+# rollback, reject) run, and the Redis user they record.
+_MOVE = "+evalsha +script|load +acl|whoami +hset +hdel +lpush +ltrim +lpop +xadd +publish"
 _REGISTER = "+incr +incrby +sadd +hsetnx +set +del +zadd"
 # The retrain job's own lock, status, triggers and outcomes.
 _RETRAIN_OWN = "+pexpire +pttl +xreadgroup +xack +xautoclaim +xclaim +xdel +xgroup|create"

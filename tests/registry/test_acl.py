@@ -182,3 +182,27 @@ def test_the_monitor_keeps_its_state_sends_triggers_and_rolls_back_but_cannot_re
     ):
         with pytest.raises(redis.exceptions.NoPermissionError):
             write()
+
+
+@pytest.mark.parametrize("role", ["operator", "monitor"])
+def test_the_alias_roles_promote_the_challenger_and_remove_an_alias(
+    stored: Registry, as_role: MakeUser, role: str
+) -> None:
+    # Both scripts delete a field of the aliases hash (HDEL), which the roles must allow.
+    user = as_role(role)
+    v1, v2 = (stored.get_version("transactions", n).target for n in (1, 2))
+    user.set_alias("transactions", "challenger", 2, expected_current=None, reason="shadow v2")
+    entry = user.promote_challenger("transactions", reason="better in shadow", actor=role)
+    assert (entry.action, entry.from_target, entry.to_target) == ("promote_challenger", v1, v2)
+    assert stored.resolve("transactions") == v2
+    assert stored.resolve("transactions", "challenger") is None
+
+    user.set_alias("transactions", "challenger", 1, expected_current=None, reason="shadow v1")
+    user.remove_alias("transactions", "challenger", expected_current=1, reason="enough")
+    assert stored.resolve("transactions", "challenger") is None
+    assert [(e.action, e.user) for e in stored.history("transactions", limit=4)] == [
+        ("remove_alias", user.redis_settings.username),
+        ("set_alias", user.redis_settings.username),
+        ("promote_challenger", user.redis_settings.username),
+        ("set_alias", user.redis_settings.username),
+    ]
