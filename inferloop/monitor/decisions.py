@@ -37,7 +37,6 @@ from inferloop.monitor.policy import (
     Action,
     Alarm,
     Comparison,
-    Floor,
     Policy,
     PolicyConfig,
     PromoteChallenger,
@@ -89,20 +88,6 @@ def counts_of(counts: Mapping[str, int], new: int, old: int) -> PairedCounts:
     return PairedCounts(**{f: int(counts.get(f"{key}:{f}", 0)) for f in PAIRED_FIELDS})
 
 
-def policy_config(domain: str, section: MonitorSettings) -> PolicyConfig:
-    """The policy's configuration from the monitor's settings."""
-    floors = [
-        Floor(figure, value)
-        for figure in ("f1", "auprc")
-        if (value := getattr(section, f"{domain}_live_floor_{figure}")) is not None
-    ]
-    return PolicyConfig(
-        domain=domain,
-        alarm_only=bool(getattr(section, f"{domain}_alarm_only", False)),
-        floors=tuple(floors) if floors else None,
-    )
-
-
 class Decisions:
     """The policy of one domain, its inputs kept with the batches, its actions done."""
 
@@ -114,7 +99,8 @@ class Decisions:
         metrics: MonitorMetrics,
     ) -> None:
         self.domain = domain
-        self.policy = Policy.from_state(policy_config(domain, section), stored.get(POLICY_FIELD))
+        config = PolicyConfig.from_settings(section, domain)
+        self.policy = Policy.from_state(config, stored.get(POLICY_FIELD))
         self._detectors_version = int(stored.get("drift", {}).get("version", 0))
         self.detectors = {
             kind: PageHinkley.from_state(state)

@@ -27,6 +27,7 @@ from threadpoolctl import threadpool_limits
 
 from inferloop.connections import make_redis
 from inferloop.domains import get_domain
+from inferloop.errors import ConfigError
 from inferloop.httpserve import BackgroundHTTPServer, Reply
 from inferloop.keys import Keys
 from inferloop.monitor.decisions import POLICY_FIELD, RECENT_ALARMS, Decisions, Executor
@@ -57,6 +58,9 @@ class RunSummary:
     duplicates: int = 0
     predictions: int = 0
     stop_reason: str = ""
+    # Monotonic times the first batch started and the last one was stored (rates).
+    first_batch_at: float | None = None
+    last_batch_at: float | None = None
 
 
 class Monitor:
@@ -73,6 +77,14 @@ class Monitor:
         self.section = settings.monitor
         self.domain = domain
         self.spec = get_domain(domain)
+        if self.section.implicit_negative_after_s(domain) is not None:
+            # Re-scoring needs the event, and an unlabelled event is only on the events
+            # topic: reading it N days behind, with the labelled ids of N days to skip,
+            # is not built yet. Refused rather than ignored.
+            raise ConfigError(
+                f"INFERLOOP_MONITOR__{domain.upper()}_IMPLICIT_NEGATIVE_AFTER_S: implicit "
+                "negatives are not supported yet; leave it unset"
+            )
         self.metrics = MonitorMetrics()
         self._registry_factory = registry_factory
         self._stop_reason = ""
@@ -208,6 +220,8 @@ class Monitor:
     # -- one batch -------------------------------------------------------------------------
     def _take(self, polled: Polled) -> None:
         started = time.perf_counter()
+        if self.summary.first_batch_at is None:
+            self.summary.first_batch_at = time.monotonic()
         changes = Changes(offsets=polled.offsets)
         if polled.predictions:
             self.intake.take_predictions(polled.predictions, changes)
@@ -233,6 +247,7 @@ class Monitor:
 
     def _count(self, polled: Polled, changes: Changes) -> None:
         s, m, d = self.summary, self.metrics, self.domain
+        s.last_batch_at = time.monotonic()
         s.batches += 1
         s.labels += changes.counts["labels"]
         s.duplicates += changes.counts["duplicates"]
