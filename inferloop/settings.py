@@ -218,6 +218,9 @@ class WorkerSettings(_Section):
     shutdown_grace_s: float = Field(default=30.0, gt=0)
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9300, ge=0, le=65535)
+    # The share of event ids (a stable hash of the id, the monitor's) the registry's
+    # challenger, when one is set, scores in shadow on <domain>.shadow. 0: shadow off.
+    shadow_sample: float = Field(default=1.0, ge=0, le=1)
     # Tests only: "<point>:<action>[:<after batches>]" fires a fault at a named point.
     fault: str | None = None
     # The shortcuts into kafka-python's internals in use (comma-separated in the

@@ -1,7 +1,8 @@
 """Every Kafka topic name inferloop uses is built here.
 
-A domain has four topics: the events themselves, the predictions made for them, the
-labelled examples that come back later (the training log) and the dead letters.
+A domain has five topics: the events themselves, the predictions made for them, the
+labelled examples that come back later (the training log), the dead letters, and the
+challenger's shadow predictions (read by analysis only, never by downstream consumers).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class TopicError(InferloopError): ...
 PREDICTIONS_SUFFIX = ".predictions"
 LABELS_SUFFIX = ".labels"
 DLQ_SUFFIX = ".dlq"
+SHADOW_SUFFIX = ".shadow"
 
 # The labels topic is the log that every model version's lineage points into: it is
 # kept forever and never compacted, so any version can be rebuilt from it.
@@ -30,20 +32,25 @@ LABELS_TOPIC_CONFIG = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.p
 
 @dataclass(frozen=True)
 class DomainTopics:
-    """The four topic names of one domain."""
+    """The five topic names of one domain."""
 
     domain: Domain
     events: str
     predictions: str
     labels: str
     dlq: str
+    # Empty: none (shadow scoring off), for names built by hand.
+    shadow: str = ""
 
-    def all(self) -> tuple[str, str, str, str]:
+    def all(self) -> tuple[str, ...]:
         """Every topic of the domain, events first."""
-        return (self.events, self.predictions, self.labels, self.dlq)
+        return tuple(
+            t for t in (self.events, self.predictions, self.labels, self.dlq, self.shadow) if t
+        )
 
     def config_for(self, topic: str) -> dict[str, str]:
-        """Topic-level configuration that differs from the broker's defaults."""
+        """Topic-level configuration that differs from the broker's defaults (the
+        shadow topic is kept like the predictions: the broker's retention)."""
         return dict(LABELS_TOPIC_CONFIG) if topic == self.labels else {}
 
 
@@ -58,6 +65,7 @@ def domain_topics(topics: TopicSettings, domain: Domain) -> DomainTopics:
         predictions=base + PREDICTIONS_SUFFIX,
         labels=base + LABELS_SUFFIX,
         dlq=base + DLQ_SUFFIX,
+        shadow=base + SHADOW_SUFFIX,
     )
 
 
@@ -80,7 +88,7 @@ class CreateResult:
 
 
 def create_domain_topics(settings: Settings, domain: Domain) -> CreateResult:
-    """Create those of the domain's four topics that are missing; idempotent."""
+    """Create those of the domain's five topics that are missing; idempotent."""
     names = for_settings(settings, domain)
     with admin_client(settings.kafka) as admin:
         present = set(admin.list_topics())

@@ -1,4 +1,4 @@
-"""``inferloop topics``: the four topics of each domain."""
+"""``inferloop topics``: the five topics of each domain."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def topics() -> None:
 @json_option
 @click.pass_context
 def create(ctx: click.Context, domains: tuple[Domain, ...], as_json: bool) -> None:
-    """Create the events, predictions, labels and dead-letter topics of DOMAINS
+    """Create the events, predictions, labels, dead-letter and shadow topics of DOMAINS
     (all domains when none is named); topics that exist are left as they are."""
     settings = settings_of(ctx)
     results = {domain: create_domain_topics(settings, domain) for domain in domains or DOMAINS}

@@ -5,6 +5,10 @@ down is lost. So the watcher treats a notice only as a cue and the alias itself 
 truth: every (re)subscription and every notice is followed by one read of the alias,
 compared with the last target seen. A promotion made while the watcher was away is
 therefore seen as soon as it is subscribed again.
+
+A watcher may follow other aliases of the model with the main one (``also``, the
+worker's ``challenger``): all are read in one ``HMGET``, so one atomic move of several
+(``promote_challenger``) is seen as one change, never half of it.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Literal, cast
 
 import redis
 from redis.client import PubSub
@@ -43,7 +48,8 @@ class ChampionWatcher:
     ``wait(timeout_s)`` returns the new target when the alias moved away from the last
     target seen, else None after ``timeout_s``. It never raises for an unreachable Redis:
     it keeps retrying, and ``healthy`` / ``last_error`` say how it is going, so a worker
-    keeps serving with the model it has.
+    keeps serving with the model it has. ``also`` names other aliases to follow, with
+    their last targets seen; ``also`` holds where they point after each read.
     """
 
     def __init__(
@@ -54,11 +60,13 @@ class ChampionWatcher:
         *,
         current: AliasTarget | Unset | None = UNSET,
         check_interval_s: float | None = None,
+        also: Mapping[str, AliasTarget | None] | None = None,
     ) -> None:
         self.name = check_model_name(name)
         self.alias = check_alias(alias)
         self._registry = registry
         self._channel = registry.keys.notices(name)
+        self.also = {check_alias(a): target for a, target in (also or {}).items()}
         # With no baseline given, where the alias is now; an unreachable Redis is an error
         # here (fail fast at start-up), never later.
         self.current = registry.resolve(name, alias) if current is UNSET else current
@@ -122,9 +130,22 @@ class ChampionWatcher:
         self._next_check = time.monotonic() + self._check_interval_s
         return True
 
+    def _read(self) -> tuple[AliasTarget | None, dict[str, AliasTarget | None]]:
+        """Where the alias and those in ``also`` point: one round trip."""
+        if not self.also:
+            return self._registry.resolve(self.name, self.alias), {}
+        key = self._registry.keys.aliases(self.name)
+        raw = cast(list[bytes | None], self._registry.client.hmget(key, [self.alias, *self.also]))
+        main, *others = (AliasTarget.decode(value) for value in raw)
+        return main, dict(zip(self.also, others, strict=True))
+
     def _reread(self) -> AliasTarget | None:
-        target = self._registry.resolve(self.name, self.alias)
+        target, also = self._read()
         self._resync = False
+        for alias, moved in also.items():
+            if moved != self.also[alias]:
+                log.info("%s@%s moved from %s to %s", self.name, alias, self.also[alias], moved)
+        self.also = also
         if not self.healthy:
             if self.last_error is not None:
                 log.info("watching %s@%s again after: %s", self.name, self.alias, self.last_error)

@@ -6,6 +6,9 @@ vectorised ``predict_proba`` call, and predictions are formatted from arrays. On
 when that call raises (a poison event that passed the schema) is the batch split in
 halves until the culprits are alone; they are dead-lettered as ``scoring_error`` and
 the rest are scored.
+
+With a challenger (see :mod:`inferloop.worker.shadow`) the champion's call is the same
+and its rows are built once: the challenger scores the sampled ones among them.
 """
 
 from __future__ import annotations
@@ -15,21 +18,34 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from json.encoder import encode_basestring_ascii
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from kafka import TopicPartition
 
 from inferloop.domains import DomainSpec
-from inferloop.worker.deadletter import REASON_SCORING_ERROR, DeadLetter, make_dead_letter
+from inferloop.domains.predictions import (
+    REASON_SCORING_ERROR,
+    PredictionEncoder,
+    score_isolating_failures,
+)
+from inferloop.worker.deadletter import DeadLetter, make_dead_letter
+from inferloop.worker.shadow import (
+    ShadowOutput,
+    ShadowRecords,
+    SharedRows,
+    as_shadow,
+    sampled_indices,
+)
 
 if TYPE_CHECKING:
     from inferloop.worker.model import ActiveModel
 
-log = logging.getLogger(__name__)
+# Scoring and encoding moved to inferloop/domains/predictions.py (``inferloop score``
+# uses them too); score_isolating_failures is still exported from here.
+__all__ = ["Batch", "BatchProcessor", "batch_of", "score_isolating_failures"]
 
-PREDICTION_SCHEMA_VERSION = 1
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -49,6 +65,7 @@ class Batch:
     record_timestamps_ms: np.ndarray[Any, Any] | None = None
     extra_fields: int = 0
     attempt_keys: list[str] = field(default_factory=list)
+    shadow: ShadowRecords | None = None
 
     def __len__(self) -> int:
         return len(self.records)
@@ -67,49 +84,6 @@ def batch_of(records_by_partition: dict[TopicPartition, list[Any]]) -> Batch:
     return Batch(records=records, first_offsets=first, next_offsets=after)
 
 
-ScoreFn = Callable[[Sequence[Any]], np.ndarray[Any, Any]]
-
-
-@dataclass
-class ScoringOutcome:
-    """Scores aligned with the events, and the events that could not be scored."""
-
-    scores: np.ndarray[Any, Any]
-    ok: np.ndarray[Any, Any]
-    failures: dict[int, str]
-
-
-def score_isolating_failures(score: ScoreFn, events: Sequence[Any]) -> ScoringOutcome:
-    """Score ``events`` in one call; if it raises, split until the culprits are alone.
-
-    A score that is not finite counts as a failure of that event too.
-    """
-    n = len(events)
-    scores = np.full(n, np.nan, dtype=np.float64)
-    failures: dict[int, str] = {}
-    pending = [np.arange(n)]
-    while pending:
-        idx = pending.pop()
-        if idx.size == 0:
-            continue
-        try:
-            part = np.asarray(score([events[i] for i in idx.tolist()] if idx.size < n else events))
-        except Exception as exc:  # a model may raise anything; the event is dead-lettered
-            log.debug("scoring %d events raised; isolating", idx.size, exc_info=True)
-            if idx.size == 1:
-                failures[int(idx[0])] = f"{type(exc).__name__}: {exc}"
-                log.warning("scoring failed for one event: %s: %s", type(exc).__name__, exc)
-            else:
-                mid = idx.size // 2
-                pending.extend((idx[mid:], idx[:mid]))
-            continue
-        scores[idx] = part
-    bad = ~np.isfinite(scores)
-    for i in np.flatnonzero(bad):
-        failures.setdefault(int(i), "the model returned a score that is not a finite number")
-    return ScoringOutcome(scores=scores, ok=~bad, failures=failures)
-
-
 class BatchProcessor:
     """Turns a polled batch into predictions and dead letters with the model it is given."""
 
@@ -120,20 +94,26 @@ class BatchProcessor:
         worker_name: str,
         max_request_size: int,
         fault: Callable[[str], None] = lambda point: None,
+        shadow: ShadowOutput | None = None,
     ) -> None:
         self._spec = spec
+        self._shadow = shadow
         self._domain = spec.name
         self._worker_name = worker_name
         self._max_request_size = max_request_size
         self._fault = fault
-        negative, positive = spec.label_names
-        self._label_json = (
-            encode_basestring_ascii(negative),
-            encode_basestring_ascii(positive),
-        )
+        self._encoder = PredictionEncoder(spec.name, spec.label_names)
 
-    def process(self, batch: Batch, model: ActiveModel, *, give_up: str | None = None) -> None:
-        """Fill ``batch`` with its predictions and dead letters.
+    def process(
+        self,
+        batch: Batch,
+        model: ActiveModel,
+        *,
+        give_up: str | None = None,
+        challenger: ActiveModel | None = None,
+    ) -> None:
+        """Fill ``batch`` with its predictions and dead letters (and, with a
+        ``challenger`` and a shadow output, its shadow records).
 
         ``give_up`` set (the batch failed too often before): every valid event is
         dead-lettered as ``scoring_error`` with that detail, nothing is scored.
@@ -158,7 +138,10 @@ class BatchProcessor:
             batch.scoring_s = time.perf_counter() - started
             return
         self._fault("scoring")
-        outcome = score_isolating_failures(model.score, events)
+        shared = SharedRows(events) if challenger is not None and self._shadow else None
+        outcome = score_isolating_failures(
+            model.score if shared is None else shared.scorer(model), events
+        )
         batch.scoring_s = time.perf_counter() - started
         indices = validated.indices
         for i, why in sorted(outcome.failures.items()):
@@ -175,6 +158,46 @@ class BatchProcessor:
         batch.record_timestamps_ms = np.fromiter(
             (batch.records[i].timestamp for i in indices), dtype=np.float64, count=len(indices)
         )
+        if shared is not None and challenger is not None:
+            # The rows are the champion's only when every event was scored in one call.
+            rows = shared.rows if not outcome.failures else None
+            batch.shadow = self._shadow_records(events, rows, challenger, now_iso)
+
+    def _shadow_records(
+        self, events: Sequence[Any], rows: Any, challenger: ActiveModel, now_iso: str
+    ) -> ShadowRecords:
+        """The challenger's predictions of the sampled ``events`` (``rows``: theirs, or
+        None to build them); a failure of the challenger is counted, never raised."""
+        assert self._shadow is not None
+        out = self._shadow
+        idx = sampled_indices([e.id for e in events], out.sample)
+        picked = events if idx.size == len(events) else [events[i] for i in idx.tolist()]
+        records = ShadowRecords(out, challenger.version, [], [])
+        if not picked:
+            return records
+        try:
+            if rows is None:
+                scores = np.asarray(challenger.score(picked), dtype=np.float64)
+            else:
+                part = rows if idx.size == len(events) else self._spec.take_rows(rows, idx)
+                scores = np.asarray(challenger.scorer(part), dtype=np.float64)
+        except Exception as exc:  # the challenger's failure is the challenger's only
+            log.debug("challenger v%d raised", challenger.version, exc_info=True)
+            log.warning("challenger v%d failed to score %d events: %s: %s",
+                        challenger.version, len(picked), type(exc).__name__, exc)  # fmt: skip
+            out.count("unscored", len(picked))
+            return records
+        finite = np.isfinite(scores)
+        if not finite.all():
+            out.count("unscored", int((~finite).sum()))
+            keep = np.flatnonzero(finite)
+            picked, scores = [picked[i] for i in keep.tolist()], scores[keep]
+        encoded = self._encoder.encode(
+            picked, scores, threshold=challenger.threshold, model_json=challenger.ref_json,
+            predicted_at=now_iso,
+        )  # fmt: skip
+        records.keys, records.values = encoded.keys, as_shadow(encoded.values)
+        return records
 
     def _encode(
         self,
@@ -184,22 +207,12 @@ class BatchProcessor:
         model: ActiveModel,
         now_iso: str,
     ) -> None:
-        positive = scores >= model.threshold
-        batch.positives = int(positive.sum())
-        labels = self._label_json
-        head = '{"event_id":'
-        middle = f',"domain":"{self._domain}","label":'
-        tail = f',"threshold":{model.threshold!r},"model":{model.ref_json},"event_time":"'
-        end = f'","predicted_at":"{now_iso}","schema_version":{PREDICTION_SCHEMA_VERSION}}}'
-        ids = [e.id for e in events]
-        batch.keys = [i.encode() for i in ids]
-        batch.predictions = [
-            (
-                f'{head}{encode_basestring_ascii(i)}{middle}{labels[p]},"score":{s!r}'
-                f"{tail}{e.event_time.isoformat()}{end}"
-            ).encode()
-            for i, p, s, e in zip(ids, positive.tolist(), scores.tolist(), events, strict=True)
-        ]
+        encoded = self._encoder.encode(
+            events, scores, threshold=model.threshold, model_json=model.ref_json,
+            predicted_at=now_iso,
+        )  # fmt: skip
+        batch.keys, batch.predictions = encoded.keys, encoded.values
+        batch.positives = encoded.positives
 
     def _dead_letter(
         self,

@@ -90,7 +90,8 @@ def seek_back(consumer: KafkaConsumer, first_offsets: dict[TopicPartition, int])
 def send_batch(
     producer: KafkaProducer, topics: DomainTopics, batch: Batch, internals: KafkaInternals
 ) -> list[Any]:
-    """Send every prediction and dead letter of ``batch``; the futures, in order."""
+    """Send every prediction and dead letter of ``batch``, and its shadow records; the
+    futures to wait on, in order."""
     predictions = topics.predictions
     # The default partitioner hashes one key per send in Python; a batch is hashed at once.
     partitions = partitions_of(batch.keys, len(producer.partitions_for(predictions)))
@@ -102,6 +103,9 @@ def send_batch(
         producer.send(dlq, value=letter.value, key=letter.key, headers=letter.headers)
         for letter in batch.dead_letters
     )
+    if batch.shadow is not None:
+        # In the transaction under exactly-once; best effort (not waited on) otherwise.
+        futures.extend(batch.shadow.send(producer, internals))
     return futures
 
 

@@ -37,6 +37,7 @@ from inferloop.worker.kafka_internals import KafkaInternals
 from inferloop.worker.metrics import WorkerMetrics
 from inferloop.worker.model import ActiveModel, ModelKeeper
 from inferloop.worker.rebalance import RebalanceHandler
+from inferloop.worker.shadow import ShadowOutput
 from inferloop.worker.signals import StopRequest, start_watchdog
 
 log = logging.getLogger(__name__)
@@ -116,10 +117,7 @@ class Worker:
         self._keeper = ModelKeeper(settings, self.spec, self.metrics, self.health,
                                    registry_factory)  # fmt: skip
         self._name = f"{ws.instance_id}-{slot}"
-        self._processor = BatchProcessor(
-            self.spec, worker_name=self._name, max_request_size=ws.max_request_size,
-            fault=self.fire,
-        )  # fmt: skip
+        self._processor = self._make_processor(shadow=ws.shadow_sample > 0)
         self._consumer: KafkaConsumer | None = None
         self._delivery: Delivery | None = None
         self._attempts: AttemptCounter | None = None
@@ -234,7 +232,8 @@ class Worker:
                 f"(limit {self.settings.worker.max_scoring_attempts}); dead-lettered unscored"
             )
             log.error("batch at %s %s", _starts(batch), give_up)
-        self._processor.process(batch, model, give_up=give_up)
+        self._processor.process(batch, model, give_up=give_up,
+                                challenger=self._keeper.challenger)  # fmt: skip
         self._delivery_().deliver(batch)
         self._record(batch)
 
@@ -453,8 +452,25 @@ class Worker:
             internals=self._internals,
         )  # fmt: skip
 
+    def _make_processor(self, *, shadow: bool) -> BatchProcessor:
+        ws = self.settings.worker
+        output = None
+        if shadow:
+            output = ShadowOutput(self.topics.shadow, ws.shadow_sample,
+                                  ws.delivery == "exactly-once", self.metrics)  # fmt: skip
+        return BatchProcessor(self.spec, worker_name=self._name,
+                              max_request_size=ws.max_request_size, fault=self.fire,
+                              shadow=output)  # fmt: skip
+
     def _check_topics(self, consumer: KafkaConsumer) -> None:
         present = consumer.topics()
+        if self._keeper.follow_challenger and self.topics.shadow not in present:
+            log.warning(
+                "topic %s missing: shadow scoring off; create it with "
+                "`inferloop topics create %s`", self.topics.shadow, self.domain,
+            )  # fmt: skip
+            self._keeper.follow_challenger = False
+            self._processor = self._make_processor(shadow=False)
         missing = [t for t in (self.topics.events, self.topics.predictions, self.topics.dlq)
                    if t not in present]  # fmt: skip
         if missing:

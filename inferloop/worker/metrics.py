@@ -132,11 +132,25 @@ class WorkerMetrics:
             d,
             registry=r,
         )
+        self.challenger_version = Gauge(
+            p + "challenger_version", "Challenger version scored in shadow (0: none).", d,
+            registry=r,
+        )  # fmt: skip
+        self.shadow_records = Counter(
+            p + "shadow_records",
+            "The challenger's shadow predictions by outcome: sent (acknowledged), failed "
+            "(not written; best effort at-least-once), unscored (its scoring raised).",
+            [*d, "outcome"],
+            registry=r,
+        )
+        for outcome in ("sent", "failed", "unscored"):
+            self.shadow_records.labels(domain, outcome)
         self._positives: dict[str, tuple[int, int]] = {}
         # Series labelled by the domain alone exist from the start (zero until used).
         for metric in (self.events, self.batch_size, self.scoring_seconds, self.batch_seconds,
                        self.partitions, self.swaps, self.swap_pause, self.load_seconds,
-                       self.redis_up, self.model_fallback):  # fmt: skip
+                       self.redis_up, self.model_fallback,
+                       self.challenger_version):  # fmt: skip
             metric.labels(domain)
 
     def count_predictions(

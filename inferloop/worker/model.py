@@ -13,6 +13,14 @@ earlier champion that verifies (neither rejected nor rolled back), loudly: an ER
 the ``model_fallback`` gauge at 1, ``/healthz`` degraded with the reason. It switches to
 the champion as soon as one that verifies is promoted. With nothing that verifies it
 consumes nothing, and its health says why.
+
+With shadow scoring on (``worker.shadow_sample`` > 0) the keeper follows the model's
+``challenger`` alias too, read with the champion in one step: it loads and verifies the
+challenger the same way, and hands both over as one swap, so a ``promote_challenger``
+(the challenger becomes champion, no challenger left) is never half seen: no batch is
+scored by the new champion while it is still the shadow, or the other way round. A
+challenger that fails verification is refused and reported; the champion serves on,
+without shadow.
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ __all__ = ["ActiveModel", "Backoff", "ModelKeeper", "activate", "check_golden"]
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
+CHALLENGER = "challenger"
 REDIS_DOWN_ERRORS = (RedisUnavailableError, redis.ConnectionError, redis.TimeoutError)
 # How long one wait on the watcher lasts: the keeper's stop is noticed this fast.
 WATCH_SLICE_S = 0.25
@@ -66,7 +75,11 @@ class ModelKeeper:
         self._registry_factory = registry_factory
         self._registry: Registry | None = None
         self._current: ActiveModel | None = None
-        self._pending: ActiveModel | None = None
+        self._challenger: ActiveModel | None = None
+        # The next (champion, challenger), complete, swapped in at once.
+        self._pending: tuple[ActiveModel, ActiveModel | None] | None = None
+        # Off when shadow scoring is (the loop turns it off when the topic is missing).
+        self.follow_challenger = settings.worker.shadow_sample > 0
         self._pending_seen_at = 0.0
         self._refused: dict[AliasTarget, str] = {}
         self._lock = threading.Lock()
@@ -79,6 +92,11 @@ class ModelKeeper:
     def current(self) -> ActiveModel | None:
         """The model the loop scores with."""
         return self._current
+
+    @property
+    def challenger(self) -> ActiveModel | None:
+        """The challenger the loop scores in shadow, if any."""
+        return self._challenger
 
     # -- start -------------------------------------------------------------------------
     def wait_for_champion(self, should_stop: Callable[[], bool]) -> ActiveModel | None:
@@ -96,6 +114,7 @@ class ModelKeeper:
                 pause_s = self._redis_down(exc)
                 target = model = None
             if model is not None:
+                self._first_challenger(model)
                 return model
             if target is None and not said_waiting and not self._redis_was_down:
                 log.info("no champion for %s yet: waiting, not consuming", self._name)
@@ -110,6 +129,19 @@ class ModelKeeper:
             self._install(model)
             return model
         return self._fallback(champion)
+
+    def _first_challenger(self, champion: ActiveModel) -> None:
+        """The challenger at start, when there is one that verifies; else the watcher
+        brings it (Redis down) or nothing (refused)."""
+        if not self.follow_challenger:
+            return
+        try:
+            target = self._registry_or_connect().resolve(self._name, CHALLENGER)
+            model = self._model_for(target) if target != champion.target else None
+        except REDIS_DOWN_ERRORS as exc:
+            log.warning("challenger of %s not read at start (%s); following it", self._name, exc)
+            return
+        self._set_challenger(model)
 
     def _fallback(self, champion: AliasTarget) -> ActiveModel | None:
         """The most recent earlier champion that verifies, installed as a fallback; None
@@ -143,24 +175,32 @@ class ModelKeeper:
 
     # -- the loop's side -----------------------------------------------------------------
     def take_swap(self) -> ActiveModel | None:
-        """The model to swap in now (between two batches), if one is ready."""
+        """The champion to swap in now (between two batches), with its challenger, if a
+        change is ready (the champion returned may be the one serving)."""
         if self._pending is None:
             return None
         started = time.perf_counter()
         with self._lock:
-            new, self._pending = self._pending, None
+            (new, challenger), self._pending = self._pending, None
             seen_at = self._pending_seen_at
-        old = self._current
-        self._install(new)
+        old, old_challenger = self._current, self._challenger
+        if new is not old:
+            self._install(new)
+        self._set_challenger(challenger)
         pause_s = time.perf_counter() - started
         self._metrics.swaps.labels(self._name).inc()
         self._metrics.swap_pause.labels(self._name).observe(pause_s)
         log.info(
-            "model swapped: %s v%s -> v%s, %.3f s after the change was seen, loop pause %.6f s",
-            self._name, old.version if old else None, new.version, time.monotonic() - seen_at,
-            pause_s,
+            "model swapped: %s v%s -> v%s (challenger %s -> %s), %.3f s after the change "
+            "was seen, loop pause %.6f s",
+            self._name, old.version if old else None, new.version, _v(old_challenger),
+            _v(challenger), time.monotonic() - seen_at, pause_s,
         )  # fmt: skip
         return new
+
+    def _set_challenger(self, model: ActiveModel | None) -> None:
+        self._challenger = model
+        self._metrics.challenger_version.labels(self._name).set(model.version if model else 0)
 
     def _install(self, model: ActiveModel, degraded_reason: str | None = None) -> None:
         """Serve ``model``: the champion, or a fallback with the reason it is one."""
@@ -192,8 +232,9 @@ class ModelKeeper:
                 watcher.wait(timeout_s=WATCH_SLICE_S)
                 self._metrics.redis_up.labels(self._name).set(1 if watcher.healthy else 0)
                 self._health.redis_ok = watcher.healthy
-                if watcher.current is not None and self._wants(watcher.current):
-                    self._take_in(watcher.current)
+                challenger = watcher.also.get(CHALLENGER)
+                if watcher.current is not None and self._changed(watcher.current, challenger):
+                    self._take_in(watcher.current, challenger)
                 if watcher.healthy:  # it has read the alias: ``current`` is no baseline
                     self._champion_is_current(watcher.current)
             except REDIS_DOWN_ERRORS as exc:
@@ -207,12 +248,20 @@ class ModelKeeper:
 
     def _watcher(self) -> ChampionWatcher:
         current = self._current
-        return self._registry_or_connect().watch(
+        return ChampionWatcher(
+            self._registry_or_connect(),
             self._name,
             CHAMPION,
             current=current.target if current is not None else None,
             check_interval_s=self._settings.worker.model_check_interval_s,
+            also=self._challenger_baseline(),
         )
+
+    def _challenger_baseline(self) -> dict[str, AliasTarget | None] | None:
+        if not self.follow_challenger:
+            return None
+        challenger = self._challenger
+        return {CHALLENGER: challenger.target if challenger is not None else None}
 
     def _champion_is_current(self, champion: AliasTarget | None) -> None:
         """A fallback that the champion now points at (a rollback to it) is the champion."""
@@ -222,23 +271,51 @@ class ModelKeeper:
             log.info("model %s: the champion is v%s again", self._name, current.version)
             self._install(current)
 
-    def _wants(self, target: AliasTarget) -> bool:
-        current, pending = self._current, self._pending
-        if current is not None and target == current.target:
-            return False
-        if pending is not None and target == pending.target:
-            return False
-        return target not in self._refused
+    def _upcoming(self) -> tuple[ActiveModel | None, ActiveModel | None]:
+        """The (champion, challenger) the loop will serve after the pending swap."""
+        pending = self._pending
+        return pending if pending is not None else (self._current, self._challenger)
 
-    def _take_in(self, target: AliasTarget) -> None:
+    def _changed(self, champion: AliasTarget, challenger: AliasTarget | None) -> bool:
+        """Whether the aliases ask for a swap not made or pending yet (refused targets
+        and a challenger that is the champion ask for nothing)."""
+        serving, shadow = self._upcoming()
+        if champion != _target(serving) and champion not in self._refused:
+            return True
+        if challenger == champion or challenger in self._refused:
+            challenger = None
+        return challenger != _target(shadow)
+
+    def _take_in(self, champion: AliasTarget, challenger: AliasTarget | None) -> None:
         seen_at = time.monotonic()
-        log.info("champion of %s is now %s; loading it in the background", self._name, target)
-        model = self._load(target)
-        if model is not None:
-            with self._lock:
-                self._pending = model
-                self._pending_seen_at = seen_at
-        elif self._current is not None:
+        serving, _ = self._upcoming()
+        model = serving
+        if champion != _target(serving):
+            log.info("champion of %s is now %s; loading it in the background", self._name,
+                     champion)  # fmt: skip
+            model = self._model_for(champion)
+            if model is None:
+                self._champion_refused(champion)
+                model = serving
+        if model is None:
+            return
+        shadow = self._model_for(challenger) if challenger != model.target else None
+        with self._lock:
+            self._pending = (model, shadow)
+            self._pending_seen_at = seen_at
+
+    def _model_for(self, target: AliasTarget | None) -> ActiveModel | None:
+        """``target``'s model: one in hand when it is one, else loaded; None if refused."""
+        if target is None or target in self._refused:
+            return None
+        pending: tuple[ActiveModel | None, ...] = self._pending or ()
+        for model in (self._current, self._challenger, *pending):
+            if model is not None and model.target == target:
+                return model
+        return self._load(target)
+
+    def _champion_refused(self, target: AliasTarget) -> None:
+        if self._current is not None:
             # Kept serving what it has, which is no longer the champion: say so.
             self._health.degraded_reason = (
                 f"champion {target} refused: {self._refused.get(target)}; "
@@ -310,3 +387,11 @@ class ModelKeeper:
         while not should_stop() and time.monotonic() < deadline:
             self._health.turned()
             time.sleep(min(0.1, max(deadline - time.monotonic(), 0)))
+
+
+def _target(model: ActiveModel | None) -> AliasTarget | None:
+    return model.target if model is not None else None
+
+
+def _v(model: ActiveModel | None) -> str:
+    return f"v{model.version}" if model is not None else "none"

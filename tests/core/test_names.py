@@ -9,14 +9,21 @@ from inferloop.settings import TopicSettings
 from inferloop.topics import domain_topics
 
 
-def test_domain_has_four_topics_under_prefix() -> None:
+def test_domain_has_five_topics_under_prefix() -> None:
     names = domain_topics(TopicSettings(prefix="dev-"), "transactions")
     assert names.all() == (
         "dev-transactions",
         "dev-transactions.predictions",
         "dev-transactions.labels",
         "dev-transactions.dlq",
+        "dev-transactions.shadow",
     )
+
+
+def test_shadow_topic_is_kept_like_predictions() -> None:
+    names = domain_topics(TopicSettings(), "transactions")
+    assert names.shadow == "transactions.shadow"
+    assert names.config_for(names.shadow) == names.config_for(names.predictions) == {}
 
 
 def test_only_labels_topic_is_kept_forever() -> None:

@@ -1,0 +1,221 @@
+"""Shadow scoring of the registry's challenger, on the real Kafka and Redis."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from inferloop.domains.schemas import Prediction
+from inferloop.domains.transactions import TransactionsDomain
+from inferloop.registry import ModelVersion, Registry
+from inferloop.settings import Settings
+from inferloop.topics import DomainTopics, create_domain_topics, for_settings
+from inferloop.worker.loop import RunLimits
+from inferloop.worker.shadow import ID_HASH_SPACE, id_hash
+from tests.helpers import read_topic
+from tests.worker.conftest import (
+    DOMAIN,
+    Champion,
+    WorkerProcess,
+    WorkerThread,
+    wait_for,
+    with_worker,
+)
+from tests.worker.factories import (
+    Fitted,
+    duplicates,
+    predictions,
+    publish_events,
+    tx_bytes,
+    tx_event,
+)
+
+PREDICTED_AT = re.compile(rb'"predicted_at":"[^"]*"')
+SOME_TIME = b'"predicted_at":"2000-01-01T00:00:00+00:00"'
+
+
+def register(registry: Registry, fitted: Fitted) -> ModelVersion:
+    """Register ``fitted`` (as the champion fixture does) without moving an alias."""
+    return registry.register(
+        DOMAIN, fitted.pipeline, domain=DOMAIN, threshold=fitted.threshold,
+        input_schema_version=1, golden_events=[tx_event(900_000 + i) for i in range(8)],
+        params={}, metrics={}, champion_metrics=None, lineage={"source": "pytest"},
+        created_by="pytest",
+    )  # fmt: skip
+
+
+def make_challenger(registry: Registry, version: ModelVersion) -> None:
+    registry.set_alias(DOMAIN, "challenger", version.version, expected_current=None,
+                       reason="test")  # fmt: skip
+
+
+def shadow_records(settings: Settings, topic: str, **kwargs: Any) -> list[dict[str, Any]]:
+    """The shadow topic's records: the predictions' schema plus ``role``, checked."""
+    out = []
+    for record in read_topic(settings, topic, **kwargs):
+        value = json.loads(record.value)
+        assert value.pop("role") == "challenger"
+        assert Prediction.model_validate(value).event_id.encode() == record.key
+        out.append(value)
+    return out
+
+
+def second_topics(settings: Settings) -> tuple[Settings, DomainTopics]:
+    """The same registry, a second set of topics (and consumer group)."""
+    section = settings.topics.model_copy(update={"prefix": settings.topics.prefix + "b-"})
+    other = settings.model_copy(update={"topics": section})
+    create_domain_topics(other, DOMAIN)
+    return other, for_settings(other, DOMAIN)
+
+
+def without_predicted_at(settings: Settings, topic: str, n: int) -> dict[bytes, bytes]:
+    records = read_topic(settings, topic, expect=n, timeout_s=60, isolation_level="read_committed")
+    return {r.key: PREDICTED_AT.sub(SOME_TIME, r.value) for r in records}
+
+
+@pytest.mark.parametrize(("delivery", "sample"), [("at-least-once", 1.0), ("exactly-once", 0.5)])
+def test_the_challenger_scores_the_sample_in_shadow_and_the_predictions_stay_the_same(
+    *,
+    delivery: str,
+    sample: float,
+    wsettings: Settings,
+    topics: DomainTopics,
+    registry: Registry,
+    champion: Champion,
+    model_v1: Fitted,
+    model_v2: Fitted,
+    worker_thread: Callable[..., WorkerThread],
+) -> None:
+    n = 600
+    settings = with_worker(wsettings, delivery=delivery, shadow_sample=sample, max_batch_size=50)
+    v1 = champion(model_v1)
+    # Without a challenger: predictions only.
+    publish_events(settings, topics.events, range(n))
+    worker_thread(settings, limits=RunLimits(max_messages=n)).join(120)
+    alone = without_predicted_at(settings, topics.predictions, n)
+
+    v2 = register(registry, model_v2)
+    make_challenger(registry, v2)
+    settings_b, topics_b = second_topics(settings)
+    publish_events(settings_b, topics_b.events, range(n))
+    running = worker_thread(settings_b, limits=RunLimits(max_messages=n))
+    running.join(120)
+    beside = without_predicted_at(settings_b, topics_b.predictions, n)
+
+    # The champion's predictions, byte for byte, as without a challenger.
+    assert len(alone) == n
+    assert beside == alone
+    assert {Prediction.model_validate_json(v).model.version for v in beside.values()} == {
+        v1.version
+    }
+    assert read_topic(settings, topics.shadow) == []
+    # Every sampled event (a stable hash of its id) once in shadow, by the challenger.
+    wanted = {f"tx-{i}" for i in range(n) if id_hash(f"tx-{i}") < sample * ID_HASH_SPACE}
+    assert 0 < len(wanted) <= n
+    shadow = shadow_records(settings_b, topics_b.shadow, expect=len(wanted), timeout_s=30,
+                            isolation_level="read_committed")  # fmt: skip
+    assert sorted(s["event_id"] for s in shadow) == sorted(wanted)
+    assert {s["model"]["version"] for s in shadow} == {v2.version}
+    # Its scores are the challenger's own.
+    spec = TransactionsDomain()
+    values = [tx_bytes(int(s["event_id"][3:])) for s in shadow]
+    rows = spec.to_rows(spec.validate_batch(values).events)
+    want = model_v2.pipeline.predict_proba(rows)[:, 1]
+    assert np.allclose([s["score"] for s in shadow], want, rtol=1e-6, atol=1e-9)
+    sent = running.worker.metrics.registry.get_sample_value(
+        "inferloop_worker_shadow_records_total", {"domain": DOMAIN, "outcome": "sent"}
+    )
+    assert sent == len(wanted)
+    assert running.worker.metrics.registry.get_sample_value(
+        "inferloop_worker_challenger_version", {"domain": DOMAIN}
+    ) == float(v2.version)
+
+
+def test_exactly_once_shadow_records_are_visible_only_once_committed(
+    *,
+    wsettings: Settings,
+    topics: DomainTopics,
+    registry: Registry,
+    champion: Champion,
+    model_v1: Fitted,
+    model_v2: Fitted,
+    worker_process: Callable[..., WorkerProcess],
+    worker_thread: Callable[..., WorkerThread],
+) -> None:
+    n = 1000
+    settings = with_worker(wsettings, delivery="exactly-once")
+    champion(model_v1)
+    make_challenger(registry, register(registry, model_v2))
+    publish_events(settings, topics.events, range(n))
+
+    crashing = worker_process(with_worker(settings, fault="before_commit:kill:2"))
+    assert crashing.wait(120) == -signal.SIGKILL, crashing.log()
+    worker_thread(settings, limits=RunLimits(idle_timeout_s=3)).join(120)
+
+    committed_records = shadow_records(settings, topics.shadow, isolation_level="read_committed")
+    committed = [s["event_id"] for s in committed_records]
+    everything = [s["event_id"] for s in shadow_records(settings, topics.shadow)]
+    assert sorted(committed) == sorted(f"tx-{i}" for i in range(n))
+    # The killed transaction wrote shadow records too; aborted, only read_uncommitted sees them.
+    assert duplicates(everything)
+    assert len(everything) > len(committed)
+
+
+@pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
+def test_promote_challenger_mid_stream_swaps_champion_and_challenger_together(
+    *,
+    delivery: str,
+    wsettings: Settings,
+    topics: DomainTopics,
+    registry: Registry,
+    champion: Champion,
+    model_v1: Fitted,
+    model_v2: Fitted,
+    worker_thread: Callable[..., WorkerThread],
+) -> None:
+    settings = with_worker(wsettings, delivery=delivery, max_batch_size=20)
+    v1 = champion(model_v1)
+    v2 = register(registry, model_v2)
+    make_challenger(registry, v2)
+    running = worker_thread(settings)
+    publish_events(settings, topics.events, range(400))
+    predictions(settings, topics.predictions, expect=200)
+    registry.promote_challenger(DOMAIN, reason="test")
+    publish_events(settings, topics.events, range(400, 800))
+    wait_for(lambda: running.worker.health.model_version == v2.version, 30, "the swap")
+    publish_events(settings, topics.events, range(800, 1000))
+    out = predictions(settings, topics.predictions, expect=1000)
+    running.stop()
+
+    shadow = {
+        s["event_id"]: s
+        for s in shadow_records(settings, topics.shadow, isolation_level="read_committed")
+    }
+    by_version = {p.model.version: 0 for p in out}
+    for p in out:
+        by_version[p.model.version] += 1
+        twin = shadow.get(p.event_id)
+        if p.model.version == v1.version:
+            # Scored by the old champion: the challenger beside it, in the same batch.
+            assert twin is not None, p.event_id
+            assert twin["model"]["version"] == v2.version
+            assert twin["predicted_at"] == p.predicted_at.isoformat()
+        else:
+            # Scored by the new champion: no challenger left, so no shadow.
+            assert p.model.version == v2.version
+            assert twin is None or twin["predicted_at"] != p.predicted_at.isoformat()
+    assert by_version[v1.version] >= 200
+    assert by_version[v2.version] >= 200
+    assert {s["model"]["version"] for s in shadow.values()} == {v2.version}
+    assert (
+        running.worker.metrics.registry.get_sample_value(
+            "inferloop_worker_challenger_version", {"domain": DOMAIN}
+        )
+        == 0.0
+    )
