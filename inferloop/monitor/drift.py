@@ -46,10 +46,10 @@ class DriftConfig:
 # Tuned per domain and stream by bench/monitor_sim.py (its drift section); the error
 # stream alarms only on more errors (fewer is no alarm).
 DEFAULTS: dict[tuple[str, StreamKind], DriftConfig] = {
-    ("emails", "score"): DriftConfig(delta=0.02, threshold=25.0, min_samples=500),
+    ("emails", "score"): DriftConfig(delta=0.05, threshold=25.0, min_samples=500),
     ("emails", "error"): DriftConfig(delta=0.02, threshold=15.0, min_samples=500, direction="up"),
     ("transactions", "score"): DriftConfig(delta=0.005, threshold=20.0),
-    ("transactions", "error"): DriftConfig(delta=0.002, threshold=15.0, direction="up"),
+    ("transactions", "error"): DriftConfig(delta=0.005, threshold=20.0, direction="up"),
 }
 
 

@@ -34,7 +34,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from inferloop.monitor.figures import Figures, Interval
-from inferloop.monitor.paired import PairedCounts, PairedVerdict, decide
+from inferloop.monitor.paired import (
+    DEFAULT_WEIGHTING,
+    PairedCounts,
+    PairedVerdict,
+    Weighting,
+    decide,
+)
 from inferloop.registry.entities import HistoryEntry
 from inferloop.settings import MonitorSettings
 
@@ -75,6 +81,7 @@ class PolicyConfig:
     evaluation_positives: int = 5
     alpha: float = 0.05
     min_discordant: int = 10
+    weighting: Weighting = DEFAULT_WEIGHTING
     probation_positives: int = 300
     challenger_max_positives: int = 500
     alarm_only: bool = False
@@ -257,7 +264,9 @@ class Policy:
 
     def _verdict(self, comparison: Comparison) -> PairedVerdict:
         c = self.config
-        return decide(comparison.counts, alpha=c.alpha, min_discordant=c.min_discordant)
+        return decide(
+            comparison.counts, alpha=c.alpha, min_discordant=c.min_discordant, weighting=c.weighting
+        )
 
     def _probation(self, comparison: Comparison) -> list[Action]:
         if not self.on_probation(comparison) or not self._due(comparison):

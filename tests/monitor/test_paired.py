@@ -63,18 +63,31 @@ def test_equal_versions_looked_at_often_rarely_lose() -> None:
     assert losses / runs <= 0.05
 
 
-def test_pairs_are_weighted_by_their_class() -> None:
+def test_balanced_pairs_are_weighted_by_their_class() -> None:
     # Fraud-like: the new version catches 4 more of 10 frauds and raises 30 more false
     # alarms among 5,800 legitimate payments. Its balanced error is lower: no loss.
     counts = PairedCounts(
         positives=10, negatives=5800, pos_old_wrong=4, neg_new_wrong=30, neg_old_wrong=0
     )
-    verdict = decide(counts, alpha=0.05, min_discordant=10)
+    verdict = decide(counts, alpha=0.05, min_discordant=10, weighting="balanced")
     assert verdict.outcome != "loss"
     assert verdict.e_win > verdict.e_loss
     # Counted unweighted (as if the classes were the same size) it would be a loss.
     unweighted = PairedCounts(positives=1, negatives=1, pos_old_wrong=4, neg_new_wrong=30)
     assert decide(unweighted, alpha=0.05, min_discordant=10).outcome == "loss"
+
+
+def test_per_class_a_clear_loss_on_either_class_is_a_loss() -> None:
+    # Emails-like: the same spam caught, but 30 more of 3,600 hams flagged (and 2 fewer):
+    # a loss at the emails target, which class-balanced weighting dilutes away.
+    counts = PairedCounts(
+        positives=500, negatives=3600, pos_new_wrong=10, pos_old_wrong=10,
+        neg_new_wrong=32, neg_old_wrong=2,
+    )  # fmt: skip
+    assert decide(counts, alpha=0.05, min_discordant=10).outcome == "loss"
+    assert decide(counts, alpha=0.05, min_discordant=10).evidence["weighting"] == "per_class"
+    balanced = decide(counts, alpha=0.05, min_discordant=10, weighting="balanced")
+    assert balanced.outcome == "undecided"
 
 
 def test_counts_add_over_batches() -> None:
