@@ -10,14 +10,23 @@ from typing import Any
 
 import numpy as np
 import pytest
+from kafka.errors import KafkaTimeoutError
 
 from inferloop.domains.schemas import Prediction
 from inferloop.domains.transactions import TransactionsDomain
 from inferloop.registry import ModelVersion, Registry
 from inferloop.settings import Settings
 from inferloop.topics import DomainTopics, create_domain_topics, for_settings
+from inferloop.worker.kafka_internals import KafkaInternals
 from inferloop.worker.loop import RunLimits
-from inferloop.worker.shadow import ID_HASH_SPACE, id_hash
+from inferloop.worker.metrics import WorkerMetrics
+from inferloop.worker.shadow import (
+    ID_HASH_SPACE,
+    ShadowOutput,
+    ShadowRecords,
+    id_hash,
+    sampled_indices,
+)
 from tests.helpers import read_topic
 from tests.worker.conftest import (
     DOMAIN,
@@ -219,3 +228,43 @@ def test_promote_challenger_mid_stream_swaps_champion_and_challenger_together(
         )
         == 0.0
     )
+
+
+class NoMetadata:
+    """A producer that cannot send to the shadow topic (its metadata never comes)."""
+
+    def partitions_for(self, topic: str) -> set[int]:
+        raise KafkaTimeoutError(f"no metadata for {topic}")
+
+
+@pytest.mark.parametrize("in_transaction", [False, True])
+def test_a_failed_shadow_send_is_counted_at_least_once_and_fails_the_transaction_otherwise(
+    *, in_transaction: bool
+) -> None:
+    metrics = WorkerMetrics(DOMAIN)
+    out = ShadowOutput("transactions.shadow", 1.0, in_transaction, metrics)
+    records = ShadowRecords(out, 2, [b"tx-1", b"tx-2"], [b"{}", b"{}"])
+    producer: Any = NoMetadata()
+    if in_transaction:
+        with pytest.raises(KafkaTimeoutError):
+            records.send(producer, KafkaInternals(()))
+        return
+    assert records.send(producer, KafkaInternals(())) == []
+    failed = metrics.registry.get_sample_value(
+        "inferloop_worker_shadow_records_total", {"domain": DOMAIN, "outcome": "failed"}
+    )
+    assert failed == 2
+
+
+def test_the_sample_is_stable_per_id_and_near_its_share() -> None:
+    ids = [f"tx-{i}" for i in range(10_000)]
+    half = set(sampled_indices(ids, 0.5).tolist())
+    backwards = ids[::-1]
+    # The same ids whatever the batch they come in and their place in it.
+    assert {backwards[i] for i in sampled_indices(backwards, 0.5).tolist()} == {
+        ids[i] for i in half
+    }
+    assert 4_700 < len(half) < 5_300
+    assert set(sampled_indices(ids, 0.1).tolist()) <= half
+    assert sampled_indices(ids, 0.0).size == 0
+    assert sampled_indices(ids, 1.0).size == len(ids)
