@@ -43,8 +43,13 @@ class DriftConfig:
             raise ValueError(f"not a Page-Hinkley tuning: {self!r}")
 
 
-# Tuned per domain and stream by bench/monitor_sim.py (its drift section); the error
-# stream alarms only on more errors (fewer is no alarm).
+# Tuned per domain and stream by ``python -m bench.monitor_sim drift`` (the error stream
+# alarms only on more errors). Over 5 x 200,000 shuffled events per stream: 0 alarms;
+# the largest statistic 11.6 of 25 (emails scores), 5.3 of 15 (emails errors), 3.1 of 20
+# (transactions scores), 3.9 of 20 (transactions errors). In their own time order the
+# 181,604 transactions raise one alarm per stream (at events 108,722 and 107,477: a
+# burst of fraud). The SMS model on SpamAssassin mail: found after 35 events (scores,
+# mean 0.12 -> 0.84) and 236 (errors, 1.1 % -> 63 %), none before the shift.
 DEFAULTS: dict[tuple[str, StreamKind], DriftConfig] = {
     ("emails", "score"): DriftConfig(delta=0.05, threshold=25.0, min_samples=500),
     ("emails", "error"): DriftConfig(delta=0.02, threshold=15.0, min_samples=500, direction="up"),
