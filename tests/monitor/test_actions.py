@@ -4,6 +4,8 @@ and a trigger id is sent once."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import redis
 
@@ -85,6 +87,6 @@ def test_a_trigger_id_is_sent_once(
 
     assert outcomes == ["sent", "duplicate"]
     stream = Keys(msettings.redis.key_prefix).retrain_triggers()
-    entries = redis_client.xrange(stream)
+    entries: Any = redis_client.xrange(stream)
     assert len(entries) == 1
     assert entries[0][1][b"trigger_id"] == b"monitor-transactions-floor-1"
