@@ -366,6 +366,10 @@ class MonitorSettings(_Section):
     evaluation_positives: int = Field(default=5, ge=1)
     paired_alpha: float = Field(default=0.05, gt=0, lt=1)
     min_discordant_pairs: int = Field(default=10, ge=1)
+    # "per_class": a clear loss on either class is a loss (positives and negatives tested
+    # apart); "balanced": pairs weighted by 1 / their class's size, so a version may trade
+    # one class's errors for the other's.
+    paired_weighting: Literal["per_class", "balanced"] = "per_class"
     # Probation also ends after this many positives since the promotion.
     probation_positives: int = Field(default=300, ge=1)
     # A shadow-first challenger still undecided after this many positives is retired.

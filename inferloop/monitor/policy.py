@@ -102,6 +102,7 @@ class PolicyConfig:
             evaluation_positives=section.evaluation_positives,
             alpha=section.paired_alpha,
             min_discordant=section.min_discordant_pairs,
+            weighting=section.paired_weighting,
             probation_positives=section.probation_positives,
             challenger_max_positives=section.challenger_max_positives,
             alarm_only=bool(getattr(section, f"{domain}_alarm_only", False)),

@@ -179,9 +179,11 @@ def test_probation_comes_from_the_newest_promotion_to_the_champion() -> None:
 
 
 def test_the_settings_build_the_config() -> None:
-    section = MonitorSettings(transactions_live_floor_f1=0.4, evaluation_positives=3)
+    section = MonitorSettings(
+        transactions_live_floor_f1=0.4, evaluation_positives=3, paired_weighting="balanced"
+    )
     config = PolicyConfig.from_settings(section, "transactions")
-    assert config.evaluation_positives == 3
+    assert (config.evaluation_positives, config.weighting) == (3, "balanced")
     assert {(f.figure, f.value, f.bound) for f in config.live_floors()} == {
         ("f1", 0.4, "min"),
         ("target_value", 0.5, "min"),
