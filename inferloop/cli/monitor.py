@@ -158,7 +158,9 @@ def _print_status(snapshot: dict[str, Any]) -> None:
         f"served checks {checks['served_checked']}, mismatches {checks['served_mismatches']}"
     )
     rows = [
-        _figure_row(role, info, window_name, figure, value)
+        _figure_row(role, info, window_name, figures.get("target", figure), value)
+        if figure == "target_value"
+        else _figure_row(role, info, window_name, figure, value)
         for role, info in snapshot["roles"].items()
         for window_name, figures in info["windows"].items()
         for figure, value in figures.items()
@@ -166,12 +168,12 @@ def _print_status(snapshot: dict[str, Any]) -> None:
     ]
     print_table(rows, ["role", "version", "window", "figure", "value", "interval"], "figures")
     shares = [
-        {"role": role, "version": info["version"], "predicted": label, **counts}
+        {"role": role, "version": info["version"], "class": label, **counts}
         for role, info in snapshot["roles"].items()
         for label, counts in info["labelled_share"].items()
     ]
     print_table(
-        shares, ["role", "version", "predicted", "labelled", "predicted", "share"],
+        shares, ["role", "version", "class", "labelled", "predicted", "share"],
         "labelled share per predicted class",
     )  # fmt: skip
     probation = snapshot.get("probation")

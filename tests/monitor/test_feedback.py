@@ -57,3 +57,6 @@ def test_feedback_labels_are_reported_with_their_labelled_share_per_predicted_cl
     assert table.exit_code == 0, table.output
     assert "labelled share per predicted class" in table.output
     assert "champion" in table.output
+    fraud_row = next(line for line in table.output.splitlines() if " fraud " in line)
+    assert f"{len(flagged)}" in fraud_row
+    assert "1.0" in fraud_row
