@@ -45,6 +45,8 @@ from inferloop.registry.entities import HistoryEntry
 from inferloop.settings import MonitorSettings
 
 Bound = Literal["min", "max"]
+# Comparisons whose evaluation points the state remembers (the latest ones).
+MAX_REMEMBERED = 16
 
 
 @dataclass(frozen=True)
@@ -248,6 +250,9 @@ class Policy:
             actions += self._challenger(snapshot.challenger)
         actions += self._floors(snapshot)
         actions += self._drift(snapshot)
+        # Keep the points of the latest comparisons only, so the state stays small (an
+        # old one seen again starts from its current point: harmless, anytime-valid).
+        self.points = dict(list(self.points.items())[-MAX_REMEMBERED:])
         return actions
 
     def on_probation(self, comparison: Comparison) -> bool:
@@ -260,6 +265,7 @@ class Policy:
         point = comparison.counts.positives // self.config.evaluation_positives
         if point <= self.points.get(comparison.key, 0):
             return False
+        self.points.pop(comparison.key, None)  # to the end: the most recently decided
         self.points[comparison.key] = point
         return True
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from inferloop.monitor.figures import Figures, Interval
 from inferloop.monitor.paired import PairedCounts
 from inferloop.monitor.policy import (
+    MAX_REMEMBERED,
     Alarm,
     Comparison,
     Policy,
@@ -55,6 +56,10 @@ def test_a_paired_loss_rolls_back_at_an_evaluation_point_with_evidence() -> None
     assert rollback.cooldown_s == PolicyConfig(domain="emails").cooldown_s
     # The same point is not decided twice.
     assert policy.evaluate(_on_probation(_losing(31))) == []
+    # Old comparisons do not pile up in the state.
+    for version in range(8, 40):
+        policy.evaluate(Snapshot(0.0, version, probation=Comparison(version, 7, _even(10))))
+    assert len(policy.to_state()["points"]) == MAX_REMEMBERED
 
 
 def test_equal_versions_are_not_rolled_back() -> None:
