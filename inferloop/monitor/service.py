@@ -31,7 +31,7 @@ from inferloop.errors import ConfigError
 from inferloop.httpserve import BackgroundHTTPServer, Reply
 from inferloop.keys import Keys
 from inferloop.monitor.decisions import POLICY_FIELD, RECENT_ALARMS, Decisions, Executor
-from inferloop.monitor.errors import LeaseLostError
+from inferloop.monitor.errors import LeaseLostError, MonitorError
 from inferloop.monitor.evaluation import WINDOWS, evaluate
 from inferloop.monitor.figures import Figures, live_figures
 from inferloop.monitor.intake import Intake, Sample
@@ -235,14 +235,31 @@ class Monitor:
         self.metrics.batch_seconds.labels(self.domain).observe(time.perf_counter() - started)
 
     def _commit(self, changes: Changes) -> None:
-        try:
-            self.store.commit(changes)
-        except LeaseLostError:
-            # Another monitor took over: what this one holds in memory is no longer the
-            # stored state; stopping is the only safe move.
-            log.error("monitor of %s lost its lease; stopping without storing", self.domain)
-            self.request_stop("lease lost")
-            raise
+        """Store ``changes``, retrying while Redis is unreachable (the loop waits: its
+        state cannot move without Redis); a stop request ends the wait unstored."""
+        pause_s = 0.5
+        while True:
+            try:
+                self.store.commit(changes)
+                break
+            except LeaseLostError:
+                # Another monitor took over: what this one holds in memory is no longer
+                # the stored state; stopping is the only safe move.
+                log.error("monitor of %s lost its lease; stopping without storing", self.domain)
+                self.request_stop("lease lost")
+                raise
+            except REDIS_DOWN_ERRORS as exc:
+                self.metrics.redis_up.labels(self.domain).set(0)
+                if self._stop_reason:
+                    raise MonitorError(
+                        f"Redis unreachable while stopping ({exc}): the batch in hand is not "
+                        "stored, and is read again at the next start"
+                    ) from exc
+                log.warning("monitor of %s: Redis unreachable (%s); retrying in %.1f s",
+                            self.domain, exc, pause_s)  # fmt: skip
+                time.sleep(pause_s)
+                pause_s = min(pause_s * 2, self.section.redis_backoff_max_s)
+        self.metrics.redis_up.labels(self.domain).set(1)
         self._next_renew = time.monotonic() + self.section.lease_s / 3
 
     def _count(self, polled: Polled, changes: Changes) -> None:

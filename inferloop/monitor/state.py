@@ -152,12 +152,26 @@ class StateStore:
                 # back; held by another monitor: stop.
                 if pipe.get(lease) not in (None, self.token.encode()):
                     raise LeaseLostError(f"the monitor of {self.domain} lost its lease")
+                if self._applied(pipe, changes):
+                    return
                 pipe.multi()
                 self._queue(pipe, changes)
                 pipe.set(lease, self.token, px=self._lease_ms)
                 pipe.execute()
             except redis.WatchError as exc:
                 raise LeaseLostError(f"the monitor of {self.domain} lost its lease") from exc
+
+    def _applied(self, pipe: Any, changes: Changes) -> bool:
+        """Whether ``changes`` are stored already: a retry after a connection lost while
+        EXEC's answer was on its way must not apply them twice (the offsets tell)."""
+        if not changes.offsets:
+            return False
+        fields = list(changes.offsets)
+        stored = pipe.hmget(self._k["offsets"], fields)
+        return all(
+            raw is not None and int(raw) == changes.offsets[f]
+            for f, raw in zip(fields, stored, strict=True)
+        )
 
     def _queue(self, pipe: Any, changes: Changes) -> None:
         k = self._k
