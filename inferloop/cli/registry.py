@@ -17,6 +17,7 @@ import click
 
 from inferloop.cli import settings_of
 from inferloop.cli.output import json_option, print_json, print_table
+from inferloop.registry.acl import ROLES
 
 if TYPE_CHECKING:
     from inferloop.registry import HistoryEntry, ModelVersion, Registry
@@ -471,7 +472,7 @@ def report(ctx: click.Context, name: str, version: int, out_dir: Path) -> None:
 
 
 @registry.command()
-@click.argument("role", type=click.Choice(["worker", "retrain", "operator"]))
+@click.argument("role", type=click.Choice(ROLES))
 @click.option("--user", default=None, help="User name (default: inferloop-ROLE).")
 @click.pass_context
 def acl(ctx: click.Context, role: str, user: str | None) -> None:
