@@ -63,7 +63,8 @@ class Summary:
 
     @property
     def events_per_s(self) -> float:
-        """Events read per second of the whole run (reading, scoring and writing)."""
+        """Events read per second of the run: reading, validating, scoring and writing
+        (loading and verifying the model before it is not counted)."""
         return self.read / self.elapsed_s if self.elapsed_s else 0.0
 
     def as_dict(self) -> dict[str, Any]:
