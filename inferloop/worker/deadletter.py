@@ -18,7 +18,6 @@ from typing import Any
 from kafka.record.default_records import DefaultRecordBatchBuilder
 
 REASON_TOO_LARGE = "too_large"
-REASON_SCORING_ERROR = "scoring_error"
 
 TRUNCATED_VALUE_BYTES = 64 * 1024
 MAX_KEY_BYTES_WHEN_TRUNCATED = 1024
