@@ -241,6 +241,17 @@ class _Replayer:
         if resume is not None:
             self._resume_from(resume)
         self.producer: KafkaProducer = make_producer(settings.kafka, **producer_config(settings))
+        self._learn_partitions()
+
+    def _learn_partitions(self) -> None:
+        # A send to a topic the producer has no metadata for waits for it (up to the
+        # delivery timeout), deaf to a stop: the first label sent during an outage did.
+        for topic in (self.summary.events_topic, self.summary.labels_topic):
+            try:
+                self.producer.partitions_for(topic)
+            except KafkaError as exc:
+                discard(self.producer)
+                raise ReplayError(f"no partitions of {topic} from Kafka: {exc!r}") from exc
 
     def _resume_from(self, resume: ResumeState) -> None:
         if (resume.events_topic, resume.labels_topic) != (

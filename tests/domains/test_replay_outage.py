@@ -25,7 +25,7 @@ from kafka import TopicPartition
 from inferloop.cli import cli
 from inferloop.connections import make_consumer
 from inferloop.domains.datasets import Dataset, load_creditcard
-from inferloop.domains.replay import ReplayPlan, gets_label, run_replay, selection
+from inferloop.domains.replay import ReplayPlan, ReplaySummary, gets_label, run_replay, selection
 from inferloop.local.kafka import LocalKafka
 from inferloop.local.process import free_port
 from inferloop.local.services import LocalServices
@@ -61,7 +61,10 @@ def on_broker(settings: Settings, kafka: LocalKafka, tmp_path: Path, **replay: o
     """``settings`` pointing at ``kafka``, with these replay settings."""
     return settings.model_copy(
         update={
-            "kafka": settings.kafka.model_copy(update={"bootstrap_servers": kafka.address}),
+            # A broker just started on a busy machine can take more than the session's 10 s.
+            "kafka": settings.kafka.model_copy(
+                update={"bootstrap_servers": kafka.address, "connect_timeout_s": 60}
+            ),
             "replay": settings.replay.model_copy(
                 update={"resume_dir": tmp_path / "resume", **replay}
             ),
@@ -79,10 +82,14 @@ def topic_size(settings: Settings, topic: str) -> int:
         consumer.close()
 
 
-def wait_for_size(settings: Settings, topic: str, size: int, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
+def wait_for_size(
+    settings: Settings, topic: str, size: int, writer: threading.Thread | None = None
+) -> None:
+    """Wait until ``topic`` holds ``size`` records (while ``writer`` is alive, if given)."""
+    deadline = time.monotonic() + 90
     while topic_size(settings, topic) < size:
         assert time.monotonic() < deadline, f"{topic} did not reach {size} records"
+        assert writer is None or writer.is_alive(), "the replay ended early (see its error)"
         time.sleep(0.1)
 
 
@@ -115,7 +122,7 @@ def test_a_broker_outage_shorter_than_the_delivery_timeout_is_ridden_out(
         target=lambda: result.append(run_replay(settings, creditcard, plan)), daemon=True
     )
     thread.start()
-    wait_for_size(settings, topics.events, 1_500)
+    wait_for_size(settings, topics.events, 1_500, thread)
     own_kafka.stop()
     time.sleep(3)
     own_kafka.start(timeout_s=120)
@@ -227,3 +234,41 @@ def test_sigterm_prints_the_summary_and_a_resume_goes_on_exactly_where_it_stoppe
     assert Counter(r.key.decode() for r in events) == Counter(ids)  # each once
     labels = read_topic(settings, topics.labels, expect=len(labelled))
     assert Counter(r.key.decode() for r in labels) == Counter(labelled)
+
+
+def test_a_stop_during_an_outage_keeps_what_was_not_acknowledged_for_the_resume(
+    settings: Settings, own_kafka: LocalKafka, creditcard: Dataset, tmp_path: Path
+) -> None:
+    # Before: SIGTERM during an outage ended replay at once, and what it had accepted
+    # but not delivered vanished without a word.
+    settings = on_broker(settings, own_kafka, tmp_path, stop_grace_s=1.0)
+    create_domain_topics(settings, DOMAIN)
+    topics = for_settings(settings, DOMAIN)
+    plan = ReplayPlan(rate_per_s=1_000, label_delay_s=2.0, label_fraction=0.5, limit=5_000)
+    ids, labelled = expected_ids(creditcard, plan)
+    stop = threading.Event()
+    result: list[ReplaySummary] = []
+    thread = threading.Thread(
+        target=lambda: result.append(run_replay(settings, creditcard, plan, stop=stop)),
+        daemon=True,
+    )
+    thread.start()
+    wait_for_size(settings, topics.events, 1_500, thread)
+    own_kafka.stop()
+    time.sleep(1)
+    stop.set()
+    thread.join(30)  # the grace, not the delivery timeout (120 s)
+
+    assert not thread.is_alive()
+    (summary,) = result
+    assert summary.outcome == "stopped"
+    assert summary.events_acknowledged < summary.events_sent  # the outage held some back
+    assert summary.resume_file is not None
+    own_kafka.start(timeout_s=120)
+    after = run_replay(settings, creditcard, plan, resume=Path(summary.resume_file))
+
+    assert after.outcome == "finished"
+    events = read_topic(settings, topics.events, expect=5_000)
+    assert set(r.key.decode() for r in events) == set(ids)
+    labels = read_topic(settings, topics.labels, expect=len(labelled))
+    assert {r.key.decode() for r in labels} == labelled
