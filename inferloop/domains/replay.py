@@ -303,11 +303,14 @@ class _Replayer:
 
     def settle(self, timeout_s: float | None) -> bool:
         """Wait for every send in flight to be acknowledged, within ``timeout_s`` when
-        given (else until one fails or the broker goes quiet); whether they all were."""
+        given (else until one fails, the broker goes quiet or a stop comes); whether
+        they all were."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while self.ledger.in_flight > 0:
             if deadline is None:
                 self.check()
+                if self.stop.is_set():
+                    return False
             elif time.monotonic() >= deadline:
                 return False
             time.sleep(0.005)
@@ -419,8 +422,7 @@ def run_replay(
     started = time.monotonic()
     outcome: Outcome = "stopped"
     try:
-        if _stream(replayer, progress, progress_every):
-            replayer.settle(None)
+        if _stream(replayer, progress, progress_every) and replayer.settle(None):
             outcome = "finished"
         else:
             replayer.settle(settings.replay.stop_grace_s)
