@@ -256,9 +256,13 @@ class EmailsDomain(DomainSpec):
         """The lowest threshold that flags at most ``max_ham_flagged`` of the ham (0.5 %)."""
         return m.threshold_at_fpr(y, oof_scores, self.max_ham_flagged)
 
+    def target(self) -> m.ThresholdTarget:
+        """At most ``max_ham_flagged`` of the ham flagged."""
+        return m.ThresholdTarget(error_class=0, rate=self.max_ham_flagged)
+
     def threshold_target(self) -> str:
         """What the threshold is chosen for, in words."""
-        return f"at most {self.max_ham_flagged:.2%} of ham flagged (forward out of fold)"
+        return f"at most {self.max_ham_flagged:.2%} of ham flagged (newest out-of-fold scores)"
 
     def extra_metrics(
         self, y: np.ndarray[Any, Any], scores: np.ndarray[Any, Any]

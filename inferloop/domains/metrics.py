@@ -6,9 +6,11 @@ The decision rule everywhere is ``score >= threshold`` means the positive class.
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from scipy.stats import beta
 from sklearn.metrics import (
     average_precision_score,
     matthews_corrcoef,
@@ -112,3 +114,65 @@ def f1_at_fpr(y: np.ndarray[Any, Any], scores: np.ndarray[Any, Any], max_fpr: fl
     Descriptive only (the threshold is chosen on the data it is measured on).
     """
     return threshold_metrics(y, scores, threshold_at_fpr(y, scores, max_fpr))["f1"]
+
+
+# A rate is judged on at least this many expected errors: 10 / target examples of the
+# class it counts (2,000 ham for 0.5 % flagged, 50 fraud for 20 % missed).
+EXPECTED_ERRORS = 10
+
+
+@dataclass(frozen=True)
+class ThresholdTarget:
+    """What a threshold promises: at most ``rate`` of one class on the wrong side.
+
+    ``error_class`` 0: the share of negatives flagged (emails: ham flagged);
+    1: the share of positives missed (transactions: fraud missed, 1 - recall).
+    """
+
+    error_class: int
+    rate: float
+
+    @property
+    def needed(self) -> int:
+        """Examples of ``error_class`` a window needs for the rate to mean something."""
+        return math.ceil(EXPECTED_ERRORS / self.rate - 1e-9)
+
+    def describe(self) -> str:
+        """The target in words."""
+        if self.error_class == 0:
+            return f"at most {self.rate:.2%} of negatives flagged"
+        return f"at least {1 - self.rate:.0%} recall ({self.rate:.0%} of positives missed)"
+
+    def errors(
+        self, y: np.ndarray[Any, Any], scores: np.ndarray[Any, Any], threshold: float
+    ) -> tuple[int, int]:
+        """(examples on the wrong side, examples of ``error_class``) at ``threshold``."""
+        y = np.asarray(y)
+        of_class = y == self.error_class
+        flagged = decide(scores, threshold)
+        wrong = flagged if self.error_class == 0 else ~flagged
+        return int(np.count_nonzero(wrong & of_class)), int(np.count_nonzero(of_class))
+
+
+@dataclass(frozen=True)
+class RealisedRate:
+    """A threshold's rate of errors on some labelled data, with its 95 % interval."""
+
+    errors: int
+    of: int
+    rate: float
+    lower: float
+    upper: float
+
+    @classmethod
+    def of_counts(cls, errors: int, of: int) -> RealisedRate:
+        """The rate ``errors / of`` with its Clopper-Pearson 95 % interval."""
+        if of <= 0:
+            return cls(errors, of, math.nan, 0.0, 1.0)
+        lower = float(beta.ppf(0.025, errors, of - errors + 1)) if errors > 0 else 0.0
+        upper = float(beta.ppf(0.975, errors + 1, of - errors)) if errors < of else 1.0
+        return cls(errors, of, errors / of, lower, upper)
+
+    def as_dict(self) -> dict[str, float | int]:
+        """The figures as plain values."""
+        return asdict(self)

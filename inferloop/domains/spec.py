@@ -159,6 +159,10 @@ class DomainSpec(ABC):
     def choose_threshold(self, y: np.ndarray[Any, Any], oof_scores: np.ndarray[Any, Any]) -> float:
         """The decision threshold for the domain's target, from out-of-fold scores."""
 
+    @abstractmethod
+    def target(self) -> m.ThresholdTarget:
+        """The rate the threshold promises (checked on calibration, holdout and live data)."""
+
     def threshold_target(self) -> str:
         """What the threshold is chosen for, in words."""
         return "domain default"
