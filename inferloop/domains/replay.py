@@ -43,7 +43,7 @@ from inferloop.topics import for_settings
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[int, int], None]  # (events done, labels done)
+Progress = Callable[[int, int], None]  # (positions passed, labels sent)
 Outcome = Literal["finished", "failed", "stopped"]
 EventTime = Literal["original", "send"]
 LabelPolicy = Literal["all", "feedback"]
@@ -238,6 +238,9 @@ class _Replayer:
         self.ledger = Ledger(next_position=positions.start, labels_only=plan.labels_only)
         self.queue: deque[PendingLabel] = deque()  # in due order
         self.warned = 0.0  # when the last "waiting for Kafka" line was logged
+        # Positions of the selection passed so far (sent, or done before a resume): what
+        # progress counts, labels-only replays included.
+        self.walked_from, self.walked = positions.start, 0
         if resume is not None:
             self._resume_from(resume)
         self.producer: KafkaProducer = make_producer(settings.kafka, **producer_config(settings))
@@ -438,7 +441,7 @@ def run_replay(
     elif resume is not None:
         resume.unlink(missing_ok=True)  # done: a second resume would re-send its labels
     if progress is not None:
-        progress(summary.events_sent, summary.labels_sent)
+        progress(replayer.walked, summary.labels_sent)
     log.info(
         "replay %s: %s, %d of %d events and %d of %d labels acknowledged, %.1fs%s",
         outcome,
@@ -488,9 +491,9 @@ def _stream(replayer: _Replayer, progress: Progress | None, every: int) -> bool:
         replayer.check()
         replayer.wait_for_room()
         done += 1
+        replayer.walked = index + 1 - replayer.walked_from
         if progress is not None and done % every == 0:
-            counts = replayer.ledger.counts
-            progress(counts.events_sent, counts.labels_sent)
+            progress(replayer.walked, replayer.ledger.counts.labels_sent)
     return _drain_labels(replayer, progress)
 
 
@@ -514,8 +517,7 @@ def _drain_labels(replayer: _Replayer, progress: Progress | None) -> bool:
         replayer.check()
         replayer.wait_for_room()
         if progress is not None:
-            counts = replayer.ledger.counts
-            progress(counts.events_sent, counts.labels_sent)
+            progress(replayer.walked, replayer.ledger.counts.labels_sent)
     return not replayer.stop.is_set()
 
 

@@ -71,8 +71,15 @@ def test_labels_only_seeds_history_without_events(settings: Settings) -> None:
     create_domain_topics(settings, "emails")
     topics = for_settings(settings, "emails")
     sms = load_sms(settings.data_dir)
-    summary = replay(settings, sms, ReplayPlan(labels_only=True, end_fraction=0.1))
+    calls: list[tuple[int, int]] = []
+    summary = replay(
+        settings, sms, ReplayPlan(labels_only=True, end_fraction=0.1),
+        progress=lambda done, labels: calls.append((done, labels)), progress_every=100,
+    )  # fmt: skip
     assert summary.events_sent == 0
+    # Progress counts the positions passed, labels-only too (it stayed at 0 events).
+    assert calls[-1] == (int(0.1 * len(sms)), summary.labels_sent)
+    assert len(calls) > 3
     assert summary.labels_sent == int(0.1 * len(sms))
     assert read_topic(settings, topics.events) == []
     labels = read_topic(settings, topics.labels, expect=summary.labels_sent)
