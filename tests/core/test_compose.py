@@ -94,3 +94,51 @@ def test_dockerfile_copies_every_package_folder() -> None:
     copied = {line.split()[1] for line in dockerfile.splitlines() if line.startswith("COPY ")}
     assert {"pyproject.toml", "inferloop"} <= copied
     assert "uv sync --frozen --no-dev --no-editable" in dockerfile
+
+
+def _prometheus_config(service: dict[str, Any]) -> tuple[dict[str, Path], Path]:
+    """The prometheus service's mounts ({container path: host path}) and the host path
+    of the configuration its command names."""
+    mounts = {}
+    for volume in service["volumes"]:
+        source, target, *_ = volume.split(":")
+        if source.startswith("."):
+            mounts[target] = ROOT / source
+    flag = next(arg for arg in service["command"] if arg.startswith("--config.file="))
+    config = Path(flag.partition("=")[2])
+    host = next(mounts[t] / config.relative_to(t) for t in mounts if config.is_relative_to(t))
+    return mounts, host
+
+
+def test_prometheus_mounts_existing_files_and_reads_the_compose_configuration() -> None:
+    mounts, config = _prometheus_config(_compose()["services"]["prometheus"])
+    assert mounts
+    for host in mounts.values():
+        assert host.is_dir(), host
+    assert config == ROOT / "deploy/prometheus/prometheus-compose.yml"
+    loaded = yaml.safe_load(config.read_text())
+    # Rule files are named relative to the configuration, so the mount carries them.
+    for pattern in loaded["rule_files"]:
+        assert list(config.parent.glob(pattern)), pattern
+
+
+def test_prometheus_scrapes_the_compose_services_on_their_metrics_ports() -> None:
+    compose = _compose()
+    _, config = _prometheus_config(compose["services"]["prometheus"])
+    targets: dict[str, set[str]] = {}
+    for job in yaml.safe_load(config.read_text())["scrape_configs"]:
+        found = targets.setdefault(job["job_name"], set())
+        for static in job.get("static_configs", []):
+            found.update(static["targets"])
+        for dns in job.get("dns_sd_configs", []):
+            found.update(f"{name}:{dns['port']}" for name in dns["names"])
+    settings = Settings()
+    worker, retrain = settings.worker.metrics_port, settings.retrain.metrics_port
+    monitor = settings.monitor.metrics_port
+    assert targets == {
+        "inferloop-worker": {f"worker-emails:{worker}", f"worker-transactions:{worker}"},
+        "inferloop-retrain": {f"retrain:{retrain}"},
+        "inferloop-monitor": {f"monitor:{monitor}", f"monitor:{monitor + 1}"},
+    }
+    for target in set().union(*targets.values()):
+        assert target.partition(":")[0] in compose["services"], target
