@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from inferloop.domains.metrics import ThresholdTarget as Target
+
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 Draw = np.ndarray[Any, np.dtype[np.integer[Any]]]  # indices of one resample of the holdout
 # metric(y, scores, threshold) on a resampled holdout: the slow, general path.
@@ -144,6 +146,117 @@ class ResampledMetric:
         return self.rank.roc_auc(resample.draw)
 
 
+class MatchedMetric:
+    """A threshold metric at a matched operating point, on resamples of the holdout.
+
+    On each resample the threshold is re-derived from that resample for ``target``
+    (the same share of negatives flagged, or the same recall) before the metric is
+    taken, so two models compared this way differ only by how they rank: a model whose
+    own threshold missed is not punished for it, nor one that happened to hit rewarded.
+    The rule is the domain's own (:func:`inferloop.domains.metrics.threshold_at_fpr`:
+    the lowest threshold flagging at most ``floor(rate x negatives)``); for recall, the
+    highest threshold that keeps it. Vectorised: two ``bincount`` and two ``cumsum`` a
+    round over the groups of equal scores.
+    """
+
+    def __init__(
+        self, name: str, y: np.ndarray[Any, Any], scores: np.ndarray[Any, Any], target: Target
+    ) -> None:
+        if name not in THRESHOLD_METRICS:
+            raise KeyError(name)
+        self.name = name
+        self.target = target
+        self.rank = RankOrder(y, scores)
+
+    def cells(self, weights: np.ndarray[Any, Any]) -> tuple[float, float, float, float] | None:
+        """(tn, fn, fp, tp) at the matched threshold for examples weighted by ``weights``."""
+        cum_pos, cum_neg = _cumulative(self.rank, weights)
+        if not len(cum_pos) or cum_pos[-1] <= 0 or cum_neg[-1] <= 0:
+            return None
+        positives, negatives = float(cum_pos[-1]), float(cum_neg[-1])
+        if self.target.error_class == 0:
+            allowed = math.floor(self.target.rate * negatives + 1e-9)
+            flagged_groups = int(np.searchsorted(cum_neg, allowed + 0.5, side="left"))
+        else:
+            needed = math.ceil((1.0 - self.target.rate) * positives - 1e-9)
+            flagged_groups = int(np.searchsorted(cum_pos, needed - 0.5, side="left")) + 1
+        tp = float(cum_pos[flagged_groups - 1]) if flagged_groups else 0.0
+        fp = float(cum_neg[flagged_groups - 1]) if flagged_groups else 0.0
+        return negatives - fp, positives - tp, fp, tp
+
+    def value(self) -> float:
+        """The metric on the whole holdout."""
+        return self._metric(np.ones(len(self.rank.y)))
+
+    def __call__(self, resample: Resample) -> float:
+        return self._metric(resample.counts)
+
+    def _metric(self, weights: np.ndarray[Any, Any]) -> float:
+        cells = self.cells(weights)
+        if cells is None:
+            return math.nan
+        return threshold_metric(self.name, np.asarray(cells))
+
+
+class PartialAuc:
+    """The mean true-positive rate over false-positive rates 0 .. ``max_fpr`` (partial
+    ROC-AUC divided by ``max_fpr``: 1 is perfect), on resamples of the holdout.
+
+    Threshold-free, and limited to the region the domain operates in: the comparison
+    when the holdout has too few negatives to re-derive a threshold at the target.
+    Ties are the diagonal of their group, as in ROC-AUC.
+    """
+
+    def __init__(
+        self, y: np.ndarray[Any, Any], scores: np.ndarray[Any, Any], max_fpr: float
+    ) -> None:
+        self.max_fpr = max_fpr
+        self.rank = RankOrder(y, scores)
+
+    def value(self) -> float:
+        """The figure on the whole holdout."""
+        return self._area(np.ones(len(self.rank.y)))
+
+    def __call__(self, resample: Resample) -> float:
+        return self._area(resample.counts)
+
+    def _area(self, weights: np.ndarray[Any, Any]) -> float:
+        cum_pos, cum_neg = _cumulative(self.rank, weights)
+        if not len(cum_pos) or cum_pos[-1] <= 0 or cum_neg[-1] <= 0:
+            return math.nan
+        fpr = np.r_[0.0, cum_neg / cum_neg[-1]]
+        tpr = np.r_[0.0, cum_pos / cum_pos[-1]]
+        x0, x1, y0, y1 = fpr[:-1], fpr[1:], tpr[:-1], tpr[1:]
+        width = x1 - x0
+        slope = np.divide(y1 - y0, width, out=np.zeros_like(width), where=width > 0)
+        xa, xb = np.minimum(x0, self.max_fpr), np.minimum(x1, self.max_fpr)
+        ya, yb = y0 + slope * (xa - x0), y0 + slope * (xb - x0)
+        return float(np.sum((xb - xa) * (ya + yb)) / 2.0 / self.max_fpr)
+
+
+def _cumulative(rank: RankOrder, weights: np.ndarray[Any, Any]) -> tuple[FloatArray, FloatArray]:
+    """Positives and negatives at or above each group (best first), examples weighted."""
+    pos = np.bincount(rank.group, weights=weights * rank.y, minlength=rank.groups)
+    everyone = np.bincount(rank.group, weights=weights, minlength=rank.groups)
+    return np.cumsum(pos), np.cumsum(everyone - pos)
+
+
+Measure = Callable[[Resample], float]
+
+
+def paired_measure_deltas(
+    candidate: Measure, champion: Measure, n: int, *, rounds: int, seed: int
+) -> FloatArray:
+    """(candidate - champion) on ``rounds`` seeded resamples of a holdout of ``n``;
+    undefined rounds dropped. The draws are those :func:`paired_deltas` makes."""
+    rng = np.random.default_rng(seed)
+    deltas = np.empty(rounds, dtype=np.float64)
+    for i in range(rounds):
+        resample = Resample(rng.integers(0, n, n), n)
+        deltas[i] = candidate(resample) - champion(resample)
+    return deltas[np.isfinite(deltas)]
+
+
 def supports(metric: str) -> bool:
     """Whether ``metric`` has a fast form here."""
     return metric in THRESHOLD_METRICS or metric in RANKING_METRICS
@@ -165,20 +278,17 @@ def paired_deltas(
     """
     y = np.asarray(y)
     n = len(y)
-    rng = np.random.default_rng(seed)
-    deltas = np.empty(rounds, dtype=np.float64)
     if supports(metric):
         cand, champ = ResampledMetric(metric, y, candidate), ResampledMetric(metric, y, champion)
-        for i in range(rounds):
-            resample = Resample(rng.integers(0, n, n), n)
-            deltas[i] = cand(resample) - champ(resample)
-    else:
-        if fallback is None:
-            raise KeyError(f"no fast form of {metric!r} and no fallback given")
-        cand_scores, champ_scores = np.asarray(candidate.scores), np.asarray(champion.scores)
-        for i in range(rounds):
-            draw = rng.integers(0, n, n)
-            deltas[i] = fallback(y[draw], cand_scores[draw], candidate.threshold) - fallback(
-                y[draw], champ_scores[draw], champion.threshold
-            )
+        return paired_measure_deltas(cand, champ, n, rounds=rounds, seed=seed)
+    if fallback is None:
+        raise KeyError(f"no fast form of {metric!r} and no fallback given")
+    rng = np.random.default_rng(seed)
+    deltas = np.empty(rounds, dtype=np.float64)
+    cand_scores, champ_scores = np.asarray(candidate.scores), np.asarray(champion.scores)
+    for i in range(rounds):
+        draw = rng.integers(0, n, n)
+        deltas[i] = fallback(y[draw], cand_scores[draw], candidate.threshold) - fallback(
+            y[draw], champ_scores[draw], champion.threshold
+        )
     return deltas[np.isfinite(deltas)]

@@ -22,9 +22,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from threadpoolctl import threadpool_limits
 
 from inferloop.domains import DomainSpec, get_domain
+from inferloop.domains.metrics import RealisedRate
 from inferloop.errors import InferloopError, RedisUnavailableError
 from inferloop.keys import Keys
 from inferloop.registry import AliasTarget, LockGuard, ModelVersion, Registry
@@ -85,12 +87,81 @@ class Champion:
 
 
 @dataclass(frozen=True)
+class ThresholdChoice:
+    """The candidate's threshold, where it came from, and how it held on the holdout.
+
+    ``realised`` is the rate of the threshold chosen on the calibration window, on the
+    holdout (never seen by it). When it is over the target and its upper 95 % bound
+    exceeds twice the target, the threshold is chosen again on calibration + holdout
+    (``source`` "holdout"), the newest labelled data there is, rather than ship one
+    known to miss or refuse a better model for it; live labels check it again during
+    probation.
+    """
+
+    threshold: float
+    source: str  # calibration | pooled_folds | holdout
+    target: str
+    target_rate: float
+    calibration_threshold: float
+    realised: RealisedRate
+    metrics: dict[str, float]  # the candidate's on the holdout, at ``threshold``
+
+    def as_dict(self) -> dict[str, Any]:
+        """The choice as plain values (for params, the report and the record)."""
+        return {
+            "threshold": self.threshold,
+            "source": self.source,
+            "target": self.target,
+            "target_rate": self.target_rate,
+            "calibration_threshold": self.calibration_threshold,
+            "holdout_realised": self.realised.as_dict(),
+        }
+
+
+def choose_threshold(spec: DomainSpec, trained: Trained) -> ThresholdChoice:
+    """The calibration window's threshold, judged on the holdout (see :class:`ThresholdChoice`)."""
+    target = spec.target()
+    fitted, y, scores = trained.fitted, trained.holdout_y, trained.holdout_scores
+    realised = RealisedRate.of_counts(*target.errors(y, scores, fitted.threshold))
+    threshold, source, metrics = fitted.threshold, fitted.threshold_source, trained.metrics
+    if realised.rate > target.rate and realised.upper > 2 * target.rate:
+        cal_y, cal_scores = fitted.calibration()
+        threshold = spec.choose_threshold(
+            np.concatenate([cal_y, y]), np.concatenate([cal_scores, scores])
+        )
+        source = "holdout"
+        metrics = spec.metrics(y, scores, threshold)
+        log.warning(
+            "%s: the calibration threshold %.6f gave %d of %d (%.2f%%, up to %.2f%%) on the "
+            "holdout against a target of %.2f%%: re-derived on calibration + holdout: %.6f",
+            spec.name,
+            fitted.threshold,
+            realised.errors,
+            realised.of,
+            100 * realised.rate,
+            100 * realised.upper,
+            100 * target.rate,
+            threshold,
+        )
+    return ThresholdChoice(
+        threshold=threshold,
+        source=source,
+        target=target.describe(),
+        target_rate=target.rate,
+        calibration_threshold=fitted.threshold,
+        realised=realised,
+        metrics=metrics,
+    )
+
+
+@dataclass(frozen=True)
 class Evaluation:
-    """Both models on the holdout, and the gate's verdict."""
+    """Both models on the holdout, the candidate's threshold, and the gate's verdict."""
 
     candidate: Contender
     champion: Contender | None
     gate: GateResult
+    threshold: ThresholdChoice
 
 
 @dataclass
@@ -258,6 +329,8 @@ class RetrainJob:
         record.primary_metric = spec.primary_metric
         record.candidate = run.evaluation.gate.candidate
         record.champion = run.evaluation.gate.champion
+        record.threshold_source = run.evaluation.threshold.source
+        record.champion_below_floor = run.evaluation.gate.champion_below_floor
         with self._step(record, "register"):
             version = self._register(run)
             self._report(run, version)
@@ -336,9 +409,8 @@ class RetrainJob:
 
     def _evaluate(self, run: _Run) -> Evaluation:
         spec, trained = run.spec, run.trained
-        candidate = Contender(
-            ModelScores(trained.holdout_scores, trained.fitted.threshold), trained.metrics
-        )
+        choice = choose_threshold(spec, trained)
+        candidate = Contender(ModelScores(trained.holdout_scores, choice.threshold), choice.metrics)
         # A champion that cannot be compared is not scored: no figure of it on data it
         # was trained on reaches the gate, the record or the log.
         why_not = comparable_holdout(run.champion, trained)
@@ -354,6 +426,7 @@ class RetrainJob:
             rounds=retrain.bootstrap_rounds,
             seed=run.recipe.seed,
             guardrails=GUARDRAILS.get(spec.name, ()),
+            target=spec.target(),
         )
         gate = decide(
             config,
@@ -363,7 +436,7 @@ class RetrainJob:
             not_comparable=why_not,
             fallback=lambda y, s, t: spec.metrics(y, s, t)[spec.primary_metric],
         )
-        return Evaluation(candidate, champion, gate)
+        return Evaluation(candidate, champion, gate, choice)
 
     def _score_champion(self, run: _Run) -> tuple[Contender | None, str | None]:
         if run.champion is None:
@@ -382,7 +455,7 @@ class RetrainJob:
 
     def _register(self, run: _Run) -> ModelVersion:
         spec, trained, recipe, request = run.spec, run.trained, run.recipe, run.request
-        gate = run.evaluation.gate
+        gate, choice = run.evaluation.gate, run.evaluation.threshold
         params = {
             "seed": recipe.seed,
             "folds": recipe.folds,
@@ -390,6 +463,7 @@ class RetrainJob:
             "pipeline": recipe.pipeline,
             "durations_s": dict(run.record.durations_s),
             "gate": gate.as_dict(),
+            "threshold": choice.as_dict(),
             "run_id": request.run_id,
             "trigger": request.trigger,
             "champion_version": run.record.champion_version,
@@ -399,11 +473,11 @@ class RetrainJob:
             spec.name,
             trained.fitted.pipeline,
             domain=spec.name,
-            threshold=trained.fitted.threshold,
+            threshold=choice.threshold,
             input_schema_version=spec.schema_version,
             golden_events=run.golden,
             params=params,
-            metrics=trained.metrics,
+            metrics=choice.metrics | {"champion_below_floor": float(gate.champion_below_floor)},
             champion_metrics=None if champion is None else dict(champion.metrics),
             lineage=build_lineage(spec, run.snapshot, trained, recipe),
             created_by=run.lease.holder,
@@ -415,7 +489,7 @@ class RetrainJob:
 
     def _report(self, run: _Run, version: ModelVersion) -> None:
         spec, trained, record = run.spec, run.trained, run.record
-        champion = run.evaluation.champion
+        champion, choice = run.evaluation.champion, run.evaluation.threshold
         summary = {
             "model": {"name": spec.name, "version": version.version},
             "run": {
@@ -423,7 +497,11 @@ class RetrainJob:
                 "trigger": record.trigger,
                 "durations_s": record.durations_s,
             },
-            "candidate": trained.metrics,
+            "candidate": choice.metrics,
+            "threshold": choice.as_dict(),
+            "calibration": trained.fitted.describe_calibration(
+                trained.examples.event_time_s[trained.split.train]
+            ),
             "champion": {
                 "version": record.champion_version,
                 "metrics": None if champion is None else dict(champion.metrics),
@@ -435,7 +513,7 @@ class RetrainJob:
         files = build_report(
             summary=summary,
             y=trained.holdout_y,
-            candidate=(trained.holdout_scores, trained.fitted.threshold),
+            candidate=(trained.holdout_scores, choice.threshold),
             champion=None
             if champion is None
             else (champion.scores.scores, champion.scores.threshold),
@@ -448,6 +526,14 @@ class RetrainJob:
 
     def _act(self, run: _Run, version: ModelVersion) -> None:
         gate, record, lease, name = run.evaluation.gate, run.record, run.lease, run.spec.name
+        if gate.champion_below_floor:
+            log.warning(
+                "ALARM %s: the champion is below the floor (%s %.4f < %.4f) after this run",
+                name,
+                gate.primary_metric,
+                gate.candidate if gate.decision == "promote" else (gate.champion or math.nan),
+                run.spec.floor,
+            )
         if gate.decision == "insufficient_evidence":
             record.outcome, record.reason = "insufficient_evidence", gate.reason
             return

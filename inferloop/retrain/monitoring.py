@@ -18,6 +18,9 @@ from inferloop.settings import DOMAINS
 
 log = logging.getLogger(__name__)
 
+# Runs whose gate compared with the champion: they know whether it is below the floor.
+DECIDED = frozenset({"promoted", "rejected"})
+
 STEP_BUCKETS_S = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
 
@@ -86,6 +89,12 @@ class ServiceMetrics:
             ["domain"],
             registry=r,
         )
+        self.below_floor = Gauge(
+            "inferloop_retrain_champion_below_floor",
+            "1 when the last decided run left a champion below the domain's floor",
+            ["domain"],
+            registry=r,
+        )
         self.running = Gauge(
             "inferloop_retrain_running", "Runs in progress", ["domain"], registry=r
         )
@@ -97,6 +106,8 @@ class ServiceMetrics:
         for step, seconds in outcome.durations_s.items():
             self.step_seconds.labels(outcome.domain, step).observe(seconds)
         self.rows_read.labels(outcome.domain).inc(outcome.records_read)
+        if outcome.outcome in DECIDED:
+            self.below_floor.labels(outcome.domain).set(int(outcome.champion_below_floor))
         if not outcome.finished_at:
             return
         finished = datetime.fromisoformat(outcome.finished_at).timestamp()

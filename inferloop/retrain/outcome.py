@@ -63,6 +63,10 @@ class RunOutcome:
     lock_holder: str | None = None
     report_dir: str | None = None
     fire_time: str | None = None
+    # calibration | pooled_folds | holdout: where the candidate's threshold came from.
+    threshold_source: str | None = None
+    # After this run the domain's champion is below its floor (an alarm).
+    champion_below_floor: bool = False
 
     @property
     def successful(self) -> bool:
@@ -85,6 +89,10 @@ class RunOutcome:
             else:
                 vs = "no champion"
             parts.append(f"{self.primary_metric} candidate {self.candidate:.4f} vs {vs}")
+        if self.threshold_source is not None:
+            parts.append(f"threshold from {self.threshold_source}")
+        if self.champion_below_floor:
+            parts.append("CHAMPION BELOW FLOOR")
         parts.append(f"{self.duration_s:.1f}s")
         if self.durations_s:
             # The steps themselves; their parts ("fit.model") stay in the record.

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from inferloop.domains import get_domain
+from inferloop.domains import get_domain, training
+from inferloop.domains.metrics import ThresholdTarget, threshold_at_fpr
 from inferloop.retrain.bootstrap import ModelScores
-from inferloop.retrain.gate import GUARDRAILS, Contender, GateConfig, decide
+from inferloop.retrain.gate import GUARDRAILS, Contender, GateConfig, Guardrail, decide
 
 SPEC = get_domain("transactions")
+EMAILS = get_domain("emails")
+HAM_TARGET = ThresholdTarget(error_class=0, rate=0.005)
 
 
 def _config(**changes: object) -> GateConfig:
@@ -83,13 +86,24 @@ def test_the_margin_must_be_cleared_by_the_lower_percentile() -> None:
 
 
 def test_a_broken_guardrail_rejects_a_better_primary_metric() -> None:
+    # A guardrail on a threshold metric, given explicitly: the mechanism still works.
     y = _holdout()
     champion = _model(y, 2.5, 2, threshold=0.5)
-    # Same ranking skill, but a threshold so high that it catches almost no fraud.
     strict = _model(y, 4.5, 1, threshold=0.995)
-    result = decide(_config(), y, strict, champion)
+    result = decide(_config(guardrails=(Guardrail("recall", True, 0.05),)), y, strict, champion)
     assert result.decision == "reject"
     assert result.reason.startswith("guardrail recall")
+
+
+def test_a_threshold_that_missed_no_longer_refuses_a_better_ranking_model() -> None:
+    # The domain's guardrails are ranking only: a better ranking with a threshold that
+    # catches almost no fraud is promoted; the threshold is judged apart (the job).
+    y = _holdout()
+    champion = _model(y, 2.5, 2, threshold=0.5)
+    strict = _model(y, 4.5, 1, threshold=0.995)
+    assert strict.metric("recall") < champion.metric("recall") - 0.05
+    result = decide(_config(), y, strict, champion)
+    assert result.decision == "promote"
 
 
 def test_overlapping_or_unscorable_champion_cannot_promote() -> None:
@@ -123,10 +137,12 @@ def test_comparability_comes_before_the_evidence() -> None:
 
 def test_the_floor_comes_before_the_win() -> None:
     y = _holdout()
-    weak_champion = _model(y, 0.0, 2)
-    result = decide(_config(), y, _model(y, 0.3, 1), weak_champion)
+    champion = _model(y, 3.5, 2)
+    assert champion.metric("auprc") >= 0.7
+    result = decide(_config(), y, _model(y, 0.3, 1), champion)
     assert result.decision == "reject"
     assert "below the floor" in result.reason
+    assert not result.champion_below_floor
 
 
 def test_the_win_comes_before_the_guardrails() -> None:
@@ -142,3 +158,128 @@ def test_the_win_comes_before_the_guardrails() -> None:
     result = decide(_config(), y, strict, champion)
     assert result.decision == "reject"
     assert result.reason.startswith("no real win")
+
+
+def test_a_below_floor_champion_gives_way_to_a_candidate_that_beats_it() -> None:
+    # Both below the floor (0.7 AUPRC): the floor guards a champion that meets it, not
+    # one that does not; the better candidate is promoted and the domain stays flagged.
+    y = _holdout()
+    weak_champion, better = _model(y, 0.3, 2), _model(y, 2.0, 1)
+    assert better.metric("auprc") < 0.7
+    result = decide(_config(), y, better, weak_champion)
+    assert result.decision == "promote"
+    assert "below the floor too" in result.reason
+    assert result.champion_below_floor
+    # No win over the below-floor champion: rejected, the flag still up.
+    same = decide(_config(), y, weak_champion, weak_champion)
+    assert same.decision == "reject"
+    assert same.champion_below_floor
+
+
+# -- the matched operating point (emails: F1 where the same share of ham is flagged) --
+
+
+def _emails_config(**changes: object) -> GateConfig:
+    return _config(
+        primary_metric="f1",
+        floor=0.0,
+        guardrails=GUARDRAILS["emails"],
+        target=HAM_TARGET,
+        **changes,
+    )
+
+
+def _email_model(y: np.ndarray, scores: np.ndarray, threshold: float) -> Contender:
+    return Contender(ModelScores(scores, threshold), EMAILS.metrics(y, scores, threshold))
+
+
+def _email_scores(y: np.ndarray, skill: float, seed: int) -> np.ndarray:
+    raw = np.random.default_rng(seed).normal(size=len(y)) + skill * y
+    return 1.0 / (1.0 + np.exp(-raw))
+
+
+def test_matched_point_a_better_ranking_with_a_worse_threshold_wins() -> None:
+    y = _holdout(n=4000, positives=1000)  # 3,000 ham: enough for 0.5 % (2,000)
+    champ_scores, cand_scores = _email_scores(y, 2.5, 2), _email_scores(y, 4.0, 1)
+    champion = _email_model(y, champ_scores, threshold_at_fpr(y, champ_scores, 0.005))
+    # The candidate's threshold is far too strict: it catches a sliver of the spam.
+    candidate = _email_model(y, cand_scores, float(np.quantile(cand_scores[y == 1], 0.97)))
+    assert candidate.metric("f1") < champion.metric("f1")  # at their own thresholds
+    result = decide(_emails_config(), y, candidate, champion)
+    assert result.decision == "promote"
+    assert result.compared.startswith("f1 at a matched operating point")
+    assert result.candidate_compared is not None
+    assert result.champion_compared is not None
+    assert result.candidate_compared > result.champion_compared + 0.1
+
+
+def test_matched_point_equal_ranking_at_different_thresholds_does_not_win() -> None:
+    y = _holdout(n=4000, positives=1000)
+    scores = _email_scores(y, 3.0, 1)
+    # The same scores; the champion's threshold is badly placed, the candidate's well.
+    champion = _email_model(y, scores, float(np.quantile(scores[y == 1], 0.9)))
+    candidate = _email_model(y, scores, threshold_at_fpr(y, scores, 0.005))
+    assert candidate.metric("f1") > champion.metric("f1") + 0.2  # at their own thresholds
+    result = decide(_emails_config(), y, candidate, champion)
+    assert result.decision == "reject"
+    assert result.delta == 0.0
+    assert "no real win" in result.reason
+
+
+def test_a_tie_on_ranking_refreshes_a_champions_threshold_that_misses() -> None:
+    y = _holdout(n=4000, positives=1000)
+    scores = _email_scores(y, 3.0, 1)
+    # The same ranking; the champion's threshold flags 5 % of the ham, the candidate's 0.5 %.
+    champion = _email_model(y, scores, threshold_at_fpr(y, scores, 0.05))
+    candidate = _email_model(y, scores, threshold_at_fpr(y, scores, 0.005))
+    result = decide(_emails_config(), y, candidate, champion)
+    assert result.decision == "promote"
+    assert result.reason.startswith("threshold refresh")
+    # The other way round: the candidate's threshold is the one that misses.
+    assert decide(_emails_config(), y, champion, candidate).decision == "reject"
+
+
+def test_too_few_ham_for_the_target_falls_back_to_partial_auc_then_to_no_decision() -> None:
+    champion_skill, candidate_skill = 1.5, 4.0
+    y = _holdout(n=800, positives=300)  # 500 ham: a partial AUC to 2 % flagged
+    champion = _email_model(y, _email_scores(y, champion_skill, 2), 0.5)
+    candidate = _email_model(y, _email_scores(y, candidate_skill, 1), 0.5)
+    result = decide(_emails_config(), y, candidate, champion)
+    assert result.compared.startswith("partial ROC-AUC to 2.00% flagged")
+    assert result.decision == "promote"
+    tiny = _holdout(n=120, positives=80)  # 40 ham: not even that
+    champion = _email_model(tiny, _email_scores(tiny, champion_skill, 2), 0.5)
+    candidate = _email_model(tiny, _email_scores(tiny, candidate_skill, 1), 0.5)
+    result = decide(_emails_config(), tiny, candidate, champion)
+    assert result.decision == "insufficient_evidence"
+    assert "partial AUC needs" in result.reason
+
+
+# -- the threshold's window: the newest out-of-fold scores, on a shifted fixture --
+
+
+def _drifting_ham(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold labels and scores in time order; the ham's scores drift upwards."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.3).astype(np.int8)
+    drift = np.linspace(0.0, 1.5, n)  # the ham looks more and more like spam
+    scores = np.where(y == 1, rng.normal(4.0, 1.0, n), rng.normal(0.0, 1.0, n) + drift)
+    return y, scores
+
+
+def test_the_calibration_window_meets_the_target_on_the_newest_data_and_pooling_does_not() -> None:
+    y, scores = _drifting_ham(20_000, seed=3)
+    start = training.calibration_start(y, HAM_TARGET)
+    window_ham = int(np.count_nonzero(y[start:] == 0))
+    assert window_ham == HAM_TARGET.needed == 2000
+    window = EMAILS.choose_threshold(y[start:], scores[start:])
+    pooled = EMAILS.choose_threshold(y, scores)
+    # The newest data: ham as it is now, at the end of the drift.
+    newest_ham = np.random.default_rng(4).normal(1.5, 1.0, 100_000)
+    assert float(np.mean(newest_ham >= window)) <= 2 * HAM_TARGET.rate
+    assert float(np.mean(newest_ham >= pooled)) > 4 * HAM_TARGET.rate
+
+
+def test_too_little_out_of_fold_ham_pools_every_fold() -> None:
+    y, _ = _drifting_ham(1000, seed=3)
+    assert training.calibration_start(y, HAM_TARGET) == 0
