@@ -36,7 +36,7 @@ from bench.worker import WorkerGroup
 from inferloop.connections import make_producer
 from inferloop.registry import Registry
 from inferloop.settings import Settings
-from inferloop.worker.lag import group_lag
+from inferloop.ops.lag import group_lag
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from inferloop.cli.output import json_option, print_json, print_table
 from inferloop.settings import DOMAINS, Domain, Settings
 
 if TYPE_CHECKING:
-    from inferloop.worker.dlq import StoredLetter
+    from inferloop.ops.dlq import StoredLetter
 
 # Each command imports the worker package when it runs: the CLI is imported as a whole
 # (``inferloop --help``, and every other command), and the worker brings scikit-learn.
@@ -181,7 +181,7 @@ def show(
     ctx: click.Context, *, domain: Domain, reasons: tuple[str, ...], limit: int, as_json: bool
 ) -> None:
     """Count DOMAIN's dead letters by reason and list the first ones."""
-    from inferloop.worker.dlq import show as show_letters
+    from inferloop.ops.dlq import show as show_letters
 
     summary = show_letters(settings_of(ctx), domain, reasons=reasons, limit=limit)
     if as_json:
@@ -235,7 +235,7 @@ def redrive(
     as_json: bool,
 ) -> None:
     """Republish chosen dead letters, bytes unchanged, to their source topic."""
-    from inferloop.worker.dlq import redrive as redrive_letters
+    from inferloop.ops.dlq import redrive as redrive_letters
 
     result = redrive_letters(settings_of(ctx), domain, reasons=reasons, coordinates=coordinates,
                              dry_run=dry_run)  # fmt: skip
@@ -255,7 +255,7 @@ def redrive(
 def lag(ctx: click.Context, domain: Domain, as_json: bool) -> None:
     """Lag of DOMAIN's consumer group, from the offsets committed in Kafka (works with
     every worker down)."""
-    from inferloop.worker.lag import group_lag
+    from inferloop.ops.lag import group_lag
 
     result = group_lag(settings_of(ctx), domain)
     if as_json:

@@ -13,7 +13,7 @@ from sklearn.preprocessing import FunctionTransformer
 from inferloop.settings import Settings
 from inferloop.topics import DomainTopics, create_domain_topics, for_settings
 from inferloop.worker.deadletter import H_DETAIL, H_REASON, header
-from inferloop.worker.lag import group_lag
+from inferloop.ops.lag import group_lag
 from inferloop.worker.loop import RunLimits
 from tests.helpers import read_topic
 from tests.worker.conftest import Champion, WorkerProcess, WorkerThread, wait_for, with_worker

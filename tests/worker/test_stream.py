@@ -26,7 +26,7 @@ from inferloop.worker.deadletter import (
     H_TOPIC,
     header,
 )
-from inferloop.worker.lag import group_lag
+from inferloop.ops.lag import group_lag
 from inferloop.worker.loop import RunLimits
 from tests.helpers import read_topic
 from tests.worker.conftest import Champion, WorkerThread, wait_for, with_worker

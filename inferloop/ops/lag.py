@@ -14,9 +14,9 @@ from kafka import OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError
 
 from inferloop.connections import admin_client, make_consumer
+from inferloop.ops.errors import TopicMissingError
 from inferloop.settings import Domain, Settings
 from inferloop.topics import consumer_group, for_settings
-from inferloop.worker.errors import TopicMissingError
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from kafka import TopicPartition
 
 from inferloop.connections import make_consumer, make_producer
+from inferloop.ops import letters as dl
+from inferloop.ops.errors import DeadLetterError, TopicMissingError
 from inferloop.settings import Domain, Settings
 from inferloop.topics import for_settings
-from inferloop.worker import deadletter as dl
-from inferloop.worker.errors import DeadLetterError, TopicMissingError
 
 log = logging.getLogger(__name__)
 
