@@ -89,7 +89,7 @@ class WorkerMetrics:
             p + "dead_letters", "Messages dead-lettered.", [*d, "reason"], registry=r
         )
         self.batch_size = Histogram(
-            p + "batch_size", "Messages per polled batch.", d, buckets=BATCH_SIZE_BUCKETS,
+            p + "batch_messages", "Messages per polled batch.", d, buckets=BATCH_SIZE_BUCKETS,
             registry=r,
         )  # fmt: skip
         self.scoring_seconds = Histogram(
@@ -107,7 +107,7 @@ class WorkerMetrics:
             LATENCY_BUCKETS_S,
         )
         r.register(self.end_to_end)
-        self.lag = Gauge(p + "consumer_lag", "Messages behind the end, per partition.",
+        self.lag = Gauge(p + "consumer_lag_messages", "Messages behind the end, per partition.",
                          [*d, "partition"], registry=r)  # fmt: skip
         self.partitions = Gauge(p + "assigned_partitions", "Partitions assigned.", d, registry=r)
         self.model_version = Gauge(p + "model_version", "Model version in use.", d, registry=r)

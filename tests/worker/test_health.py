@@ -78,7 +78,7 @@ def test_ready_once_a_model_is_loaded_idle_without_partitions_and_metrics_served
         "inferloop_worker_predictions_total",
         "inferloop_worker_positive_rate",
         "inferloop_worker_holdout_positive_rate",
-        "inferloop_worker_batch_size_bucket",
+        "inferloop_worker_batch_messages_bucket",
         "inferloop_worker_scoring_seconds_bucket",
         "inferloop_worker_end_to_end_seconds_bucket",
         "inferloop_worker_model_version",
