@@ -15,7 +15,7 @@ from inferloop.domains.schemas import MAX_EVENT_BYTES, Prediction
 from inferloop.settings import Settings
 from tests.batch.helpers import json_lines, lines, ok, score, write_lines
 from tests.worker.conftest import Champion
-from tests.worker.factories import Fitted, tx_bytes, tx_event
+from tests.worker.factories import POISON_AMOUNT, Fitted, poisoned, tx_bytes, tx_event
 
 
 def _expected_scores(fitted: Fitted, ids: list[int]) -> np.ndarray:
@@ -121,3 +121,24 @@ def test_a_line_longer_than_any_event_is_cut_and_the_next_one_read(tmp_path: Pat
     assert MAX_EVENT_BYTES < len(values[1]) <= MAX_EVENT_BYTES + 2
     rejects = get_domain("transactions").validate_batch(values).rejects
     assert [(r.index, r.reason) for r in rejects] == [(1, "oversize_event")]
+
+
+def test_an_event_that_breaks_the_model_is_a_scoring_error_and_the_rest_are_scored(
+    wsettings: Settings, champion: Champion, model_v1: Fitted, tmp_path: Path
+) -> None:
+    version = champion(poisoned(model_v1)).version
+    values = [tx_bytes(i) for i in range(100)]
+    values[37] = tx_bytes(37, amount=POISON_AMOUNT)
+    source, out, rejects = tmp_path / "in.jsonl", tmp_path / "out.jsonl", tmp_path / "rej.jsonl"
+    write_lines(source, values)
+
+    result = score(wsettings, "transactions", "--input", str(source), "--output", str(out),
+                   "--rejects", str(rejects), "--json")  # fmt: skip
+
+    summary = json.loads(ok(result))
+    assert [p["event_id"] for p in json_lines(out)] == [f"tx-{i}" for i in range(100) if i != 37]
+    (reject,) = json_lines(rejects)
+    assert (reject["reason"], reject["line"]) == ("scoring_error", 38)
+    assert reject["model"] == f"transactions@{version}"
+    assert str(POISON_AMOUNT) in reject["detail"]
+    assert summary["reject_reasons"] == {"scoring_error": 1}
