@@ -15,10 +15,13 @@ from inferloop.settings import Settings
 from tests.helpers import settings_env
 
 
-def score(settings: Settings, *args: str, stdin: bytes | None = None) -> Result:
-    """``inferloop score ARGS`` with ``settings`` (no progress bar)."""
+def score(
+    settings: Settings, *args: str, stdin: bytes | None = None, progress: bool = False
+) -> Result:
+    """``inferloop score ARGS`` with ``settings`` (a progress bar only if ``progress``)."""
     runner = CliRunner(env=settings_env(settings))
-    return runner.invoke(cli, ["score", *args, "--no-progress"], input=stdin)
+    shown = "--progress" if progress else "--no-progress"
+    return runner.invoke(cli, ["score", *args, shown], input=stdin)
 
 
 def ok(result: Result) -> str:

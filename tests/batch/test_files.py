@@ -77,6 +77,23 @@ def test_standard_input_to_standard_output(
     assert predicted == [f"tx-{i}" for i in range(50)]
 
 
+def test_a_progress_bar_and_the_summary_for_people(
+    wsettings: Settings, champion: Champion, model_v1: Fitted, tmp_path: Path
+) -> None:
+    champion(model_v1)
+    source, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_lines(source, [tx_bytes(i) for i in range(30)] + [b"{"])
+
+    result = score(wsettings, "transactions", "--input", str(source), "--output", str(out),
+                   "--chunk-size", "7", progress=True)  # fmt: skip
+
+    text = ok(result)
+    assert "scored 31 events with transactions@" in text
+    assert "scoring" in text  # the bar (CliRunner mixes standard error in)
+    assert "not_json" in text
+    assert len(json_lines(out)) == 30
+
+
 def test_a_named_version_is_used_and_an_unknown_one_is_one_line(
     wsettings: Settings, champion: Champion, model_v1: Fitted, tmp_path: Path
 ) -> None:
