@@ -6,6 +6,7 @@ import json
 import re
 import signal
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,8 @@ from kafka.errors import KafkaTimeoutError
 
 from inferloop.domains.schemas import Prediction
 from inferloop.domains.transactions import TransactionsDomain
-from inferloop.registry import ModelVersion, Registry
+from inferloop.registry import AliasTarget, ModelVersion, Registry
+from inferloop.registry.signing import generate_key_pair
 from inferloop.settings import Settings
 from inferloop.topics import DomainTopics, create_domain_topics, for_settings
 from inferloop.worker.kafka_internals import KafkaInternals
@@ -268,3 +270,42 @@ def test_the_sample_is_stable_per_id_and_near_its_share() -> None:
     assert set(sampled_indices(ids, 0.1).tolist()) <= half
     assert sampled_indices(ids, 0.0).size == 0
     assert sampled_indices(ids, 1.0).size == len(ids)
+
+
+def test_a_challenger_that_fails_verification_is_refused_and_the_champion_serves_alone(
+    *,
+    wsettings: Settings,
+    topics: DomainTopics,
+    registry: Registry,
+    champion: Champion,
+    model_v1: Fitted,
+    model_v2: Fitted,
+    tmp_path: Path,
+    worker_thread: Callable[..., WorkerThread],
+) -> None:
+    v1 = champion(model_v1)
+    running = worker_thread(wsettings)
+    publish_events(wsettings, topics.events, range(100))
+    predictions(wsettings, topics.predictions, expect=100)
+    # A challenger signed by a key this worker does not trust; set_alias cannot verify
+    # it either, so it is written as an operator with write access could.
+    stranger = generate_key_pair(tmp_path / "stranger", "stranger")
+    section = wsettings.registry.model_copy(update={"signing_key_path": stranger.private_path})
+    with Registry.from_settings(wsettings.model_copy(update={"registry": section})) as other:
+        bad = register(other, model_v2)
+    target = AliasTarget(bad.version, bad.artifact_digest).encode()
+    registry.client.hset(registry.keys.aliases(DOMAIN), "challenger", target)
+    wait_for(lambda: bad.version in running.worker.health.refused_versions, 30, "the refusal")
+    publish_events(wsettings, topics.events, range(100, 200))
+    out = predictions(wsettings, topics.predictions, expect=200)
+    running.stop()
+
+    assert {p.model.version for p in out} == {v1.version}
+    assert running.worker.health.degraded_reason is None
+    assert read_topic(wsettings, topics.shadow) == []
+    assert (
+        running.worker.metrics.registry.get_sample_value(
+            "inferloop_worker_challenger_version", {"domain": DOMAIN}
+        )
+        == 0.0
+    )
