@@ -130,10 +130,12 @@ def score(
         to_topic = predictions_topic
     shown = sys.stderr.isatty() if progress is None else progress
     with ExitStack() as stack:
-        model = _model(stack, settings, domain, ref)
+        # The input first (a wrong path fails before seconds of model loading), then
+        # the model, and only then the output: a refused version writes nothing.
         source = _source(
             stack, settings, domain, input_path, start=start, stop=stop, chunk_size=chunk_size
         )
+        model = _model(stack, settings, domain, ref)
         sink = _sink(stack, settings, output_path, to_topic)
         summary = _run(stack, model, source, sink, rejects=rejects_path, shown=shown)
     _report(summary, as_json, err=output_path == STDIO)
