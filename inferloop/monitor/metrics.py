@@ -60,7 +60,7 @@ class MonitorMetrics:
             ["domain", "window"], registry=r,
         )  # fmt: skip
         self.labelled_share = Gauge(
-            "inferloop_monitor_labelled_share", "Labelled events over predictions, per class "
+            "inferloop_monitor_labelled_ratio", "Labelled events over predictions, per class "
             "the role's version predicted", ["domain", "role", "predicted"], registry=r,
         )  # fmt: skip
         self.label_delay = Gauge(

@@ -74,13 +74,13 @@ class WorkerMetrics:
             p + "predictions", "Predictions produced.", [*d, "label", "version"], registry=r
         )
         self.positive_rate = Gauge(
-            p + "positive_rate",
+            p + "positive_ratio",
             "Share of this process's predictions that are positive, per model version.",
             [*d, "version"],
             registry=r,
         )
         self.holdout_positive_rate = Gauge(
-            p + "holdout_positive_rate",
+            p + "holdout_positive_ratio",
             "Share of positives the version predicted on its holdout at training time.",
             [*d, "version"],
             registry=r,

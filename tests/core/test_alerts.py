@@ -112,6 +112,8 @@ def test_metric_names_follow_prometheus_naming() -> None:
         # prometheus_client adds _total to a counter; any other type must not end like
         # a counter's or a histogram's samples.
         assert not family.name.endswith(RESERVED_ENDINGS), family.name
+        # A share is a _ratio (0 to 1); "_rate" reads as a per-second rate().
+        assert not family.name.endswith(("_rate", "_share", "_percent")), family.name
         if family.type == "histogram":
             assert family.name.endswith(("_seconds", "_bytes", "_messages")), family.name
         for suffix in SUFFIXES.get(family.type, ("",)):

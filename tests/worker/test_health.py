@@ -76,8 +76,8 @@ def test_ready_once_a_model_is_loaded_idle_without_partitions_and_metrics_served
     for name in (
         "inferloop_worker_events_consumed_total",
         "inferloop_worker_predictions_total",
-        "inferloop_worker_positive_rate",
-        "inferloop_worker_holdout_positive_rate",
+        "inferloop_worker_positive_ratio",
+        "inferloop_worker_holdout_positive_ratio",
         "inferloop_worker_batch_messages_bucket",
         "inferloop_worker_scoring_seconds_bucket",
         "inferloop_worker_end_to_end_seconds_bucket",

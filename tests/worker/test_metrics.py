@@ -40,7 +40,7 @@ def test_predictions_by_label_and_version_and_the_positive_rate() -> None:
     total = "inferloop_worker_predictions_total"
     assert sample(metrics, total, domain="emails", label="spam", version="3") == 4
     assert sample(metrics, total, domain="emails", label="ham", version="3") == 4
-    assert sample(metrics, "inferloop_worker_positive_rate", domain="emails", version="3") == 0.5
+    assert sample(metrics, "inferloop_worker_positive_ratio", domain="emails", version="3") == 0.5
 
 
 def test_a_metrics_port_in_use_is_a_clear_error() -> None:
