@@ -1,9 +1,10 @@
 """Offline evaluation: train on the older part of a data set, judge on the newest part.
 
 The newest part is never used for fitting, tuning or choosing the threshold: the
-threshold comes from forward out-of-fold scores on the training part. The scoring rate is
-measured the way the worker scores: JSON bytes in, validated, turned into rows and
-scored in batches of 1,000 on one core.
+threshold comes from the newest forward out-of-fold scores on the training part (the
+calibration window), and its realised rate on the newest part is reported beside it.
+The scoring rate is measured the way the worker scores: JSON bytes in, validated,
+turned into rows and scored in batches of 1,000 on one core.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from inferloop.domains import get_domain, training
 from inferloop.domains import schemas as s
 from inferloop.domains.datasets import DATASETS, deduplicate, holdout_split, load_dataset
 from inferloop.domains.errors import DomainError
+from inferloop.domains.metrics import RealisedRate
 from inferloop.domains.spec import DomainSpec
 
 log = logging.getLogger(__name__)
@@ -167,5 +169,12 @@ def evaluate(
             "folds": folds,
             "holdout_fraction": holdout_fraction,
             "threshold_target": spec.threshold_target(),
+            # calibration: the newest out-of-fold window holding 10 / target examples
+            # of the target's class; pooled_folds: fewer out of fold, all of them.
+            "threshold_source": fitted.threshold_source,
+            "calibration_examples": len(fitted.oof_y) - fitted.calibration_start,
+            "holdout_realised": RealisedRate.of_counts(
+                *spec.target().errors(holdout.y, scores, fitted.threshold)
+            ).as_dict(),
         },
     )

@@ -7,8 +7,11 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from inferloop.domains import get_domain
+from inferloop.domains.metrics import ThresholdTarget, threshold_at_fpr, threshold_metrics
 from inferloop.retrain.bootstrap import (
+    MatchedMetric,
     ModelScores,
+    PartialAuc,
     RankOrder,
     Resample,
     ResampledMetric,
@@ -78,3 +81,28 @@ def test_deltas_are_seeded_and_the_fallback_agrees() -> None:
     assert first.mean() > 0
     # The fallback resamples indices drawn from the same generator: the same rounds.
     assert slow == pytest.approx(first, abs=1e-12)
+
+
+@pytest.mark.parametrize("rate", [0.005, 0.05, 0.2])
+def test_the_matched_point_is_the_domains_threshold_rule_on_the_same_data(rate: float) -> None:
+    y, scores = _data(n=4000, seed=5)
+    expected = threshold_metrics(y, scores, threshold_at_fpr(y, scores, rate))
+    matched = MatchedMetric("f1", y, scores, ThresholdTarget(0, rate))
+    assert matched.value() == pytest.approx(expected["f1"], abs=1e-12)
+    # A resample: the rule applied to the drawn examples (each as often as drawn).
+    draw = np.random.default_rng(2).integers(0, len(y), len(y))
+    on_draw = threshold_metrics(
+        y[draw], scores[draw], threshold_at_fpr(y[draw], scores[draw], rate)
+    )
+    assert matched(Resample(draw, len(y))) == pytest.approx(on_draw["f1"], abs=1e-12)
+
+
+def test_the_matched_recall_point_keeps_the_recall() -> None:
+    y, scores = _data(n=4000, seed=5)
+    assert MatchedMetric("recall", y, scores, ThresholdTarget(1, 0.2)).value() >= 0.8
+
+
+def test_partial_auc_over_every_rate_is_roc_auc_and_a_perfect_ranking_scores_one() -> None:
+    y, scores = _data(seed=4)
+    assert PartialAuc(y, scores, 1.0).value() == pytest.approx(roc_auc_score(y, scores))
+    assert PartialAuc(y, y.astype(float), 0.02).value() == pytest.approx(1.0)

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import numpy as np
 import redis
 from kafka import TopicPartition
 
 from inferloop.connections import make_consumer
 from inferloop.domains import get_domain
+from inferloop.domains.metrics import threshold_at_fpr, threshold_metrics
+from inferloop.domains.training import Fitted
 from inferloop.keys import Keys
 from inferloop.local.process import free_port
 from inferloop.registry import Registry
-from inferloop.retrain.job import RetrainJob, RunRequest
+from inferloop.retrain.job import RetrainJob, RunRequest, choose_threshold
 from inferloop.retrain.lock import LeaseLock
+from inferloop.retrain.monitoring import ServiceMetrics
 from inferloop.retrain.outcome import RunOutcome
 from inferloop.retrain.progress import Progress
+from inferloop.retrain.recipe import Trained
 from inferloop.retrain.report import METRICS_FILE, REPORT_FILES, report_folder
 from inferloop.settings import Settings
 from tests.retrain.conftest import JobFactory, with_retrain
@@ -76,6 +82,16 @@ def test_a_run_registers_its_snapshot_offsets_and_promotes_the_first_model(
     assert outcome.report_dir is not None
     written = json.loads((report_folder(retrain_settings, "emails", 1) / METRICS_FILE).read_text())
     assert written["gate"]["decision"] == "promote"
+    # 400 emails hold fewer ham out of fold than 0.5 % needs (2,000): every fold pooled,
+    # and the report says so beside the target and the holdout's realised rate.
+    threshold = written["threshold"]
+    assert threshold["target"] == "at most 0.50% of negatives flagged"
+    assert threshold["source"] in {"pooled_folds", "holdout"}
+    assert threshold["holdout_realised"]["of"] == outcome.holdout - outcome.holdout_positives
+    assert written["calibration"]["source"] == "pooled_folds"
+    assert version.threshold == threshold["threshold"]
+    assert outcome.threshold_source == threshold["source"]
+    assert version.metrics["champion_below_floor"] == 0.0
 
 
 def test_reports_go_under_the_state_directory_apart_for_each_key_prefix(
@@ -292,3 +308,81 @@ def test_an_unreachable_redis_is_a_failed_run_naming_its_address(
         outcome = RetrainJob(unreachable, registry).run(RunRequest("emails"))
     assert outcome.outcome == "failed"
     assert f"Redis unreachable at 127.0.0.1:{port}" in outcome.reason
+
+
+# -- the candidate's threshold judged on the holdout (pure) ---------------------------
+
+
+def _trained(cal_ham: np.ndarray, hold_ham: np.ndarray, threshold: float) -> Trained:
+    """A candidate whose calibration window and holdout hold these ham scores (and spam at 0.99)."""
+    spec = get_domain("emails")
+    cal_y = np.r_[np.zeros(len(cal_ham)), np.ones(50)].astype(np.int8)
+    cal_scores = np.r_[cal_ham, np.full(50, 0.99)]
+    hold_y = np.r_[np.zeros(len(hold_ham)), np.ones(100)].astype(np.int8)
+    hold_scores = np.r_[hold_ham, np.full(100, 0.99)]
+    fitted = Fitted(
+        cast(Any, None),
+        threshold,
+        cal_scores,
+        np.arange(len(cal_y)),
+        cal_y,
+        0,
+        "calibration",
+    )
+    return Trained(
+        examples=cast(Any, None),
+        duplicates=0,
+        split=cast(Any, None),
+        fitted=fitted,
+        holdout_y=hold_y,
+        holdout_scores=hold_scores,
+        metrics=spec.metrics(hold_y, hold_scores, threshold),
+        predictions_sha256="",
+        durations_s={},
+    )
+
+
+def test_a_threshold_that_holds_on_the_holdout_is_kept() -> None:
+    rng = np.random.default_rng(0)
+    cal_ham = rng.uniform(0, 0.5, 2000)
+    threshold = threshold_at_fpr(np.zeros(2000), cal_ham, 0.005)
+    choice = choose_threshold(
+        get_domain("emails"), _trained(cal_ham, rng.uniform(0, 0.5, 1000), threshold)
+    )
+    assert (choice.source, choice.threshold) == ("calibration", threshold)
+    # On target (5 of 1,000), though 1,000 ham cannot rule out 1 %: kept.
+    assert choice.realised.rate <= 0.005
+    assert choice.realised.upper > 0.01
+
+
+def test_a_threshold_that_missed_on_the_holdout_is_rederived_with_it() -> None:
+    rng = np.random.default_rng(0)
+    cal_ham = rng.uniform(0, 0.5, 2000)
+    threshold = threshold_at_fpr(np.zeros(2000), cal_ham, 0.005)
+    # The ham drifted up: 5 % of it is now above the calibration threshold.
+    drifted = np.r_[rng.uniform(0, 0.45, 950), rng.uniform(0.5, 0.6, 50)]
+    trained = _trained(cal_ham, drifted, threshold)
+    choice = choose_threshold(get_domain("emails"), trained)
+    assert choice.realised.errors == 50
+    assert choice.realised.lower > 0.01
+    assert choice.source == "holdout"
+    assert choice.threshold > threshold
+    # The target holds on calibration + holdout together; the holdout's share falls.
+    both_y = np.r_[trained.fitted.oof_y, trained.holdout_y]
+    both = np.r_[trained.fitted.oof_scores, trained.holdout_scores]
+    assert threshold_metrics(both_y, both, choice.threshold)["fpr"] <= 0.005
+    assert choice.metrics["fpr"] < 0.02
+    assert choice.as_dict()["holdout_realised"]["rate"] == 0.05
+
+
+def test_the_metric_says_when_a_champion_is_left_below_its_floor() -> None:
+    metrics = ServiceMetrics(domains=("emails",))
+    flagged = RunOutcome("r1", "emails", "cli", "promoted", "", "", champion_below_floor=True)
+    metrics.observe(flagged)
+    assert (
+        'inferloop_retrain_champion_below_floor{domain="emails"} 1.0' in metrics.render().decode()
+    )
+    metrics.observe(dataclasses.replace(flagged, champion_below_floor=False, outcome="rejected"))
+    assert (
+        'inferloop_retrain_champion_below_floor{domain="emails"} 0.0' in metrics.render().decode()
+    )
