@@ -398,6 +398,34 @@ class MonitorSettings(_Section):
         return value
 
 
+class ConsoleSettings(_Section):
+    """The operator console (``inferloop console serve``)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8700, ge=0, le=65535)
+    # Required on any address but loopback: the console refuses to start without them.
+    tls_certfile: Path | None = None
+    tls_keyfile: Path | None = None
+    # Salted hashes made by ``inferloop console hash-token`` ("name$scrypt$..."), comma
+    # separated; the name is the actor recorded in the registry's history.
+    viewer_token_hashes: Annotated[tuple[str, ...], NoDecode] = ()
+    operator_token_hashes: Annotated[tuple[str, ...], NoDecode] = ()
+    # Signs the session cookie; a random one per process when unset (sessions end on restart).
+    session_secret: SecretStr | None = None
+    session_max_age_s: int = Field(default=8 * 3600, gt=0)
+    # Host headers accepted (DNS rebinding); the bind host is always accepted too.
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ("127.0.0.1", "localhost")
+    login_failures_max: int = Field(default=5, ge=1)
+    login_failure_window_s: float = Field(default=60.0, gt=0)
+
+    @field_validator("viewer_token_hashes", "operator_token_hashes", "allowed_hosts", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(p.strip() for p in value.split(",") if p.strip())
+        return value
+
+
 class Settings(BaseSettings):
     """Everything one inferloop process is configured with."""
 
@@ -417,6 +445,7 @@ class Settings(BaseSettings):
     retrain: RetrainSettings = RetrainSettings()
     replay: ReplaySettings = ReplaySettings()
     monitor: MonitorSettings = MonitorSettings()
+    console: ConsoleSettings = ConsoleSettings()
     data_dir: Path = Field(default_factory=_default_data_dir)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
