@@ -11,6 +11,9 @@ from rich.console import Console, RenderableType
 from rich.table import Table
 
 from inferloop.connections import make_consumer
+from inferloop.demo.monitoring import MonitorLog
+from inferloop.keys import Keys
+from inferloop.monitor.state import read_status
 from inferloop.registry import Registry
 from inferloop.settings import Domain, Settings
 from inferloop.topics import consumer_group, for_settings
@@ -32,6 +35,7 @@ class DomainState:
     versions: int = 0
     rejected: int = 0
     dead_letters: int = 0
+    monitor: MonitorLog = field(default_factory=MonitorLog)
     _last: tuple[float, int] = field(default=(0.0, 0), repr=False)
 
 
@@ -56,6 +60,9 @@ class Monitor:
         for domain, state in self.states.items():
             self._refresh_kafka(domain, state)
             self._refresh_registry(domain, state)
+            status = read_status(self.registry.client, Keys(self.settings.redis.key_prefix), domain)
+            if status is not None:
+                state.monitor.observe(status)
 
     def _refresh_kafka(self, domain: Domain, state: DomainState) -> None:
         consumer = self._consumer(domain)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from inferloop.settings import Domain
 
@@ -17,6 +18,28 @@ DATA_SOURCES = {
     ),
     "creditcard": (
         "the ULB credit-card fraud data set (https://www.kaggle.com/datasets/mlg-ulb/creditcardfraud)"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class WorsePlan:
+    """The version an operator promotes by hand although it is worse on the current
+    stream: the domain's pipeline with ``params``, fitted on the oldest ``fraction``."""
+
+    params: dict[str, Any]
+    fraction: float
+    why: str
+
+
+# Far too strong a regularisation for the text model; three trees instead of 500 for the
+# fraud model; each fitted on the oldest tenth of its data set.
+WORSE: dict[str, WorsePlan] = {
+    "emails": WorsePlan(
+        {"model__C": 0.0001}, 0.1, "logistic regression with C=0.0001 on the oldest 10 %"
+    ),
+    "transactions": WorsePlan(
+        {"model__max_iter": 3}, 0.1, "three trees instead of 500 on the oldest 10 %"
     ),
 }
 
@@ -39,6 +62,10 @@ class DomainPlan:
     # Merge the classes by their own time order (see Dataset.interleaved): for data sets
     # whose classes were collected over different years.
     interleave: bool = False
+    # The operator's part (a weakened candidate for the gate, then a worse version
+    # promoted by hand for the monitor to roll back) begins once this share of the
+    # stream was sent, so the monitor has stream left to collect its evidence on.
+    operator_at: float = 0.4
 
 
 @dataclass(frozen=True)
@@ -76,14 +103,18 @@ class DemoPlan:
 # burst of 71 frauds in 11,000 rows) v1 starts to miss, and the holdout first holds
 # enough positives for the gate to tell a real win; the rest of the stream is scored by
 # the version promoted then.
+# The operator's part (weakened candidate, promotion by hand, the monitor's rollback,
+# during which the domain's schedule is paused) begins a third of the way into the
+# emails (about 90 s in, 170 s of stream left) and a tenth into the transactions (about
+# 30 s in), so the fraud schedule is running again before the burst that makes its v2.
 DEFAULT_DOMAINS = (
     DomainPlan(
         "emails", "spamassassin", seed_end=0.2, stream_end=1.0, rate_per_s=18.0,
-        schedule="45s", interleave=True,
+        schedule="45s", interleave=True, operator_at=0.33,
     ),
     DomainPlan(
         "transactions", "creditcard", seed_end=0.2, stream_end=1.0, rate_per_s=700.0,
-        schedule="45s",
+        schedule="45s", operator_at=0.1,
     ),
 )  # fmt: skip
 

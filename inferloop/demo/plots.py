@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -25,7 +26,9 @@ class VersionEvent:
 
     time_s: float  # seconds since the demo started
     version: int
-    what: str  # "promoted" | "rejected" | "registered"
+    # "promoted" (any move of the champion alias) | "promoted by hand" | "rolled back"
+    # (the version moved from) | "rejected" | "not_comparable"
+    what: str
 
 
 def throughput_plot(outcomes: Sequence[DomainOutcome], path: Path) -> Path:
@@ -66,20 +69,39 @@ def timeline_plot(
             start, end = streams[domain]
             ax.axvspan(start, end, color="grey", alpha=0.12, label="live stream")
             ax.legend(loc="lower right", fontsize=8, frameon=False)
-        rejected = [e for e in events[domain] if e.what == "rejected"]
-        for i, event in enumerate(sorted(rejected, key=lambda e: e.time_s)):
-            ax.plot(event.time_s, 0.45, marker="x", color="crimson", markersize=9)
-            # Alternate heights, so close refusals do not print over each other.
-            label = f"v{event.version} rejected"
-            ax.text(event.time_s, 0.55 + 0.2 * (i % 2), label, fontsize=8, color="crimson")
+        _markers(ax, events[domain])
         ax.set_yticks([])
-        ax.set_ylim(-0.6, 1.05)
+        ax.set_ylim(-0.75, 1.05)
         ax.set_xlim(0, max(duration_s, 1.0))
         ax.set_ylabel(domain)
         ax.grid(axis="x", alpha=0.3)
     axes[-1, 0].set_xlabel("seconds since the demo started")
-    fig.suptitle("Champion over time (bars) and rejected candidates (x)")
+    fig.suptitle(
+        "Champion over time (bars); rejected (x) and not comparable (o) candidates; "
+        "promoted by hand (v), rolled back by the monitor (^)",
+        fontsize=9,
+    )
     return _save(fig, path)
+
+
+# How each kind of moment is marked: (marker, colour, height, text).
+MARKERS = {
+    "rejected": ("x", "crimson", 0.45, "rejected"),
+    "not_comparable": ("o", "dimgrey", 0.45, "not comparable"),
+    "promoted by hand": ("v", "darkorange", -0.4, "by hand"),
+    "rolled back": ("^", "purple", -0.4, "rolled back"),
+}
+
+
+def _markers(ax: Any, events: Sequence[VersionEvent]) -> None:
+    marked = sorted((e for e in events if e.what in MARKERS), key=lambda e: e.time_s)
+    for i, event in enumerate(marked):
+        marker, colour, height, text = MARKERS[event.what]
+        ax.plot(event.time_s, height, marker=marker, color=colour, markersize=9)
+        # Alternate heights, so close moments do not print over each other.
+        offset = (0.1 + 0.2 * (i % 2)) * (1 if height > 0 else -0.5)
+        label = f"v{event.version} {text}"
+        ax.text(event.time_s, height + offset, label, fontsize=8, color=colour)
 
 
 def pr_plot(

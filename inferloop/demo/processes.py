@@ -72,6 +72,12 @@ class Children:
         """Children that exited while they should be running."""
         return [c for c in self.started if not c.running()]
 
+    def stop(self, name: str, grace_s: float = 45.0) -> int | None:
+        """Stop the running child called ``name`` on purpose (not a crash any more)."""
+        child = next(c for c in self.started if c.name == name and c.running())
+        self.started.remove(child)
+        return child.stop(grace_s)
+
     def stop_all(self, grace_s: float = 45.0) -> dict[str, int | None]:
         """Stop every child; their exit codes by name."""
         return {child.name: child.stop(grace_s) for child in reversed(self.started)}

@@ -8,10 +8,14 @@
    the rest of the data as a live stream, with labels coming back after a delay and a
    few hostile messages mixed in.
 4. The schedule retrains on the labels that came back; the gate promotes a better v2
-   and the workers swap it in. At the end an operator asks for a deliberately weakened
-   candidate, which the gate rejects.
+   and the workers swap it in. A monitor per domain joins the labels with the versions
+   it watches. Mid-stream an operator asks for a deliberately weakened candidate, which
+   the gate rejects; then pauses the domain's schedule and promotes by hand a version
+   that is worse on the current stream; the monitor finds the paired loss and rolls it
+   back on its own; the schedule resumes.
 5. Stop what was started and report: per domain, events, predictions per version, dead
-   letters, lost events, throughput, latency and the quality of each version, with plots.
+   letters, lost events, throughput, latency, the quality of each version (from the
+   topics, and as the monitor measured it live), the rollback and any drift alarms.
 """
 
 from __future__ import annotations
@@ -36,10 +40,12 @@ from rich.live import Live
 
 from inferloop.connections import admin_client, make_producer
 from inferloop.demo.collect import collect
-from inferloop.demo.live import LineView, Monitor, View
-from inferloop.demo.plan import DATA_SOURCES, DemoPlan, DomainPlan
+from inferloop.demo.live import DomainState, LineView, Monitor, View
+from inferloop.demo.monitoring import MonitorLog, Rollback, find_rollback
+from inferloop.demo.plan import DATA_SOURCES, WORSE, DemoPlan, DomainPlan
 from inferloop.demo.processes import Child, Children
 from inferloop.demo.summary import DemoReport, build_report
+from inferloop.demo.worse import register_worse
 from inferloop.domains.datasets import Dataset, load_dataset
 from inferloop.domains.errors import DatasetNotFoundError
 from inferloop.domains.replay import ReplayPlan, replay
@@ -73,6 +79,24 @@ WEAKENED: dict[str, tuple[str, ...]] = {
 }
 
 
+# The monitor at the demo's pace (a few minutes of stream, labels 5 s behind): live
+# labels only (the history published before it started trained v1; it is no live
+# evidence), figures and decisions every second (decisions still come every 5 new
+# positives and need 10 discordant pairs), a promotion seen within a second, and a
+# short cool-down after a rollback, so the resumed schedule's next candidate is gated
+# as usual within the run (seven days by default).
+DEMO_MONITOR: dict[str, Any] = {
+    "auto_offset_reset": "latest",
+    "evaluate_interval_s": 1.0,
+    "model_check_interval_s": 1.0,
+    "rollback_cooldown_s": 5.0,
+}
+
+# After the bad promotion, how long past the end of its stream the demo waits for the
+# monitor's rollback (labels come back 5 s behind, then a decision every few positives).
+ROLLBACK_GRACE_S = 60.0
+
+
 # Event times of an interleaved data set: one event every five minutes from here.
 INTERLEAVED_START = datetime(2024, 1, 1, tzinfo=UTC)
 INTERLEAVED_SPACING = timedelta(minutes=5)
@@ -89,7 +113,11 @@ class DomainRun:
     data: Dataset
     v1: int | None = None
     rejected: dict[str, Any] | None = None
+    # The version the operator promoted by hand, and the monitor's rollback of it.
+    worse: int | None = None
+    rollback: Rollback | None = None
     stream_done: threading.Event = field(default_factory=threading.Event)
+    operator_done: threading.Event = field(default_factory=threading.Event)
     # When the live stream ran, in seconds since the demo started.
     stream_s: tuple[float, float] | None = None
     error: BaseException | None = None
@@ -149,6 +177,7 @@ class Demo:
                         "verify_key_paths": (pair.public_path,),
                     }
                 ),
+                "monitor": base.monitor.model_copy(update=DEMO_MONITOR),
                 "retrain": base.retrain.model_copy(
                     update={
                         **schedules,
@@ -221,10 +250,45 @@ class Demo:
             ports = {"INFERLOOP_WORKER__METRICS_PORT": "0"}
             child = Child(f"worker-{domain}", argv, logs / f"worker-{domain}.log")
             self.children.start(child, env | ports)
-        domains = [arg for d in self.runs for arg in ("--domain", d)]
-        argv = ["retrain", "serve", *domains]
-        self.children.start(Child("retrain-service", argv, logs / "retrain-service.log"), env)
+        for domain in self.runs:
+            self._start_retrain(domain)
+            argv = ["monitor", "serve", "--domain", domain, "--metrics-port", "0"]
+            self.children.start(
+                Child(f"monitor-{domain}", argv, logs / f"monitor-{domain}.log"), env
+            )
         self._await_workers()
+        self._await_monitors()
+
+    def _start_retrain(self, domain: Domain) -> None:
+        """The retrain service of ``domain`` (one per domain, so that an operator can
+        pause one domain's schedule); any of them runs an operator's trigger."""
+        argv = ["retrain", "serve", "--domain", domain]
+        port = {"INFERLOOP_RETRAIN__METRICS_PORT": str(free_port())}
+        log_path = self.plan.out_dir / "logs" / f"retrain-{domain}.log"
+        self.children.start(
+            Child(f"retrain-{domain}", argv, log_path), self.settings.to_env() | port
+        )
+
+    def _await_monitors(self, timeout_s: float = 90.0) -> None:
+        """Until each domain's monitor has opened its reader (it logs that it started):
+        it reads from the end of the labels, so the stream must not begin before."""
+        deadline = time.monotonic() + timeout_s
+        waiting = {
+            d: (self.plan.out_dir / "logs" / f"monitor-{d}.log", f"monitor of {d} started")
+            for d in self.runs
+        }
+        while waiting:
+            for domain, (path, line) in list(waiting.items()):
+                if path.exists() and line in path.read_text(errors="replace"):
+                    del waiting[domain]
+            crashed = self.children.crashed()
+            if crashed:
+                raise DemoError(f"stopped unexpectedly: {crashed[0].name} ({crashed[0].log_path})")
+            if time.monotonic() > deadline:
+                raise DemoError(f"the monitors of {', '.join(waiting)} did not start in time")
+            time.sleep(0.5)
+        # Its consumers find the end offsets on their first poll, right after that line.
+        time.sleep(2.0)
 
     def _await_workers(self, timeout_s: float = 120.0) -> None:
         """Until every worker process has joined its group and holds partitions, so that
@@ -263,17 +327,22 @@ class Demo:
         """Replay the rest of each data set while the view follows it."""
         self._send_hostile()
         threads = [
-            threading.Thread(target=self._stream_domain, args=(run, monitor), daemon=True)
+            threading.Thread(target=target, args=(run, monitor), daemon=True)
             for run in self.runs.values()
+            for target in (self._stream_domain, self._operate)
         ]
         for thread in threads:
             thread.start()
         self._watch(
-            monitor, live, until=lambda: all(r.stream_done.is_set() for r in self.runs.values())
+            monitor,
+            live,
+            until=lambda: all(
+                r.stream_done.is_set() and r.operator_done.is_set() for r in self.runs.values()
+            ),
         )
         for run in self.runs.values():
             if run.error is not None:
-                raise DemoError(f"{run.plan.domain}: the replay failed: {run.error}") from run.error
+                raise DemoError(f"{run.plan.domain}: {run.error}") from run.error
 
     def _stream_domain(self, run: DomainRun, monitor: Monitor) -> None:
         state = monitor.states[run.plan.domain]
@@ -296,7 +365,7 @@ class Demo:
             state.stage = "stream done"
             run.stream_s = (began, time.monotonic() - self.started)
         except (InferloopError, OSError) as exc:  # the main thread raises it
-            run.error = exc
+            run.error = DemoError(f"the replay failed: {exc}")
         finally:
             run.stream_done.set()
 
@@ -346,7 +415,10 @@ class Demo:
             for domain, run in self.runs.items():
                 state = monitor.states[domain]
                 if self.plan.await_promotion:
-                    if state.champion is None or run.v1 is None or state.champion <= run.v1:
+                    # (A version promoted by hand and not rolled back in time is a
+                    # champion after v1 too: nothing more to wait for; the summary says so.)
+                    champion = state.champion
+                    if champion is None or run.v1 is None or champion <= run.v1:
                         state.stage = "waiting for v2"
                         return False
                 elif state.versions < 2:
@@ -374,31 +446,98 @@ class Demo:
             finally:
                 monitor.close()
 
-    def reject_weakened(self, monitor: Monitor, live: View) -> None:
-        """An operator asks the service for a deliberately weakened candidate of each
-        domain; the gate compares it with the champion on the same holdout and refuses it."""
-        for domain, run in self.runs.items():
-            monitor.states[domain].stage = "weakened candidate"
-            argv = ["retrain", "run", domain, "--force", "--wait", "--json"]
-            for param in WEAKENED[domain]:
-                argv += ["--param", param]
+    def _operate(self, run: DomainRun, monitor: Monitor) -> None:
+        """The operator's part of a domain, once ``operator_at`` of its stream was sent:
+        pause the domain's schedule (stop its retrain service; a fit in progress gets its
+        grace to finish), run a weakened candidate that the gate refuses, promote by hand
+        a version worse on the current stream, which the monitor rolls back; then resume
+        the schedule. Runs in a thread; what fails is raised by the main thread."""
+        domain, state = run.plan.domain, monitor.states[run.plan.domain]
+        try:
+            while not run.stream_done.is_set() and (
+                not state.events_total
+                or state.events_sent < run.plan.operator_at * state.events_total
+            ):
+                time.sleep(0.5)
+            state.stage = "schedule paused"
+            self.children.stop(f"retrain-{domain}")
+            try:
+                state.stage = "weakened candidate"
+                run.rejected = self._weakened(domain, state)
+                state.stage = f"weakened: {run.rejected.get('outcome')}"
+                self._promote_worse(run, state)
+                self._await_rollback(run, state)
+            finally:
+                self._start_retrain(domain)
+        except (InferloopError, OSError) as exc:
+            run.error = exc
+        finally:
+            run.operator_done.set()
+
+    def _weakened(self, domain: Domain, state: DomainState) -> dict[str, Any]:
+        """The operator runs a deliberately weakened candidate (here, the schedule being
+        paused); the gate compares it with the champion on the same holdout and refuses
+        it."""
+        argv = ["retrain", "run", domain, "--force", "--in-process", "--json"]
+        for param in WEAKENED[domain]:
+            argv += ["--param", param]
+        while True:
+            result: dict[str, Any] = {}
+            self._operator(argv, result)
+            if "error" in result:
+                raise DemoError(f"the weakened run failed: {result['error']}")
+            # A run abandoned by the paused service may hold the lock a moment more: as
+            # an operator would, ask again.
+            if result["outcome"].get("outcome") != "lock_held":
+                return dict(result["outcome"])
+            state.stage = "weakened: waiting for the lock"
+            time.sleep(2.0)
+
+    def _promote_worse(self, run: DomainRun, state: DomainState) -> None:
+        """Register a version worse on the current stream and promote it by hand, as an
+        operator would, with ``inferloop registry promote``."""
+        domain = run.plan.domain
+        state.stage = "registering a worse version"
+        with Registry.from_settings(self.settings) as registry:
+            worse = register_worse(registry, run.data, WORSE[domain], self.settings.retrain.seed)
+        run.worse = worse.version
+        state.stage = f"v{worse.version} promoted by hand"
+        reason = f"demo: promoted by hand although worse ({WORSE[domain].why})"
+        argv = ["registry", "promote", domain, str(worse.version), "--reason", reason, "--json"]
+        result: dict[str, Any] = {}
+        self._operator(argv, result)
+        if "error" in result:
+            raise DemoError(f"promoting v{worse.version} by hand failed: {result['error']}")
+        self.console.print(f"{domain}: v{worse.version} promoted by hand (worse on purpose)")
+
+    def _await_rollback(self, run: DomainRun, state: DomainState) -> None:
+        """Until the monitor rolls the worse version back, or the stream has been over for
+        ``ROLLBACK_GRACE_S``."""
+        domain, worse = run.plan.domain, run.worse
+        assert worse is not None
+        state.stage = f"v{worse} on probation"
+        ended: float | None = None
+        with Registry.from_settings(self.settings) as registry:
             while True:
-                result: dict[str, Any] = {}
-                thread = threading.Thread(
-                    target=self._operator, args=(argv, result), daemon=True, name=f"op-{domain}"
-                )
-                thread.start()
-                self._watch(monitor, live, until=_finished(thread))
-                if "error" in result:
-                    raise DemoError(f"{domain}: the weakened run failed: {result['error']}")
-                # A scheduled run of the domain holds its lock: as an operator would, ask
-                # again once it is done.
-                if result["outcome"].get("outcome") != "lock_held":
+                run.rollback = find_rollback(registry.history(domain, limit=1000), worse)
+                if run.rollback is not None:
                     break
-                monitor.states[domain].stage = "weakened: waiting for the lock"
-                self._watch(monitor, live, until=_after(time.monotonic() + 2.0))
-            run.rejected = result["outcome"]
-            monitor.states[domain].stage = f"weakened: {result['outcome'].get('outcome')}"
+                if run.stream_done.is_set():
+                    ended = ended or time.monotonic()
+                    if time.monotonic() - ended > ROLLBACK_GRACE_S:
+                        self.console.print(
+                            f"[yellow]{domain}: v{worse} was not rolled back within "
+                            f"{ROLLBACK_GRACE_S:.0f} s of the stream's end[/yellow]"
+                        )
+                        return
+                time.sleep(0.5)
+        r = run.rollback
+        state.stage = f"v{worse} rolled back"
+        self.console.print(
+            f"{domain}: the monitor rolled v{worse} back to v{r.to_version} after "
+            f"{r.seconds:.1f} s, {r.labelled} labelled events ({r.positives} positives)",
+            markup=False,
+        )
 
     def _operator(self, argv: list[str], result: dict[str, Any]) -> None:
         command = [sys.executable, "-P", "-m", "inferloop", *argv]
@@ -420,7 +559,7 @@ class Demo:
         with contextlib.suppress(KeyboardInterrupt):
             self._watch(monitor, live, until=lambda: False, deadline_s=None)
 
-    def report(self) -> DemoReport:
+    def report(self, monitor_logs: dict[Domain, MonitorLog]) -> DemoReport:
         """Read the topics and the registry back and write the summary and plots."""
         records = {domain: collect(self.settings, domain) for domain in self.runs}
         with Registry.from_settings(self.settings) as registry:
@@ -428,6 +567,8 @@ class Demo:
                 self.plan.out_dir, records, registry, self.started_at,
                 time.monotonic() - self.started,
                 streams={d: r.stream_s for d, r in self.runs.items() if r.stream_s},
+                monitor_logs=monitor_logs,
+                rollbacks={d: r.rollback for d, r in self.runs.items()},
             )  # fmt: skip
 
     def run(self) -> DemoReport:
@@ -441,11 +582,11 @@ class Demo:
             with self.live_view() as (monitor, live):
                 self.stream(monitor, live)
                 self.settle(monitor, live)
-                self.reject_weakened(monitor, live)
+                logs = {d: monitor.states[d].monitor for d in self.runs}
                 if self.plan.follow:
                     self.follow(monitor, live)
             self.children.stop_all()
-            return self.report()
+            return self.report(logs)
         finally:
             self.stop()
 
@@ -457,11 +598,3 @@ class Demo:
                 self.console.print(f"[yellow]{name} exited with {code}[/yellow]")
         if self.started_services:
             self.local.down()
-
-
-def _finished(thread: threading.Thread) -> Callable[[], bool]:
-    return lambda: not thread.is_alive()
-
-
-def _after(moment: float) -> Callable[[], bool]:
-    return lambda: time.monotonic() > moment

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from inferloop.demo.monitoring import MonitorLog, Rollback
 from inferloop.demo.outcome import (
     DomainOutcome,
     DomainRecords,
@@ -46,6 +47,8 @@ class DemoReport:
     plots: list[Path]
     summary_json: Path
     summary_md: Path
+    # What the monitor measured live, per domain: versions, rollback, alarms.
+    live: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
 
 def version_story(
@@ -53,7 +56,10 @@ def version_story(
 ) -> tuple[list[dict[str, Any]], list[VersionEvent]]:
     """Each version of ``domain`` (status, metrics, why) and its moments on the timeline."""
     rows, events = [], []
+    by_hand = set()
     for version in registry.list_versions(domain):
+        if version.tags.get("trigger") == "operator-by-hand":
+            by_hand.add(version.version)
         rows.append(
             {
                 "version": version.version,
@@ -72,7 +78,24 @@ def version_story(
         if entry.alias == "champion" and entry.to_target is not None:
             at = (entry.time - started).total_seconds()
             events.append(VersionEvent(at, entry.to_target.version, "promoted"))
+            if entry.action == "rollback" and entry.from_target is not None:
+                events.append(VersionEvent(at, entry.from_target.version, "rolled back"))
+            elif entry.action == "promote" and entry.to_target.version in by_hand:
+                events.append(VersionEvent(at, entry.to_target.version, "promoted by hand"))
     return rows, events
+
+
+def live_story(log: MonitorLog | None, rollback: Rollback | None) -> dict[str, Any]:
+    """What the monitor measured (its figures per version, as its status gave them), its
+    rollback of the version promoted by hand, and its drift alarms."""
+    log = log or MonitorLog()
+    return {
+        "versions": log.rows(),
+        "rollback": None if rollback is None else dataclasses.asdict(rollback),
+        "drift_alarms": log.drift_alarms(),
+        "alarms": len(log.alarms),
+        "actions": log.actions,
+    }
 
 
 def build_report(
@@ -83,6 +106,8 @@ def build_report(
     duration_s: float,
     *,
     streams: Mapping[str, tuple[float, float]] | None = None,
+    monitor_logs: Mapping[Domain, MonitorLog] | None = None,
+    rollbacks: Mapping[Domain, Rollback | None] | None = None,
 ) -> DemoReport:
     """Figures, plots and files for every domain of the run."""
     outcomes: dict[str, DomainOutcome] = {}
@@ -95,15 +120,17 @@ def build_report(
         plots.append(pr_plot(domain, r.predictions, r.labels, out_dir / f"pr-{domain}.png"))
     plots.append(throughput_plot(list(outcomes.values()), out_dir / "throughput.png"))
     plots.append(timeline_plot(timelines, duration_s, out_dir / "model-versions.png", streams))
+    logs, moves = monitor_logs or {}, rollbacks or {}
+    live: dict[str, dict[str, Any]] = {d: live_story(logs.get(d), moves.get(d)) for d in records}
     summary = {
-        domain: dataclasses.asdict(o) | {"versions": versions[domain]}
+        domain: dataclasses.asdict(o) | {"versions": versions[domain], "monitor": live[domain]}
         for domain, o in outcomes.items()
     }
     summary_json = out_dir / "summary.json"
     summary_json.write_text(json.dumps(summary, indent=2, default=str))
     summary_md = out_dir / "summary.md"
-    summary_md.write_text(markdown(outcomes, versions))
-    return DemoReport(outcomes, versions, plots, summary_json, summary_md)
+    summary_md.write_text(markdown(outcomes, versions, live))
+    return DemoReport(outcomes, versions, plots, summary_json, summary_md, live)
 
 
 def headline(o: DomainOutcome) -> dict[str, str]:
@@ -154,8 +181,64 @@ def print_report(console: Console, report: DemoReport) -> None:
                 escape(str(v["reason"] or "")),
             )
         console.print(versions)
+        if domain in report.live:
+            print_live(console, domain, report.live[domain])
     for path in (*report.plots, report.summary_json, report.summary_md):
         console.print(f"wrote {path}")
+
+
+LIVE_COLUMNS = ("version", "last role", "labelled", "positives", "precision", "recall", "f1",
+                "auprc", "target")  # fmt: skip
+
+
+def live_rows(live: Mapping[str, Any]) -> list[list[str]]:
+    """The monitor's figures per version as table cells (value [low, high])."""
+    rows = []
+    for v in live["versions"]:
+        target = v["target_value"]
+        rows.append(
+            [f"v{v['version']}", v["last_role"], str(v["labelled"]), str(v["positives"]),
+             *(_figure(v[k]) for k in ("precision", "recall", "f1", "auprc")),
+             f"{v['target'] or ''} {_figure(target)}".strip()]
+        )  # fmt: skip
+    return rows
+
+
+def rollback_line(live: Mapping[str, Any]) -> str:
+    """The rollback in one sentence (or that there was none)."""
+    r = live["rollback"]
+    drift = live["drift_alarms"]
+    alarms = f"; drift alarms: {len(drift)}" if drift else "; no drift alarm"
+    if r is None:
+        return "No rollback" + alarms + "."
+    return (
+        f"v{r['version']} (promoted by {r['promoted_by']}) rolled back to v{r['to_version']} "
+        f"by the {r['rolled_back_by']} {r['seconds']:.1f} s after its promotion, on "
+        f"{r['labelled']} labelled events ({r['positives']} positives) compared in pairs"
+        f"{alarms}."
+    )
+
+
+def print_live(console: Console, domain: str, live: Mapping[str, Any]) -> None:
+    """The monitor's table and the rollback line of a domain."""
+    table = Table(
+        title=f"{domain}: each version as the monitor measured it live (its time window)",
+        title_justify="left",
+    )
+    for column in LIVE_COLUMNS:
+        table.add_column(column)
+    for row in live_rows(live):
+        table.add_row(*(escape(c) for c in row))
+    console.print(table)
+    console.print(rollback_line(live), markup=False)
+
+
+def _figure(figure: Mapping[str, Any] | None) -> str:
+    if not figure or figure.get("value") is None:
+        return "-"
+    low, high = figure.get("low"), figure.get("high")
+    interval = "" if low is None or high is None else f" [{low:.2f}, {high:.2f}]"
+    return f"{figure['value']:.3f}{interval}"
 
 
 def _by_status(versions: list[dict[str, Any]]) -> str:
@@ -163,7 +246,9 @@ def _by_status(versions: list[dict[str, Any]]) -> str:
 
 
 def markdown(
-    outcomes: Mapping[str, DomainOutcome], versions: Mapping[str, list[dict[str, Any]]]
+    outcomes: Mapping[str, DomainOutcome],
+    versions: Mapping[str, list[dict[str, Any]]],
+    live: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> str:
     """The summary as Markdown tables."""
     lines = ["# inferloop demo", ""]
@@ -183,4 +268,13 @@ def markdown(
             for v in versions[domain]
         ]
         lines.append("")
+        if live and domain in live:
+            lines += _live_markdown(live[domain])
     return "\n".join(lines)
+
+
+def _live_markdown(live: Mapping[str, Any]) -> list[str]:
+    lines = ["Each version as the monitor measured it live (its time window; 95 % intervals):"]
+    lines += ["", "| " + " | ".join(LIVE_COLUMNS) + " |", "|" + "---|" * len(LIVE_COLUMNS)]
+    lines += ["| " + " | ".join(row) + " |" for row in live_rows(live)]
+    return [*lines, "", rollback_line(live), ""]

@@ -1,7 +1,8 @@
 """The demo on the test session's Kafka and Redis, on a small slice of the SMS data: the
-same code path as ``inferloop demo`` (real retrain job for v1, worker and retrain-service
-processes, replay with delayed labels, hostile messages, scheduled retraining, an
-operator's weakened candidate), small enough for CI."""
+same code path as ``inferloop demo`` (real retrain job for v1, worker, retrain-service and
+monitor processes, replay with delayed labels, hostile messages, scheduled retraining, an
+operator's weakened candidate, a worse version promoted by hand and rolled back by the
+monitor), small enough for CI."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from tests.helpers import delete_topics_with_prefix
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-STREAMED = 0.35 - 0.15  # of the SMS collection's 5,574 messages
+SMS = 5574  # messages in the SMS collection
+SEED_END, STREAM_END = 0.15, 0.75
 
 
 @pytest.fixture
@@ -30,8 +32,17 @@ def plan(tmp_path: Path, settings: Settings) -> Iterator[DemoPlan]:
         run_id=f"t{new_run_id()}",
         out_dir=tmp_path / "demo",
         domains=(
+            # About 130 s of stream; the operator's part begins a tenth in (its weakened
+            # run took 80 s on a loaded 2-core machine), leaving the monitor a minute of
+            # stream to catch the version promoted by hand (it took 5 s, 124 labelled).
             DomainPlan(
-                "emails", "sms", seed_end=0.15, stream_end=0.35, rate_per_s=400.0, schedule="5s"
+                "emails",
+                "sms",
+                seed_end=SEED_END,
+                stream_end=STREAM_END,
+                rate_per_s=25.0,
+                schedule="5s",
+                operator_at=0.1,
             ),
         ),
         label_delay_s=1.0,
@@ -57,7 +68,7 @@ def test_the_demo_runs_the_whole_lifecycle_and_accounts_for_every_event(
     report = Demo(settings, plan, console, local_services=False).run()
 
     outcome = report.outcomes["emails"]
-    streamed = int(0.35 * 5574) - int(0.15 * 5574)
+    streamed = int(STREAM_END * SMS) - int(SEED_END * SMS)
     assert outcome.replayed == streamed + len(HOSTILE)
     assert outcome.lost == 0
     assert outcome.predicted_ids == streamed
@@ -76,9 +87,31 @@ def test_the_demo_runs_the_whole_lifecycle_and_accounts_for_every_event(
     versions = report.versions["emails"]
     assert len(versions) >= 3
     assert versions[0]["status"] in ("champion", "archived")
-    (weakened,) = [v for v in versions if v["trigger"] == "operator"]
+    (weakened,) = [v for v in versions if v["trigger"] == "cli"]
     assert weakened["status"] == "rejected", weakened
     assert any(v["trigger"] == "schedule" for v in versions)
+    # The version promoted by hand was rolled back by the monitor, within 500 labelled
+    # events, to the champion it replaced; the summary says so from the monitor's own
+    # records, with its live figures for each version it watched.
+    (worse,) = [v for v in versions if v["trigger"] == "operator-by-hand"]
+    assert worse["status"] in ("rolled_back", "rejected"), worse
+    live = report.live["emails"]
+    rollback = live["rollback"]
+    assert rollback is not None, live
+    assert rollback["version"] == worse["version"]
+    assert rollback["rolled_back_by"] == "monitor"
+    assert 0 < rollback["labelled"] <= 500
+    assert rollback["positives"] > 0
+    assert rollback["seconds"] > 0
+    assert rollback["evidence"]["outcome"] == "loss"
+    measured = {row["version"]: row for row in live["versions"]}
+    assert worse["version"] in measured
+    assert measured[worse["version"]]["labelled"] > 0
+    assert measured[worse["version"]]["f1"] is not None
+    assert rollback["to_version"] in measured
+    summary = json.loads(report.summary_json.read_text())["emails"]
+    assert summary["monitor"]["rollback"]["version"] == worse["version"]
+    assert "rolled back to" in report.summary_md.read_text()
     # What the user is told: the summary, where the plots are, and they are there.
     for path in [report.summary_json, report.summary_md, *report.plots]:
         assert path.stat().st_size > 0, path
