@@ -1,16 +1,19 @@
-"""Redis ACL users for the three roles that touch the registry.
+"""Redis ACL users for the roles that touch the registry.
 
 - ``worker``: reads the registry (resolve, load, watch, list, history) and writes nothing
   of it; it may count scoring attempts under ``<p>:worker:*``.
 - ``retrain``: registers versions (artifacts, metadata, retention), promotes and rejects
   them, stores reports, and holds its lock and status under ``<p>:retrain:*``.
 - ``operator``: promotes, rolls back and rejects (alias, status and history writes), reads
-  everything, and queues retrain triggers; it cannot write or delete an artifact (no
-  string writes, no DEL), so it cannot register a version.
+  everything (the monitor's keys too, which the console shows), and queues retrain
+  triggers; it cannot write or delete an artifact (no string writes, no DEL), so it
+  cannot register a version.
 - ``monitor``: reads the registry and rolls back (the alias scripts, as the operator);
   writes its own state under ``<p>:monitor:*`` and sends retrain triggers (the stream,
   and the sent markers under ``<p>:retrain:sent:*``). Its string writes and deletes are
   allowed on those keys only (a Redis 7 selector), so it cannot touch an artifact.
+- ``viewer``: reads what the console shows (the registry, the retrain status, the monitor's
+  keys) and writes nothing: the Redis user of a read-only console.
 
 Commands inside the registry's Lua scripts are checked against the caller's ACL too, so
 ``EVALSHA`` grants nothing beyond the commands listed. The lines are built here, so the
@@ -22,8 +25,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-Role = Literal["worker", "retrain", "operator", "monitor"]
-ROLES: tuple[Role, ...] = ("worker", "retrain", "operator", "monitor")
+Role = Literal["worker", "retrain", "operator", "monitor", "viewer"]
+ROLES: tuple[Role, ...] = ("worker", "retrain", "operator", "monitor", "viewer")
 
 # Reads of every registry key type; MULTI/EXEC make a load's two reads one snapshot.
 _READ = (
@@ -62,7 +65,11 @@ def acl_rules(role: Role | str, prefix: str) -> str:
         keys = f"resetkeys ~{model} %R~{models} %W~{prefix}:retrain:triggers"
         own = f"(~{prefix}:monitor:* ~{prefix}:retrain:sent:* {_MONITOR_OWN})"
         return f"{keys} {channels} -@all {_READ} {_MOVE} {own}"
-    keys = f"resetkeys ~{model} %R~{models} %R~{retrain} %W~{prefix}:retrain:triggers"
+    monitor = f"{prefix}:monitor:*"
+    if role == "viewer":
+        keys = f"resetkeys %R~{model} %R~{models} %R~{retrain} %R~{monitor}"
+        return f"{keys} {channels} -@all {_READ}"
+    keys = f"resetkeys ~{model} %R~{models} %R~{retrain} %R~{monitor} %W~{prefix}:retrain:triggers"
     return f"{keys} {channels} -@all {_READ} {_MOVE}"
 
 

@@ -206,3 +206,34 @@ def test_the_alias_roles_promote_the_challenger_and_remove_an_alias(
         ("promote_challenger", user.redis_settings.username),
         ("set_alias", user.redis_settings.username),
     ]
+
+
+def test_a_viewer_reads_what_the_console_shows_and_writes_nothing(
+    stored: Registry, as_role: MakeUser
+) -> None:
+    from inferloop.ops.retrain_status import read_retrain
+
+    keys = stored.keys
+    stored.client.set(keys.monitor_status("transactions"), '{"roles": {}, "alarms": []}')
+    stored.client.hset(keys.retrain_status("transactions"), "next_run_at", "soon")
+    viewer = as_role("viewer")
+    assert [v.version for v in viewer.list_versions("transactions")] == [1, 2]
+    assert viewer.history("transactions")[0].action == "promote"
+    assert read_retrain(viewer.client, keys, "transactions").next_run_at == "soon"
+    assert viewer.client.get(keys.monitor_status("transactions")) is not None
+    with pytest.raises(RegistryPermissionError):
+        viewer.promote("transactions", 2, expected_current=1, reason="x")
+    raw = _raw(viewer)
+    for write in (
+        lambda: raw.xadd(keys.retrain_triggers(), {"domain": "transactions"}),
+        lambda: raw.set(keys.monitor_status("transactions"), "{}"),
+        lambda: raw.hset(keys.aliases("transactions"), "champion", "2 x"),
+        lambda: raw.get("elsewhere:secret"),
+    ):
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            write()
+    # The operator's console reads the monitor's keys too, and still cannot write them.
+    operator = _raw(as_role("operator"))
+    assert operator.get(keys.monitor_status("transactions")) is not None
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        operator.set(keys.monitor_status("transactions"), "{}")
