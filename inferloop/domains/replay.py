@@ -364,6 +364,7 @@ class _Replayer:
         y = int(self.dataset.y[index])
         if not gets_label(key.decode(), self.plan.label_share(positive=y == 1)):
             self.summary.labels_withheld += 1
+            self.ledger.label_withheld(index)
             return
         delay_ms = 0 if self.plan.labels_only else round(self.plan.label_delay_s * 1000)
         labelled_at = datetime.fromtimestamp((now_ms + delay_ms) / 1000, UTC)

@@ -154,6 +154,14 @@ class Ledger:
             if self.labels_only:
                 self._done(position)
 
+    def label_withheld(self, position: int) -> None:
+        """The label of ``position`` never comes back: in a labels-only replay there is
+        nothing to send there, so the position is done (else the next position would
+        never move past it, and the done ones above it would pile up)."""
+        with self._lock:
+            if self.labels_only:
+                self._done(position)
+
     def failed(self, size: int, error: BaseException) -> None:
         """A send of ``size`` bytes failed (its position stays not done; a resume sends
         it again)."""

@@ -67,6 +67,27 @@ def test_in_a_labels_only_replay_the_label_is_what_makes_a_position_done() -> No
     assert ledger.resume_labels() == ()
 
 
+def test_in_a_labels_only_replay_a_withheld_label_makes_its_position_done() -> None:
+    ledger = Ledger(next_position=5, labels_only=True)
+    ledger.label_withheld(6)
+    ledger.label_queued(label(5))
+    ledger.label_sent(100)
+    ledger.label_withheld(7)
+    assert ledger.next_position == 5
+    ledger.label_acknowledged(5, 100)
+    assert ledger.next_position == 8
+    assert ledger.done_beyond == set()
+
+
+def test_a_withheld_label_leaves_the_position_to_its_event_when_events_are_sent() -> None:
+    ledger = Ledger(next_position=5)
+    ledger.label_withheld(5)
+    assert not ledger.is_done(5)
+    ledger.event_sent(100)
+    ledger.event_acknowledged(5, 100)
+    assert ledger.next_position == 6
+
+
 def test_a_stall_counts_from_the_first_send_that_waits_not_from_an_idle_spell() -> None:
     ledger = Ledger(next_position=0)
     ledger.last_progress -= 100  # an old acknowledgement, then labels waited idle
