@@ -27,6 +27,7 @@ from inferloop.registry.entities import (
 from inferloop.registry.errors import (
     AliasNotFoundError,
     NoPreviousChampionError,
+    PromotionConflictError,
     RegistryError,
     RegistryUnavailableError,
     VersionStateError,
@@ -118,6 +119,7 @@ class Moves:
         reason: str,
         actor: str | None = None,
         expected_champion: AliasTarget | int | None = None,
+        expected_challenger: AliasTarget | int | None = None,
         reviewed: bool = False,
     ) -> HistoryEntry:
         """Make the challenger the champion; see ``Registry.promote_challenger``."""
@@ -130,6 +132,8 @@ class Moves:
         if challenger is None:
             raise AliasNotFoundError(f"{name}@challenger is not set")
         what = f"{name}@champion -> v{challenger.version} (the challenger)"
+        # The script then moves only if the challenger is still the one read here.
+        _check_expected(challenger, expected_challenger, f"{what}: the challenger")
         self._verify(name, challenger.version, challenger.digest, what)
         expected = champion.encode() if champion else ""
         if expected_champion is not None:
@@ -189,6 +193,7 @@ class Moves:
         *,
         actor: str | None = None,
         expected_current: AliasTarget | int | None = None,
+        expected_previous: AliasTarget | int | None = None,
     ) -> HistoryEntry:
         """Move ``champion`` back to the previous champion; see ``Registry.rollback``."""
         b, k = self.backend, self.backend.keys
@@ -203,6 +208,8 @@ class Moves:
         if expected_current is not None:
             expected = _expected(expected_current)
         what = f"{name}@champion -> v{previous.version} (rollback)"
+        # The script then moves only if the previous champion is still the one read here.
+        _check_expected(previous, expected_previous, f"{what}: the rollback target")
         self._verify(name, previous.version, previous.digest, what)
         actor_, user = b.who(actor)
         keys = [
@@ -257,6 +264,18 @@ class Moves:
 
 def _flag(value: bool) -> str:
     return "1" if value else ""
+
+
+def _check_expected(target: AliasTarget, expected: AliasTarget | int | None, what: str) -> None:
+    """Refuse (``PromotionConflictError``) if ``target`` is not ``expected`` (None: any;
+    an int: that version number; an AliasTarget: exactly that)."""
+    if expected is None:
+        return
+    same = target == expected if isinstance(expected, AliasTarget) else target.version == expected
+    if not same:
+        raise PromotionConflictError(
+            f"{what} is v{target.version}, not {_expected(expected)} (another move came first)"
+        )
 
 
 def _expected(value: AliasTarget | int | None) -> str:

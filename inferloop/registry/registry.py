@@ -354,17 +354,21 @@ class Registry:
         reason: str,
         actor: str | None = None,
         expected_champion: AliasTarget | int | None = None,
+        expected_challenger: AliasTarget | int | None = None,
         reviewed: bool = False,
     ) -> HistoryEntry:
         """Make the version ``challenger`` points at the champion and remove
         ``challenger``: one atomic step, verified first as ``promote`` is. The old
         champion becomes ``archived`` and the rollback target. With ``expected_champion``
-        the champion must still be there; without, where it is when this call reads it."""
+        the champion must still be there; without, where it is when this call reads it.
+        With ``expected_challenger`` (an int: that version number; an AliasTarget:
+        exactly that) the challenger must be that one, else ``PromotionConflictError``."""
         return self._moves.promote_challenger(
             name,
             reason=reason,
             actor=actor,
             expected_champion=expected_champion,
+            expected_challenger=expected_challenger,
             reviewed=reviewed,
         )
 
@@ -390,12 +394,21 @@ class Registry:
         *,
         actor: str | None = None,
         expected_current: AliasTarget | int | None = None,
+        expected_previous: AliasTarget | int | None = None,
     ) -> HistoryEntry:
         """Move ``champion`` back to the previous champion (the one it replaced), once
         that version verified as ``promote`` verifies; the version rolled back from is
         marked ``rolled_back`` (promoted again only with ``reviewed``). With
-        ``expected_current``, only if the champion is still there."""
-        return self._moves.rollback(name, reason, actor=actor, expected_current=expected_current)
+        ``expected_current``, only if the champion is still there; with
+        ``expected_previous``, only if the rollback target is that version (else
+        ``PromotionConflictError``, nothing moved)."""
+        return self._moves.rollback(
+            name,
+            reason,
+            actor=actor,
+            expected_current=expected_current,
+            expected_previous=expected_previous,
+        )
 
     def reject(
         self,

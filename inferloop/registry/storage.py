@@ -177,7 +177,7 @@ if v[1] == 'rejected' then return {'rejected'} end
 local reviewed = v[1] == 'rolled_back' and ARGV[8] == '1'
 if v[1] == 'rolled_back' and not reviewed then return {'rolled_back'} end
 local current = redis.call('HGET', KEYS[1], 'champion') or ''
-if current ~= ARGV[2] then return {'conflict', current} end
+if not matches(current, ARGV[2]) then return {'conflict', current} end
 if current == challenger then return {'unchanged', current} end
 redis.call('HSET', KEYS[1], 'champion', challenger)
 redis.call('HDEL', KEYS[1], 'challenger')

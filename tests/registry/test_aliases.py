@@ -194,6 +194,23 @@ def test_a_rollback_expecting_another_champion_is_refused(
     assert registry.resolve("transactions") == three[1].target
 
 
+def test_a_rollback_expecting_another_target_is_refused(
+    registry: Registry, three: list[ModelVersion]
+) -> None:
+    registry.promote("transactions", 1, expected_current=None, reason="a")
+    registry.promote("transactions", 2, expected_current=1, reason="b")
+    registry.promote("transactions", 3, expected_current=2, reason="c")
+    with pytest.raises(PromotionConflictError, match="the rollback target is v2"):
+        registry.rollback("transactions", "x", expected_current=3, expected_previous=1)
+    assert registry.resolve("transactions") == three[2].target
+    assert registry.get_version("transactions", 3).status == "champion"
+
+    entry = registry.rollback(
+        "transactions", "x", expected_current=3, expected_previous=three[1].target
+    )
+    assert entry.to_target == three[1].target
+
+
 def test_a_reused_version_number_is_told_apart_by_its_digest(
     registry: Registry,
     redis_client: redis.Redis,

@@ -220,6 +220,25 @@ def test_promote_challenger_is_fenced_and_verified(
     }
 
 
+def test_promote_challenger_takes_the_champion_and_the_challenger_by_number(
+    registry: Registry, three: list[ModelVersion]
+) -> None:
+    registry.promote(NAME, 1, expected_current=None, reason="a")
+    registry.set_alias(NAME, "challenger", 2, expected_current=None, reason="shadow")
+    with pytest.raises(PromotionConflictError, match="the challenger is v2"):
+        registry.promote_challenger(NAME, reason="x", expected_champion=1, expected_challenger=3)
+    with pytest.raises(PromotionConflictError):
+        registry.promote_challenger(NAME, reason="x", expected_champion=3)
+
+    # An int names the version as ``promote``'s expected_current does (was: always refused).
+    entry = registry.promote_challenger(
+        NAME, reason="better", expected_champion=1, expected_challenger=2
+    )
+
+    assert (entry.from_target, entry.to_target) == (three[0].target, three[1].target)
+    assert registry.get_model(NAME).aliases == {"champion": three[1].target}
+
+
 def test_fallback_targets_are_earlier_champions_newest_first_never_rolled_back_or_rejected(
     registry: Registry, register: Register, three: list[ModelVersion]
 ) -> None:
