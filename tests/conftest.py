@@ -33,6 +33,11 @@ from tests.helpers import delete_topics_with_prefix
 _SERVICES_LINE: list[str] = []
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # The console's browser tests write each page's screenshot there (tests/console).
+    parser.addoption("--screenshots", default=None, help="Directory for the console's screenshots.")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # Tests build their settings explicitly; the developer's environment must not leak
     # in, except where the data sets are.

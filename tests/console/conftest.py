@@ -67,10 +67,12 @@ class Loop:
 def loop(
     console_settings: Settings, registry: Registry, register: Register, emails_model: Trained
 ) -> Loop:
-    """Two emails versions, v1 promoted then v2, the emails topics and one hostile letter."""
+    """Three emails versions (v1 promoted then v2; v3 a candidate), the emails topics and
+    one hostile letter."""
     for number in (1, 2):
         register(emails_model)
         registry.promote("emails", number, expected_current=number - 1 or None, reason="setup")
+    register(emails_model)
     create_domain_topics(console_settings, "emails")
     dead_letter(console_settings, HOSTILE)
     return Loop(console_settings, registry)
