@@ -477,12 +477,19 @@ class RetrainJob:
             input_schema_version=spec.schema_version,
             golden_events=run.golden,
             params=params,
-            metrics=choice.metrics | {"champion_below_floor": float(gate.champion_below_floor)},
+            metrics=choice.metrics,
             champion_metrics=None if champion is None else dict(champion.metrics),
             lineage=build_lineage(spec, run.snapshot, trained, recipe),
             created_by=run.lease.holder,
             description=f"{request.trigger} retrain {request.run_id}: {gate.decision}",
-            tags={"run_id": request.run_id, "trigger": request.trigger, "decision": gate.decision},
+            tags={
+                "run_id": request.run_id,
+                "trigger": request.trigger,
+                "decision": gate.decision,
+                "threshold_source": choice.source,
+                # Not a metric: a rebuild compares every metric with its own.
+                "champion_below_floor": str(gate.champion_below_floor).lower(),
+            },
         )
         run.record.version = version.version
         return version
@@ -632,4 +639,7 @@ def build_lineage(
         "training_config_sha256": recipe.sha256(),
         "holdout_predictions_sha256": trained.predictions_sha256,
         "holdout_metrics": trained.metrics,
+        "calibration": trained.fitted.describe_calibration(
+            examples.event_time_s[trained.split.train]
+        ),
     }

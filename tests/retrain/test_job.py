@@ -91,7 +91,9 @@ def test_a_run_registers_its_snapshot_offsets_and_promotes_the_first_model(
     assert written["calibration"]["source"] == "pooled_folds"
     assert version.threshold == threshold["threshold"]
     assert outcome.threshold_source == threshold["source"]
-    assert version.metrics["champion_below_floor"] == 0.0
+    assert version.tags["champion_below_floor"] == "false"
+    assert version.tags["threshold_source"] == threshold["source"]
+    assert lineage["calibration"]["source"] == "pooled_folds"
 
 
 def test_reports_go_under_the_state_directory_apart_for_each_key_prefix(
