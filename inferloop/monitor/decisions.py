@@ -6,12 +6,19 @@ champion) and the drift detectors of the champion's score and error streams. At 
 evaluation: a ``Snapshot`` for ``Policy.evaluate``, and its actions carried out:
 
 - ``Rollback``: under the domain's decision lease (SET NX PX), ``Registry.rollback``
-  with ``expected_current`` = the champion the evidence is about (an operator's move in
-  between wins: the compare-and-set fails and nothing else happens), then the version
-  is rejected (not promotable again unreviewed) and the shadow-first cool-down is set.
-- ``PromoteChallenger`` / ``RetireChallenger``: compare-and-set moves of the aliases.
+  with ``expected_current`` = the champion the evidence is about and
+  ``expected_previous`` = the version it was compared with (an operator's move in
+  between wins: the compare-and-set fails, outcome ``stale``, nothing else happens).
+  The registry marks the version ``rolled_back`` (promoted again only when reviewed);
+  the shadow-first cool-down is set.
+- ``PromoteChallenger``: ``Registry.promote_challenger`` fenced on the champion and the
+  challenger the evidence is about (one step: the challenger alias is removed).
+- ``RetireChallenger``: compare-and-set removal of the challenger alias.
 - ``TriggerRetrain``: ``triggers.publish_once`` (one per deterministic id).
 - ``Alarm``: a log line, a counter, and the status's alarm list.
+
+Redis unreachable while an action is carried out: outcome ``unreachable``, and the
+caller gives the policy its state from before (the action is decided again next time).
 """
 
 from __future__ import annotations
@@ -45,10 +52,10 @@ from inferloop.monitor.policy import (
     Snapshot,
     TriggerRetrain,
 )
-from inferloop.monitor.scoring import CHALLENGER, PREVIOUS
-from inferloop.monitor.state import Changes
+from inferloop.monitor.scoring import CHALLENGER, PREVIOUS, REDIS_DOWN_ERRORS
+from inferloop.monitor.state import Changes, release_lease
 from inferloop.monitor.window import Entry
-from inferloop.registry import CHAMPION, Registry, RegistryError
+from inferloop.registry import CHAMPION, PromotionConflictError, Registry, RegistryError
 from inferloop.registry.serving import ActiveModel
 from inferloop.settings import MonitorSettings
 from inferloop.triggers import Trigger, publish_once
@@ -177,6 +184,17 @@ class Decisions:
             drift=drift,
         )
 
+    def decide(self, snapshot: Snapshot, executor: Executor) -> list[dict[str, Any]]:
+        """The policy's actions for ``snapshot``, carried out by ``executor``; what was
+        done. If Redis was unreachable for one of them the policy keeps its state from
+        before, so they are decided again next time (a move done meanwhile is fenced, a
+        trigger already sent is sent once)."""
+        before = self.policy.to_state()
+        done = executor.run(self.policy.evaluate(snapshot))
+        if any(a["outcome"] == "unreachable" for a in done):
+            self.policy = Policy.from_state(self.policy.config, before)
+        return done
+
     def probation_over(self, counts: Mapping[str, int], champion: int, previous: int) -> bool:
         """Whether the champion's probation ended (enough positives compared)."""
         comparison = Comparison(champion, previous, counts_of(counts, champion, previous))
@@ -217,10 +235,17 @@ class Executor:
             )
             self._metrics.alarms.labels(self.domain, action.kind).inc()
             return "raised"
-        if isinstance(action, TriggerRetrain):
-            return self._trigger(action)
         try:
+            if isinstance(action, TriggerRetrain):
+                return self._trigger(action)
             return self._under_lease(action)
+        except REDIS_DOWN_ERRORS as exc:
+            log.warning("%s: %s not done, Redis unreachable: %s", self.domain,
+                        type(action).__name__, exc)  # fmt: skip
+            return "unreachable"
+        except PromotionConflictError as exc:
+            log.warning("%s: %s not done: %s", self.domain, type(action).__name__, exc)
+            return "stale"
         except RegistryError as exc:
             log.warning("%s: %s not done: %s", self.domain, type(action).__name__, exc)
             return "refused"
@@ -242,8 +267,7 @@ class Executor:
         try:
             return self._move(action)
         finally:
-            if self._client.get(lease) == token.encode():
-                self._client.delete(lease)
+            release_lease(self._client, lease, token)
 
     def _move(self, action: Action) -> str:
         reg, name = self._registry, self.domain
@@ -252,10 +276,8 @@ class Executor:
         if isinstance(action, Rollback):
             if champion is None or champion.version != action.version:
                 return "stale"
-            reg.rollback(name, reason, actor="monitor", expected_current=champion)
-            reg.reject(
-                name, action.version, f"rolled back by the monitor: {reason}", actor="monitor"
-            )
+            reg.rollback(name, reason, actor="monitor", expected_current=champion,
+                         expected_previous=action.to_version)  # fmt: skip
             self._client.set(self._keys.shadow_first(name), str(action.version),
                              ex=max(1, int(action.cooldown_s)))  # fmt: skip
             log.warning(
@@ -265,9 +287,9 @@ class Executor:
         if isinstance(action, PromoteChallenger):
             if champion is None or champion.version != action.over:
                 return "stale"
-            reg.promote(
-                name, action.version, expected_current=champion, reason=reason, actor="monitor"
-            )
+            reg.promote_challenger(name, reason=reason, actor="monitor",
+                                   expected_champion=champion,
+                                   expected_challenger=action.version)  # fmt: skip
             return "done"
         if isinstance(action, RetireChallenger):
             reg.remove_alias(name, CHALLENGER, expected_current=action.version, reason=reason,

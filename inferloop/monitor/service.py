@@ -323,9 +323,9 @@ class Monitor:
 
     def _decide(self, status: dict[str, object]) -> None:
         """Ask the policy what is due and do it; its state is stored with a batch."""
-        by_role = self.versions.by_role
+        by_role, before = self.versions.by_role, self.decisions.policy.to_state()
         snapshot = self.decisions.snapshot(by_role, self.counts, self._champion_figures())
-        actions = self.executor.run(self.decisions.policy.evaluate(snapshot))
+        actions = self.decisions.decide(snapshot, self.executor)
         alarms, moves = self.decisions.alarms, self.decisions.actions
         alarms.extend(a for a in actions if a["action"] == "Alarm")
         moves.extend(a for a in actions if a["action"] != "Alarm")
@@ -337,8 +337,11 @@ class Monitor:
                   "positives_compared": snapshot.probation.counts.positives,
                   "discordant": snapshot.probation.counts.discordant}
         )  # fmt: skip
-        if actions:
-            self._commit(Changes(detectors={POLICY_FIELD: self.decisions.policy.to_state()}))
+        after = self.decisions.policy.to_state()
+        if after != before:
+            # Stored as it advances: a restart does not evaluate the same points again.
+            self._commit(Changes(detectors={POLICY_FIELD: after}))
+        if any(a["action"] != "Alarm" for a in actions):
             self.versions.refreshed_at = 0.0  # follow the moves made at once
 
     def _champion_figures(self) -> Figures | None:

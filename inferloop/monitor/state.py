@@ -111,15 +111,7 @@ class StateStore:
 
     def release(self) -> None:
         """Give the lease up, if still ours."""
-        with self.client.pipeline() as pipe:
-            try:
-                pipe.watch(self._k["lease"])  # type: ignore[no-untyped-call]
-                if pipe.get(self._k["lease"]) == self.token.encode():
-                    pipe.multi()
-                    pipe.delete(self._k["lease"])
-                    pipe.execute()
-            except redis.WatchError:
-                pass
+        release_lease(self.client, self._k["lease"], self.token)
 
     # -- state ---------------------------------------------------------------------------
     def load(self) -> Stored:
@@ -195,6 +187,23 @@ class StateStore:
     def put_status(self, status: dict[str, Any]) -> None:
         """Store the last evaluation for ``inferloop monitor status`` and the console."""
         self.client.set(self._k["status"], json.dumps(status, separators=(",", ":")))
+
+
+def release_lease(client: redis.Redis, key: str, token: str) -> bool:
+    """Delete the lease ``key`` if it still holds ``token`` (compare-and-delete: a lease
+    that expired and was taken by another holder meanwhile is left alone); whether it
+    was deleted."""
+    with client.pipeline() as pipe:
+        try:
+            pipe.watch(key)  # type: ignore[no-untyped-call]
+            if pipe.get(key) != token.encode():
+                return False
+            pipe.multi()
+            pipe.delete(key)
+            pipe.execute()
+        except redis.WatchError:
+            return False
+    return True
 
 
 def read_status(client: redis.Redis, keys: Keys, domain: str) -> dict[str, Any] | None:

@@ -1,18 +1,30 @@
 """The policy's actions carried out against the real registry and trigger stream: a
-rollback never overrides an operator's promotion (the registry's compare-and-set holds),
-and a trigger id is sent once."""
+rollback or a challenger's promotion never overrides an operator's move (the registry's
+compare-and-set holds), a promoted challenger loses its alias, a trigger id is sent
+once, and Redis down during an action is an outcome, decided again next time."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
 
+from inferloop.connections import make_redis
 from inferloop.keys import Keys
-from inferloop.monitor.decisions import Executor
+from inferloop.local.process import free_port
+from inferloop.monitor.decisions import Decisions, Executor
 from inferloop.monitor.metrics import MonitorMetrics
-from inferloop.monitor.policy import Rollback, TriggerRetrain
+from inferloop.monitor.paired import PairedCounts
+from inferloop.monitor.policy import (
+    Comparison,
+    PromoteChallenger,
+    RetireChallenger,
+    Rollback,
+    Snapshot,
+    TriggerRetrain,
+)
 from inferloop.registry import AliasTarget, Registry
 from inferloop.settings import Settings
 from tests.worker.conftest import Champion
@@ -74,7 +86,7 @@ def test_an_operator_promotion_inside_the_rollback_loses_nothing(
     outcome = executor.run([rollback_of(second.version, first.version)])[0]["outcome"]
     monkeypatch.undo()
 
-    assert outcome == "refused"
+    assert outcome == "stale"
     assert registry.resolve(DOMAIN) == registry.get_version(DOMAIN, third.version).target
     assert registry.get_version(DOMAIN, second.version).status != "rejected"
 
@@ -90,3 +102,117 @@ def test_a_trigger_id_is_sent_once(
     entries: Any = redis_client.xrange(stream)
     assert len(entries) == 1
     assert entries[0][1][b"trigger_id"] == b"monitor-transactions-floor-1"
+
+
+def with_challenger(registry: Registry, version: int) -> None:
+    registry.set_alias(DOMAIN, "challenger", version, expected_current=None, reason="shadow")
+
+
+def register(registry: Registry, fitted: Fitted) -> int:
+    return registry.register(
+        DOMAIN, fitted.pipeline, domain=DOMAIN, threshold=fitted.threshold,
+        input_schema_version=1, golden_events=[tx_event(900_000 + i) for i in range(8)],
+        params={}, metrics={}, champion_metrics=None, lineage={"source": "pytest"},
+        created_by="pytest",
+    ).version  # fmt: skip
+
+
+def test_a_challenger_promoted_by_the_monitor_loses_its_alias_and_can_be_rolled_back(
+    *, executor: Executor, registry: Registry, champion: Champion, model_v1: Fitted
+) -> None:
+    first = champion(model_v1)
+    second = register(registry, Fitted(model_v1.pipeline, 0.9))
+    with_challenger(registry, second)
+
+    promoted = executor.run([PromoteChallenger(second, first.version, {"outcome": "win"})])
+
+    assert promoted[0]["outcome"] == "done"
+    model = registry.get_model(DOMAIN)
+    assert model.aliases == {"champion": registry.get_version(DOMAIN, second).target}
+    assert registry.history(DOMAIN, limit=1)[0].action == "promote_challenger"
+    # Its probation may end in a rollback: refused before while it was also the challenger.
+    rolled = executor.run([rollback_of(second, first.version)])
+    assert rolled[0]["outcome"] == "done"
+    assert registry.resolve(DOMAIN) == first.target
+    assert registry.get_version(DOMAIN, second).status == "rolled_back"
+
+
+def test_a_challenger_promotion_about_another_challenger_is_stale(
+    *, executor: Executor, registry: Registry, champion: Champion, model_v1: Fitted
+) -> None:
+    first = champion(model_v1)
+    second = register(registry, Fitted(model_v1.pipeline, 0.9))
+    third = register(registry, Fitted(model_v1.pipeline, 0.8))
+    with_challenger(registry, third)  # the operator replaced the one the evidence is about
+
+    done = executor.run([PromoteChallenger(second, first.version, {"outcome": "win"})])
+
+    assert done[0]["outcome"] == "stale"
+    assert registry.resolve(DOMAIN) == first.target
+    assert registry.resolve(DOMAIN, "challenger") == registry.get_version(DOMAIN, third).target
+
+
+def test_a_retired_challenger_loses_its_alias_and_a_moved_one_is_kept(
+    *, executor: Executor, registry: Registry, champion: Champion, model_v1: Fitted
+) -> None:
+    first = champion(model_v1)
+    second = register(registry, Fitted(model_v1.pipeline, 0.9))
+    third = register(registry, Fitted(model_v1.pipeline, 0.8))
+    with_challenger(registry, second)
+
+    retired = executor.run([RetireChallenger(second, "loses", {"outcome": "loss"})])
+
+    assert retired[0]["outcome"] == "done"
+    assert registry.get_model(DOMAIN).aliases == {"champion": first.target}
+    assert registry.get_version(DOMAIN, second).status == "candidate"
+    with_challenger(registry, third)
+    assert executor.run([RetireChallenger(second, "x", {})])[0]["outcome"] == "stale"
+    assert registry.resolve(DOMAIN, "challenger") == registry.get_version(DOMAIN, third).target
+
+
+def test_a_rollback_whose_target_moved_is_stale(
+    *, executor: Executor, registry: Registry, champion: Champion, model_v1: Fitted
+) -> None:
+    first = champion(model_v1)
+    second = champion(Fitted(model_v1.pipeline, 0.9))
+    third = champion(Fitted(model_v1.pipeline, 0.8))
+
+    # The evidence compared v3 with v1; the rollback target is v2 now.
+    done = executor.run([rollback_of(third.version, first.version)])
+
+    assert done[0]["outcome"] == "stale"
+    assert registry.resolve(DOMAIN) == third.target
+    assert registry.get_version(DOMAIN, second.version).status == "archived"
+
+
+@pytest.fixture
+def dead_executor(msettings: Settings) -> Iterator[Executor]:
+    """An executor whose Redis (registry and client) is down."""
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    section = msettings.redis.model_copy(update={"url": url, "connect_timeout_s": 0.5})
+    dead = msettings.model_copy(update={"redis": section})
+    registry, client = Registry.from_settings(dead), make_redis(dead.redis)
+    yield Executor(DOMAIN, registry, client, Keys(dead.redis.key_prefix), MonitorMetrics())
+    client.close()
+    registry.close()
+
+
+def test_redis_down_during_an_action_is_an_outcome_and_the_action_is_decided_again(
+    *, dead_executor: Executor, msettings: Settings
+) -> None:
+    actions = [
+        rollback_of(2, 1),
+        PromoteChallenger(3, 2, {}),
+        RetireChallenger(3, "x", {}),
+        TriggerRetrain("floor", "monitor-transactions-floor-1", dedupe_s=60.0),
+    ]
+    assert [a["outcome"] for a in dead_executor.run(actions)] == ["unreachable"] * 4
+
+    decisions = Decisions(DOMAIN, msettings.monitor, {}, MonitorMetrics())
+    losing = PairedCounts(100, 500, pos_new_wrong=60)
+    snapshot = Snapshot(0.0, champion=2, probation=Comparison(2, 1, losing))
+    for _ in range(2):  # not done: decided again at the next evaluation
+        done = decisions.decide(snapshot, dead_executor)
+        assert [(a["action"], a["outcome"]) for a in done if a["action"] == "Rollback"] == [
+            ("Rollback", "unreachable")
+        ]
