@@ -18,6 +18,7 @@ from inferloop.monitor.decisions import Decisions, Executor
 from inferloop.monitor.metrics import MonitorMetrics
 from inferloop.monitor.paired import PairedCounts
 from inferloop.monitor.policy import (
+    Action,
     Comparison,
     PromoteChallenger,
     RetireChallenger,
@@ -200,7 +201,7 @@ def dead_executor(msettings: Settings) -> Iterator[Executor]:
 def test_redis_down_during_an_action_is_an_outcome_and_the_action_is_decided_again(
     *, dead_executor: Executor, msettings: Settings
 ) -> None:
-    actions = [
+    actions: list[Action] = [
         rollback_of(2, 1),
         PromoteChallenger(3, 2, {}),
         RetireChallenger(3, "x", {}),
