@@ -48,6 +48,7 @@ class Console:
     book: TokenBook
     limiter: LoginLimiter
     templates: Jinja2Templates
+    throughput: views.Throughput
 
 
 def _console(request: Request) -> Console:
@@ -132,8 +133,10 @@ async def logout(request: Request) -> Response:
 def overview(request: Request) -> Response:
     """Page 1: every domain at a glance."""
     console = _console(request)
-    rows = [views.overview(console.settings, console.registry, d) for d in DOMAINS]
-    return _render(request, "overview.html", overviews=rows)
+    rows = [
+        views.overview(console.settings, console.registry, d, console.throughput) for d in DOMAINS
+    ]
+    return _render(request, "overview.html", overviews=rows, cells=views.figure_cells)
 
 
 @page
@@ -145,6 +148,7 @@ def versions(request: Request) -> Response:
     return _render(
         request, "versions.html", domain=domain, versions=views.versions(registry, domain),
         live=views.live_by_version(status.value), gate_reason=views.gate_reason,
+        cells=views.figure_cells,
     )  # fmt: skip
 
 
@@ -163,6 +167,7 @@ def version(request: Request) -> Response:
         request, "version.html", domain=domain, v=found.value, report=sorted(report.value or {}),
         live=views.live_by_version(status.value).get(number), history=entries,
         gate_reason=views.gate_reason(found.value), images=_IMAGE_TYPES,
+        cells=views.figure_cells,
     )  # fmt: skip
 
 
@@ -335,7 +340,7 @@ def create_app(settings: Settings, registry: Registry, *, tls: bool | None = Non
     console = Console(
         settings, registry, TokenBook.from_settings(section),
         LoginLimiter(section.login_failures_max, section.login_failure_window_s),
-        Jinja2Templates(env=env),
+        Jinja2Templates(env=env), views.Throughput(),
     )  # fmt: skip
     app = Starlette(
         routes=_routes(),

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -73,21 +75,28 @@ class DomainOverview:
     letters: Read[DlqSummary]
     retrain: Read[RetrainView]
     monitor: Read[dict[str, Any] | None]
+    floors: list[FloorRow]
+    rates: dict[int, float]
 
 
-def overview(settings: Settings, registry: Registry, domain: Domain) -> DomainOverview:
-    """One domain's champion and challenger, lag, dead letters, retrain and live quality."""
-    model = attempt("registry", lambda: registry.get_model(domain))
-    aliases = {a: t.version for a, t in model.value.aliases.items()} if model.value else {}
+def overview(
+    settings: Settings, registry: Registry, domain: Domain, throughput: Throughput
+) -> DomainOverview:
+    """One domain's champion and challenger, lag and throughput, dead letters, retrain and
+    live quality against its floors."""
+    lag = attempt("lag", lambda: group_lag(settings, domain))
+    monitor = attempt("monitor status", lambda: monitor_status(registry, domain))
     return DomainOverview(
         domain=domain,
-        aliases=aliases,
-        lag=attempt("lag", lambda: group_lag(settings, domain)),
+        aliases=overview_aliases(registry, domain),
+        lag=lag,
         letters=attempt("dead letters", lambda: show(settings, domain, limit=0)),
         retrain=attempt(
             "retrain status", lambda: read_retrain(registry.client, registry.keys, domain)
         ),
-        monitor=attempt("monitor status", lambda: monitor_status(registry, domain)),
+        monitor=monitor,
+        floors=floors(settings, domain, monitor.value),
+        rates=throughput.rates(lag.value),
     )
 
 
@@ -147,3 +156,100 @@ def preview(data: bytes | None) -> str:
             f"{text[:LETTER_PREVIEW_CHARS]}… ({len(text) - LETTER_PREVIEW_CHARS} more characters)"
         )
     return text
+
+
+# The figures of a monitor window shown, in order; an interval reads "value [low, high]".
+_FIGURES = ("n", "positives", "precision", "recall", "f1", "target_value", "auprc")
+
+
+def figure_cells(figures: dict[str, Any]) -> list[tuple[str, str]]:
+    """A window's live figures as (name, text) pairs; the target figure under its name."""
+    cells = []
+    for name in _FIGURES:
+        if name not in figures:
+            continue
+        label = str(figures.get("target", name)) if name == "target_value" else name
+        cells.append((label, _figure_text(figures[name])))
+    return cells
+
+
+def _figure_text(value: Any) -> str:
+    if isinstance(value, dict):
+        point, low, high = (value.get(k) for k in ("value", "low", "high"))
+        if point is None:
+            return "—"
+        bounds = f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else ""
+        return f"{point:.3f}{bounds}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "—" if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class FloorRow:
+    """One live floor of a domain against its champion's figure on the positives window."""
+
+    figure: str
+    bound: str  # ">=" or "<="
+    floor: float
+    value: float | None
+
+    @property
+    def holds(self) -> bool | None:
+        """Whether the champion's figure keeps to the floor (None: not measured yet)."""
+        if self.value is None:
+            return None
+        return self.value >= self.floor if self.bound == ">=" else self.value <= self.floor
+
+
+def floors(settings: Settings, domain: Domain, status: dict[str, Any] | None) -> list[FloorRow]:
+    """The domain's live floors (``monitor.<domain>_live_*``) beside the champion's figures."""
+    section = settings.monitor
+    wanted = [
+        ("f1", ">=", getattr(section, f"{domain}_live_floor_f1", None), "f1"),
+        ("auprc", ">=", getattr(section, f"{domain}_live_floor_auprc", None), "auprc"),
+        (
+            "ham_flagged",
+            "<=",
+            getattr(section, f"{domain}_live_max_ham_flagged", None),
+            "target_value",
+        ),
+        (
+            "fraud_recall",
+            ">=",
+            getattr(section, f"{domain}_live_floor_fraud_recall", None),
+            "target_value",
+        ),
+    ]
+    champion = ((status or {}).get("roles") or {}).get("champion") or {}
+    window = (champion.get("windows") or {}).get("positives") or {}
+    rows = []
+    for figure, bound, floor, field_name in wanted:
+        if floor is None:
+            continue
+        measured = window.get(field_name)
+        value = measured.get("value") if isinstance(measured, dict) else None
+        rows.append(FloorRow(figure, bound, float(floor), value))
+    return rows
+
+
+class Throughput:
+    """Events per second on each partition, from the end offsets of two page views."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[float, dict[int, int]]] = {}
+        self._lock = threading.Lock()
+
+    def rates(self, lag: GroupLag | None, now_s: float | None = None) -> dict[int, float]:
+        """Per partition, the events appended since the previous call, per second."""
+        if lag is None:
+            return {}
+        now_s = time.monotonic() if now_s is None else now_s
+        ends = {p.partition: p.end for p in lag.partitions}
+        with self._lock:
+            before = self._last.get(lag.topic)
+            self._last[lag.topic] = (now_s, ends)
+        if before is None or now_s <= before[0]:
+            return {}
+        elapsed = now_s - before[0]
+        return {p: max(end - before[1].get(p, end), 0) / elapsed for p, end in ends.items()}

@@ -1,0 +1,71 @@
+"""What the pages show and do beyond the security rules: live figures against the floors,
+throughput, a redrive through the page."""
+
+from __future__ import annotations
+
+import json
+
+from kafka import KafkaConsumer, TopicPartition
+
+from inferloop.console.views import Throughput
+from inferloop.ops.lag import GroupLag, PartitionLag
+from inferloop.topics import for_settings
+from tests.console.conftest import (
+    HOSTILE,
+    OPERATOR_TOKEN,
+    VIEWER_TOKEN,
+    ClientFactory,
+    Loop,
+    csrf_of,
+)
+
+
+def _interval(value: float) -> dict[str, float]:
+    return {"value": value, "low": value - 0.01, "high": value + 0.01}
+
+
+def test_the_overview_shows_the_champions_live_figures_against_its_floor(
+    client_factory: ClientFactory, loop: Loop
+) -> None:
+    window = {"n": 900, "positives": 120, "target": "ham_flagged", "f1": _interval(0.91),
+              "target_value": _interval(0.05), "auprc": _interval(0.95)}  # fmt: skip
+    status = {"evaluated_at": "2026-12-07T17:00:00+00:00", "alarms": ["champion below floor"],
+              "roles": {"champion": {"version": 2, "windows": {"positives": window}}}}  # fmt: skip
+    loop.registry.client.set(loop.registry.keys.monitor_status("emails"), json.dumps(status))
+    page = client_factory(VIEWER_TOKEN).get("/").text
+    # emails' default floor: ham flagged at most 0.02; the champion flags 0.05.
+    assert "<td>ham_flagged</td><td>0.050</td><td>&lt;= 0.02</td><td>BELOW</td>" in page
+    assert "f1 0.910 [0.900, 0.920]" in page
+    assert "champion below floor" in page
+    versions = client_factory(VIEWER_TOKEN).get("/versions/emails").text
+    assert "ham_flagged 0.050 [0.040, 0.060]" in versions
+
+
+def test_throughput_is_the_end_offsets_growth_between_two_views() -> None:
+    def lag(*ends: int) -> GroupLag:
+        rows = tuple(PartitionLag(p, None, end, end) for p, end in enumerate(ends))
+        return GroupLag("g", "emails", rows)
+
+    meter = Throughput()
+    assert meter.rates(lag(0, 10), now_s=100.0) == {}
+    assert meter.rates(lag(50, 10), now_s=102.0) == {0: 25.0, 1: 0.0}
+    assert meter.rates(None) == {}
+
+
+def test_an_operator_redrives_a_dead_letter_to_its_source_topic(
+    client_factory: ClientFactory, loop: Loop
+) -> None:
+    client = client_factory(OPERATOR_TOKEN)
+    csrf = csrf_of(client, "/dlq/emails")
+    form = {"csrf": csrf, "reason": "parser fixed", "confirm": "yes", "letter": "0:0"}
+    answer = client.post("/actions/redrive/emails", data=form)
+    assert answer.status_code == 200, answer.text
+    assert "1 letters redriven, 0 skipped" in answer.text
+    topic = for_settings(loop.settings, "emails").events
+    consumer = KafkaConsumer(bootstrap_servers=loop.settings.kafka.bootstrap_servers)
+    partitions = [TopicPartition(topic, p) for p in range(loop.settings.topics.partitions)]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    records = [r for batch in consumer.poll(timeout_ms=10_000).values() for r in batch]
+    consumer.close()
+    assert [(r.key, r.value) for r in records] == [(b"k1", HOSTILE.encode())]
