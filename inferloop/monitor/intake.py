@@ -95,20 +95,38 @@ class Intake:
         for value in values:
             if value is None:
                 continue
-            prediction = json.loads(value)
-            version = int(prediction["model"]["version"])
-            changes.counts[count_field("predicted", version, prediction["label"])] += 1
+            prediction = _prediction(value)
+            if prediction is None:
+                # Skipped, not raised: its offset is stored with the batch, so a bad
+                # record is not read again at every start.
+                changes.counts["prediction_rejects"] += 1
+                continue
+            event_id, version, label, score = prediction
+            changes.counts[count_field("predicted", version, label)] += 1
             if sample.fraction <= 0:
                 continue
-            hashed = id_hash(prediction["event_id"])
+            hashed = id_hash(event_id)
             if not sampled(hashed, sample.fraction):
                 continue
-            score = float(prediction["score"])
             entry = self.window.get(hashed)
             if entry is not None:  # the label came first
                 _check(version, score, entry.scores, sample, changes)
                 continue
             _keep(hashed, Served(version, score, sample.seq), sample, changes)
+
+
+def _prediction(value: bytes) -> tuple[str, int, str, float] | None:
+    """A prediction record's event id, version, label and score; None if it is not one."""
+    try:
+        record = json.loads(value)
+        return (
+            str(record["event_id"]),
+            int(record["model"]["version"]),
+            str(record["label"]),
+            float(record["score"]),
+        )
+    except (ValueError, KeyError, TypeError, IndexError):
+        return None
 
 
 def _keep(hashed: int, served: Served, sample: Sample, changes: Changes) -> None:

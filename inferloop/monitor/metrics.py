@@ -30,6 +30,10 @@ class MonitorMetrics:
             "inferloop_monitor_rejected_labels", "Label records that are not valid labelled "
             "events", ["domain"], registry=r,
         )  # fmt: skip
+        self.prediction_rejects = Counter(
+            "inferloop_monitor_rejected_predictions", "Prediction records that could not be "
+            "read (skipped)", ["domain"], registry=r,
+        )  # fmt: skip
         self.predictions = Counter(
             "inferloop_monitor_predictions", "Predictions read, by the role of the version "
             "that served them (other: a version no role holds)", ["domain", "role"], registry=r,

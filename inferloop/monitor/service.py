@@ -5,21 +5,19 @@ versions), poll labels and predictions, turn them into state changes (``intake.p
 and write those with the offsets in one transaction (``state.py``); now and then
 evaluate every version (``evaluation.py``), export the figures and store the snapshot.
 
-Shutdown as the worker does it: the first SIGTERM or SIGINT lets the batch in hand be
-stored and the loop end; a second one ends the process at once.
+Shutdown (the signal handlers are ``inferloop monitor run``'s): ``request_stop`` lets
+the batch in hand be stored and the loop end.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import signal
 import time
 from collections import Counter
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
-from types import FrameType
 
 import redis
 from prometheus_client import generate_latest
@@ -45,8 +43,6 @@ from inferloop.settings import Domain, Settings
 from inferloop.topics import for_settings
 
 log = logging.getLogger(__name__)
-
-SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 @dataclass
@@ -98,17 +94,6 @@ class Monitor:
         if not self._stop_reason:
             self._stop_reason = reason
 
-    def install_signals(self) -> None:
-        """First SIGTERM/SIGINT: stop after the batch; the next one ends the process."""
-
-        def handle(signum: int, frame: FrameType | None) -> None:
-            self.request_stop(signal.Signals(signum).name)
-            for sig in SIGNALS:
-                signal.signal(sig, signal.SIG_DFL)
-
-        for sig in SIGNALS:
-            signal.signal(sig, handle)
-
     # -- the loop ------------------------------------------------------------------------
     def run(
         self, *, max_batches: int | None = None, until_idle_s: float | None = None
@@ -117,7 +102,7 @@ class Monitor:
         ``until_idle_s`` without a record)."""
         with ExitStack() as stack, threadpool_limits(self.section.scoring_threads):
             self._open(stack)
-            if not self._start():
+            if not self._start(stack):
                 return self._finish()
             last_record = time.monotonic()
             while not self._stop_reason:
@@ -165,7 +150,7 @@ class Monitor:
         server.start()
         self.http_port = server.port
 
-    def _start(self) -> bool:
+    def _start(self, stack: ExitStack) -> bool:
         """Take the lease, read the state back, wait for a champion, open the reader."""
         if not self._wait(self.store.try_acquire, "the lease (another monitor holds it)"):
             return False
@@ -176,6 +161,7 @@ class Monitor:
         self.reader = Reader(
             self.settings, for_settings(self.settings, self.domain), stored.offsets
         )
+        stack.callback(self.reader.close)
         self._healthy = True
         log.info(
             "monitor of %s started: %d events in the window, %d served samples",
@@ -268,10 +254,11 @@ class Monitor:
         s.batches += 1
         s.labels += changes.counts["labels"]
         s.duplicates += changes.counts["duplicates"]
-        s.predictions += len(polled.predictions)
+        s.predictions += len(polled.predictions) - changes.counts["prediction_rejects"]
         m.labels.labels(d).inc(changes.counts["labels"])
         m.duplicates.labels(d).inc(changes.counts["duplicates"])
         m.rejects.labels(d).inc(changes.counts["rejects"])
+        m.prediction_rejects.labels(d).inc(changes.counts["prediction_rejects"])
         m.served_checked.labels(d).inc(changes.counts["served_checked"])
         m.served_mismatches.labels(d).inc(changes.counts["served_mismatches"])
         for name, n in changes.counts.items():
