@@ -62,9 +62,8 @@ class DomainPlan:
     # Merge the classes by their own time order (see Dataset.interleaved): for data sets
     # whose classes were collected over different years.
     interleave: bool = False
-    # The operator's part (a weakened candidate for the gate, then a worse version
-    # promoted by hand for the monitor to roll back) begins once this share of the
-    # stream was sent, so the monitor has stream left to collect its evidence on.
+    # The operator promotes the worse version by hand once this share of the stream
+    # was sent, so the monitor has stream left to collect its evidence on.
     operator_at: float = 0.4
 
 
@@ -103,10 +102,10 @@ class DemoPlan:
 # burst of 71 frauds in 11,000 rows) v1 starts to miss, and the holdout first holds
 # enough positives for the gate to tell a real win; the rest of the stream is scored by
 # the version promoted then.
-# The operator's part (weakened candidate, promotion by hand, the monitor's rollback,
-# during which the domain's schedule is paused) begins a third of the way into the
-# emails (about 90 s in, 170 s of stream left) and a tenth into the transactions (about
-# 30 s in), so the fraud schedule is running again before the burst that makes its v2.
+# The promotion by hand (the domain's schedule paused until the monitor's rollback)
+# comes a third of the way into the emails (about 90 s in, 170 s of stream left) and a
+# tenth into the transactions (about 25 s in), so the fraud schedule runs again well
+# before the burst that makes its v2.
 DEFAULT_DOMAINS = (
     DomainPlan(
         "emails", "spamassassin", seed_end=0.2, stream_end=1.0, rate_per_s=18.0,

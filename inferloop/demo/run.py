@@ -3,16 +3,17 @@
 1. Start Kafka and Redis when they are not running; make a signing key; create the
    topics of this run (every topic and Redis key of a run has its own prefix).
 2. Publish the older part of each data set as labelled history and train v1 through the
-   real retrain job, which promotes it when it clears the domain's floor.
+   real retrain job, which promotes it when it clears the domain's floor. An operator
+   runs a deliberately weakened candidate, which the gate refuses, and registers without
+   promotion a version that is worse on the current data.
 3. Start a worker per domain and the retrain service (on a short schedule), then replay
    the rest of the data as a live stream, with labels coming back after a delay and a
    few hostile messages mixed in.
 4. The schedule retrains on the labels that came back; the gate promotes a better v2
    and the workers swap it in. A monitor per domain joins the labels with the versions
-   it watches. Mid-stream an operator asks for a deliberately weakened candidate, which
-   the gate rejects; then pauses the domain's schedule and promotes by hand a version
-   that is worse on the current stream; the monitor finds the paired loss and rolls it
-   back on its own; the schedule resumes.
+   it watches. Mid-stream the operator pauses the domain's schedule and promotes the
+   worse version by hand; the monitor finds the paired loss and rolls it back on its
+   own; the schedule resumes.
 5. Stop what was started and report: per domain, events, predictions per version, dead
    letters, lost events, throughput, latency, the quality of each version (from the
    topics, and as the monitor measured it live), the rollback and any drift alarms.
@@ -397,11 +398,19 @@ class Demo:
                 raise DemoError(f"stopped unexpectedly: {names}")
             if deadline is not None and time.monotonic() > deadline:
                 raise DemoError(f"not done within {self.plan.timeout_s:.0f} s")
-            monitor.refresh()
+            self._refresh(monitor)
             live.update(monitor.table(time.monotonic() - self.started))
             time.sleep(1.0)
         monitor.refresh()
         live.update(monitor.table(time.monotonic() - self.started))
+
+    def _refresh(self, monitor: Monitor) -> None:
+        # A slow broker must not end the run from the view: the replay and the workers
+        # ride out what they can and say so.
+        try:
+            monitor.refresh()
+        except KafkaError as exc:
+            log.warning("the live view skipped a refresh: %s", exc)
 
     # -- the end -------------------------------------------------------------------
     def settle(self, monitor: Monitor, live: View) -> None:
@@ -446,12 +455,44 @@ class Demo:
             finally:
                 monitor.close()
 
+    def prepare_operator(self) -> None:
+        """Before the stream: the operator runs a deliberately weakened candidate, which
+        the gate refuses, and registers a version worse on the current data without
+        promoting it (kept for later: promoting it is the mistake the monitor catches)."""
+        with Registry.from_settings(self.settings) as registry:
+            for domain, run in self.runs.items():
+                run.rejected = self._weakened(domain)
+                r = run.rejected
+                self.console.print(
+                    f"{domain}: weakened candidate v{r.get('version')}: {r.get('outcome')}, "
+                    f"{r.get('reason')}",
+                    markup=False,
+                )
+                plan, seed = WORSE[domain], self.settings.retrain.seed
+                run.worse = register_worse(registry, run.data, plan, seed).version
+                self.console.print(
+                    f"{domain}: v{run.worse} registered, not promoted: {plan.why}", markup=False
+                )
+
+    def _weakened(self, domain: Domain) -> dict[str, Any]:
+        """The operator's weakened run (in its own process, as ``inferloop retrain run``
+        does with no service running); the gate compares it with the champion on the
+        same holdout and refuses it."""
+        argv = ["retrain", "run", domain, "--force", "--in-process", "--json"]
+        for param in WEAKENED[domain]:
+            argv += ["--param", param]
+        result: dict[str, Any] = {}
+        self._operator(argv, result)
+        if "error" in result:
+            raise DemoError(f"{domain}: the weakened run failed: {result['error']}")
+        return dict(result["outcome"])
+
     def _operate(self, run: DomainRun, monitor: Monitor) -> None:
-        """The operator's part of a domain, once ``operator_at`` of its stream was sent:
-        pause the domain's schedule (stop its retrain service; a fit in progress gets its
-        grace to finish), run a weakened candidate that the gate refuses, promote by hand
-        a version worse on the current stream, which the monitor rolls back; then resume
-        the schedule. Runs in a thread; what fails is raised by the main thread."""
+        """Once ``operator_at`` of the domain's stream was sent: pause the domain's
+        schedule (stop its retrain service; a fit in progress gets its grace to finish),
+        promote by hand the version registered before the stream, wait for the monitor
+        to roll it back, resume the schedule. Runs in a thread; what fails is raised by
+        the main thread."""
         domain, state = run.plan.domain, monitor.states[run.plan.domain]
         try:
             while not run.stream_done.is_set() and (
@@ -462,53 +503,28 @@ class Demo:
             state.stage = "schedule paused"
             self.children.stop(f"retrain-{domain}")
             try:
-                state.stage = "weakened candidate"
-                run.rejected = self._weakened(domain, state)
-                state.stage = f"weakened: {run.rejected.get('outcome')}"
                 self._promote_worse(run, state)
                 self._await_rollback(run, state)
             finally:
                 self._start_retrain(domain)
-        except (InferloopError, OSError) as exc:
+        except Exception as exc:  # raised again by the main thread
+            log.exception("%s: the operator's part failed", domain)
             run.error = exc
         finally:
             run.operator_done.set()
 
-    def _weakened(self, domain: Domain, state: DomainState) -> dict[str, Any]:
-        """The operator runs a deliberately weakened candidate (here, the schedule being
-        paused); the gate compares it with the champion on the same holdout and refuses
-        it."""
-        argv = ["retrain", "run", domain, "--force", "--in-process", "--json"]
-        for param in WEAKENED[domain]:
-            argv += ["--param", param]
-        while True:
-            result: dict[str, Any] = {}
-            self._operator(argv, result)
-            if "error" in result:
-                raise DemoError(f"the weakened run failed: {result['error']}")
-            # A run abandoned by the paused service may hold the lock a moment more: as
-            # an operator would, ask again.
-            if result["outcome"].get("outcome") != "lock_held":
-                return dict(result["outcome"])
-            state.stage = "weakened: waiting for the lock"
-            time.sleep(2.0)
-
     def _promote_worse(self, run: DomainRun, state: DomainState) -> None:
-        """Register a version worse on the current stream and promote it by hand, as an
-        operator would, with ``inferloop registry promote``."""
-        domain = run.plan.domain
-        state.stage = "registering a worse version"
-        with Registry.from_settings(self.settings) as registry:
-            worse = register_worse(registry, run.data, WORSE[domain], self.settings.retrain.seed)
-        run.worse = worse.version
-        state.stage = f"v{worse.version} promoted by hand"
+        """Promote the worse version by hand, as an operator would, with ``inferloop
+        registry promote``."""
+        domain, worse = run.plan.domain, run.worse
         reason = f"demo: promoted by hand although worse ({WORSE[domain].why})"
-        argv = ["registry", "promote", domain, str(worse.version), "--reason", reason, "--json"]
+        argv = ["registry", "promote", domain, str(worse), "--reason", reason, "--json"]
         result: dict[str, Any] = {}
         self._operator(argv, result)
         if "error" in result:
-            raise DemoError(f"promoting v{worse.version} by hand failed: {result['error']}")
-        self.console.print(f"{domain}: v{worse.version} promoted by hand (worse on purpose)")
+            raise DemoError(f"promoting v{worse} by hand failed: {result['error']}")
+        state.stage = f"v{worse} promoted by hand"
+        self.console.print(f"{domain}: v{worse} promoted by hand (worse on purpose)")
 
     def _await_rollback(self, run: DomainRun, state: DomainState) -> None:
         """Until the monitor rolls the worse version back, or the stream has been over for
@@ -578,6 +594,7 @@ class Demo:
             self.load_data()
             self.create_topics()
             self.seed_history()
+            self.prepare_operator()
             self.start_processes()
             with self.live_view() as (monitor, live):
                 self.stream(monitor, live)
