@@ -41,7 +41,6 @@ from inferloop.monitor.paired import (
     Weighting,
     decide,
 )
-from inferloop.registry.entities import HistoryEntry
 from inferloop.settings import MonitorSettings
 
 Bound = Literal["min", "max"]
@@ -129,33 +128,6 @@ def settings_floors(section: MonitorSettings, domain: str) -> tuple[Floor, ...]:
 
 
 # -- what the runtime tells the policy --------------------------------------------------
-@dataclass(frozen=True)
-class Probation:
-    """A champion on probation: promoted from ``previous`` by a history entry."""
-
-    version: int
-    previous: int
-    entry_id: str
-    actor: str
-    started_at_s: float
-
-
-def probation_from_history(history: Sequence[HistoryEntry], champion: int) -> Probation | None:
-    """The probation of ``champion``: the newest history entry that moved the champion
-    alias, if it was a promotion to it from another version (a rollback returns to a
-    version that served already: no probation)."""
-    moves = [e for e in history if e.alias == "champion" and e.action in ("promote", "rollback")]
-    if not moves:
-        return None
-    newest = max(moves, key=lambda e: e.time)
-    to, came_from = newest.to_target, newest.from_target
-    if newest.action != "promote" or to is None or to.version != champion or came_from is None:
-        return None
-    if came_from.version == champion:
-        return None
-    return Probation(champion, came_from.version, newest.id, newest.actor, newest.time.timestamp())
-
-
 @dataclass(frozen=True)
 class Comparison:
     """A running paired comparison: ``new`` against ``old`` since it began."""

@@ -31,6 +31,9 @@ CHALLENGER = "challenger"
 PREVIOUS = "previous"
 ROLES: tuple[str, ...] = (CHAMPION, CHALLENGER, PREVIOUS)
 REDIS_DOWN_ERRORS = (RedisUnavailableError, redis.ConnectionError, redis.TimeoutError)
+# The history actions that start a probation: a move to a version from another (a
+# rollback returns to one that served already).
+PROMOTIONS = frozenset({"promote", "promote_challenger"})
 # History entries read to find the promotion that started a probation.
 HISTORY_DEPTH = 50
 
@@ -67,7 +70,7 @@ def on_probation_from(
     for entry in registry.history(name, limit=HISTORY_DEPTH):
         if entry.alias != CHAMPION or entry.to_target != champion:
             continue
-        if entry.action != "promote":
+        if entry.action not in PROMOTIONS:
             return None
         age_s = (datetime.now(UTC) - entry.time).total_seconds()
         return entry.from_target if age_s < probation_s else None

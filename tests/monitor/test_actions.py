@@ -26,6 +26,7 @@ from inferloop.monitor.policy import (
     Snapshot,
     TriggerRetrain,
 )
+from inferloop.monitor.scoring import on_probation_from
 from inferloop.registry import AliasTarget, Registry
 from inferloop.settings import Settings
 from tests.worker.conftest import Champion
@@ -217,3 +218,17 @@ def test_redis_down_during_an_action_is_an_outcome_and_the_action_is_decided_aga
         assert [(a["action"], a["outcome"]) for a in done if a["action"] == "Rollback"] == [
             ("Rollback", "unreachable")
         ]
+
+
+def test_a_challenger_promoted_by_the_registry_starts_a_probation(
+    *, registry: Registry, champion: Champion, model_v1: Fitted
+) -> None:
+    first = champion(model_v1)
+    second = register(registry, Fitted(model_v1.pipeline, 0.9))
+    with_challenger(registry, second)
+    entry = registry.promote_challenger(DOMAIN, reason="better in shadow", expected_champion=1)
+    assert entry.to_target is not None
+
+    assert on_probation_from(registry, DOMAIN, entry.to_target, 3600.0) == first.target
+    registry.rollback(DOMAIN, "worse")  # a rollback returns to a version that served: none
+    assert on_probation_from(registry, DOMAIN, first.target, 3600.0) is None

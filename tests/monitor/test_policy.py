@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from inferloop.monitor.figures import Figures, Interval
 from inferloop.monitor.paired import PairedCounts
 from inferloop.monitor.policy import (
@@ -17,9 +15,7 @@ from inferloop.monitor.policy import (
     Rollback,
     Snapshot,
     TriggerRetrain,
-    probation_from_history,
 )
-from inferloop.registry.entities import AliasTarget, HistoryEntry
 from inferloop.settings import MonitorSettings
 
 HOUR = 3600.0
@@ -158,29 +154,6 @@ def test_the_state_survives_a_restart() -> None:
     assert restarted.evaluate(_on_probation(_losing(29))) == []
     again = restarted.evaluate(Snapshot(HOUR + 1, 7, champion_figures=_figures(0.5, 0.1)))
     assert [type(a) for a in again] == [Alarm]
-
-
-def _target(version: int | None) -> AliasTarget | None:
-    return None if version is None else AliasTarget(version, "d" * 64)
-
-
-def _entry(action: str, old: int | None, new: int, at: int) -> HistoryEntry:
-    return HistoryEntry(
-        id=f"{at}-0", time=datetime.fromtimestamp(at, UTC), action=action, alias="champion",
-        from_target=_target(old), to_target=_target(new), version=new, actor="op", user="u",
-        reason="",
-    )  # fmt: skip
-
-
-def test_probation_comes_from_the_newest_promotion_to_the_champion() -> None:
-    history = [_entry("promote", None, 1, 100), _entry("promote", 1, 2, 200)]
-    probation = probation_from_history(history, champion=2)
-    assert probation is not None
-    assert (probation.version, probation.previous, probation.entry_id) == (2, 1, "200-0")
-    # The first champion has nobody to be compared with; a rollback ends probation.
-    assert probation_from_history(history[:1], champion=1) is None
-    rolled_back = [*history, _entry("rollback", 2, 1, 300)]
-    assert probation_from_history(rolled_back, champion=1) is None
 
 
 def test_the_settings_build_the_config() -> None:
