@@ -12,7 +12,9 @@ Clopper-Pearson 95 % interval, and F1 / recall there.
 Scenarios: ``spamassassin`` (newest 20 % held out), ``sms+spamassassin`` (a second
 source after a first: all of SMS, then the older 80 % of SpamAssassin, trained on;
 the newest 20 % of SpamAssassin held out) and ``creditcard`` (newest 20 % of the
-development slice held out, per class as ``inferloop evaluate`` does).
+development slice held out, per class as ``inferloop evaluate`` does); ``gate``: v1
+trained on SMS alone against a candidate of ``sms+spamassassin``, decided by the gate
+before issue 33 and by today's.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from inferloop.domains import get_domain, training
 from inferloop.domains.datasets import Dataset, deduplicate, holdout_split, load_dataset
 from inferloop.domains.metrics import RealisedRate
 from inferloop.domains.spec import DomainSpec
+from inferloop.retrain.bootstrap import ModelScores
+from inferloop.retrain.gate import GUARDRAILS, Contender, GateConfig, Guardrail, decide
 
 
 def _split(name: str, data_dir: Path) -> tuple[list[Any], Any, list[Any], Any]:
@@ -86,6 +90,51 @@ def measure(name: str, data_dir: Path) -> dict[str, Any]:
     }
 
 
+def gate_under_shift(data_dir: Path) -> dict[str, Any]:
+    """The issue's case: v1 trained on SMS, a candidate on SMS then the older 80 % of
+    SpamAssassin, both judged on SpamAssassin's newest 20 %: the threshold and the
+    comparison before issue 33 against today's."""
+    spec = get_domain("emails")
+    sms = deduplicate(load_dataset("sms", data_dir))[0]
+    events, y, h_events, h_y = _split("sms+spamassassin", data_dir)
+    with threadpool_limits(limits=1):
+        v1 = training.fit(spec, spec.to_rows(list(sms.events)), sms.y, seed=42, folds=5)
+        cand = training.fit(spec, spec.to_rows(events), y, seed=42, folds=5)
+    rows = spec.to_rows(h_events)
+    cand_scores = cand.pipeline.predict_proba(rows)[:, 1]
+    v1_scores = v1.pipeline.predict_proba(rows)[:, 1]
+    pooled = spec.choose_threshold(cand.oof_y, cand.oof_scores)
+
+    def contender(scores: Any, threshold: float) -> Contender:
+        return Contender(ModelScores(scores, threshold), spec.metrics(h_y, scores, threshold))
+
+    champion = contender(v1_scores, v1.threshold)
+    old_guards = (Guardrail("fpr", False, 0.005), Guardrail("roc_auc", True, 0.01))
+    cases = {
+        # The threshold rule and the comparison before issue 33 (pooled folds, F1 at
+        # each model's own threshold, a ham-flagged guardrail); today's floor rule, so
+        # that the comparison is what differs (the old floor step refused it outright).
+        "before": (
+            contender(cand_scores, pooled),
+            GateConfig("f1", spec.floor, 0.0, 30, 1000, 42, old_guards),
+        ),
+        "now": (
+            contender(cand_scores, cand.threshold),
+            GateConfig("f1", spec.floor, 0.0, 30, 1000, 42, GUARDRAILS["emails"], spec.target()),
+        ),
+    }
+    keys = ("f1", "fpr", "recall", "auprc")
+    out: dict[str, Any] = {"v1": {k: champion.metric(k) for k in keys}}
+    for label, (candidate, config) in cases.items():
+        result = decide(config, h_y, candidate, champion)
+        out[label] = {
+            "candidate": {k: candidate.metric(k) for k in keys},
+            "decision": result.decision,
+            "reason": result.reason,
+        }
+    return out
+
+
 def _line(result: dict[str, Any], rule: str) -> str:
     r = result[rule]
     rate = r["realised"]
@@ -103,8 +152,11 @@ def main() -> None:
     parser.add_argument("--only", action="append", default=None)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    names = args.only or ["spamassassin", "sms+spamassassin", "creditcard"]
+    names = args.only or ["spamassassin", "sms+spamassassin", "creditcard", "gate"]
     for name in names:
+        if name == "gate":
+            print(json.dumps(gate_under_shift(args.data_dir), indent=1))
+            continue
         result = measure(name, args.data_dir)
         if args.json:
             print(json.dumps(result))
