@@ -26,7 +26,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from inferloop.console import actions, views
+from inferloop.console import actions, timeline, views
 from inferloop.console.auth import LoginLimiter, TokenBook, csrf_token, same_token
 from inferloop.console.guards import Guards
 from inferloop.errors import InferloopError
@@ -184,7 +184,7 @@ def report_file(request: Request) -> Response:
 
 
 @page
-def timeline(request: Request) -> Response:
+def timeline_page(request: Request) -> Response:
     """Page 4: the champion over time: promotions, rejections, rollbacks, alarms."""
     domain = _domain(request)
     registry = _console(request).registry
@@ -193,6 +193,14 @@ def timeline(request: Request) -> Response:
         request, "timeline.html", domain=domain, history=views.history(registry, domain),
         alarms=(status.value or {}).get("alarms", []),
     )  # fmt: skip
+
+
+@page
+def timeline_plot(request: Request) -> Response:
+    """The timeline as SVG (drawn from the history now)."""
+    domain = _domain(request)
+    drawn = timeline.svg(domain, views.history(_console(request).registry, domain))
+    return Response(drawn, media_type="image/svg+xml")
 
 
 @page
@@ -317,7 +325,8 @@ def _routes() -> list[Route | Mount]:
         Route("/versions/{domain}", versions),
         Route("/versions/{domain}/{version:int}", version),
         Route("/versions/{domain}/{version:int}/report/{file}", report_file),
-        Route("/timeline/{domain}", timeline),
+        Route("/timeline/{domain}", timeline_page),
+        Route("/timeline/{domain}/plot.svg", timeline_plot),
         Route("/dlq/{domain}", dead_letters),
         Route("/dlq/{domain}/{coordinates}", dead_letter),
         Route("/actions", actions_page),

@@ -114,6 +114,8 @@ def test_each_page_renders_real_data(
         header = browser.find_element(By.TAG_NAME, "header")
         assert header.value_of_css_property("background-color") == "rgba(29, 36, 48, 1)"
         browser.save_screenshot(str(screenshots / f"console-{name}.png"))
+    browser.get(f"{console_url}/timeline/emails")
+    assert browser.find_element(By.ID, "timeline-plot").get_property("naturalWidth") == 900
 
 
 def test_a_promote_and_a_rollback_through_the_page_show_in_the_history(

@@ -69,3 +69,14 @@ def test_an_operator_redrives_a_dead_letter_to_its_source_topic(
     records = [r for batch in consumer.poll(timeout_ms=10_000).values() for r in batch]
     consumer.close()
     assert [(r.key, r.value) for r in records] == [(b"k1", HOSTILE.encode())]
+
+
+def test_the_timeline_plot_marks_each_promotion(client_factory: ClientFactory) -> None:
+    client = client_factory(VIEWER_TOKEN)
+    plot = client.get("/timeline/emails/plot.svg")
+    assert plot.headers["content-type"].startswith("image/svg+xml")
+    legend = 3
+    assert plot.text.count("<circle") - legend == 2
+    assert "<title>promote v1 at" in plot.text
+    assert "<title>promote v2 at" in plot.text
+    assert "<script" not in plot.text
