@@ -163,11 +163,14 @@ def version(request: Request) -> Response:
     report = views.attempt("report", lambda: registry.get_report(domain, number))
     status = views.attempt("monitor status", lambda: views.monitor_status(registry, domain))
     entries = [e for e in views.history(registry, domain) if e.version == number]
+    predicted = views.attempt(
+        "predictions", lambda: views.predictions_count(registry, domain, number)
+    )
     return _render(
         request, "version.html", domain=domain, v=found.value, report=sorted(report.value or {}),
         live=views.live_by_version(status.value).get(number), history=entries,
         gate_reason=views.gate_reason(found.value), images=_IMAGE_TYPES,
-        cells=views.figure_cells,
+        cells=views.figure_cells, predicted=predicted.value or {},
     )  # fmt: skip
 
 

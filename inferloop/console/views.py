@@ -253,3 +253,15 @@ class Throughput:
             return {}
         elapsed = now_s - before[0]
         return {p: max(end - before[1].get(p, end), 0) / elapsed for p, end in ends.items()}
+
+
+def predictions_count(registry: Registry, domain: str, version: int) -> dict[str, int]:
+    """The monitor's count of ``version``'s served predictions, per predicted class."""
+    prefix = f"predicted:{int(version)}:"
+    raw = registry.client.hgetall(registry.keys.monitor_counts(domain))
+    counts = {}
+    for name, value in raw.items():
+        text = name.decode() if isinstance(name, bytes) else str(name)
+        if text.startswith(prefix):
+            counts[text[len(prefix) :]] = int(value)
+    return dict(sorted(counts.items()))

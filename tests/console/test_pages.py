@@ -80,3 +80,12 @@ def test_the_timeline_plot_marks_each_promotion(client_factory: ClientFactory) -
     assert "<title>promote v1 at" in plot.text
     assert "<title>promote v2 at" in plot.text
     assert "<script" not in plot.text
+
+
+def test_a_version_page_counts_its_served_predictions(
+    client_factory: ClientFactory, loop: Loop
+) -> None:
+    counts = {"predicted:2:ham": 40, "predicted:2:spam": 2, "predicted:1:ham": 9, "labels": 5}
+    loop.registry.client.hset(loop.registry.keys.monitor_counts("emails"), mapping=counts)
+    page = client_factory(VIEWER_TOKEN).get("/versions/emails/2").text
+    assert '<p id="predictions">42 (ham: 40, spam: 2)</p>' in page
