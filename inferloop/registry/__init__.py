@@ -4,6 +4,7 @@
 """
 
 from inferloop.registry.entities import (
+    CHALLENGER,
     CHAMPION,
     AliasTarget,
     GoldenSample,
@@ -49,6 +50,7 @@ from inferloop.registry.registry import Registry
 from inferloop.registry.watch import ChampionWatcher
 
 __all__ = [
+    "CHALLENGER",
     "CHAMPION",
     "AliasNotFoundError",
     "AliasTarget",

@@ -30,6 +30,8 @@ STATUSES: tuple[Status, ...] = (
 )
 
 CHAMPION = "champion"
+# The alias of the version scored in shadow beside the champion.
+CHALLENGER = "challenger"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 _ALIAS = re.compile(r"^[a-z][a-z0-9_\-]{0,63}$")

@@ -13,14 +13,25 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from inferloop.domains import UnknownDomainError, get_domain
+from inferloop.domains import get_domain
 from inferloop.registry import serving, transfer
 from inferloop.registry.backend import Backend, talks_to_redis
 from inferloop.registry.entities import LoadedModel, ModelVersion, check_model_name
-from inferloop.registry.errors import IntegrityError, InvalidVersionError, RegistryError
+from inferloop.registry.errors import (
+    IntegrityError,
+    InvalidVersionError,
+    RegistryStorageError,
+    SigningKeyError,
+)
 from inferloop.registry.loader import Loader
 from inferloop.registry.loading import Trust, unpickle_checked, verified_manifest
-from inferloop.registry.manifest import canonical_json, now_iso, version_from_fields
+from inferloop.registry.manifest import (
+    canonical_json,
+    now_iso,
+    signature_bytes,
+    version_from_fields,
+)
+from inferloop.registry.moves import refusing
 from inferloop.registry.registration import Registration
 from inferloop.registry.signing import Verifier
 
@@ -37,13 +48,26 @@ class Exchange:
 
     @talks_to_redis
     def export_version(self, name: str, version: int, path: Path) -> ModelVersion:
-        """Write a version to ``path``, verified first; see ``Registry.export_version``."""
-        result = self._loader.verify(name, version)
-        if not result.ok:
-            raise IntegrityError(f"refusing to export: {result.detail}")
-        fields, data = self._loader.fetch(name, version)
-        if data is None:
-            raise IntegrityError(f"{name} v{version}: the artifact is missing from Redis")
+        """Write a version to ``path``, verified first; see ``Registry.export_version``.
+
+        The fields and artifact verified are the ones written: read once, so bytes
+        changed in Redis after a check cannot be exported unchecked."""
+        fields, data = self._loader.fetch(check_model_name(name), version)
+        try:
+            if data is None:
+                raise IntegrityError(f"{name} v{version}: the artifact is missing from Redis")
+            verified_manifest(
+                manifest_bytes=fields.get(b"manifest", b""),
+                signature=signature_bytes(fields),
+                key_id=(fields.get(b"key_id") or b"").decode() or None,
+                data=data,
+                name=name,
+                version=version,
+                trust=self.backend.trust,
+                check_libraries=False,
+            )
+        except (IntegrityError, SigningKeyError, RegistryStorageError) as exc:
+            raise IntegrityError(f"refusing to export: {exc}") from exc
         transfer.write(path, fields, data)
         return version_from_fields(fields)
 
@@ -89,9 +113,5 @@ def _check_serves(manifest: Mapping[str, Any], pipeline: Any, what: str) -> None
     scores through the domain's scorer) before it is stored."""
     entity = version_from_fields({b"manifest": canonical_json(manifest), b"status": b"candidate"})
     loaded = LoadedModel(entity, pipeline, 0.0, 0, None)
-    try:
+    with refusing(f"to import {what}", unknown_domain=InvalidVersionError):
         serving.activate(loaded, get_domain(entity.domain))
-    except UnknownDomainError as exc:
-        raise InvalidVersionError(f"refusing to import {what}: {exc}") from exc
-    except RegistryError as exc:
-        raise type(exc)(f"refusing to import {what}: {exc}") from exc

@@ -9,7 +9,8 @@ the verified one.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Literal
 
 from inferloop.domains import UnknownDomainError, get_domain
@@ -17,6 +18,7 @@ from inferloop.registry import history as entries
 from inferloop.registry import serving
 from inferloop.registry.backend import Backend, talks_to_redis
 from inferloop.registry.entities import (
+    CHALLENGER,
     CHAMPION,
     AliasTarget,
     HistoryEntry,
@@ -38,10 +40,25 @@ from inferloop.registry.storage import run
 log = logging.getLogger(__name__)
 
 # The aliases workers serve: moved only to a version that verifies.
-SERVED_ALIASES = frozenset({CHAMPION, "challenger"})
+SERVED_ALIASES = frozenset({CHAMPION, CHALLENGER})
 
 # verify(name, version, digest, what) -> the digest verified; raises if it does not.
 Verify = Callable[[str, int, str | None, str], str]
+
+
+@contextmanager
+def refusing(what: str, *, unknown_domain: type[RegistryError]) -> Iterator[None]:
+    """Re-raise a registry error as its own type, its message naming what is refused
+    (``refusing <what>: ...``); an unknown domain as ``unknown_domain``. Redis being
+    unreachable passes unchanged: it refuses nothing."""
+    try:
+        yield
+    except RegistryUnavailableError:
+        raise
+    except RegistryError as exc:
+        raise type(exc)(f"refusing {what}: {exc}") from exc
+    except UnknownDomainError as exc:
+        raise unknown_domain(f"refusing {what}: {exc}") from exc
 
 
 def verified(loader: Loader, name: str, version: int, digest: str | None, what: str) -> str:
@@ -52,15 +69,9 @@ def verified(loader: Loader, name: str, version: int, digest: str | None, what: 
     Read fresh from Redis (never the load cache: the bytes may have changed since).
     A failure is re-raised as its own type, its message naming the move refused.
     """
-    try:
+    with refusing(what, unknown_domain=VersionStateError):
         loaded = loader.load_uncached(name, version, digest)
         serving.activate(loaded, get_domain(loaded.version.domain))
-    except RegistryUnavailableError:
-        raise
-    except RegistryError as exc:
-        raise type(exc)(f"refusing {what}: {exc}") from exc
-    except UnknownDomainError as exc:
-        raise VersionStateError(f"refusing {what}: {exc}") from exc
     log.info("verified %s before moving it: %s", what, loaded.version.artifact_digest[:12])
     return loaded.version.artifact_digest
 
@@ -125,7 +136,7 @@ class Moves:
         """Make the challenger the champion; see ``Registry.promote_challenger``."""
         b, k = self.backend, self.backend.keys
         with b.client.pipeline(transaction=False) as pipe:
-            pipe.hget(k.aliases(check_model_name(name)), "challenger")
+            pipe.hget(k.aliases(check_model_name(name)), CHALLENGER)
             pipe.hget(k.aliases(name), CHAMPION)
             challenger_raw, champion_raw = pipe.execute()
         challenger, champion = AliasTarget.decode(challenger_raw), AliasTarget.decode(champion_raw)

@@ -18,11 +18,13 @@ from inferloop.registry import (
     AliasNotFoundError,
     DigestMismatchError,
     GoldenMismatchError,
+    IntegrityError,
     ModelVersion,
     PromotionConflictError,
     Registry,
     VersionStateError,
 )
+from inferloop.registry.loader import Loader
 from inferloop.registry.manifest import canonical_json
 from inferloop.registry.signing import Signer
 from inferloop.settings import Settings
@@ -284,3 +286,35 @@ def test_the_cli_promotes_a_rolled_back_version_only_with_reviewed_and_a_challen
     moved = run("promote-challenger", NAME, "--reason", "better in shadow")
     assert moved.exit_code == 0, moved.output
     assert registry.get_model(NAME).aliases == {"champion": three[2].target}
+
+
+def test_an_export_writes_the_bytes_it_verified_not_bytes_changed_after_the_check(
+    *,
+    registry: Registry,
+    redis_client: redis.Redis,
+    three: list[ModelVersion],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    fetch = Loader.fetch
+    reads: list[int] = []
+
+    def fetch_then_tamper(
+        self: Loader, name: str, version: int
+    ) -> tuple[dict[bytes, bytes], bytes | None]:
+        fetched = fetch(self, name, version)
+        reads.append(version)
+        if len(reads) == 1:  # the artifact changes in Redis right after the first read
+            flip_a_byte(registry, redis_client, version)
+        return fetched
+
+    monkeypatch.setattr(Loader, "fetch", fetch_then_tamper)
+    exported = registry.export_version(NAME, 2, tmp_path / "v2.export")
+    monkeypatch.undo()
+
+    # What was written is what was verified: it imports (the import checks it again).
+    imported = registry.import_version(tmp_path / "v2.export")
+    assert imported.artifact_digest == exported.artifact_digest == three[1].artifact_digest
+    # And the stored bytes, tampered after the read, are refused for export.
+    with pytest.raises(IntegrityError, match="refusing to export"):
+        registry.export_version(NAME, 2, tmp_path / "again.export")
