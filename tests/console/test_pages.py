@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from kafka import KafkaConsumer, TopicPartition
+from redis.typing import EncodableT, FieldT
 
 from inferloop.console.views import Throughput
 from inferloop.ops.lag import GroupLag, PartitionLag
@@ -85,7 +86,12 @@ def test_the_timeline_plot_marks_each_promotion(client_factory: ClientFactory) -
 def test_a_version_page_counts_its_served_predictions(
     client_factory: ClientFactory, loop: Loop
 ) -> None:
-    counts = {"predicted:2:ham": 40, "predicted:2:spam": 2, "predicted:1:ham": 9, "labels": 5}
+    counts: dict[FieldT, EncodableT] = {
+        "predicted:2:ham": 40,
+        "predicted:2:spam": 2,
+        "predicted:1:ham": 9,
+        "labels": 5,
+    }
     loop.registry.client.hset(loop.registry.keys.monitor_counts("emails"), mapping=counts)
     page = client_factory(VIEWER_TOKEN).get("/versions/emails/2").text
     assert '<p id="predictions">42 (ham: 40, spam: 2)</p>' in page
