@@ -24,6 +24,9 @@ from inferloop.monitor.window import Entry
 
 log = logging.getLogger(__name__)
 
+# The offsets hash's field naming the store (its token) that wrote the state last.
+WRITER_FIELD = "writer"
+
 
 @dataclass(frozen=True)
 class Served:
@@ -80,6 +83,10 @@ class StateStore:
         self.client = client
         self.domain = domain
         self.token = uuid.uuid4().hex
+        # The writer of the stored state as this store last knew it (read by ``load``,
+        # then this store's token once it committed): an expired lease is taken back
+        # only while the stored writer is still that one (nobody wrote in between).
+        self._last_writer: bytes | None = None
         self._lease_ms = int(lease_s * 1000)
         self._k = {
             "offsets": keys.monitor_offsets(domain),
@@ -124,6 +131,7 @@ class StateStore:
             pipe.hgetall(k["served"])
             pipe.hgetall(k["detectors"])
             offsets, window, counts, served, detectors = pipe.execute()
+        self._last_writer = offsets.pop(WRITER_FIELD.encode(), None)
         samples = {int(h): Served.decode(v) for h, v in served.items()}
         return Stored(
             offsets={f.decode(): int(v) for f, v in offsets.items()},
@@ -136,22 +144,31 @@ class StateStore:
     def commit(self, changes: Changes) -> None:
         """Write ``changes`` and renew the lease in one transaction, unless another
         monitor holds the lease (:class:`LeaseLostError`, nothing written)."""
-        lease = self._k["lease"]
+        lease, offsets = self._k["lease"], self._k["offsets"]
         with self.client.pipeline() as pipe:
             try:
-                pipe.watch(lease)  # type: ignore[no-untyped-call]
-                # Expired and not taken (a long model load): nobody else wrote, take it
-                # back; held by another monitor: stop.
-                if pipe.get(lease) not in (None, self.token.encode()):
+                pipe.watch(lease, offsets)  # type: ignore[no-untyped-call]
+                if not self._still_ours(pipe):
                     raise LeaseLostError(f"the monitor of {self.domain} lost its lease")
                 if self._applied(pipe, changes):
                     return
                 pipe.multi()
                 self._queue(pipe, changes)
+                pipe.hset(offsets, WRITER_FIELD, self.token)
                 pipe.set(lease, self.token, px=self._lease_ms)
                 pipe.execute()
             except redis.WatchError as exc:
                 raise LeaseLostError(f"the monitor of {self.domain} lost its lease") from exc
+        self._last_writer = self.token.encode()
+
+    def _still_ours(self, pipe: Any) -> bool:
+        """Whether this store may write: it holds the lease, or the lease expired and is
+        free (a long model load) and nobody wrote since this store last did (another
+        monitor may have taken the lease, written and released it meanwhile)."""
+        holder = pipe.get(self._k["lease"])
+        if holder == self.token.encode():
+            return True
+        return holder is None and pipe.hget(self._k["offsets"], WRITER_FIELD) == self._last_writer
 
     def _applied(self, pipe: Any, changes: Changes) -> bool:
         """Whether ``changes`` are stored already: a retry after a connection lost while

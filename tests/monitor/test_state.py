@@ -1,5 +1,6 @@
 """The monitor's state on the real Redis: a batch retried after a lost answer is stored
-once, and another monitor's lease stops a writer."""
+once, and another monitor's lease, or its writes while the lease was free, stop a
+writer."""
 
 from __future__ import annotations
 
@@ -49,3 +50,30 @@ def test_a_monitor_whose_lease_another_took_writes_nothing(
     with pytest.raises(LeaseLostError):
         first.commit(batch())
     assert second.load().entries == []
+
+
+def test_an_expired_lease_is_taken_back_only_if_nobody_wrote_meanwhile(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    keys = Keys(settings.redis.key_prefix)
+    lease = keys.monitor_lease("transactions")
+    first = StateStore(redis_client, keys, "transactions", 5.0)
+    first.acquire()
+    first.load()
+    first.commit(batch())
+    redis_client.delete(lease)  # expired during a long stall; nobody took it
+    first.commit(Changes(offsets={"labels:0": 11}, counts=Counter({"labels": 1})))
+    assert first.holder() == first.token
+
+    redis_client.delete(lease)  # expired again: another monitor takes over meanwhile,
+    second = StateStore(redis_client, keys, "transactions", 5.0)
+    second.acquire()
+    assert second.load().counts == {"labels": 3}
+    second.commit(Changes(offsets={"labels:0": 12}, counts=Counter({"labels": 1})))
+    second.release()  # ... stores its batch and stops
+    # The first wakes up: its window and counters are stale, it must not write them.
+    with pytest.raises(LeaseLostError):
+        first.commit(Changes(offsets={"labels:0": 13}, counts=Counter({"labels": 1})))
+    stored = second.load()
+    assert stored.counts == {"labels": 4}
+    assert stored.offsets == {"labels:0": 12, "labels:1": 4}
