@@ -150,3 +150,22 @@ def test_a_public_bind_without_tls_or_tokens_is_refused() -> None:
     with pytest.raises(ConsoleConfigError):
         check(ConsoleSettings())
     check(ConsoleSettings(operator_token_hashes=("x",)))
+
+
+def test_over_tls_the_cookie_is_secure_and_the_origin_is_https(loop: Loop) -> None:
+    from starlette.testclient import TestClient
+
+    from inferloop.console.app import create_app
+
+    app = create_app(loop.settings, loop.registry, tls=True)
+    with TestClient(app, base_url="https://testserver") as client:
+        client.headers["origin"] = "https://testserver"
+        page = client.get("/login").text
+        csrf = page.split('name="csrf" value="')[1].split('"')[0]
+        answer = client.post(
+            "/login", data={"token": OPERATOR_TOKEN, "csrf": csrf}, follow_redirects=False
+        )
+        assert answer.status_code == 303
+        assert "secure" in answer.headers["set-cookie"].lower()
+        client.headers["origin"] = "http://testserver"
+        assert client.post("/logout", data={"csrf": csrf}).status_code == 403
