@@ -24,7 +24,7 @@ DOMAINS: tuple[Domain, ...] = ("emails", "transactions")
 
 DeliveryGuarantee = Literal["at-least-once", "exactly-once"]
 
-# The worker's uses of kafka-python's private internals (inferloop/worker/kafka_internals.py
+# The worker's uses of kafka-python's private internals (inferloop/kafka_internals.py
 # says what each one saves, measured); each can be switched off.
 KafkaShortcut = Literal[
     "coordinator_known", "fetches_in_flight", "top_up", "batch_append", "force_close"
@@ -186,7 +186,7 @@ class WorkerSettings(_Section):
     # rate a poll, a fetch and a produce request for every few records, whose CPU cost
     # does not shrink with them. A transactions worker at 500 msg/s kept 0.70-0.72 of a
     # core busy so, and 0.33 with 65,536 bytes and 10 ms, for a p50 of 20 ms instead of
-    # 11-12 (`scripts/bench --sections lowrate`, 2026-12-07; the README has the rest).
+    # 11-12 (`scripts/bench --sections lowrate`, 2026-12-07; docs/performance.md has the rest).
     fetch_min_bytes: int = Field(default=1, ge=1)
     fetch_max_wait_ms: int = Field(default=500, ge=0)
     max_poll_interval_ms: int = Field(default=300_000, gt=0)

@@ -17,8 +17,8 @@
 
 Commands inside the registry's Lua scripts are checked against the caller's ACL too, so
 ``EVALSHA`` grants nothing beyond the commands listed. The lines are built here, so the
-README, ``inferloop registry acl`` and the tests that check them against a real Redis
-say the same thing.
+docs (operating.md), ``inferloop registry acl`` and the tests that check them against a real
+Redis say the same thing.
 """
 
 from __future__ import annotations

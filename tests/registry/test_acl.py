@@ -1,4 +1,4 @@
-"""The README's Redis ACL users do allow and deny what they claim, on the real Redis."""
+"""The Redis ACL users of docs/operating.md allow and deny what they claim, on the real Redis."""
 
 from __future__ import annotations
 
