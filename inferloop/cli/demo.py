@@ -55,10 +55,12 @@ def demo(
     """Run the whole lifecycle on the local Kafka and Redis, and show what happened.
 
     Publishes the older part of each data set as labelled history and trains v1 through
-    the real retrain job; starts a worker per domain and the retrain service; replays the
-    rest as a live stream with labels coming back after a delay; lets the schedule
-    promote a better v2 (the gate decides) and shows a weakened candidate rejected;
-    then stops what it started and writes a summary and plots.
+    the real retrain job; shows a weakened candidate rejected by the gate and registers a
+    worse version without promoting it; starts a worker, a retrain service and a monitor
+    per domain; replays the rest as a live stream with labels coming back after a delay;
+    mid-stream promotes the worse version by hand (the schedule paused), which the
+    monitor rolls back on its own; lets the schedule promote a better v2 (the gate
+    decides); then stops what it started and writes a summary and plots.
     """
     from dataclasses import replace
 
