@@ -22,4 +22,4 @@ class ModelMismatchError(BatchError):
 
 
 class OutputError(BatchError):
-    """Predictions could not be written to their topic."""
+    """Predictions could not be written to their file or topic."""

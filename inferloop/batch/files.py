@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from inferloop.batch.errors import InputError
+from inferloop.batch.errors import InputError, OutputError
 from inferloop.domains.schemas import MAX_EVENT_BYTES
 
 STDIO = "-"
@@ -153,7 +153,7 @@ class LinesWriter:
             try:
                 self._out.write(b"\n".join(values) + b"\n")
             except OSError as exc:
-                raise InputError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
+                raise OutputError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
 
     def close(self) -> None:
         """Flush, and close the file (standard output is flushed, left open)."""

@@ -27,6 +27,7 @@ from inferloop.domains.predictions import (
     Encoded,
     PredictionEncoder,
     score_isolating_failures,
+    without_failures,
 )
 from inferloop.registry import Registry
 from inferloop.registry.serving import ActiveModel, activate
@@ -158,5 +159,5 @@ class BatchRun:
             origin = chunk.origin(where)
             value = chunk.values[where]
             rejects.append(reject_line(value, REASON_SCORING_ERROR, why, origin, self._model_extra))
-        keep = np.flatnonzero(outcome.ok)
-        return [events[i] for i in keep], outcome.scores[keep]
+        kept, _, scores = without_failures(outcome, events, indices)
+        return kept, scores

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 REASON_SCORING_ERROR = "scoring_error"
 
 ScoreFn = Callable[[Sequence[Any]], np.ndarray[Any, Any]]
+E = TypeVar("E")
 
 
 @dataclass
@@ -33,6 +34,18 @@ class ScoringOutcome:
     scores: np.ndarray[Any, Any]
     ok: np.ndarray[Any, Any]
     failures: dict[int, str]
+
+
+def without_failures(
+    outcome: ScoringOutcome, events: list[E], positions: list[int]
+) -> tuple[list[E], list[int], np.ndarray[Any, Any]]:
+    """``events`` and their ``positions`` less those the model failed to score, and the
+    scores of the rest (the lists themselves when none failed: nothing is copied)."""
+    if not outcome.failures:
+        return events, positions, outcome.scores
+    keep = np.flatnonzero(outcome.ok)
+    kept = keep.tolist()
+    return [events[i] for i in kept], [positions[i] for i in kept], outcome.scores[keep]
 
 
 def score_isolating_failures(score: ScoreFn, events: Sequence[Any]) -> ScoringOutcome:
@@ -96,15 +109,15 @@ class PredictionEncoder:
     ) -> Encoded:
         """The predictions of ``events`` scored ``scores`` (label: ``score >= threshold``);
         ``model_json`` is the pre-encoded ``{"name":..,"version":..}`` object, ``extra``
-        pre-encoded JSON members (``,"role":"shadow"``) put before the schema version."""
+        pre-encoded JSON members (``,"role":"challenger"``) put last."""
         positive = scores >= threshold
         labels = self._label_json
         head = '{"event_id":'
         middle = f',"domain":"{self._domain}","label":'
         tail = f',"threshold":{threshold!r},"model":{model_json},"event_time":"'
         end = (
-            f'","predicted_at":"{predicted_at}"{extra},'
-            f'"schema_version":{PREDICTIONS_SCHEMA_VERSION}}}'
+            f'","predicted_at":"{predicted_at}",'
+            f'"schema_version":{PREDICTIONS_SCHEMA_VERSION}{extra}}}'
         )
         ids = [e.id for e in events]
         values = [

@@ -3,13 +3,15 @@ predictions out, invalid input to the rejects file with the worker's reasons."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from inferloop.batch.files import LinesReader
+from inferloop.batch.errors import OutputError
+from inferloop.batch.files import WRITE_BUFFER_BYTES, LinesReader, LinesWriter
 from inferloop.domains import get_domain
 from inferloop.domains.schemas import MAX_EVENT_BYTES, Prediction
 from inferloop.settings import Settings
@@ -159,3 +161,13 @@ def test_an_event_that_breaks_the_model_is_a_scoring_error_and_the_rest_are_scor
     assert reject["model"] == f"transactions@{version}"
     assert str(POISON_AMOUNT) in reject["detail"]
     assert summary["reject_reasons"] == {"scoring_error": 1}
+
+
+def test_a_write_that_fails_is_an_output_error_not_an_input_error() -> None:
+    writer = LinesWriter("/dev/full")
+    try:
+        with pytest.raises(OutputError, match="cannot write /dev/full"):
+            writer.write([b"k"], [b"x" * (WRITE_BUFFER_BYTES + 1)])
+    finally:
+        with contextlib.suppress(OSError):
+            writer.close()
