@@ -36,8 +36,16 @@ from threadpoolctl import threadpool_limits
 from inferloop.backoff import Backoff
 from inferloop.domains import DomainSpec
 from inferloop.errors import RedisUnavailableError
-from inferloop.registry import AliasTarget, ChampionWatcher, Registry
-from inferloop.registry.errors import RegistryError
+from inferloop.registry import CHALLENGER, CHAMPION, AliasTarget, ChampionWatcher, Registry
+from inferloop.registry.errors import (
+    ArtifactDeletedError,
+    GoldenMismatchError,
+    IncompatibleLibraryError,
+    IntegrityError,
+    RegistryError,
+    SchemaMismatchError,
+    VersionStateError,
+)
 from inferloop.registry.serving import ActiveModel, activate, check_golden
 from inferloop.settings import Settings
 from inferloop.worker.health import HealthState
@@ -49,8 +57,17 @@ __all__ = ["ActiveModel", "Backoff", "ModelKeeper", "activate", "check_golden"]
 
 log = logging.getLogger(__name__)
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
+# A target failing with one of these is refused for good: its signed bytes (or the
+# artifact its digest names) can never serve here. Any other registry error (an ACL
+# refusal, an unexpected answer from Redis) may pass: the load is tried again with backoff.
+REFUSING_ERRORS = (
+    IntegrityError,
+    GoldenMismatchError,
+    SchemaMismatchError,
+    IncompatibleLibraryError,
+    ArtifactDeletedError,
+    VersionStateError,
+)
 REDIS_DOWN_ERRORS = (RedisUnavailableError, redis.ConnectionError, redis.TimeoutError)
 # How long one wait on the watcher lasts: the keeper's stop is noticed this fast.
 WATCH_SLICE_S = 0.25
@@ -113,6 +130,9 @@ class ModelKeeper:
             except REDIS_DOWN_ERRORS as exc:
                 pause_s = self._redis_down(exc)
                 target = model = None
+            except RegistryError:  # reported by _load; neither refused nor Redis down
+                pause_s = self._backoff.next()
+                target = model = None
             if model is not None:
                 self._first_challenger(model)
                 return model
@@ -138,7 +158,7 @@ class ModelKeeper:
         try:
             target = self._registry_or_connect().resolve(self._name, CHALLENGER)
             model = self._model_for(target) if target != champion.target else None
-        except REDIS_DOWN_ERRORS as exc:
+        except (*REDIS_DOWN_ERRORS, RegistryError) as exc:
             log.warning("challenger of %s not read at start (%s); following it", self._name, exc)
             return
         self._set_challenger(model)
@@ -239,6 +259,8 @@ class ModelKeeper:
                     self._champion_is_current(watcher.current)
             except REDIS_DOWN_ERRORS as exc:
                 self._stop.wait(self._redis_down(exc))
+            except RegistryError:  # a load that may pass later (reported by _load)
+                self._stop.wait(self._backoff.next())
             except Exception:  # the thread must outlive a bug in one attempt
                 log.exception("model keeper: unexpected error; retrying")
                 self._metrics.errors.labels(self._name, "model_keeper").inc()
@@ -299,7 +321,15 @@ class ModelKeeper:
                 model = serving
         if model is None:
             return
-        shadow = self._model_for(challenger) if challenger != model.target else None
+        try:
+            shadow = self._model_for(challenger) if challenger != model.target else None
+        except RegistryError:
+            # The champion goes in without waiting for the challenger, tried again later.
+            self._set_pending(model, None, seen_at)
+            raise
+        self._set_pending(model, shadow, seen_at)
+
+    def _set_pending(self, model: ActiveModel, shadow: ActiveModel | None, seen_at: float) -> None:
         with self._lock:
             self._pending = (model, shadow)
             self._pending_seen_at = seen_at
@@ -324,9 +354,9 @@ class ModelKeeper:
             self._metrics.model_fallback.labels(self._name).set(1)
 
     def _load(self, target: AliasTarget) -> ActiveModel | None:
-        """Load and verify ``target``; None when refused (and reported).
+        """Load and verify ``target``; None when refused for good (and reported).
 
-        Redis errors propagate: the caller retries with backoff.
+        Redis errors and other registry errors propagate: the caller retries with backoff.
         """
         started = time.monotonic()
         try:
@@ -336,9 +366,13 @@ class ModelKeeper:
             model = activate(loaded, self._spec)
         except REDIS_DOWN_ERRORS:
             raise
-        except RegistryError as exc:
+        except REFUSING_ERRORS as exc:
             self._refuse(target, exc)
             return None
+        except RegistryError as exc:
+            self._load_failed(target, exc)
+            raise
+        self._backoff.reset()
         elapsed = time.monotonic() - started
         self._metrics.load_seconds.labels(self._name).observe(elapsed)
         log.info(
@@ -356,6 +390,13 @@ class ModelKeeper:
             "model %s v%s refused (%s: %s); keeping %s",
             self._name, target.version, type(exc).__name__, exc,
             f"v{current.version}" if current else "no model",
+        )  # fmt: skip
+
+    def _load_failed(self, target: AliasTarget, exc: Exception) -> None:
+        self._metrics.errors.labels(self._name, "model_load").inc()
+        log.warning(
+            "model %s v%s not loaded (%s: %s); trying again with backoff",
+            self._name, target.version, type(exc).__name__, exc,
         )  # fmt: skip
 
     # -- Redis ---------------------------------------------------------------------------

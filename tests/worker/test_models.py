@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,7 @@ from inferloop.domains.spec import PipelineScorer, Scorer
 from inferloop.domains.transactions import TransactionsDomain
 from inferloop.local.process import free_port
 from inferloop.local.redis import LocalRedis
-from inferloop.registry import ModelVersion, Registry
+from inferloop.registry import ModelVersion, Registry, RegistryPermissionError
 from inferloop.registry.serving import activate
 from inferloop.registry.signing import KeyPair, generate_key_pair
 from inferloop.settings import Settings
@@ -260,3 +261,49 @@ def test_a_promoted_version_is_checked_in_the_background_on_the_worker_s_scoring
     # The start-up load ran in the test's thread, the promotion's in the keeper's own:
     # OpenMP's limit is per thread, so the keeper must set its own.
     assert spec.openmp_threads[1:] == [1]
+
+
+class FlakyRegistry(Registry):
+    """The real registry whose loads fail ``failures`` times first with an error that
+    may pass (an ACL refusal), as when an operator fixes the worker's Redis user."""
+
+    failures = 0
+
+    def load(self, *args: Any, **kwargs: Any) -> Any:
+        if FlakyRegistry.failures > 0:
+            FlakyRegistry.failures -= 1
+            raise RegistryPermissionError("NOPERM this user has no permissions to run 'get'")
+        return super().load(*args, **kwargs)
+
+
+def flaky_keeper(settings: Settings, failures: int) -> ModelKeeper:
+    FlakyRegistry.failures = failures
+    return ModelKeeper(
+        with_worker(settings, redis_backoff_max_s=0.5, model_check_interval_s=0.2),
+        TransactionsDomain(), WorkerMetrics(DOMAIN), HealthState(DOMAIN, max_loop_gap_s=30.0),
+        registry_factory=FlakyRegistry.from_settings,
+    )  # fmt: skip
+
+
+def test_a_load_error_that_may_pass_is_retried_not_a_refusal_for_good(
+    *, wsettings: Settings, champion: Champion, model_v1: Fitted, model_v2: Fitted
+) -> None:
+    v1 = champion(model_v1)
+    keeper = flaky_keeper(wsettings, failures=2)
+    # At start: the champion itself once the error passes, not a fallback, not nothing.
+    deadline = time.monotonic() + 30
+    model = keeper.wait_for_champion(lambda: time.monotonic() > deadline)
+    assert model is not None
+    assert model.version == v1.version
+    assert keeper._health.degraded_reason is None
+    keeper.start()
+    try:
+        FlakyRegistry.failures = 2
+        v2 = champion(model_v2)
+        # In the background: the promoted version is taken once its load passes.
+        wait_for(lambda: keeper.take_swap() is not None, 30, "the retried load of v2")
+    finally:
+        keeper.stop()
+    assert keeper.current is not None
+    assert keeper.current.version == v2.version
+    assert keeper._health.refused_versions == []
