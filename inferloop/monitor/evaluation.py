@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from inferloop.monitor.figures import live_figures
+from inferloop.monitor.figures import Figures, live_figures
 from inferloop.monitor.intake import Intake, labelled_share
 from inferloop.monitor.window import Entry, arrays
 from inferloop.registry.serving import ActiveModel
@@ -31,12 +31,17 @@ def evaluate(
     counts: Mapping[str, int],
     section: MonitorSettings,
     now_s: float,
+    *,
+    live: dict[str, Figures] | None = None,
 ) -> dict[str, Any]:
-    """The snapshot of every role's figures now."""
+    """The snapshot of every role's figures now; ``live`` given, each role's figures
+    over the positives window are put in it too (the policy's input, not computed twice)."""
     window = intake.window
     windows = {"positives": window.by_positives(), "time": window.by_time(now_s)}
+    live = {} if live is None else live
     roles = {
-        role: _role(intake, model, windows, counts, section) for role, model in by_role.items()
+        role: _role(intake, role, model, windows, counts, section=section, live=live)
+        for role, model in by_role.items()
     }
     return {
         "domain": intake.spec.name,
@@ -61,15 +66,23 @@ def evaluate(
 
 def _role(
     intake: Intake,
+    role: str,
     model: ActiveModel,
     windows: Mapping[str, list[Entry]],
     counts: Mapping[str, int],
+    *,
     section: MonitorSettings,
+    live: dict[str, Figures],
 ) -> dict[str, Any]:
     per_window = {}
     for name, entries in windows.items():
         y, scores = arrays(entries, model.version)
-        per_window[name] = figures_of(y, scores, model.threshold, intake.spec.name, section)
+        figures = _figures(y, scores, model.threshold, intake.spec.name, section)
+        if figures is not None and name == "positives":
+            live[role] = figures
+        per_window[name] = (
+            {"n": 0, "positives": 0} if figures is None else _plain(dataclasses.asdict(figures))
+        )
     return {
         "version": model.version,
         "threshold": model.threshold,
@@ -79,22 +92,20 @@ def _role(
     }
 
 
-def figures_of(
+def _figures(
     y: np.ndarray[Any, Any],
     scores: np.ndarray[Any, Any],
     threshold: float,
     target: str,
     section: MonitorSettings,
-) -> dict[str, Any]:
-    """The live figures as plain JSON values (NaN as None)."""
+) -> Figures | None:
+    """The live figures with their bootstrap intervals; None without an event."""
     if y.size == 0:
-        return {"n": 0, "positives": 0}
-    figures = live_figures(
+        return None
+    return live_figures(
         y, scores, threshold, target=target, block_size=section.bootstrap_block_size,
         n_boot=section.bootstrap_rounds, seed=0,
     )  # fmt: skip
-    plain: dict[str, Any] = _plain(dataclasses.asdict(figures))
-    return plain
 
 
 def _plain(value: Any) -> Any:

@@ -8,7 +8,9 @@
 
 Each version is loaded through the registry (signature and digest checked) and made
 ready by ``registry.serving.activate`` (its golden scores reproduced here). A version
-that fails is refused once and left out; the others are still watched.
+that fails verification (``INTEGRITY_ERRORS``) is refused for good and left out; any
+other registry error (a permission, an unexpected answer) is tried again after a
+backoff. The others are still watched.
 """
 
 from __future__ import annotations
@@ -20,9 +22,19 @@ from datetime import UTC, datetime
 
 import redis
 
+from inferloop.backoff import Backoff
 from inferloop.domains import DomainSpec
 from inferloop.errors import RedisUnavailableError
-from inferloop.registry import CHAMPION, AliasTarget, Registry, RegistryError
+from inferloop.registry import (
+    CHAMPION,
+    AliasTarget,
+    GoldenMismatchError,
+    IncompatibleLibraryError,
+    IntegrityError,
+    Registry,
+    RegistryError,
+    SchemaMismatchError,
+)
 from inferloop.registry.serving import ActiveModel, activate
 
 log = logging.getLogger(__name__)
@@ -31,6 +43,11 @@ CHALLENGER = "challenger"
 PREVIOUS = "previous"
 ROLES: tuple[str, ...] = (CHAMPION, CHALLENGER, PREVIOUS)
 REDIS_DOWN_ERRORS = (RedisUnavailableError, redis.ConnectionError, redis.TimeoutError)
+# What the version itself fails: refused for good (another error is tried again).
+INTEGRITY_ERRORS = (IntegrityError, GoldenMismatchError, SchemaMismatchError,
+                    IncompatibleLibraryError)  # fmt: skip
+# The longest wait before a version that failed otherwise is tried again.
+RETRY_MAX_S = 60.0
 # The history actions that start a probation: a move to a version from another (a
 # rollback returns to one that served already).
 PROMOTIONS = frozenset({"promote", "promote_challenger"})
@@ -93,6 +110,8 @@ class WatchedVersions:
         self._probation_s = probation_s
         self._loaded: dict[AliasTarget, ActiveModel] = {}
         self._refused: set[AliasTarget] = set()
+        # Targets that failed for another reason: when to try again, and their backoff.
+        self._retry: dict[AliasTarget, tuple[float, Backoff]] = {}
         self.by_role: dict[str, ActiveModel] = {}
         self.refreshed_at = 0.0
 
@@ -126,7 +145,7 @@ class WatchedVersions:
     def _model(self, target: AliasTarget) -> ActiveModel | None:
         if target in self._loaded:
             return self._loaded[target]
-        if target in self._refused:
+        if target in self._refused or time.monotonic() < self._retry.get(target, (0.0,))[0]:
             return None
         started = time.monotonic()
         try:
@@ -134,16 +153,27 @@ class WatchedVersions:
             model = activate(loaded, self._spec)
         except REDIS_DOWN_ERRORS:
             raise
-        except RegistryError as exc:
+        except INTEGRITY_ERRORS as exc:
             self._refused.add(target)
             log.error("%s v%s refused: %s", self._spec.name, target.version, exc)
             return None
+        except RegistryError as exc:
+            self._retry_later(target, exc)
+            return None
+        self._retry.pop(target, None)
         log.info(
             "%s v%s loaded and verified in %.2f s; scoring with %s",
             self._spec.name, target.version, time.monotonic() - started, model.scorer.name,
         )  # fmt: skip
         self._loaded[target] = model
         return model
+
+    def _retry_later(self, target: AliasTarget, exc: RegistryError) -> None:
+        backoff = self._retry.get(target, (0.0, Backoff(RETRY_MAX_S)))[1]
+        delay_s = backoff.next()
+        self._retry[target] = (time.monotonic() + delay_s, backoff)
+        log.warning("%s v%s not loaded (tried again in %.1f s): %s",
+                    self._spec.name, target.version, delay_s, exc)  # fmt: skip
 
     def versions(self) -> dict[int, ActiveModel]:
         """The watched models by version number (a version in two roles once)."""

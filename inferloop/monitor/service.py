@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -23,6 +24,7 @@ import redis
 from prometheus_client import generate_latest
 from threadpoolctl import threadpool_limits
 
+from inferloop.backoff import Backoff
 from inferloop.connections import make_redis
 from inferloop.domains import get_domain
 from inferloop.errors import ConfigError
@@ -31,13 +33,13 @@ from inferloop.keys import Keys
 from inferloop.monitor.decisions import POLICY_FIELD, RECENT_ALARMS, Decisions, Executor
 from inferloop.monitor.errors import LeaseLostError, MonitorError
 from inferloop.monitor.evaluation import WINDOWS, evaluate
-from inferloop.monitor.figures import Figures, live_figures
+from inferloop.monitor.figures import Figures
 from inferloop.monitor.intake import Intake, Sample
 from inferloop.monitor.metrics import MonitorMetrics
 from inferloop.monitor.reader import Polled, Reader
 from inferloop.monitor.scoring import REDIS_DOWN_ERRORS, ROLES, WatchedVersions
 from inferloop.monitor.state import Changes, StateStore, Stored
-from inferloop.monitor.window import Bounds, Window, arrays
+from inferloop.monitor.window import Bounds, Window
 from inferloop.registry import CHAMPION, Registry
 from inferloop.settings import Domain, Settings
 from inferloop.topics import for_settings
@@ -84,6 +86,7 @@ class Monitor:
         self.metrics = MonitorMetrics()
         self._registry_factory = registry_factory
         self._stop_reason = ""
+        self._stopping = threading.Event()  # set with _stop_reason: ends a wait at once
         self.http_port: int | None = None
         self.summary = RunSummary()
         self._healthy = False
@@ -93,6 +96,7 @@ class Monitor:
         """Stop after the batch in hand (idempotent; safe from a signal handler)."""
         if not self._stop_reason:
             self._stop_reason = reason
+        self._stopping.set()
 
     # -- the loop ------------------------------------------------------------------------
     def run(
@@ -191,7 +195,7 @@ class Monitor:
             if not said:
                 log.info("monitor of %s: waiting for %s", self.domain, what)
                 said = True
-            time.sleep(min(1.0, self.section.model_check_interval_s))
+            self._stopping.wait(min(1.0, self.section.model_check_interval_s))
         return False
 
     def _champion_ready(self) -> bool:
@@ -223,7 +227,7 @@ class Monitor:
     def _commit(self, changes: Changes) -> None:
         """Store ``changes``, retrying while Redis is unreachable (the loop waits: its
         state cannot move without Redis); a stop request ends the wait unstored."""
-        pause_s = 0.5
+        backoff = Backoff(self.section.redis_backoff_max_s)
         while True:
             try:
                 self.store.commit(changes)
@@ -241,10 +245,10 @@ class Monitor:
                         f"Redis unreachable while stopping ({exc}): the batch in hand is not "
                         "stored, and is read again at the next start"
                     ) from exc
+                pause_s = backoff.next()
                 log.warning("monitor of %s: Redis unreachable (%s); retrying in %.1f s",
                             self.domain, exc, pause_s)  # fmt: skip
-                time.sleep(pause_s)
-                pause_s = min(pause_s * 2, self.section.redis_backoff_max_s)
+                self._stopping.wait(pause_s)  # a stop request ends the wait
         self.metrics.redis_up.labels(self.domain).set(1)
         self._next_renew = time.monotonic() + self.section.lease_s / 3
 
@@ -297,21 +301,23 @@ class Monitor:
 
     def _evaluate(self) -> None:
         self._next_evaluation = time.monotonic() + self.section.evaluate_interval_s
+        live: dict[str, Figures] = {}
         status = evaluate(
-            self.intake, self.versions.by_role, self.counts, self.section, time.time()
+            self.intake, self.versions.by_role, self.counts, self.section, time.time(), live=live
         )
         status["monitor"] = {"instance": self.store.token[:12]}
-        self._decide(status)
+        self._decide(status, live.get(CHAMPION))
         try:
             self.store.put_status(status)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             log.warning("monitor of %s: status not stored: %s", self.domain, exc)
         self._export(status)
 
-    def _decide(self, status: dict[str, object]) -> None:
-        """Ask the policy what is due and do it; its state is stored with a batch."""
+    def _decide(self, status: dict[str, object], figures: Figures | None) -> None:
+        """Ask the policy what is due (``figures``: the champion's over the positives
+        window) and do it; its state is stored when it advanced."""
         by_role, before = self.versions.by_role, self.decisions.policy.to_state()
-        snapshot = self.decisions.snapshot(by_role, self.counts, self._champion_figures())
+        snapshot = self.decisions.snapshot(by_role, self.counts, figures)
         actions = self.decisions.decide(snapshot, self.executor)
         alarms, moves = self.decisions.alarms, self.decisions.actions
         alarms.extend(a for a in actions if a["action"] == "Alarm")
@@ -330,19 +336,6 @@ class Monitor:
             self._commit(Changes(detectors={POLICY_FIELD: after}))
         if any(a["action"] != "Alarm" for a in actions):
             self.versions.refreshed_at = 0.0  # follow the moves made at once
-
-    def _champion_figures(self) -> Figures | None:
-        model = self.versions.by_role.get(CHAMPION)
-        if model is None:
-            return None
-        y, scores = arrays(self.intake.window.by_positives(), model.version)
-        if y.size == 0:
-            return None
-        s = self.section
-        return live_figures(
-            y, scores, model.threshold, target=self.domain, block_size=s.bootstrap_block_size,
-            n_boot=s.bootstrap_rounds, seed=0,
-        )  # fmt: skip
 
     def _export(self, status: dict[str, object]) -> None:
         m, d = self.metrics, self.domain
