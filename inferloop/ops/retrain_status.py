@@ -16,8 +16,13 @@ import redis
 
 from inferloop.keys import Keys
 
-# The status hash's field holding the last run of one outcome: ``last:<outcome>``.
-_BY_OUTCOME = "last:"
+# The status hash's fields (the retrain service writes them through retrain/status.py).
+LAST_RUN = "last_run"
+LAST_RUN_AT = "last_run_at"
+LAST_SUCCESS_AT = "last_success_at"
+NEXT_RUN_AT = "next_run_at"
+# The field holding the last run of one outcome: ``last:<outcome>``.
+BY_OUTCOME = "last:"
 
 
 @dataclass(frozen=True)
@@ -38,14 +43,14 @@ def read_retrain(client: redis.Redis, keys: Keys, domain: str) -> RetrainView:
     holder = client.get(keys.retrain_lock(domain))
     return RetrainView(
         domain=domain,
-        last_run=_run(raw.get("last_run")),
-        last_success_at=raw.get("last_success_at") or None,
-        next_run_at=raw.get("next_run_at") or None,
+        last_run=_run(raw.get(LAST_RUN)),
+        last_success_at=raw.get(LAST_SUCCESS_AT) or None,
+        next_run_at=raw.get(NEXT_RUN_AT) or None,
         running=_text(holder) if holder is not None else None,
         last_by_outcome={
-            name[len(_BY_OUTCOME) :]: run
+            name[len(BY_OUTCOME) :]: run
             for name, value in sorted(raw.items())
-            if name.startswith(_BY_OUTCOME) and (run := _run(value)) is not None
+            if name.startswith(BY_OUTCOME) and (run := _run(value)) is not None
         },
     )
 

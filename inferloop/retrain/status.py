@@ -13,6 +13,8 @@ from redis.typing import EncodableT, FieldT
 
 from inferloop.connections import redis_address, redis_unavailable
 from inferloop.keys import Keys
+from inferloop.ops.retrain_status import BY_OUTCOME as _BY_OUTCOME
+from inferloop.ops.retrain_status import LAST_RUN, LAST_RUN_AT, LAST_SUCCESS_AT, NEXT_RUN_AT
 from inferloop.retrain.errors import RetrainPermissionError
 from inferloop.retrain.lock import HolderInfo, LeaseLock
 from inferloop.retrain.outcome import OUTCOMES, RunOutcome
@@ -47,10 +49,6 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
-# The status hash's field holding the last run of one outcome: ``last:<outcome>``.
-_BY_OUTCOME = "last:"
-
-
 @dataclass(frozen=True)
 class DomainStatus:
     """What Redis says about one domain's retraining.
@@ -73,12 +71,12 @@ def record_run(client: redis.Redis, keys: Keys, outcome: RunOutcome) -> None:
     (and its last success when it was one)."""
     record = outcome.to_json()
     fields: dict[FieldT, EncodableT] = {
-        "last_run": record,
-        "last_run_at": outcome.finished_at,
+        LAST_RUN: record,
+        LAST_RUN_AT: outcome.finished_at,
         f"{_BY_OUTCOME}{outcome.outcome}": record,
     }
     if outcome.successful:
-        fields["last_success_at"] = outcome.finished_at
+        fields[LAST_SUCCESS_AT] = outcome.finished_at
     try:
         client.hset(keys.retrain_status(outcome.domain), mapping=fields)
     except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.NoPermissionError) as exc:
@@ -91,19 +89,19 @@ def record_next_run(client: redis.Redis, keys: Keys, domain: str, when: datetime
 
     Fields are overwritten, never deleted: the retrain ACL user has no HDEL.
     """
-    client.hset(keys.retrain_status(domain), "next_run_at", "" if when is None else iso(when))
+    client.hset(keys.retrain_status(domain), NEXT_RUN_AT, "" if when is None else iso(when))
 
 
 def read_status(client: redis.Redis, keys: Keys, domain: str, lease_s: float) -> DomainStatus:
     """The domain's status, and who runs it right now."""
     raw = {_text(k): _text(v) for k, v in client.hgetall(keys.retrain_status(domain)).items()}
-    last = raw.get("last_run")
+    last = raw.get(LAST_RUN)
     running = LeaseLock(client, keys.retrain_lock(domain), lease_s).holder()
     return DomainStatus(
         domain=domain,
         last_run=RunOutcome.from_json(last) if last else None,
-        last_success_at=raw.get("last_success_at"),
-        next_run_at=raw.get("next_run_at") or None,
+        last_success_at=raw.get(LAST_SUCCESS_AT),
+        next_run_at=raw.get(NEXT_RUN_AT) or None,
         running=running,
         last_by_outcome={
             name: RunOutcome.from_json(raw[f"{_BY_OUTCOME}{name}"])
