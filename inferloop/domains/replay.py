@@ -16,8 +16,6 @@ request, replay ends with a summary of what was acknowledged and a resume file (
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import logging
 import threading
@@ -31,13 +29,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from kafka import KafkaProducer
-from kafka.errors import KafkaError, KafkaTimeoutError
+from kafka.errors import KafkaError
 
 from inferloop.connections import make_producer
 from inferloop.domains import get_domain
 from inferloop.domains.datasets import Dataset
 from inferloop.domains.errors import DomainError
+from inferloop.domains.idhash import in_sample
 from inferloop.domains.replay_ledger import Ledger, PendingLabel, ResumeState
+from inferloop.kafka_internals import KafkaInternals
 from inferloop.settings import ReplaySettings, Settings
 from inferloop.topics import for_settings
 
@@ -51,6 +51,9 @@ LabelPolicy = Literal["all", "feedback"]
 # kafka-python reports a send past its delivery timeout itself; replay's own watch for
 # "no acknowledgement at all" gives it this long more, so its error comes first.
 _STALL_MARGIN_S = 5.0
+# Salts the label sample's hash: which labels come back is independent of which events
+# the shadow and served samples pick.
+LABEL_SALT = "label"
 # An outage is logged once it has held acknowledgements back this long, then this often.
 _WARN_AFTER_S = 5.0
 _WARN_EVERY_S = 15.0
@@ -159,11 +162,10 @@ class ReplaySummary:
 
 
 def gets_label(event_id: str, fraction: float) -> bool:
-    """Whether ``event_id``'s label comes back: a stable hash, the same at every replay."""
-    if fraction >= 1.0:
-        return True
-    digest = hashlib.blake2b(event_id.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64 < fraction
+    """Whether ``event_id``'s label comes back: a stable sample, the same at every replay,
+    salted so that it is drawn independently of the worker's shadow sample and the
+    monitor's served sample (which use the unsalted hash)."""
+    return in_sample(event_id, fraction, salt=LABEL_SALT)
 
 
 def labelled_json(event_json: bytes, label: str, labelled_at: datetime, source: str) -> bytes:
@@ -201,21 +203,6 @@ def producer_config(settings: Settings) -> dict[str, Any]:
     return config
 
 
-def discard(producer: KafkaProducer) -> None:
-    """Close ``producer`` at once, dropping the sends it still holds."""
-    try:
-        producer.close(timeout=0)
-    except KafkaTimeoutError:
-        # As in inferloop/worker/delivery.py: kafka-python's close() raises before it
-        # stops its sender thread when sends are pending, and the thread would retry
-        # them for good; stop it as close() does past its timeout, and close again.
-        sender = producer._sender
-        sender.force_close()
-        sender.join(5.0)
-        with contextlib.suppress(KafkaTimeoutError):
-            producer.close(timeout=0)
-
-
 class _Replayer:
     """One replay: pacing, sending, the queue of labels that are not due yet."""
 
@@ -244,6 +231,8 @@ class _Replayer:
         if resume is not None:
             self._resume_from(resume)
         self.producer: KafkaProducer = make_producer(settings.kafka, **producer_config(settings))
+        # Closes the producer at once, dropping what it holds, when replay stops early.
+        self.internals = KafkaInternals(settings.worker.kafka_shortcuts)
         self._learn_partitions()
 
     def _learn_partitions(self) -> None:
@@ -253,7 +242,7 @@ class _Replayer:
             try:
                 self.producer.partitions_for(topic)
             except KafkaError as exc:
-                discard(self.producer)
+                self.internals.discard(self.producer)
                 raise ReplayError(f"no partitions of {topic} from Kafka: {exc!r}") from exc
 
     def _resume_from(self, resume: ResumeState) -> None:
@@ -381,7 +370,7 @@ class _Replayer:
         if outcome == "finished":
             self.producer.close()
         else:
-            discard(self.producer)
+            self.internals.discard(self.producer)
 
 
 def _now_ms() -> int:

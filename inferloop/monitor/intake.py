@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 
 from inferloop.domains import DomainSpec
+from inferloop.domains.idhash import id_hash
 from inferloop.monitor.state import Changes, Served
-from inferloop.monitor.window import Entry, Window, id_hash, sampled
+from inferloop.monitor.window import Entry, Window, sampled
 from inferloop.registry.serving import ActiveModel
 
 # Served-versus-re-scored comparisons: a window entry keeps its scores as float32.

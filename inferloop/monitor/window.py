@@ -14,7 +14,6 @@ scores an entry once).
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -23,14 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from inferloop.domains.idhash import ID_HASH_SPACE
+
 _HEAD = struct.Struct("<QBIdfB")
 _SCORE = struct.Struct("<If")
-ID_HASH_SPACE = 2**64
-
-
-def id_hash(event_id: str) -> int:
-    """A 64-bit hash of an event id: how the window and the served sample name it."""
-    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "little")
 
 
 def sampled(hashed: int, fraction: float) -> bool:

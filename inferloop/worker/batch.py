@@ -28,13 +28,14 @@ from inferloop.domains.predictions import (
     REASON_SCORING_ERROR,
     PredictionEncoder,
     score_isolating_failures,
+    without_failures,
 )
 from inferloop.worker.deadletter import DeadLetter, make_dead_letter
 from inferloop.worker.shadow import (
+    ROLE_MEMBER,
     ShadowOutput,
     ShadowRecords,
     SharedRows,
-    as_shadow,
     sampled_indices,
 )
 
@@ -147,13 +148,7 @@ class BatchProcessor:
         for i, why in sorted(outcome.failures.items()):
             self._dead_letter(batch, batch.records[indices[i]], REASON_SCORING_ERROR, why,
                               now_iso=now_iso, model_ref=model.ref)  # fmt: skip
-        if outcome.failures:
-            keep = np.flatnonzero(outcome.ok)
-            events = [events[i] for i in keep]
-            indices = [indices[i] for i in keep]
-            scores = outcome.scores[keep]
-        else:
-            scores = outcome.scores
+        events, indices, scores = without_failures(outcome, events, indices)
         self._encode(batch, events, scores, model, now_iso)
         batch.record_timestamps_ms = np.fromiter(
             (batch.records[i].timestamp for i in indices), dtype=np.float64, count=len(indices)
@@ -194,9 +189,9 @@ class BatchProcessor:
             picked, scores = [picked[i] for i in keep.tolist()], scores[keep]
         encoded = self._encoder.encode(
             picked, scores, threshold=challenger.threshold, model_json=challenger.ref_json,
-            predicted_at=now_iso,
+            predicted_at=now_iso, extra=ROLE_MEMBER,
         )  # fmt: skip
-        records.keys, records.values = encoded.keys, as_shadow(encoded.values)
+        records.keys, records.values = encoded.keys, encoded.values
         return records
 
     def _encode(

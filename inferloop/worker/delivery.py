@@ -40,11 +40,11 @@ from kafka.errors import (
 )
 
 from inferloop.errors import KafkaUnavailableError
+from inferloop.kafka_internals import KafkaInternals
 from inferloop.topics import DomainTopics
 from inferloop.worker.batch import Batch
 from inferloop.worker.committed import back_to_committed, describe
 from inferloop.worker.errors import ProducerFencedOutError
-from inferloop.worker.kafka_internals import KafkaInternals
 from inferloop.worker.ledger import Commit, DeliveryLedger
 from inferloop.worker.partitioning import partitions_of
 

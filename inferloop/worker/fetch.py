@@ -5,7 +5,7 @@ batch is scored, the broker's answer, made at once, waits in the consumer's buff
 the next ``poll()`` returns records one batch old, and what arrived meanwhile waits a
 batch more, about 2.5 loop turns of latency instead of 1.5. :func:`top_up` collects
 the answer to the fetch that ``poll()`` just sent, when the batch in hand is stale,
-through the fetcher (the ``top_up`` shortcut of :mod:`inferloop.worker.kafka_internals`;
+through the fetcher (the ``top_up`` shortcut of :mod:`inferloop.kafka_internals`;
 switched off, or kafka-python's shape changed, no batch is topped up).
 """
 
@@ -15,7 +15,7 @@ import time
 
 from kafka import KafkaConsumer
 
-from inferloop.worker.kafka_internals import KafkaInternals, Polled
+from inferloop.kafka_internals import KafkaInternals, Polled
 
 
 def top_up(

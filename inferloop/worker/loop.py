@@ -23,6 +23,7 @@ from inferloop.connections import make_consumer, make_producer
 from inferloop.domains import get_domain
 from inferloop.domains.trees import COMPILE_FALLBACKS
 from inferloop.httpserve import BackgroundHTTPServer
+from inferloop.kafka_internals import KafkaInternals
 from inferloop.registry import Registry
 from inferloop.settings import Domain, Settings
 from inferloop.topics import DomainTopics, consumer_group, for_settings
@@ -33,7 +34,6 @@ from inferloop.worker.errors import TopicMissingError
 from inferloop.worker.faults import FaultHook
 from inferloop.worker.fetch import top_up
 from inferloop.worker.health import HealthState, health_server
-from inferloop.worker.kafka_internals import KafkaInternals
 from inferloop.worker.metrics import WorkerMetrics
 from inferloop.worker.model import ActiveModel, ModelKeeper
 from inferloop.worker.rebalance import RebalanceHandler

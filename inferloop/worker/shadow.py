@@ -16,7 +16,6 @@ read the batch again.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -26,35 +25,24 @@ from typing import Any
 import numpy as np
 from kafka import KafkaProducer
 
+from inferloop.domains.idhash import in_sample
+from inferloop.kafka_internals import KafkaInternals
 from inferloop.registry.serving import ActiveModel
-from inferloop.worker.kafka_internals import KafkaInternals
 from inferloop.worker.metrics import WorkerMetrics
 from inferloop.worker.partitioning import partitions_of
 
 log = logging.getLogger(__name__)
 
-# The one member a shadow record has beyond the predictions' schema (closing the object).
-ROLE_MEMBER = b',"role":"challenger"}'
-ID_HASH_SPACE = 2**64
+# The one member a shadow record has beyond the predictions' schema (put last).
+ROLE_MEMBER = ',"role":"challenger"'
 ScoreFn = Callable[[Sequence[Any]], np.ndarray[Any, Any]]
-
-
-def as_shadow(predictions: list[bytes]) -> list[bytes]:
-    """Prediction values marked as the challenger's (``"role":"challenger"`` added)."""
-    return [value[:-1] + ROLE_MEMBER for value in predictions]
-
-
-def id_hash(event_id: str) -> int:
-    """A 64-bit hash of an event id (the monitor's ``id_hash``, computed the same way)."""
-    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "little")
 
 
 def sampled_indices(ids: Sequence[str], fraction: float) -> np.ndarray[Any, Any]:
     """Positions of the ids in a sample of ``fraction`` of all ids (stable per id)."""
     if fraction >= 1.0:
         return np.arange(len(ids))
-    bound = fraction * ID_HASH_SPACE
-    picked = [i for i, event_id in enumerate(ids) if id_hash(event_id) < bound]
+    picked = [i for i, event_id in enumerate(ids) if in_sample(event_id, fraction)]
     return np.asarray(picked, dtype=np.intp)
 
 

@@ -19,9 +19,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 
 from inferloop.domains.trees import COMPILE_FALLBACKS
+from inferloop.kafka_internals import KafkaInternals
 from inferloop.monitor.metrics import MonitorMetrics
 from inferloop.retrain.monitoring import ServiceMetrics
-from inferloop.worker.kafka_internals import KafkaInternals
 from inferloop.worker.metrics import WorkerMetrics
 
 ROOT = Path(__file__).resolve().parents[2]

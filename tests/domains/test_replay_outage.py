@@ -268,7 +268,9 @@ def test_a_stop_during_an_outage_keeps_what_was_not_acknowledged_for_the_resume(
     after = run_replay(settings, creditcard, plan, resume=Path(summary.resume_file))
 
     assert after.outcome == "finished"
-    events = read_topic(settings, topics.events, expect=5_000)
+    # Everything acknowledged is there: read to the end (sends in flight at the stop
+    # are sent again, so counting records up to 5,000 could stop before the last ones).
+    events = read_topic(settings, topics.events)
     assert set(r.key.decode() for r in events) == set(ids)
-    labels = read_topic(settings, topics.labels, expect=len(labelled))
+    labels = read_topic(settings, topics.labels)
     assert {r.key.decode() for r in labels} == labelled

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from inferloop.monitor.window import Bounds, Entry, Window, arrays, id_hash, sampled
+from inferloop.domains.idhash import id_hash
+from inferloop.monitor.window import Bounds, Entry, Window, arrays, sampled
 
 
 def entry(i: int, y: int, at_s: float = 0.0, scores: dict[int, float] | None = None) -> Entry:

@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
+from inferloop.kafka_internals import KafkaInternals
 from inferloop.registry import ModelVersion, Registry
 from inferloop.registry.signing import KeyPair, generate_key_pair
 from inferloop.settings import Domain, Settings
 from inferloop.topics import DomainTopics, create_domain_topics, for_settings
-from inferloop.worker.kafka_internals import KafkaInternals
 from inferloop.worker.loop import RunLimits, RunSummary, Worker
 from tests.helpers import settings_env
 from tests.worker.factories import Fitted, train, tx_event

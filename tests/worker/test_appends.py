@@ -13,8 +13,8 @@ from kafka import KafkaProducer, TopicPartition
 from kafka.errors import IllegalStateError, MessageSizeTooLargeError
 
 from inferloop.connections import make_consumer, make_producer
+from inferloop.kafka_internals import KafkaInternals
 from inferloop.settings import Settings
-from inferloop.worker.kafka_internals import KafkaInternals
 
 append_records = KafkaInternals().append_records
 

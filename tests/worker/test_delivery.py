@@ -15,6 +15,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource
 
 from inferloop.connections import admin_client, make_consumer, make_producer
+from inferloop.kafka_internals import KafkaInternals
 from inferloop.local.kafka import LocalKafka
 from inferloop.local.process import free_port
 from inferloop.local.services import LocalServices
@@ -22,7 +23,6 @@ from inferloop.settings import Settings
 from inferloop.topics import DomainTopics, create_domain_topics, for_settings
 from inferloop.worker.batch import Batch, batch_of
 from inferloop.worker.delivery import AtLeastOnce
-from inferloop.worker.kafka_internals import KafkaInternals
 from tests.worker.conftest import DOMAIN, wait_for
 from tests.worker.factories import publish_events
 

@@ -13,11 +13,11 @@ from kafka import TopicPartition
 from kafka.errors import KafkaTimeoutError, ProducerFencedError
 from kafka.structs import ConsumerGroupMetadata
 
+from inferloop.kafka_internals import KafkaInternals
 from inferloop.topics import DomainTopics
 from inferloop.worker.batch import Batch, batch_of
 from inferloop.worker.delivery import ExactlyOnce
 from inferloop.worker.errors import ProducerFencedOutError
-from inferloop.worker.kafka_internals import KafkaInternals
 
 TP = TopicPartition("events", 0)
 

@@ -8,10 +8,10 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 
 from inferloop.connections import make_consumer, make_producer
+from inferloop.kafka_internals import KafkaInternals
 from inferloop.settings import Settings
 from inferloop.topics import DomainTopics
 from inferloop.worker.fetch import top_up
-from inferloop.worker.kafka_internals import KafkaInternals
 from inferloop.worker.loop import Worker
 from tests.worker.conftest import with_worker
 

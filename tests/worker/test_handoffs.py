@@ -13,8 +13,8 @@ import pytest
 from kafka import KafkaConsumer
 
 from inferloop.connections import make_consumer, make_producer
+from inferloop.kafka_internals import KafkaInternals
 from inferloop.settings import Settings
-from inferloop.worker.kafka_internals import KafkaInternals
 
 # Long enough that the fetch in flight while the test polls is not answered meanwhile.
 FETCH_WAIT_MS = 10_000

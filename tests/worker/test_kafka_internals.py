@@ -13,8 +13,8 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from pydantic import ValidationError
 
 from inferloop.connections import make_consumer, make_producer
+from inferloop.kafka_internals import SHAPES, KafkaInternals
 from inferloop.settings import KAFKA_SHORTCUTS, KafkaShortcut, Settings, WorkerSettings
-from inferloop.worker.kafka_internals import SHAPES, KafkaInternals
 from inferloop.worker.loop import Worker
 from tests.worker.conftest import DOMAIN, with_worker
 
@@ -61,14 +61,14 @@ def test_a_changed_shape_falls_back_to_send_with_one_warning_and_a_metric(
 
     producer._accumulator = SimpleNamespace(append=append)
     try:
-        with caplog.at_level(logging.WARNING, logger="inferloop.worker.kafka_internals"):
+        with caplog.at_level(logging.WARNING, logger="inferloop.kafka_internals"):
             first = internals.append_records(producer, topic, [b"a", b"b"], [b"1", b"2"], [0, 1])
             second = internals.append_records(producer, topic, [b"c"], [b"3"], [1])
     finally:
         producer._accumulator = real
     metadata = [f.get(timeout=10) for f in first + second]
     assert [(m.partition, m.offset) for m in metadata] == [(0, 0), (1, 0), (1, 1)]
-    warnings = [r for r in caplog.records if r.name == "inferloop.worker.kafka_internals"]
+    warnings = [r for r in caplog.records if r.name == "inferloop.kafka_internals"]
     assert len(warnings) == 1
     assert "batch_append" in warnings[0].getMessage()
     assert fallbacks(internals, "batch_append") == 1

@@ -13,22 +13,17 @@ import numpy as np
 import pytest
 from kafka.errors import KafkaTimeoutError
 
+from inferloop.domains.idhash import in_sample
 from inferloop.domains.schemas import Prediction
 from inferloop.domains.transactions import TransactionsDomain
+from inferloop.kafka_internals import KafkaInternals
 from inferloop.registry import AliasTarget, ModelVersion, Registry
 from inferloop.registry.signing import generate_key_pair
 from inferloop.settings import Settings
 from inferloop.topics import DomainTopics, create_domain_topics, for_settings
-from inferloop.worker.kafka_internals import KafkaInternals
 from inferloop.worker.loop import RunLimits
 from inferloop.worker.metrics import WorkerMetrics
-from inferloop.worker.shadow import (
-    ID_HASH_SPACE,
-    ShadowOutput,
-    ShadowRecords,
-    id_hash,
-    sampled_indices,
-)
+from inferloop.worker.shadow import ShadowOutput, ShadowRecords, sampled_indices
 from tests.helpers import read_topic
 from tests.worker.conftest import (
     DOMAIN,
@@ -127,7 +122,7 @@ def test_the_challenger_scores_the_sample_in_shadow_and_the_predictions_stay_the
     }
     assert read_topic(settings, topics.shadow) == []
     # Every sampled event (a stable hash of its id) once in shadow, by the challenger.
-    wanted = {f"tx-{i}" for i in range(n) if id_hash(f"tx-{i}") < sample * ID_HASH_SPACE}
+    wanted = {f"tx-{i}" for i in range(n) if in_sample(f"tx-{i}", sample)}
     assert 0 < len(wanted) <= n
     shadow = shadow_records(settings_b, topics_b.shadow, expect=len(wanted), timeout_s=30,
                             isolation_level="read_committed")  # fmt: skip

@@ -65,6 +65,8 @@ shortcut (figures on this 2-core machine, against the local broker):
     died of it. The shortcut stops the sender as ``close()`` does past its timeout.
     Public path: ``close()`` with that error suppressed: the old producer's sender thread
     lives on until its sends expire (``delivery_timeout_ms``), holding its buffers.
+    Replay (``inferloop/domains/replay.py``) closes its producer this way too when it
+    stops or fails before every send is acknowledged.
 """
 
 from __future__ import annotations
