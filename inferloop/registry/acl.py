@@ -43,7 +43,7 @@ _RETRAIN_OWN = "+pexpire +pttl +xreadgroup +xack +xautoclaim +xclaim +xdel +xgro
 _WORKER_OWN = "+incr +incrby +expire +del"
 # The monitor's state (one MULTI/EXEC under a WATCH of its lease) and trigger markers.
 _MONITOR_OWN = (
-    "+get +set +del +pexpire +rpush +ltrim +lrange +hset +hdel +hincrby +hgetall "
+    "+get +set +del +pexpire +rpush +ltrim +lrange +hget +hmget +hset +hdel +hincrby +hgetall "
     "+watch +unwatch +multi +exec +discard"
 )
 
