@@ -40,6 +40,7 @@ from rich.console import Console
 from rich.live import Live
 
 from inferloop.connections import admin_client, make_producer
+from inferloop.console.auth import hash_token, new_token
 from inferloop.demo.collect import collect
 from inferloop.demo.live import DomainState, LineView, Monitor, View
 from inferloop.demo.monitoring import MonitorLog, Rollback, find_rollback
@@ -257,8 +258,23 @@ class Demo:
             self.children.start(
                 Child(f"monitor-{domain}", argv, logs / f"monitor-{domain}.log"), env
             )
+        self._start_console()
         self._await_workers()
         self._await_monitors()
+
+    def _start_console(self) -> None:
+        """The operator console on a free local port, with an operator token made for
+        this run; its address and token are printed (and in the console's log)."""
+        token, port = new_token(), free_port()
+        env = self.settings.to_env() | {
+            "INFERLOOP_CONSOLE__PORT": str(port),
+            "INFERLOOP_CONSOLE__OPERATOR_TOKEN_HASHES": hash_token("demo", token),
+        }
+        log_path = self.plan.out_dir / "logs" / "console.log"
+        self.children.start(Child("console", ["console", "serve"], log_path), env)
+        self.console.print(
+            f"console: http://127.0.0.1:{port}/ (log in with the token {token})", markup=False
+        )
 
     def _start_retrain(self, domain: Domain) -> None:
         """The retrain service of ``domain`` (one per domain, so that an operator can

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -120,3 +121,6 @@ def test_the_demo_runs_the_whole_lifecycle_and_accounts_for_every_event(
     text = out.getvalue()
     assert "emails: retrain emails" in text
     assert "promoted, v1" in text
+    # The console's address and token were printed, and it served until the demo ended.
+    assert re.search(r"console: http://127\.0\.0\.1:\d+/ \(log in with the token \S+\)", text)
+    assert "serving http://127.0.0.1:" in (plan.out_dir / "logs" / "console.log").read_text()
