@@ -3,7 +3,8 @@
 - ``worker``: reads the registry (resolve, load, watch, list, history) and writes nothing
   of it; it may count scoring attempts under ``<p>:worker:*``.
 - ``retrain``: registers versions (artifacts, metadata, retention), promotes and rejects
-  them, stores reports, and holds its lock and status under ``<p>:retrain:*``.
+  them, stores reports, and holds its lock and status under ``<p>:retrain:*``; it reads
+  the monitor's keys (the shadow-first cool-down) and writes none of them.
 - ``operator``: promotes, rolls back and rejects (alias, status and history writes), reads
   everything (the monitor's keys too, which the console shows), and queues retrain
   triggers; it cannot write or delete an artifact (no string writes, no DEL), so it
@@ -59,7 +60,8 @@ def acl_rules(role: Role | str, prefix: str) -> str:
         keys = f"resetkeys %R~{model} %R~{models} ~{worker}"
         return f"{keys} {channels} -@all {_READ} {_WORKER_OWN}"
     if role == "retrain":
-        keys = f"resetkeys ~{model} ~{models} ~{retrain}"
+        # It reads the monitor's shadow-first cool-down (Keys.shadow_first), never writes.
+        keys = f"resetkeys ~{model} ~{models} ~{retrain} %R~{prefix}:monitor:*"
         return f"{keys} {channels} -@all {_READ} {_MOVE} {_REGISTER} {_RETRAIN_OWN}"
     if role == "monitor":
         keys = f"resetkeys ~{model} %R~{models} %W~{prefix}:retrain:triggers"

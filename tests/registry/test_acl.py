@@ -138,6 +138,24 @@ def test_the_retrain_job_registers_promotes_under_its_lock_and_prunes(
     retrain.reject("transactions", 2, "worse")
     assert retrain.apply_retention("transactions", keep=1) == [2]
     assert stored.history("transactions", limit=1)[0].user == retrain.redis_settings.username
+    # Shadow-first: it sets the challenger, and reads the monitor's cool-down, read-only.
+    challenger = register(train_transactions(seed=3), into=retrain).version
+    retrain.set_alias(
+        "transactions",
+        "challenger",
+        challenger,
+        expected_current=None,
+        reason="shadow-first",
+        guard=LockGuard(lock, "token"),
+    )
+    assert stored.resolve("transactions", "challenger") is not None
+    cool_down = Keys(stored.keys.prefix).shadow_first("transactions")
+    stored.client.set(cool_down, "3", ex=60)
+    assert raw.get(cool_down) == b"3"
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        raw.set(cool_down, "4")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        raw.delete(cool_down)
 
     with pytest.raises(redis.exceptions.NoPermissionError):
         raw.get("elsewhere:secret")
