@@ -23,6 +23,9 @@ Domain = Literal["emails", "transactions"]
 DOMAINS: tuple[Domain, ...] = ("emails", "transactions")
 
 DeliveryGuarantee = Literal["at-least-once", "exactly-once"]
+# How a candidate that clears the retrain gate goes live: champion at once, or
+# challenger first (shadow-scored, promoted by the monitor on a paired live win).
+PromotionPolicy = Literal["direct", "shadow-first"]
 
 # The worker's uses of kafka-python's private internals (inferloop/kafka_internals.py
 # says what each one saves, measured); each can be switched off.
@@ -243,6 +246,11 @@ class RetrainSettings(_Section):
     # ("90s", "15m", "1h", "1d"); "off" schedules nothing (triggers still run).
     emails_schedule: str = "1h"
     transactions_schedule: str = "1h"
+    # Per-domain promotion policy of a candidate the gate passes: "direct" makes it the
+    # champion; "shadow-first" makes it the challenger, which the monitor promotes on a
+    # paired live win or retires. A rollback's cool-down forces shadow-first meanwhile.
+    emails_promotion_policy: PromotionPolicy = "direct"
+    transactions_promotion_policy: PromotionPolicy = "direct"
     # Fewer new labelled records than this since the champion's data set: skip the run.
     min_new_labels: int = Field(default=100, ge=0)
     holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
@@ -278,6 +286,11 @@ class RetrainSettings(_Section):
     heartbeat_s: float = Field(default=5.0, gt=0)
     # How long a recorded trigger outcome stays readable.
     outcome_ttl_s: float = Field(default=7 * 24 * 3600.0, gt=0)
+
+    def promotion_policy(self, domain: str) -> PromotionPolicy:
+        """``domain``'s promotion policy (the ``<domain>_promotion_policy`` setting)."""
+        policy: PromotionPolicy = getattr(self, f"{domain}_promotion_policy")
+        return policy
 
 
 class ReplaySettings(_Section):

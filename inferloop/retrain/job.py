@@ -29,7 +29,7 @@ from inferloop.domains import DomainSpec, get_domain
 from inferloop.domains.metrics import RealisedRate
 from inferloop.errors import InferloopError, RedisUnavailableError
 from inferloop.keys import Keys
-from inferloop.registry import AliasTarget, LockGuard, ModelVersion, Registry
+from inferloop.registry import CHALLENGER, AliasTarget, LockGuard, ModelVersion, Registry
 from inferloop.registry.errors import LockLostError, PromotionConflictError, RegistryError
 from inferloop.retrain.bootstrap import ModelScores
 from inferloop.retrain.cache import SnapshotCache
@@ -43,7 +43,7 @@ from inferloop.retrain.errors import (
 )
 from inferloop.retrain.gate import GUARDRAILS, Contender, GateConfig, GateResult, decide
 from inferloop.retrain.lock import Lease, LeaseLock, default_holder
-from inferloop.retrain.outcome import RunOutcome
+from inferloop.retrain.outcome import Outcome, RunOutcome
 from inferloop.retrain.progress import Progress
 from inferloop.retrain.provenance import code_commit, lock_file_sha256
 from inferloop.retrain.recipe import Recipe, Trained, holdout_rows, train_and_score
@@ -555,25 +555,74 @@ class RetrainJob:
             record.outcome, record.reason = "rejected", gate.reason
             return
         try:
+            record.outcome, record.reason = self._go_live(run, version)
+        except LockLostError as exc:
+            record.outcome, record.reason = "lease_lost", str(exc)
+        except PromotionConflictError as exc:
+            record.outcome, record.reason = "conflict", str(exc)
+        else:
+            return
+        self.registry.reject(
+            name, version.version, f"not promoted: {record.reason}", actor=lease.holder
+        )
+
+    def _go_live(self, run: _Run, version: ModelVersion) -> tuple[Outcome, str]:
+        """Promote the gate's winner, or under shadow-first make it the challenger.
+
+        Both moves name what they replace and the run's lease, checked by the registry
+        in one atomic step, and verify the version as a worker would.
+        """
+        gate, lease, name = run.evaluation.gate, run.lease, run.spec.name
+        guard = LockGuard(lease.key, lease.token)
+        why = self._shadow_first(run)
+        if why is None:
             self.registry.promote(
                 name,
                 version.version,
                 expected_current=run.champion.target if run.champion else None,
                 reason=gate.reason,
                 actor=lease.holder,
-                guard=LockGuard(lease.key, lease.token),
+                guard=guard,
                 digest=version.artifact_digest,
             )
-        except LockLostError as exc:
-            record.outcome, record.reason = "lease_lost", str(exc)
-        except PromotionConflictError as exc:
-            record.outcome, record.reason = "conflict", str(exc)
-        else:
-            record.outcome, record.reason = "promoted", gate.reason
-            return
-        self.registry.reject(
-            name, version.version, f"not promoted: {record.reason}", actor=lease.holder
+            return "promoted", gate.reason
+        reason = f"shadow-first: {why}; {gate.reason}"
+        # The champion stays: the alarm is about it, not about the candidate the gate's
+        # flag judged as the next champion.
+        run.record.champion_below_floor = (
+            gate.champion is not None and gate.champion < run.spec.floor
         )
+        self.registry.set_alias(
+            name,
+            CHALLENGER,
+            version.version,
+            expected_current=self.registry.resolve(name, CHALLENGER),
+            reason=reason,
+            actor=lease.holder,
+            guard=guard,
+            digest=version.artifact_digest,
+        )
+        return "challenger", reason
+
+    def _shadow_first(self, run: _Run) -> str | None:
+        """Why the run's winner becomes the challenger rather than the champion (None:
+        it is promoted): the domain's policy, or the cool-down a rollback set.
+
+        A first model is promoted whatever the policy: a challenger is judged against a
+        champion, and there is none.
+        """
+        if run.champion is None:
+            return None
+        name = run.spec.name
+        if self.settings.retrain.promotion_policy(name) == "shadow-first":
+            return f"the {name}_promotion_policy setting"
+        with redis_errors(self.settings.redis):
+            rolled_back = self.registry.client.get(self.keys.shadow_first(name))
+        if rolled_back is None:
+            return None
+        if isinstance(rolled_back, bytes):
+            rolled_back = rolled_back.decode()
+        return f"cool-down after the rollback of v{rolled_back}"
 
 
 def comparable_holdout(champion: Champion | None, trained: Trained) -> str | None:

@@ -19,7 +19,7 @@ from inferloop.settings import DOMAINS
 log = logging.getLogger(__name__)
 
 # Runs whose gate compared with the champion: they know whether it is below the floor.
-DECIDED = frozenset({"promoted", "rejected"})
+DECIDED = frozenset({"promoted", "challenger", "rejected"})
 
 STEP_BUCKETS_S = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 Outcome = Literal[
     "promoted",  # the candidate is the champion now
+    "challenger",  # shadow-first: the candidate is the challenger, the champion unchanged
     "rejected",  # the gate said no; the version is kept as rejected
     "insufficient_evidence",  # too few positives in the holdout to decide
     "not_comparable",  # the holdout overlaps what the champion was trained on
@@ -22,6 +23,7 @@ Outcome = Literal[
 ]
 OUTCOMES: tuple[Outcome, ...] = (
     "promoted",
+    "challenger",
     "rejected",
     "insufficient_evidence",
     "not_comparable",
@@ -34,7 +36,7 @@ OUTCOMES: tuple[Outcome, ...] = (
 )
 # A run that reached a decision (or rightly decided there was nothing to do).
 SUCCESSFUL: frozenset[Outcome] = frozenset(
-    {"promoted", "rejected", "insufficient_evidence", "not_comparable", "skipped"}
+    {"promoted", "challenger", "rejected", "insufficient_evidence", "not_comparable", "skipped"}
 )
 
 

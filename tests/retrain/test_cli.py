@@ -108,6 +108,50 @@ def test_status_keeps_a_skip_apart_from_the_last_promotion(
     assert any("│ skipped" in line for line in table.splitlines())
 
 
+def test_status_shows_a_challenger_run_apart_from_the_last_promotion(
+    retrain_settings: Settings, redis_client: redis.Redis
+) -> None:
+    from inferloop.retrain.outcome import Outcome, RunOutcome
+    from inferloop.retrain.status import record_run
+
+    keys = Keys(retrain_settings.redis.key_prefix)
+    at = "2026-12-07T10:00:0{}.000+00:00"
+    runs: list[tuple[Outcome, int, str]] = [
+        ("promoted", 1, "first model"),
+        ("challenger", 2, "shadow-first: cool-down after the rollback of v3; better"),
+    ]
+    for outcome, version, reason in runs:
+        record_run(
+            redis_client,
+            keys,
+            RunOutcome(
+                f"run{version}",
+                "emails",
+                "cli",
+                outcome,
+                reason,
+                at.format(version),
+                finished_at=at.format(version + 1),
+                version=version,
+            ),
+        )
+    code, output = _invoke(retrain_settings, "status", "emails", "--json")
+    assert code == 0, output
+    (status,) = json.loads(output)["domains"]
+    assert status["last_run"]["outcome"] == "challenger"
+    assert list(status["last_by_outcome"]) == ["promoted", "challenger"]
+    assert status["last_success_at"] == at.format(3)
+
+    code, table = _invoke(retrain_settings, "status", "emails")
+    assert code == 0, table
+    (challenger,) = [line for line in table.splitlines() if "│ emails │ challenger" in line]
+    assert "v2" in challenger
+    assert "shadow-first: cool-down" in challenger
+    first = next(line for line in table.splitlines() if line.startswith("│ emails"))
+    assert "challenger v2" in first  # the last run
+    assert "v1" in first  # the last promotion
+
+
 def _run_command(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     """The real command in a process of its own, as an operator runs it."""
     return subprocess.run(

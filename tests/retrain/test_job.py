@@ -388,3 +388,54 @@ def test_the_metric_says_when_a_champion_is_left_below_its_floor() -> None:
     assert (
         'inferloop_retrain_champion_below_floor{domain="emails"} 0.0' in metrics.render().decode()
     )
+    # A challenger run judged the champion that stays: it sets the gauge too.
+    metrics.observe(dataclasses.replace(flagged, outcome="challenger"))
+    assert (
+        'inferloop_retrain_champion_below_floor{domain="emails"} 1.0' in metrics.render().decode()
+    )
+
+
+def _challenger_run(settings: Settings, labels_topic: str, make_job: JobFactory) -> RunOutcome:
+    """A champion v1, then a candidate v2 that wins the gate (as in the test above)."""
+    produce(settings, labels_topic, emails(400))
+    assert make_job(settings).run(RunRequest("emails")).outcome == "promoted"
+    produce(settings, labels_topic, emails(600, start=400, newsletters=0.5))
+    return make_job(settings).run(RunRequest("emails"))
+
+
+def _assert_challenger(registry: Registry, outcome: RunOutcome, why: str) -> None:
+    assert outcome.outcome == "challenger", outcome.reason
+    assert outcome.successful
+    assert outcome.candidate is not None
+    assert outcome.champion is not None
+    assert outcome.candidate > outcome.champion
+    assert outcome.reason.startswith(f"shadow-first: {why}")
+    # The champion stays, so the alarm flag is about it, not about the candidate.
+    assert outcome.champion_below_floor == (outcome.champion < get_domain("emails").floor)
+    v1, v2 = registry.get_version("emails", 1), registry.get_version("emails", 2)
+    assert registry.resolve("emails") == v1.target
+    assert registry.resolve("emails", "challenger") == v2.target
+    assert (v1.status, v2.status) == ("champion", "candidate")
+    last = registry.history("emails", limit=1)[0]
+    assert (last.action, last.alias, last.to_target) == ("set_alias", "challenger", v2.target)
+    assert last.reason == outcome.reason
+
+
+def test_shadow_first_makes_a_winning_candidate_the_challenger(
+    retrain_settings: Settings, labels_topic: str, registry: Registry, make_job: JobFactory
+) -> None:
+    policy = retrain_settings.retrain.model_copy(update={"emails_promotion_policy": "shadow-first"})
+    settings = retrain_settings.model_copy(update={"retrain": policy})
+    outcome = _challenger_run(settings, labels_topic, make_job)
+    _assert_challenger(registry, outcome, "the emails_promotion_policy setting")
+
+
+def test_a_rollback_cool_down_makes_a_direct_domains_winner_the_challenger(
+    retrain_settings: Settings, labels_topic: str, registry: Registry, make_job: JobFactory
+) -> None:
+    assert retrain_settings.retrain.promotion_policy("emails") == "direct"
+    keys = Keys(retrain_settings.redis.key_prefix)
+    # As the monitor leaves it after rolling v7 back (a first model ignores it: v1 below).
+    registry.client.set(keys.shadow_first("emails"), "7", ex=600)
+    outcome = _challenger_run(retrain_settings, labels_topic, make_job)
+    _assert_challenger(registry, outcome, "cool-down after the rollback of v7")

@@ -30,3 +30,5 @@ def test_the_metrics_count_each_outcome_apart_from_the_start() -> None:
         )
     assert 'inferloop_retrain_runs_total{domain="emails",outcome="rejected"} 0.0' in text
     assert 'inferloop_retrain_runs_total{domain="emails",outcome="failed"} 0.0' in text
+    # Shadow-first: a winner made the challenger is an outcome of its own, there from 0.
+    assert 'inferloop_retrain_runs_total{domain="emails",outcome="challenger"} 0.0' in text
