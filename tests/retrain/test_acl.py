@@ -51,7 +51,8 @@ def as_role(retrain_settings: Settings, redis_client: redis.Redis) -> Iterator[A
 def test_the_retrain_user_runs_the_job_and_the_service(
     labels_topic: str, retrain_settings: Settings, as_role: AsRole
 ) -> None:
-    produce(retrain_settings, labels_topic, emails(300))
+    # 400: the holdout then holds the 50 ham a comparison at a matched operating point needs.
+    produce(retrain_settings, labels_topic, emails(400))
     settings = as_role("retrain")
     scheduled = settings.model_copy(
         update={"retrain": settings.retrain.model_copy(update={"emails_schedule": "2s"})}
