@@ -34,9 +34,9 @@ from bench.stats import Accounting
 from bench.stream import StreamRun, input_index, read_records
 from bench.worker import WorkerGroup
 from inferloop.connections import make_producer
+from inferloop.ops.lag import group_lag
 from inferloop.registry import Registry
 from inferloop.settings import Settings
-from inferloop.ops.lag import group_lag
 
 log = logging.getLogger(__name__)
 

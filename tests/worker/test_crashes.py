@@ -10,10 +10,10 @@ from pathlib import Path
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
+from inferloop.ops.lag import group_lag
 from inferloop.settings import Settings
 from inferloop.topics import DomainTopics, create_domain_topics, for_settings
 from inferloop.worker.deadletter import H_DETAIL, H_REASON, header
-from inferloop.ops.lag import group_lag
 from inferloop.worker.loop import RunLimits
 from tests.helpers import read_topic
 from tests.worker.conftest import Champion, WorkerProcess, WorkerThread, wait_for, with_worker

@@ -12,6 +12,7 @@ from kafka.errors import MessageSizeTooLargeError
 from kafka.partitioner.default import murmur2
 
 from inferloop.connections import admin_client, make_producer
+from inferloop.ops.lag import group_lag
 from inferloop.settings import Settings
 from inferloop.topics import DomainTopics, create_domain_topics, for_settings
 from inferloop.worker.deadletter import (
@@ -26,7 +27,6 @@ from inferloop.worker.deadletter import (
     H_TOPIC,
     header,
 )
-from inferloop.ops.lag import group_lag
 from inferloop.worker.loop import RunLimits
 from tests.helpers import read_topic
 from tests.worker.conftest import Champion, WorkerThread, wait_for, with_worker
