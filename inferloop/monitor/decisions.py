@@ -214,7 +214,7 @@ class Executor:
     ) -> None:
         self.domain = domain
         self._registry = registry
-        self._client = client
+        self._redis = client
         self._keys = keys
         self._metrics = metrics
 
@@ -255,19 +255,19 @@ class Executor:
             trigger_id=action.trigger_id, domain=self.domain,  # type: ignore[arg-type]
             force=False, requested_by="monitor", requested_at=datetime.now(UTC).isoformat(),
         )  # fmt: skip
-        entry = publish_once(self._client, self._keys, trigger, dedupe_s=action.dedupe_s)
+        entry = publish_once(self._redis, self._keys, trigger, dedupe_s=action.dedupe_s)
         log.info("%s: retrain trigger %s (%s): %s", self.domain, action.trigger_id,
                  action.reason, "sent" if entry else "sent already")  # fmt: skip
         return "sent" if entry else "duplicate"
 
     def _under_lease(self, action: Action) -> str:
         lease, token = self._keys.monitor_decision(self.domain), uuid.uuid4().hex
-        if not self._client.set(lease, token, nx=True, px=DECISION_LEASE_MS):
+        if not self._redis.set(lease, token, nx=True, px=DECISION_LEASE_MS):
             return "busy"
         try:
             return self._move(action)
         finally:
-            release_lease(self._client, lease, token)
+            release_lease(self._redis, lease, token)
 
     def _move(self, action: Action) -> str:
         reg, name = self._registry, self.domain
@@ -278,7 +278,7 @@ class Executor:
                 return "stale"
             reg.rollback(name, reason, actor="monitor", expected_current=champion,
                          expected_previous=action.to_version)  # fmt: skip
-            self._client.set(self._keys.shadow_first(name), str(action.version),
+            self._redis.set(self._keys.shadow_first(name), str(action.version),
                              ex=max(1, int(action.cooldown_s)))  # fmt: skip
             log.warning(
                 "%s: rolled back v%d to v%d: %s", name, action.version, action.to_version, reason
