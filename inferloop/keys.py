@@ -31,6 +31,9 @@ that touch several of them also run on a cluster.
     <p>:monitor:{domain}:served              hash    sampled id hash -> served version, score
     <p>:monitor:{domain}:detectors           hash    drift detector -> its state (JSON)
     <p>:monitor:{domain}:status              string  the last evaluation, per role (JSON)
+    <p>:monitor:{domain}:history:<version>   list    a version's live figures over time, oldest
+                                                     first (JSON; capped by count, age and TTL)
+    <p>:monitor:{domain}:alarms              list    drift alarms, oldest first (JSON, capped)
     <p>:monitor:{domain}:lease               string  the one monitor of the domain (token, PX)
     <p>:monitor:{domain}:decision            string  the one rollback decision in flight (SET NX PX)
     <p>:worker:{domain}:attempts:<t>:<p>:<o> string  scoring attempts of a failing batch
@@ -160,6 +163,14 @@ class Keys:
     def monitor_status(self, domain: str) -> str:
         """The monitor's last evaluation of every watched version (JSON)."""
         return self._monitor(domain, "status")
+
+    def monitor_history(self, domain: str, version: int) -> str:
+        """List of one version's live figures at each evaluation, oldest first (capped)."""
+        return self._monitor(domain, f"history:{int(version)}")
+
+    def monitor_alarms(self, domain: str) -> str:
+        """List of the domain's drift alarms with their time, oldest first (capped)."""
+        return self._monitor(domain, "alarms")
 
     def monitor_lease(self, domain: str) -> str:
         """Lease of the one monitor process of a domain (its token)."""

@@ -19,8 +19,11 @@ shift (an SMS-trained model scored on SpamAssassin mail).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
+
+from inferloop.ops.monitor_history import DriftAlarm
 
 Direction = Literal["up", "down", "both"]
 StreamKind = Literal["score", "error"]
@@ -68,6 +71,9 @@ class PageHinkley:
         self.up = 0.0  # the rise of the cumulative deviation above its lowest point
         self.down = 0.0  # its fall below its highest point
         self.alarms = 0
+        # (statistic, events seen) of each alarm not yet taken by ``take_alarms``; not
+        # part of the stored state: the batch that raised them stores them as alarms.
+        self.raised: list[tuple[float, int]] = []
 
     def update(self, x: float) -> bool:
         """Take one value; True when it raises the alarm (the detector then restarts)."""
@@ -79,6 +85,7 @@ class PageHinkley:
         if self.n < self.config.min_samples or self.statistic <= self.config.threshold:
             return False
         self.alarms += 1
+        self.raised.append((self.statistic, self.n))
         self.n, self.mean, self.up, self.down = 0, 0.0, 0.0, 0.0
         return True
 
@@ -116,3 +123,21 @@ class PageHinkley:
 def detector(domain: str, kind: StreamKind) -> PageHinkley:
     """A fresh detector with the tuned defaults of ``domain``'s ``kind`` stream."""
     return PageHinkley(DEFAULTS[(domain, kind)])
+
+
+def take_alarms(
+    detectors: Mapping[str, PageHinkley], version: int | None, at_s: float
+) -> list[DriftAlarm]:
+    """The alarms the ``detectors`` (by stream) raised since the last call, stamped with
+    ``at_s`` (the batch's time) and the champion ``version`` they watched; each
+    detector's pending list is emptied."""
+    alarms = []
+    for name, ph in detectors.items():
+        for statistic, events in ph.raised:
+            alarms.append(
+                DriftAlarm(at_s=at_s, detector=name, statistic=statistic,
+                           threshold=ph.config.threshold, direction=ph.config.direction,
+                           events=events, version=version)
+            )  # fmt: skip
+        ph.raised.clear()
+    return alarms

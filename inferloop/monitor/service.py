@@ -31,6 +31,7 @@ from inferloop.errors import ConfigError
 from inferloop.httpserve import BackgroundHTTPServer, Reply
 from inferloop.keys import Keys
 from inferloop.monitor.decisions import POLICY_FIELD, RECENT_ALARMS, Decisions, Executor
+from inferloop.monitor.drift import take_alarms
 from inferloop.monitor.errors import LeaseLostError, MonitorError
 from inferloop.monitor.evaluation import WINDOWS, evaluate
 from inferloop.monitor.figures import Figures
@@ -218,6 +219,10 @@ class Monitor:
         if polled.labels:
             self.intake.take_labels(polled.labels, self.versions.versions(), changes)
             self.decisions.observe(changes.appended, self.versions.by_role, changes)
+            champion = self.versions.by_role.get(CHAMPION)
+            changes.alarms = take_alarms(  # stored with the batch that raised them
+                self.decisions.detectors, champion.version if champion else None, time.time()
+            )
         changes.dropped = self.intake.window.trim(time.time())
         self._commit(changes)
         self.counts.update(changes.counts)

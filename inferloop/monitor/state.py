@@ -4,13 +4,19 @@ Everything a batch changes (the next offsets, entries appended to and dropped fr
 window, counters, the served sample, drift detectors) moves in one ``MULTI/EXEC``,
 under a ``WATCH`` of the monitor's lease: a monitor that lost its lease to another
 writes nothing. After a crash the monitor reads its state back and seeks to the
-offsets stored with it, so no label is lost or counted twice.
+offsets stored with it, so no label is lost or counted twice. A batch's drift alarms
+go into the domain's alarm list in that same transaction.
+
+Each evaluation's snapshot and the watched versions' history points (the format and
+bounds are ``inferloop/ops/monitor_history.py``'s) are written in one ``MULTI/EXEC``
+too, so the history never holds a point the status did not show.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,11 +27,23 @@ import redis
 from inferloop.keys import Keys
 from inferloop.monitor.errors import LeaseHeldError, LeaseLostError
 from inferloop.monitor.window import Entry
+from inferloop.ops.monitor_history import (
+    ALARMS_KEPT,
+    HISTORY_EVERY_S,
+    HISTORY_MAX_AGE_S,
+    HISTORY_POINTS,
+    DriftAlarm,
+    HistoryPoint,
+    points_of,
+)
 
 log = logging.getLogger(__name__)
 
 # The offsets hash's field naming the store (its token) that wrote the state last.
 WRITER_FIELD = "writer"
+# The oldest points of a history list read before a write to drop the ones past the age
+# bound (points arrive in time order: a few per write at most expire).
+_AGE_PROBE = 16
 
 
 @dataclass(frozen=True)
@@ -69,6 +87,7 @@ class Changes:
     served_put: dict[int, Served] = field(default_factory=dict)
     served_del: set[int] = field(default_factory=set)
     detectors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    alarms: list[DriftAlarm] = field(default_factory=list)
 
 
 def offset_field(topic_kind: str, partition: int) -> str:
@@ -79,8 +98,19 @@ def offset_field(topic_kind: str, partition: int) -> str:
 class StateStore:
     """The monitor state of one domain, and the lease that makes its writer unique."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, domain: str, lease_s: float) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        domain: str,
+        lease_s: float,
+        *,
+        history_every_s: float = HISTORY_EVERY_S,
+    ) -> None:
         self.client = client
+        self.keys = keys
+        self._history_every_s = history_every_s
+        self._history_at: float | None = None  # monotonic time of the last history write
         self.domain = domain
         self.token = uuid.uuid4().hex
         # The writer of the stored state as this store last knew it (read by ``load``,
@@ -96,6 +126,7 @@ class StateStore:
             "detectors": keys.monitor_detectors(domain),
             "status": keys.monitor_status(domain),
             "lease": keys.monitor_lease(domain),
+            "alarms": keys.monitor_alarms(domain),
         }
 
     # -- the lease ---------------------------------------------------------------------
@@ -198,12 +229,43 @@ class StateStore:
         if changes.detectors:
             mapping = {n: json.dumps(s) for n, s in changes.detectors.items()}
             pipe.hset(k["detectors"], mapping=mapping)
+        if changes.alarms:
+            pipe.rpush(k["alarms"], *(a.encode() for a in changes.alarms))
+            pipe.ltrim(k["alarms"], -ALARMS_KEPT, -1)
         if changes.offsets:
             pipe.hset(k["offsets"], mapping={f: str(o) for f, o in changes.offsets.items()})
 
     def put_status(self, status: dict[str, Any]) -> None:
-        """Store the last evaluation for ``inferloop monitor status`` and the console."""
-        self.client.set(self._k["status"], json.dumps(status, separators=(",", ":")))
+        """Store the last evaluation for ``inferloop monitor status`` and the console and,
+        at most every ``history_every_s``, each watched version's point of it in its
+        history list, in one transaction (each list trimmed by count and age)."""
+        points = self._due_points(status)
+        expired = {v: self._expired(v, p.at_s) for v, p in points.items()}
+        age_ms = int(HISTORY_MAX_AGE_S * 1000)
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.set(self._k["status"], json.dumps(status, separators=(",", ":")))
+            for version, point in points.items():
+                key = self.keys.monitor_history(self.domain, version)
+                pipe.rpush(key, point.encode())
+                pipe.ltrim(key, expired[version], -1)
+                pipe.ltrim(key, -HISTORY_POINTS, -1)
+                pipe.pexpire(key, age_ms)
+            pipe.execute()
+        if points:
+            self._history_at = time.monotonic()
+
+    def _due_points(self, status: dict[str, Any]) -> dict[int, HistoryPoint]:
+        last = self._history_at
+        if last is not None and time.monotonic() - last < self._history_every_s:
+            return {}
+        return points_of(status)
+
+    def _expired(self, version: int, now_s: float) -> int:
+        """How many of the oldest points of ``version``'s list are past the age bound."""
+        key = self.keys.monitor_history(self.domain, version)
+        oldest: list[bytes] = self.client.lrange(key, 0, _AGE_PROBE - 1)  # type: ignore[assignment]
+        cutoff = now_s - HISTORY_MAX_AGE_S
+        return sum(1 for raw in oldest if HistoryPoint.decode(raw).at_s < cutoff)
 
 
 def release_lease(client: redis.Redis, key: str, token: str) -> bool:

@@ -1,0 +1,180 @@
+"""The monitor's history on the real Redis: each version's live figures over time, written
+in the evaluation's own MULTI/EXEC and bounded by count and age; drift alarms with their
+time, detector, statistic and threshold, bounded too."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+import redis
+
+from inferloop.keys import Keys
+from inferloop.monitor import state
+from inferloop.monitor.drift import DriftConfig, PageHinkley, take_alarms
+from inferloop.monitor.state import Changes, StateStore
+from inferloop.ops.monitor_history import (
+    HISTORY_MAX_AGE_S,
+    DriftAlarm,
+    HistoryPoint,
+    read_alarms,
+    read_history,
+)
+from inferloop.settings import Settings
+
+
+def status(at: datetime, f1: float, *, versions: tuple[int, ...] = (2,)) -> dict[str, Any]:
+    """An evaluation snapshot of ``versions`` (the first champion) as ``evaluate`` makes it."""
+    window = {"n": 300, "positives": 50, "target": "ham_flagged",
+              "f1": {"value": f1, "low": f1 - 0.05, "high": f1 + 0.05},
+              "target_value": {"value": 0.01, "low": 0.0, "high": 0.02}}  # fmt: skip
+    roles = {
+        ("champion" if i == 0 else "challenger"): {"version": v, "windows": {"positives": window}}
+        for i, v in enumerate(versions)
+    }
+    return {"domain": "emails", "evaluated_at": at.isoformat(), "roles": roles, "alarms": []}
+
+
+@pytest.fixture
+def store(settings: Settings, redis_client: redis.Redis) -> StateStore:
+    """A store that writes a history point at every evaluation."""
+    keys = Keys(settings.redis.key_prefix)
+    return StateStore(redis_client, keys, "emails", 5.0, history_every_s=0.0)
+
+
+def test_each_evaluation_adds_a_point_per_version_in_the_status_transaction(
+    store: StateStore, redis_client: redis.Redis
+) -> None:
+    now = datetime.now(UTC)
+    seen: list[str] = []
+    with redis_client.monitor() as watch:  # type: ignore[no-untyped-call]
+        store.put_status(status(now, 0.9, versions=(2, 3)))
+        redis_client.echo("end-of-test")
+        while not seen or "end-of-test" not in seen[-1]:
+            seen.append(str(watch.next_command()["command"]))
+    verbs = [c.split(" ")[0].upper() for c in seen]
+    begin, end = verbs.index("MULTI"), verbs.index("EXEC")
+    inside, outside = verbs[begin:end], verbs[:begin] + verbs[end:]
+    assert inside.count("SET") == 1
+    assert inside.count("RPUSH") == 2
+    assert not {"SET", "RPUSH", "LTRIM"} & set(outside)
+    points = read_history(redis_client, store.keys, "emails", 2)
+    assert [(p.role, p.figure("positives", "f1")) for p in points] == [
+        ("champion", (0.9, 0.9 - 0.05, 0.9 + 0.05))
+    ]
+    assert points[0].at_s == pytest.approx(now.timestamp())
+    assert read_history(redis_client, store.keys, "emails", 3)[0].role == "challenger"
+
+
+def test_the_history_is_bounded_by_count_and_by_age(
+    store: StateStore, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(state, "HISTORY_POINTS", 4)
+    now = datetime.now(UTC)
+    old = now - timedelta(seconds=HISTORY_MAX_AGE_S + 60)
+    store.put_status(status(old, 0.5))
+    for i in range(6):
+        store.put_status(status(now + timedelta(seconds=i), 0.8 + i / 100))
+    key = store.keys.monitor_history("emails", 2)
+    assert redis_client.llen(key) == 4
+    f1s = [
+        p.figure("positives", "f1")[0] for p in read_history(redis_client, store.keys, "emails", 2)
+    ]
+    assert f1s == pytest.approx([0.82, 0.83, 0.84, 0.85])
+    # A version no longer watched loses its list when the age bound passes.
+    assert 0 < redis_client.pttl(key) <= HISTORY_MAX_AGE_S * 1000
+
+
+def test_an_old_point_is_dropped_at_the_next_write_even_under_the_count(
+    store: StateStore, redis_client: redis.Redis
+) -> None:
+    now = datetime.now(UTC)
+    store.put_status(status(now - timedelta(seconds=HISTORY_MAX_AGE_S + 1), 0.5))
+    store.put_status(status(now, 0.9))
+    raw = redis_client.lrange(store.keys.monitor_history("emails", 2), 0, -1)
+    assert len(raw) == 1
+
+
+def test_points_are_written_at_most_every_history_interval(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    keys = Keys(settings.redis.key_prefix)
+    store = StateStore(redis_client, keys, "emails", 5.0, history_every_s=3600.0)
+    now = datetime.now(UTC)
+    store.put_status(status(now, 0.9))
+    store.put_status(status(now + timedelta(seconds=5), 0.7))
+    assert len(read_history(redis_client, keys, "emails", 2)) == 1
+    # The status itself is the latest evaluation every time.
+    assert b"0.7" in redis_client.get(keys.monitor_status("emails"))  # type: ignore[operator]
+
+
+def alarm(at_s: float, statistic: float = 30.0) -> DriftAlarm:
+    return DriftAlarm(at_s, "score", statistic, 25.0, "both", 812, 2)
+
+
+def test_a_batchs_alarms_are_stored_with_it_and_bounded(
+    store: StateStore, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(state, "ALARMS_KEPT", 3)
+    store.acquire()
+    for i in range(5):
+        store.commit(Changes(offsets={"labels:0": i + 1}, alarms=[alarm(1000.0 + i)]))
+    kept = read_alarms(redis_client, store.keys, "emails")
+    assert [a.at_s for a in kept] == [1004.0, 1003.0, 1002.0]
+    assert kept[0] == alarm(1004.0)
+    # A batch retried after a lost answer stores its alarm once.
+    store.commit(Changes(offsets={"labels:0": 5}, alarms=[alarm(1004.0)]))
+    assert len(read_alarms(redis_client, store.keys, "emails")) == 3
+
+
+def test_a_detectors_alarm_carries_its_statistic_threshold_and_time() -> None:
+    config = DriftConfig(delta=0.05, threshold=25.0, min_samples=100)
+    detector = PageHinkley(config)
+    rng = np.random.default_rng(1)
+    for x in np.r_[rng.normal(0.1, 0.02, 500), rng.normal(0.9, 0.02, 200)]:
+        detector.update(float(x))
+    alarms = take_alarms({"score": detector}, 7, 1234.5)
+    assert len(alarms) == detector.alarms >= 1
+    first = alarms[0]
+    assert (first.detector, first.threshold, first.version, first.at_s) == (
+        "score",
+        25.0,
+        7,
+        1234.5,
+    )
+    assert first.statistic > first.threshold
+    assert first.events > 500
+    assert take_alarms({"score": detector}, 7, 1300.0) == []
+
+
+def test_concurrent_readers_never_see_a_status_without_its_point(
+    store: StateStore, redis_client: redis.Redis
+) -> None:
+    keys, base = store.keys, datetime.now(UTC)
+    stop, torn = threading.Event(), []
+
+    def read() -> None:
+        reader = redis.Redis(connection_pool=redis_client.connection_pool)
+        while not stop.is_set():
+            with reader.pipeline(transaction=True) as pipe:
+                pipe.get(keys.monitor_status("emails"))
+                pipe.lrange(keys.monitor_history("emails", 2), -1, -1)
+                shown, last = pipe.execute()
+            if shown is not None and last:
+                at = datetime.fromisoformat(json.loads(shown)["evaluated_at"]).timestamp()
+                if abs(at - HistoryPoint.decode(last[0]).at_s) > 1e-6:
+                    torn.append(at)
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    try:
+        for i in range(200):
+            store.put_status(status(base + timedelta(seconds=i), 0.9))
+    finally:
+        stop.set()
+        thread.join()
+    assert torn == []
