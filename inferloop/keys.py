@@ -42,6 +42,10 @@ that touch several of them also run on a cluster.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+# The first part of every key after the prefix: what an ACL rule's pattern selects.
+Area = Literal["registry", "model", "retrain", "monitor", "worker"]
 
 
 def _check_part(kind: str, value: str) -> str:
@@ -56,6 +60,10 @@ class Keys:
     """Key builder under one prefix (the ``redis.key_prefix`` setting)."""
 
     prefix: str
+
+    def area(self, area: Area) -> str:
+        """Glob of every key and channel of one area, ``<p>:<area>:*`` (ACL patterns)."""
+        return f"{self.prefix}:{area}:*"
 
     # -- registry ---------------------------------------------------------------
     def models(self) -> str:

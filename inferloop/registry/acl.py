@@ -16,7 +16,9 @@
 - ``viewer``: reads what the console shows (the registry, the retrain status, the monitor's
   keys) and writes nothing: the Redis user of a read-only console.
 
-Commands inside the registry's Lua scripts are checked against the caller's ACL too, so
+Every key pattern comes from :class:`inferloop.keys.Keys` (its areas and the keys the roles
+name one by one), so a key added there falls under the rules of its area. Commands inside
+the registry's Lua scripts are checked against the caller's ACL too, so
 ``EVALSHA`` grants nothing beyond the commands listed. The lines are built here, so the
 docs (operating.md), ``inferloop registry acl`` and the tests that check them against a real
 Redis say the same thing.
@@ -25,6 +27,8 @@ Redis say the same thing.
 from __future__ import annotations
 
 from typing import Literal
+
+from inferloop.keys import Keys
 
 Role = Literal["worker", "retrain", "operator", "monitor", "viewer"]
 ROLES: tuple[Role, ...] = ("worker", "retrain", "operator", "monitor", "viewer")
@@ -53,26 +57,28 @@ def acl_rules(role: Role | str, prefix: str) -> str:
     """The ACL rules of ``role`` for keys under ``prefix`` (without user or password)."""
     if role not in ROLES:
         raise ValueError(f"role {role!r} is not one of {', '.join(ROLES)}")
-    model, models = f"{prefix}:model:*", f"{prefix}:registry:*"
-    retrain, worker = f"{prefix}:retrain:*", f"{prefix}:worker:*"
-    channels = f"resetchannels &{prefix}:model:*"
+    keys = Keys(prefix)
+    model, models = keys.area("model"), keys.area("registry")
+    retrain, monitor = keys.area("retrain"), keys.area("monitor")
+    triggers = keys.retrain_triggers()
+    # Alias-move notices are published on a channel under the model's keys.
+    channels = f"resetchannels &{model}"
     if role == "worker":
-        keys = f"resetkeys %R~{model} %R~{models} ~{worker}"
-        return f"{keys} {channels} -@all {_READ} {_WORKER_OWN}"
+        patterns = f"resetkeys %R~{model} %R~{models} ~{keys.area('worker')}"
+        return f"{patterns} {channels} -@all {_READ} {_WORKER_OWN}"
     if role == "retrain":
         # It reads the monitor's shadow-first cool-down (Keys.shadow_first), never writes.
-        keys = f"resetkeys ~{model} ~{models} ~{retrain} %R~{prefix}:monitor:*"
-        return f"{keys} {channels} -@all {_READ} {_MOVE} {_REGISTER} {_RETRAIN_OWN}"
+        patterns = f"resetkeys ~{model} ~{models} ~{retrain} %R~{monitor}"
+        return f"{patterns} {channels} -@all {_READ} {_MOVE} {_REGISTER} {_RETRAIN_OWN}"
     if role == "monitor":
-        keys = f"resetkeys ~{model} %R~{models} %W~{prefix}:retrain:triggers"
-        own = f"(~{prefix}:monitor:* ~{prefix}:retrain:sent:* {_MONITOR_OWN})"
-        return f"{keys} {channels} -@all {_READ} {_MOVE} {own}"
-    monitor = f"{prefix}:monitor:*"
+        patterns = f"resetkeys ~{model} %R~{models} %W~{triggers}"
+        own = f"(~{monitor} ~{keys.retrain_sent('*')} {_MONITOR_OWN})"
+        return f"{patterns} {channels} -@all {_READ} {_MOVE} {own}"
     if role == "viewer":
-        keys = f"resetkeys %R~{model} %R~{models} %R~{retrain} %R~{monitor}"
-        return f"{keys} {channels} -@all {_READ}"
-    keys = f"resetkeys ~{model} %R~{models} %R~{retrain} %R~{monitor} %W~{prefix}:retrain:triggers"
-    return f"{keys} {channels} -@all {_READ} {_MOVE}"
+        patterns = f"resetkeys %R~{model} %R~{models} %R~{retrain} %R~{monitor}"
+        return f"{patterns} {channels} -@all {_READ}"
+    patterns = f"resetkeys ~{model} %R~{models} %R~{retrain} %R~{monitor} %W~{triggers}"
+    return f"{patterns} {channels} -@all {_READ} {_MOVE}"
 
 
 # Printed where the password goes, for the reader to replace.
