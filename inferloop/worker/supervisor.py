@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 
+from inferloop.backoff import Backoff
+
 log = logging.getLogger(__name__)
 
 RESTART_PAUSE_FIRST_S = 1.0
@@ -37,7 +39,9 @@ class Child:
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     restarts: int = 0
-    pause_s: float = RESTART_PAUSE_FIRST_S
+    backoff: Backoff = field(
+        default_factory=lambda: Backoff(RESTART_PAUSE_MAX_S, first_s=RESTART_PAUSE_FIRST_S)
+    )
     restart_at: float | None = None
     history: list[int] = field(default_factory=list)
 
@@ -111,11 +115,11 @@ class Supervisor:
                 log.info("supervisor: child %d exited with %d", child.slot, code)
                 continue
             if now - child.started_at > STABLE_AFTER_S:
-                child.pause_s = RESTART_PAUSE_FIRST_S
-            child.restart_at = now + child.pause_s
+                child.backoff.reset()
+            pause_s = child.backoff.next()
+            child.restart_at = now + pause_s
             log.error("supervisor: child %d crashed (exit %d); restarting in %.1f s",
-                      child.slot, code, child.pause_s)  # fmt: skip
-            child.pause_s = min(child.pause_s * 2, RESTART_PAUSE_MAX_S)
+                      child.slot, code, pause_s)  # fmt: skip
 
     def _start(self, child: Child) -> None:
         argv = self.argv_for(child.slot)
