@@ -38,6 +38,7 @@ import redis
 from inferloop.keys import Keys
 from inferloop.monitor.drift import PageHinkley, StreamKind, detector
 from inferloop.monitor.figures import Figures
+from inferloop.monitor.intake import counts_by_version
 from inferloop.monitor.metrics import MonitorMetrics
 from inferloop.monitor.paired import PairedCounts, paired_counts
 from inferloop.monitor.policy import (
@@ -182,6 +183,11 @@ class Decisions:
             challenger=challenger,
             champion_figures=figures,
             drift=drift,
+            champion_labelled=(
+                sum(counts_by_version(counts, "labelled").get(champion.version, {}).values())
+                if champion
+                else 0
+            ),
         )
 
     def decide(self, snapshot: Snapshot, executor: Executor) -> list[dict[str, Any]]:

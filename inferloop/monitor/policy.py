@@ -21,7 +21,14 @@ decided and why is in each action's evidence, for the registry history.
 
 Triggers are rate limited by their id: ``monitor-<domain>-<reason>-<window>``, the
 window being ``floor(now / trigger_min_interval_s)``, published once per id
-(``inferloop.triggers.publish_once``); the policy also sends each id once itself.
+(``inferloop.triggers.publish_once``); the policy also sends each id once itself. Within
+a window a reason that persists triggers again only on more evidence: once the champion
+was scored on as many new labelled events as its window by positives held at the last
+trigger, doubling each time (``...-v<champion>-<labelled>``), and at once for a new
+champion. Under a shift the first trigger comes on the first window of new data, too
+little for a candidate to learn from (the newest labels are the retrain's holdout), and
+its run is refused; with one trigger per window the worse champion then stayed for
+hours. The doubling bounds the retrains to a few per window.
 The anytime-valid comparison (``paired.py``) lets every evaluation point look at the
 evidence without an alpha-spending schedule.
 """
@@ -152,6 +159,9 @@ class Snapshot:
     challenger: Comparison | None = None  # challenger (new) against the champion
     champion_figures: Figures | None = None
     drift: Sequence[str] = ()  # detectors that alarmed since the last evaluation
+    # Labelled events the champion was scored on (the monitor's counts): the evidence a
+    # re-trigger waits for.
+    champion_labelled: int = 0
 
 
 # -- what the policy asks the runtime to do ----------------------------------------------
@@ -204,6 +214,31 @@ class Alarm:
 Action = Rollback | PromoteChallenger | RetireChallenger | TriggerRetrain | Alarm
 
 
+@dataclass(frozen=True)
+class TriggerMark:
+    """The last trigger of one reason: its rate-limit window, the champion then, the
+    labelled events that champion had been scored on, and the new labelled events a
+    re-trigger within the window waits for (0: none)."""
+
+    window: int
+    champion: int | None = None
+    labelled: int = 0
+    step: int = 0
+
+    def to_state(self) -> list[int | None]:
+        """As JSON-ready values."""
+        return [self.window, self.champion, self.labelled, self.step]
+
+    @classmethod
+    def from_state(cls, value: Any) -> TriggerMark:
+        """The mark ``to_state`` gave (a bare window: a state from before re-triggers)."""
+        if isinstance(value, int):
+            return cls(value)
+        window, champion, labelled, step = value
+        return cls(int(window), None if champion is None else int(champion), int(labelled),
+                   int(step))  # fmt: skip
+
+
 @dataclass
 class Policy:
     """The decisions of one domain; its small state (evaluation points reached,
@@ -211,7 +246,7 @@ class Policy:
 
     config: PolicyConfig
     points: dict[str, int] = field(default_factory=dict)
-    triggers: dict[str, int] = field(default_factory=dict)
+    triggers: dict[str, TriggerMark] = field(default_factory=dict)
 
     def evaluate(self, snapshot: Snapshot) -> list[Action]:
         """The actions due now."""
@@ -291,30 +326,44 @@ class Policy:
             "positives": figures.positives,
             "breached": {f.figure: _floor_detail(f, getattr(figures, f.figure)) for f in breached},
         }
-        return [Alarm("floor", detail), *self._trigger("floor", snapshot.now_s)]
+        return [Alarm("floor", detail), *self._trigger("floor", snapshot)]
 
     def _drift(self, snapshot: Snapshot) -> list[Action]:
         actions: list[Action] = []
         for name in snapshot.drift:
             actions.append(Alarm("drift", {"detector": name, "version": snapshot.champion}))
             if self.config.drift_triggers:
-                actions += self._trigger(f"drift_{name}", snapshot.now_s)
+                actions += self._trigger(f"drift_{name}", snapshot)
         return actions
 
-    def _trigger(self, reason: str, now_s: float) -> list[Action]:
-        """One trigger per reason and rate-limit window, with the window's id."""
+    def _trigger(self, reason: str, snapshot: Snapshot) -> list[Action]:
+        """One trigger per reason and rate-limit window, with the window's id; within the
+        window, again for a new champion or on doubled evidence (``TriggerMark``)."""
         interval = self.config.trigger_min_interval_s
-        window = math.floor(now_s / interval)
-        if self.triggers.get(reason) == window:
+        window = math.floor(snapshot.now_s / interval)
+        champion, labelled = snapshot.champion, snapshot.champion_labelled
+        figures = snapshot.champion_figures
+        step = max(1, figures.n if figures is not None else 0)
+        base = f"monitor-{self.config.domain}-{reason.replace('_', '-')}-{window}"
+        mark = self.triggers.get(reason)
+        if mark is None or mark.window != window:
+            trigger_id = base
+        elif mark.champion != champion:
+            trigger_id = f"{base}-v{champion}-{labelled}"
+        elif mark.step and labelled - mark.labelled >= mark.step:
+            trigger_id, step = f"{base}-v{champion}-{labelled}", 2 * mark.step
+        else:
             return []
-        self.triggers[reason] = window
-        trigger_id = f"monitor-{self.config.domain}-{reason.replace('_', '-')}-{window}"
+        self.triggers[reason] = TriggerMark(window, champion, labelled, step)
         return [TriggerRetrain(reason, trigger_id, dedupe_s=2 * interval)]
 
     # -- state -----------------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
         """The policy's state as JSON-ready values."""
-        return {"points": dict(self.points), "triggers": dict(self.triggers)}
+        return {
+            "points": dict(self.points),
+            "triggers": {reason: mark.to_state() for reason, mark in self.triggers.items()},
+        }
 
     @classmethod
     def from_state(cls, config: PolicyConfig, state: Mapping[str, Any] | None) -> Policy:
@@ -323,7 +372,7 @@ class Policy:
         return cls(
             config,
             {str(k): int(v) for k, v in state.get("points", {}).items()},
-            {str(k): int(v) for k, v in state.get("triggers", {}).items()},
+            {str(k): TriggerMark.from_state(v) for k, v in state.get("triggers", {}).items()},
         )
 
 

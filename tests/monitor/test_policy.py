@@ -106,6 +106,36 @@ def test_a_floor_breach_alarms_and_triggers_once_per_window_never_rolls_back() -
     ]
 
 
+def test_a_persisting_breach_triggers_again_on_doubled_evidence_and_for_a_new_champion() -> None:
+    # The shift case: the first trigger comes on the first window of new data (its run
+    # refused: too little to learn from); one trigger per window left the worse champion
+    # in place for hours.
+    policy = _policy(trigger_min_interval_s=HOUR)
+    bad = _figures(target=0.5, f1=0.3)  # its window by positives holds n=1000
+
+    def triggers(champion: int, labelled: int, at_s: float = 1.0) -> list[str]:
+        snapshot = Snapshot(at_s, champion=champion, champion_figures=bad,
+                            champion_labelled=labelled)  # fmt: skip
+        return [a.trigger_id for a in policy.evaluate(snapshot) if isinstance(a, TriggerRetrain)]
+
+    assert triggers(7, 1200) == ["monitor-emails-floor-0"]
+    assert triggers(7, 2100) == []  # 900 new: less than the window held
+    assert triggers(7, 2200) == ["monitor-emails-floor-0-v7-2200"]
+    assert triggers(7, 4100) == []  # the step doubled: 2000 now
+    assert triggers(7, 4200) == ["monitor-emails-floor-0-v7-4200"]
+    # A new champion still below the floor: at once.
+    assert triggers(8, 50) == ["monitor-emails-floor-0-v8-50"]
+    assert triggers(8, 60) == []
+    # The state survives a restart (and reads a state from before re-triggers).
+    policy = Policy.from_state(policy.config, policy.to_state())
+    assert triggers(8, 1049) == []
+    assert triggers(8, 1050) == ["monitor-emails-floor-0-v8-1050"]
+    old = Policy.from_state(policy.config, {"triggers": {"floor": 0}})
+    assert old.triggers["floor"].window == 0
+    # The next window starts over with its plain id.
+    assert triggers(8, 1100, at_s=HOUR + 1) == ["monitor-emails-floor-1"]
+
+
 def test_a_floor_breach_during_a_loss_free_probation_does_not_roll_back() -> None:
     # A shift: both versions are below the floor and equal to each other.
     policy = _policy()
