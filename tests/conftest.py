@@ -10,6 +10,7 @@ key prefix, and both are cleaned up afterwards.
 from __future__ import annotations
 
 import os
+import signal
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -146,6 +147,38 @@ def topic_factory(settings: Settings) -> Callable[..., str]:
         return topic
 
     return make
+
+
+@pytest.fixture
+def own_kafka(tmp_path: Path, local_services: LocalServices) -> Iterator[LocalKafka]:
+    """A broker of the test's own, to stop, freeze (SIGSTOP) and start again, so the
+    session's broker and the tests beside it are not disturbed; thawed and stopped at
+    the end."""
+    kafka = LocalKafka(
+        jars=local_services.kafka.jars,
+        home=tmp_path / "kafka",
+        port=free_port(),
+        controller_port=free_port(),
+    )
+    kafka.start(timeout_s=120)
+    try:
+        yield kafka
+    finally:
+        pid = kafka.process.pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGCONT)  # a frozen broker could not stop
+        kafka.stop()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[LocalRedis]:
+    """A Redis server of the test's own, to stop and start again; stopped at the end."""
+    server = LocalRedis(home=tmp_path / "redis", port=free_port())
+    server.start(timeout_s=30)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

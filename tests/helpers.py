@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
 from inferloop.connections import admin_client, make_consumer
+from inferloop.registry import Registry
+from inferloop.registry.signing import generate_key_pair
 from inferloop.settings import Settings
 
 
@@ -72,3 +76,14 @@ def read_topic(
 def json_values(records: Iterable[Any]) -> list[Any]:
     """The JSON-decoded values of ``records``."""
     return [json.loads(r.value) for r in records]
+
+
+@contextlib.contextmanager
+def untrusted_registry(settings: Settings, home: Path) -> Iterator[Registry]:
+    """A registry on ``settings``' Redis that signs with a key of its own, under ``home``,
+    which nothing ``settings`` verifies with trusts: what someone with write access to
+    Redis, but not the signing key, could register."""
+    stranger = generate_key_pair(home / "stranger", "stranger")
+    section = settings.registry.model_copy(update={"signing_key_path": stranger.private_path})
+    with Registry.from_settings(settings.model_copy(update={"registry": section})) as registry:
+        yield registry

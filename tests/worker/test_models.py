@@ -18,17 +18,16 @@ from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
 from inferloop.domains.schemas import Prediction, TransactionEvent
 from inferloop.domains.spec import PipelineScorer, Scorer
 from inferloop.domains.transactions import TransactionsDomain
-from inferloop.local.process import free_port
 from inferloop.local.redis import LocalRedis
 from inferloop.registry import ModelVersion, Registry, RegistryPermissionError
 from inferloop.registry.serving import activate
-from inferloop.registry.signing import KeyPair, generate_key_pair
+from inferloop.registry.signing import KeyPair
 from inferloop.settings import Settings
 from inferloop.topics import DomainTopics
 from inferloop.worker.health import HealthState
 from inferloop.worker.metrics import WorkerMetrics
 from inferloop.worker.model import ModelKeeper
-from tests.helpers import read_topic
+from tests.helpers import read_topic, untrusted_registry
 from tests.worker.conftest import DOMAIN, Champion, WorkerThread, wait_for, with_worker
 from tests.worker.factories import (
     Fitted,
@@ -106,9 +105,7 @@ def test_a_version_that_fails_verification_is_refused_and_the_old_one_kept(
     predictions(wsettings, topics.predictions, expect=100)
 
     # A champion signed by a key this worker does not trust.
-    stranger = generate_key_pair(tmp_path / "stranger", "stranger")
-    section = wsettings.registry.model_copy(update={"signing_key_path": stranger.private_path})
-    with Registry.from_settings(wsettings.model_copy(update={"registry": section})) as other:
+    with untrusted_registry(wsettings, tmp_path) as other:
         bad = other.register(
             "transactions", model_v2.pipeline, domain="transactions", threshold=0.5,
             input_schema_version=1, golden_events=[tx_event(5)], params={}, metrics={},
@@ -140,39 +137,34 @@ def test_redis_down_scoring_goes_on_and_a_later_promotion_is_picked_up(
     wsettings: Settings,
     topics: DomainTopics,
     keys: KeyPair,
-    tmp_path: Path,
+    own_redis: LocalRedis,
     model_v1: Fitted,
     model_v2: Fitted,
     worker_thread: Callable[..., WorkerThread],
 ) -> None:
-    own_redis = LocalRedis(home=tmp_path / "redis", port=free_port())
+    settings = wsettings.model_copy(
+        update={"redis": wsettings.redis.model_copy(update={"url": own_redis.url})}
+    )
+    section = settings.registry.model_copy(update={"signing_key_path": keys.private_path})
+    signing = settings.model_copy(update={"registry": section})
+    with Registry.from_settings(signing) as registry:
+        v1 = register_and_promote(registry, model_v1)
+    running = worker_thread(settings)
+    publish_events(settings, topics.events, range(100))
+    predictions(settings, topics.predictions, expect=100)
+
+    own_redis.stop()
+    wait_for(lambda: not running.worker.health.redis_ok, 30, "Redis to be missed")
+    publish_events(settings, topics.events, range(100, 300))
+    during = predictions(settings, topics.predictions, expect=300)
+
     own_redis.start(timeout_s=30)
-    try:
-        settings = wsettings.model_copy(
-            update={"redis": wsettings.redis.model_copy(update={"url": own_redis.url})}
-        )
-        section = settings.registry.model_copy(update={"signing_key_path": keys.private_path})
-        signing = settings.model_copy(update={"registry": section})
-        with Registry.from_settings(signing) as registry:
-            v1 = register_and_promote(registry, model_v1)
-        running = worker_thread(settings)
-        publish_events(settings, topics.events, range(100))
-        predictions(settings, topics.predictions, expect=100)
-
-        own_redis.stop()
-        wait_for(lambda: not running.worker.health.redis_ok, 30, "Redis to be missed")
-        publish_events(settings, topics.events, range(100, 300))
-        during = predictions(settings, topics.predictions, expect=300)
-
-        own_redis.start(timeout_s=30)
-        with Registry.from_settings(signing) as registry:
-            v2 = register_and_promote(registry, model_v2)
-        wait_for(lambda: running.worker.health.model_version == v2.version, 60, "the swap")
-        publish_events(settings, topics.events, range(300, 400))
-        after = predictions(settings, topics.predictions, expect=400)
-        running.stop()
-    finally:
-        own_redis.stop()
+    with Registry.from_settings(signing) as registry:
+        v2 = register_and_promote(registry, model_v2)
+    wait_for(lambda: running.worker.health.model_version == v2.version, 60, "the swap")
+    publish_events(settings, topics.events, range(300, 400))
+    after = predictions(settings, topics.predictions, expect=400)
+    running.stop()
 
     assert sorted(p.event_id for p in during) == sorted(f"tx-{i}" for i in range(300))
     assert {p.model.version for p in during} == {v1.version}

@@ -18,13 +18,12 @@ from inferloop.domains.schemas import Prediction
 from inferloop.domains.transactions import TransactionsDomain
 from inferloop.kafka_internals import KafkaInternals
 from inferloop.registry import AliasTarget, ModelVersion, Registry
-from inferloop.registry.signing import generate_key_pair
 from inferloop.settings import Settings
 from inferloop.topics import DomainTopics, create_domain_topics, for_settings
 from inferloop.worker.loop import RunLimits
 from inferloop.worker.metrics import WorkerMetrics
 from inferloop.worker.shadow import ShadowOutput, ShadowRecords, sampled_indices
-from tests.helpers import read_topic
+from tests.helpers import read_topic, untrusted_registry
 from tests.worker.conftest import (
     DOMAIN,
     Champion,
@@ -284,9 +283,7 @@ def test_a_challenger_that_fails_verification_is_refused_and_the_champion_serves
     predictions(wsettings, topics.predictions, expect=100)
     # A challenger signed by a key this worker does not trust; set_alias cannot verify
     # it either, so it is written as an operator with write access could.
-    stranger = generate_key_pair(tmp_path / "stranger", "stranger")
-    section = wsettings.registry.model_copy(update={"signing_key_path": stranger.private_path})
-    with Registry.from_settings(wsettings.model_copy(update={"registry": section})) as other:
+    with untrusted_registry(wsettings, tmp_path) as other:
         bad = register(other, model_v2)
     target = AliasTarget(bad.version, bad.artifact_digest).encode()
     registry.client.hset(registry.keys.aliases(DOMAIN), "challenger", target)
