@@ -26,7 +26,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from inferloop.console import actions, timeline, views
+from inferloop.console import actions, liveplot, timeline, views
 from inferloop.console.auth import LoginLimiter, TokenBook, csrf_token, same_token
 from inferloop.console.guards import Guards
 from inferloop.errors import InferloopError
@@ -48,7 +48,6 @@ class Console:
     book: TokenBook
     limiter: LoginLimiter
     templates: Jinja2Templates
-    throughput: views.Throughput
 
 
 def _console(request: Request) -> Console:
@@ -133,9 +132,7 @@ async def logout(request: Request) -> Response:
 def overview(request: Request) -> Response:
     """Page 1: every domain at a glance."""
     console = _console(request)
-    rows = [
-        views.overview(console.settings, console.registry, d, console.throughput) for d in DOMAINS
-    ]
+    rows = [views.overview(console.settings, console.registry, d) for d in DOMAINS]
     return _render(request, "overview.html", overviews=rows, cells=views.figure_cells)
 
 
@@ -171,7 +168,30 @@ def version(request: Request) -> Response:
         live=views.live_by_version(status.value).get(number), history=entries,
         gate_reason=views.gate_reason(found.value), images=_IMAGE_TYPES,
         cells=views.figure_cells, predicted=predicted.value or {},
+        plots=("f1", "target_value", "auprc"),
     )  # fmt: skip
+
+
+@page
+def live_plot(request: Request) -> Response:
+    """A version's live figure over time against its holdout figure, as SVG."""
+    domain, number = _domain(request), int(request.path_params["version"])
+    figure = request.path_params["figure"]
+    registry = _console(request).registry
+    found = registry.get_version(domain, number)
+    if figure not in liveplot.FIGURES or found is None:
+        return PlainTextResponse("not found", status_code=404)
+    points = views.attempt("history", lambda: views.live_history(registry, domain, number))
+    metric = liveplot.holdout_name(domain, figure)
+    holdout = found.metrics.get(metric) if metric else None
+    target = points.value[-1].target if points.value else "target"
+    label = target if figure == "target_value" else figure
+    drawn = liveplot.svg(
+        f"{domain} v{number}: live {label} (window by positives) against the holdout's "
+        f"{metric or '—'}", points.value or [], figure,
+        float(holdout) if isinstance(holdout, (int, float)) else None,
+    )  # fmt: skip
+    return Response(drawn, media_type="image/svg+xml")
 
 
 @page
@@ -192,9 +212,10 @@ def timeline_page(request: Request) -> Response:
     domain = _domain(request)
     registry = _console(request).registry
     status = views.attempt("monitor status", lambda: views.monitor_status(registry, domain))
+    drift = views.attempt("drift alarms", lambda: views.drift_alarms(registry, domain))
     return _render(
         request, "timeline.html", domain=domain, history=views.history(registry, domain),
-        alarms=(status.value or {}).get("alarms", []),
+        alarms=(status.value or {}).get("alarms", []), drift=drift,
     )  # fmt: skip
 
 
@@ -202,7 +223,9 @@ def timeline_page(request: Request) -> Response:
 def timeline_plot(request: Request) -> Response:
     """The timeline as SVG (drawn from the history now)."""
     domain = _domain(request)
-    drawn = timeline.svg(domain, views.history(_console(request).registry, domain))
+    registry = _console(request).registry
+    drift = views.attempt("drift alarms", lambda: views.drift_alarms(registry, domain))
+    drawn = timeline.svg(domain, views.history(registry, domain), drift.value or [])
     return Response(drawn, media_type="image/svg+xml")
 
 
@@ -211,10 +234,17 @@ def dead_letters(request: Request) -> Response:
     """Page 5: a domain's dead letters, by reason."""
     domain = _domain(request)
     reason = request.query_params.get("reason") or None
-    summary = views.attempt(
-        "dead letters", lambda: views.letters(_console(request).settings, domain, reason)
-    )
-    return _render(request, "letters.html", domain=domain, reason=reason, summary=summary)
+    try:
+        before = views.parse_offsets(request.query_params.get("before"))
+    except ValueError:
+        return PlainTextResponse("bad page cursor", status_code=400)
+    settings = _console(request).settings
+    read = views.attempt("dead letters", lambda: views.letters(settings, domain, reason, before))
+    shown, counts = read.value or (None, None)
+    return _render(
+        request, "letters.html", domain=domain, reason=reason, error=read.error, page=shown,
+        counts=counts, cursor=views.format_offsets, first=before is None,
+    )  # fmt: skip
 
 
 @page
@@ -328,6 +358,7 @@ def _routes() -> list[Route | Mount]:
         Route("/versions/{domain}", versions),
         Route("/versions/{domain}/{version:int}", version),
         Route("/versions/{domain}/{version:int}/report/{file}", report_file),
+        Route("/versions/{domain}/{version:int}/live/{figure}.svg", live_plot),
         Route("/timeline/{domain}", timeline_page),
         Route("/timeline/{domain}/plot.svg", timeline_plot),
         Route("/dlq/{domain}", dead_letters),
@@ -352,7 +383,7 @@ def create_app(settings: Settings, registry: Registry, *, tls: bool | None = Non
     console = Console(
         settings, registry, TokenBook.from_settings(section),
         LoginLimiter(section.login_failures_max, section.login_failure_window_s),
-        Jinja2Templates(env=env), views.Throughput(),
+        Jinja2Templates(env=env),
     )  # fmt: skip
     app = Starlette(
         routes=_routes(),

@@ -1,5 +1,6 @@
 """The timeline plot, drawn live as SVG from the registry's history: the champion's
-version over time, a mark at each promotion, rollback and rejection.
+version over time, a mark at each promotion, rollback and rejection, and at each drift
+alarm the monitor kept (its time, detector, statistic and threshold in its tooltip).
 
 Server-side SVG (no script, no external asset): an ``<img>`` of it is allowed by the
 console's CSP and runs nothing. Every text in it is XML-escaped.
@@ -11,10 +12,16 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from xml.sax.saxutils import escape
 
+from inferloop.ops.monitor_history import DriftAlarm
 from inferloop.registry.entities import HistoryEntry
 
 WIDTH, HEIGHT, PAD = 900, 300, 50
-_COLOURS = {"promote": "#2b7a0b", "rollback": "#a4161a", "reject": "#6c757d"}
+_COLOURS = {
+    "promote": "#2b7a0b",
+    "rollback": "#a4161a",
+    "reject": "#6c757d",
+    "drift": "#e07b00",
+}
 
 
 def _champion_steps(entries: Sequence[HistoryEntry]) -> list[tuple[datetime, int]]:
@@ -36,10 +43,27 @@ def _marks(entries: Sequence[HistoryEntry]) -> list[tuple[datetime, int, str]]:
     return marks
 
 
-def svg(domain: str, history: Sequence[HistoryEntry]) -> str:
-    """The plot of ``history`` (newest first, as the registry gives it)."""
+def _alarm_marks(alarms: Sequence[DriftAlarm], fallback: int) -> list[tuple[datetime, int, str]]:
+    return [(a.at, a.version if a.version is not None else fallback, "drift") for a in alarms]
+
+
+def _title(kind: str, version: int, moment: datetime, alarm: DriftAlarm | None) -> str:
+    if alarm is None:
+        return f"{kind} v{version} at {moment.isoformat()}"
+    return (
+        f"drift ({alarm.detector}) on v{version} at {moment.isoformat()}: statistic "
+        f"{alarm.statistic:.2f} over threshold {alarm.threshold:g}"
+    )
+
+
+def svg(domain: str, history: Sequence[HistoryEntry], alarms: Sequence[DriftAlarm] = ()) -> str:
+    """The plot of ``history`` (newest first, as the registry gives it) and ``alarms``."""
     entries = sorted(history, key=lambda e: e.time)
     steps, marks = _champion_steps(entries), _marks(entries)
+    fallback = steps[-1][1] if steps else 1
+    drift = _alarm_marks(alarms, fallback)
+    details: list[DriftAlarm | None] = [None] * len(marks) + list(alarms)
+    marks += drift
     times = [t for t, _ in steps] + [t for t, _, _ in marks]
     versions = [v for _, v in steps] + [v for _, v, _ in marks]
     head = (
@@ -69,10 +93,10 @@ def svg(domain: str, history: Sequence[HistoryEntry]) -> str:
         parts.append(
             f'<polyline fill="none" stroke="#1d2430" stroke-width="2" points="{" ".join(points)}"/>'
         )
-    for moment, version, kind in marks:
+    for (moment, version, kind), alarm in zip(marks, details, strict=True):
         parts.append(
             f'<circle cx="{x(moment):.1f}" cy="{y(version):.1f}" r="5" fill="{_COLOURS[kind]}">'
-            f"<title>{escape(kind)} v{version} at {escape(moment.isoformat())}</title></circle>"
+            f"<title>{escape(_title(kind, version, moment, alarm))}</title></circle>"
         )
     parts.append(_legend())
     parts.append(
@@ -98,7 +122,7 @@ def _axes(v0: int, v1: int, y: Callable[[int], float]) -> str:
 def _legend() -> str:
     items = []
     for i, (kind, colour) in enumerate(_COLOURS.items()):
-        left = WIDTH - PAD - 300 + i * 100
+        left = WIDTH - PAD - 400 + i * 100
         items.append(
             f'<circle cx="{left}" cy="16" r="5" fill="{colour}"/>'
             f'<text x="{left + 10}" y="20">{kind}</text>'

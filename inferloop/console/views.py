@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -20,8 +18,9 @@ import redis
 from kafka.errors import KafkaError
 
 from inferloop.errors import InferloopError
-from inferloop.ops.dlq import DlqSummary, StoredLetter, iter_letters, show
-from inferloop.ops.lag import GroupLag, group_lag
+from inferloop.ops.dlq import DlqPage, ReasonCounts, StoredLetter, count_reasons, page, read_letter
+from inferloop.ops.lag import GroupLag, Throughput, group_lag, throughput
+from inferloop.ops.monitor_history import DriftAlarm, HistoryPoint, read_alarms, read_history
 from inferloop.ops.retrain_status import RetrainView, read_retrain
 from inferloop.registry import Registry
 from inferloop.registry.entities import HistoryEntry, ModelVersion
@@ -72,16 +71,18 @@ class DomainOverview:
     domain: str
     aliases: dict[str, int]
     lag: Read[GroupLag]
-    letters: Read[DlqSummary]
+    letters: Read[ReasonCounts]
     retrain: Read[RetrainView]
     monitor: Read[dict[str, Any] | None]
     floors: list[FloorRow]
-    rates: dict[int, float]
+    throughput: Read[Throughput]
 
 
-def overview(
-    settings: Settings, registry: Registry, domain: Domain, throughput: Throughput
-) -> DomainOverview:
+# The overview counts dead letters by reason among this many newest records per partition.
+OVERVIEW_LETTERS_SCANNED = 200
+
+
+def overview(settings: Settings, registry: Registry, domain: Domain) -> DomainOverview:
     """One domain's champion and challenger, lag and throughput, dead letters, retrain and
     live quality against its floors."""
     lag = attempt("lag", lambda: group_lag(settings, domain))
@@ -90,13 +91,16 @@ def overview(
         domain=domain,
         aliases=overview_aliases(registry, domain),
         lag=lag,
-        letters=attempt("dead letters", lambda: show(settings, domain, limit=0)),
+        letters=attempt(
+            "dead letters",
+            lambda: count_reasons(settings, domain, last=OVERVIEW_LETTERS_SCANNED),
+        ),
         retrain=attempt(
             "retrain status", lambda: read_retrain(registry.client, registry.keys, domain)
         ),
         monitor=monitor,
         floors=floors(settings, domain, monitor.value),
-        rates=throughput.rates(lag.value),
+        throughput=attempt("throughput", lambda: throughput(settings, domain)),
     )
 
 
@@ -133,17 +137,48 @@ def history(registry: Registry, domain: str, *, limit: int = 500) -> list[Histor
         return []
 
 
-def letters(settings: Settings, domain: Domain, reason: str | None, limit: int = 200) -> DlqSummary:
-    """The domain's dead letters by reason, and the first ``limit`` (of ``reason``)."""
-    return show(settings, domain, reasons=(reason,) if reason else (), limit=limit)
+# Letters per dead-letter page.
+LETTERS_PER_PAGE = 50
+
+
+def parse_offsets(text: str | None) -> dict[int, int] | None:
+    """A page cursor ``"0:120,1:98"`` (partition:offset) as a dict; None when absent."""
+    if not text:
+        return None
+    pairs = (part.split(":", 1) for part in text.split(",") if part)
+    return {int(p): int(o) for p, o in pairs}
+
+
+def format_offsets(offsets: dict[int, int]) -> str:
+    """The cursor of :func:`parse_offsets`."""
+    return ",".join(f"{p}:{o}" for p, o in sorted(offsets.items()))
+
+
+def letters(
+    settings: Settings, domain: Domain, reason: str | None, before: dict[int, int] | None
+) -> tuple[DlqPage, ReasonCounts]:
+    """One page of the domain's dead letters (of ``reason``) before ``before``, and the
+    counts by reason among the newest records: two bounded reads."""
+    shown = page(settings, domain, before=before, per_page=LETTERS_PER_PAGE, reason=reason)
+    return shown, count_reasons(settings, domain)
 
 
 def letter(settings: Settings, domain: Domain, coordinates: str) -> StoredLetter | None:
-    """One dead letter by its ``partition:offset``, or None."""
-    for found in iter_letters(settings, domain):
-        if found.coordinates == coordinates:
-            return found
-    return None
+    """One dead letter by its ``partition:offset`` (that one record read), or None."""
+    partition, _, offset = coordinates.partition(":")
+    if not (partition.isdigit() and offset.isdigit()):
+        return None
+    return read_letter(settings, domain, int(partition), int(offset))
+
+
+def live_history(registry: Registry, domain: str, version: int) -> list[HistoryPoint]:
+    """The monitor's points of ``version``'s live figures, oldest first."""
+    return read_history(registry.client, registry.keys, domain, version)
+
+
+def drift_alarms(registry: Registry, domain: str) -> list[DriftAlarm]:
+    """The domain's kept drift alarms, newest first."""
+    return read_alarms(registry.client, registry.keys, domain)
 
 
 def preview(data: bytes | None) -> str:
@@ -231,28 +266,6 @@ def floors(settings: Settings, domain: Domain, status: dict[str, Any] | None) ->
         value = measured.get("value") if isinstance(measured, dict) else None
         rows.append(FloorRow(figure, bound, float(floor), value))
     return rows
-
-
-class Throughput:
-    """Events per second on each partition, from the end offsets of two page views."""
-
-    def __init__(self) -> None:
-        self._last: dict[str, tuple[float, dict[int, int]]] = {}
-        self._lock = threading.Lock()
-
-    def rates(self, lag: GroupLag | None, now_s: float | None = None) -> dict[int, float]:
-        """Per partition, the events appended since the previous call, per second."""
-        if lag is None:
-            return {}
-        now_s = time.monotonic() if now_s is None else now_s
-        ends = {p.partition: p.end for p in lag.partitions}
-        with self._lock:
-            before = self._last.get(lag.topic)
-            self._last[lag.topic] = (now_s, ends)
-        if before is None or now_s <= before[0]:
-            return {}
-        elapsed = now_s - before[0]
-        return {p: max(end - before[1].get(p, end), 0) / elapsed for p, end in ends.items()}
 
 
 def predictions_count(registry: Registry, domain: str, version: int) -> dict[str, int]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from kafka import TopicPartition
@@ -139,6 +139,164 @@ def show(
         if len(kept) < limit:
             kept.append(letter)
     return DlqSummary(for_settings(settings, domain).dlq, dict(counts.most_common()), tuple(kept))
+
+
+# -- pages of the topic, newest first, read by offset -------------------------------------
+# A page with a reason reads at most this many pages' worth of records per partition
+# looking for matches (a rare reason among many letters shows on a later page).
+SCAN_PAGES = 10
+
+
+@dataclass(frozen=True)
+class DlqPage:
+    """One page of letters, newest first, and where the next (older) page starts."""
+
+    topic: str
+    letters: tuple[StoredLetter, ...]
+    # partition -> the offset the older page reads before; None: nothing older is left.
+    older: dict[int, int] | None
+    total: int  # the topic's records, from its offsets (no read)
+    read: int  # records read for this page: its cost
+
+
+@dataclass(frozen=True)
+class ReasonCounts:
+    """Letters by reason among the newest ``scanned`` records (a bounded read)."""
+
+    topic: str
+    total: int
+    scanned: int
+    by_reason: dict[str, int]
+
+
+class _Ranges:
+    """Reads offset ranges of the dead-letter topic's partitions (read_committed)."""
+
+    def __init__(self, settings: Settings, domain: Domain, timeout_s: float = 30.0) -> None:
+        self.topic = for_settings(settings, domain).dlq
+        self.timeout_s = timeout_s
+        self.read = 0
+        self.consumer = make_consumer(settings.kafka, isolation_level="read_committed")
+        numbers = self.consumer.partitions_for_topic(self.topic)
+        if not numbers:
+            self.consumer.close()
+            raise TopicMissingError(
+                f"topic {self.topic!r} not found on {settings.kafka.bootstrap_servers}"
+            )
+        self.partitions = [TopicPartition(self.topic, p) for p in sorted(numbers)]
+        self.starts = {
+            tp.partition: o for tp, o in self.consumer.beginning_offsets(self.partitions).items()
+        }
+        self.ends = {
+            tp.partition: o for tp, o in self.consumer.end_offsets(self.partitions).items()
+        }
+
+    def close(self) -> None:
+        """Close the consumer."""
+        self.consumer.close()
+
+    def letters(self, partition: int, start: int, end: int) -> list[StoredLetter]:
+        """The letters at offsets ``start`` to ``end`` (excluded) of ``partition``."""
+        if start >= end:
+            return []
+        tp = TopicPartition(self.topic, partition)
+        self.consumer.assign([tp])
+        self.consumer.seek(tp, start)
+        found: list[StoredLetter] = []
+        idle = 0.0
+        while self.consumer.position(tp) < end:
+            polled = self.consumer.poll(timeout_ms=500, max_records=end - start)
+            idle = 0.0 if polled else idle + 0.5
+            if idle > self.timeout_s:
+                raise DeadLetterError(f"reading {self.topic} stalled for {self.timeout_s:g} s")
+            for record in polled.get(tp, []):
+                if record.offset < end:
+                    found.append(stored_letter(record))
+        self.read += len(found)
+        return found
+
+
+def _scan_back(
+    ranges: _Ranges, partition: int, before: int, per_page: int, reason: str | None
+) -> tuple[list[StoredLetter], int]:
+    """Matching letters of ``partition`` read backwards from ``before`` in steps of
+    ``per_page`` until ``per_page`` match, the start, or ``SCAN_PAGES`` steps; the
+    matches (newest first) and the offset the scan stopped at."""
+    first, position = ranges.starts[partition], before
+    matches: list[StoredLetter] = []
+    for _ in range(SCAN_PAGES if reason else 1):
+        if position <= first or len(matches) >= per_page:
+            break
+        start = max(first, position - per_page)
+        chunk = ranges.letters(partition, start, position)
+        matches += [x for x in reversed(chunk) if reason is None or x.reason == reason]
+        position = start
+    return matches, position
+
+
+def page(
+    settings: Settings,
+    domain: Domain,
+    *,
+    before: Mapping[int, int] | None = None,
+    per_page: int = 50,
+    reason: str | None = None,
+) -> DlqPage:
+    """The ``per_page`` newest letters (of ``reason``) before the offsets ``before``
+    (default: the ends). It reads at most ``per_page`` records per partition
+    (``SCAN_PAGES`` times that with a reason), never the whole topic."""
+    ranges = _Ranges(settings, domain)
+    try:
+        found: list[StoredLetter] = []
+        stopped: dict[int, int] = {}
+        cursor = {
+            p: min(ranges.ends[p], (before or {}).get(p, ranges.ends[p])) for p in ranges.ends
+        }
+        for partition, end in cursor.items():
+            matches, stopped[partition] = _scan_back(ranges, partition, end, per_page, reason)
+            found += matches
+    finally:
+        ranges.close()
+    found.sort(key=lambda x: (x.time or "", x.dlq_offset), reverse=True)
+    shown = found[:per_page]
+    for partition, end in cursor.items():
+        mine = [x.dlq_offset for x in shown if x.dlq_partition == partition]
+        unshown = any(x.dlq_partition == partition for x in found[per_page:])
+        cursor[partition] = min(mine) if mine else (end if unshown else stopped[partition])
+    left = any(cursor[p] > ranges.starts[p] for p in cursor)
+    total = sum(ranges.ends[p] - ranges.starts[p] for p in ranges.ends)
+    return DlqPage(ranges.topic, tuple(shown), cursor if left else None, total, ranges.read)
+
+
+def count_reasons(settings: Settings, domain: Domain, *, last: int = 500) -> ReasonCounts:
+    """Letters by reason among the newest ``last`` records of each partition."""
+    ranges = _Ranges(settings, domain)
+    counts: Counter[str] = Counter()
+    try:
+        for partition, end in ranges.ends.items():
+            start = max(ranges.starts[partition], end - last)
+            counts.update(x.reason for x in ranges.letters(partition, start, end))
+    finally:
+        ranges.close()
+    total = sum(ranges.ends[p] - ranges.starts[p] for p in ranges.ends)
+    return ReasonCounts(ranges.topic, total, ranges.read, dict(counts.most_common()))
+
+
+def read_letter(
+    settings: Settings, domain: Domain, partition: int, offset: int
+) -> StoredLetter | None:
+    """The letter at ``partition:offset``, reading that one record; None if none is there."""
+    ranges = _Ranges(settings, domain)
+    try:
+        if (
+            partition not in ranges.ends
+            or not ranges.starts[partition] <= offset < ranges.ends[partition]
+        ):
+            return None
+        found = ranges.letters(partition, offset, offset + 1)
+    finally:
+        ranges.close()
+    return found[0] if found and found[0].dlq_offset == offset else None
 
 
 @dataclass(frozen=True)

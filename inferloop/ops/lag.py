@@ -70,6 +70,47 @@ def group_lag(settings: Settings, domain: Domain) -> GroupLag:
     return GroupLag(group=group, topic=topic, partitions=tuple(rows))
 
 
+@dataclass(frozen=True)
+class Throughput:
+    """Records appended to a topic per partition over the last ``window_s``, from Kafka
+    alone: the end offsets now against ``offsets_for_times(now - window_s)``."""
+
+    topic: str
+    window_s: float
+    appended: dict[int, int]
+
+    @property
+    def rates(self) -> dict[int, float]:
+        """Records per second, per partition."""
+        return {p: n / self.window_s for p, n in self.appended.items()}
+
+
+def throughput(settings: Settings, domain: Domain, *, window_s: float = 60.0) -> Throughput:
+    """The predictions written per partition of ``<domain>.predictions`` in the last
+    ``window_s`` (a partition with no record since then: 0). Under exactly-once a
+    transaction's commit marker takes an offset too (one per transaction and partition)."""
+    topic = for_settings(settings, domain).predictions
+    consumer = make_consumer(settings.kafka)
+    try:
+        numbers = consumer.partitions_for_topic(topic)
+        if not numbers:
+            raise TopicMissingError(
+                f"topic {topic!r} not found on {settings.kafka.bootstrap_servers}"
+            )
+        partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
+        since_ms = int((time.time() - window_s) * 1000)
+        then = consumer.offsets_for_times(dict.fromkeys(partitions, since_ms))
+        ends = consumer.end_offsets(partitions)
+    finally:
+        consumer.close()
+    appended = {}
+    for tp in partitions:
+        found = then.get(tp)
+        start = ends[tp] if found is None else found.offset
+        appended[tp.partition] = max(ends[tp] - start, 0)
+    return Throughput(topic, window_s, appended)
+
+
 def _committed(
     settings: Settings, group: str, partitions: list[TopicPartition]
 ) -> dict[TopicPartition, OffsetAndMetadata]:

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -26,8 +27,12 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from inferloop.console.app import create_app
+from inferloop.keys import Keys
 from inferloop.local.process import free_port
+from inferloop.monitor.state import Changes, StateStore
+from inferloop.ops.monitor_history import DriftAlarm
 from tests.console.conftest import HOSTILE, OPERATOR_TOKEN, VIEWER_TOKEN, Loop
+from tests.console.test_views import evaluation
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
@@ -159,3 +164,26 @@ def test_a_hostile_dead_letter_renders_as_text(
         browser.implicitly_wait(15)
     assert browser.title != "owned"
     browser.save_screenshot(str(screenshots / "console-dead-letter.png"))
+
+
+def test_the_monitors_history_and_drift_alarms_render_in_the_browser(
+    browser: WebDriver, console_url: str, loop: Loop, screenshots: Path
+) -> None:
+    keys = Keys(loop.settings.redis.key_prefix)
+    store = StateStore(loop.registry.client, keys, "emails", 5.0, history_every_s=0.0)
+    start = datetime.now(UTC) - timedelta(minutes=5)
+    for i, value in enumerate((0.92, 0.9, 0.86, 0.8, 0.83)):
+        store.put_status(evaluation(start + timedelta(minutes=i), value))
+    store.acquire()
+    alarm = DriftAlarm(start.timestamp() + 200, "error", 16.5, 15.0, "up", 640, 2)
+    store.commit(Changes(offsets={"labels:0": 1}, alarms=[alarm]))
+    log_in(browser, console_url, VIEWER_TOKEN)
+    browser.get(f"{console_url}/versions/emails/2")
+    plots = browser.find_elements(By.CLASS_NAME, "live-plot")
+    assert [p.get_property("naturalWidth") for p in plots] == [900, 900, 900]
+    browser.save_screenshot(str(screenshots / "console-version-live.png"))
+    browser.get(f"{console_url}/timeline/emails")
+    drift = browser.find_element(By.CLASS_NAME, "drift").text
+    assert "error 16.50 15.0 up 640 v2" in drift
+    browser.get(f"{console_url}/dlq/emails")
+    assert "This page read 1 records" in browser.find_element(By.CLASS_NAME, "cost").text
