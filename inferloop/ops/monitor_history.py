@@ -9,8 +9,9 @@ Bounds (the state never grows with the running time):
 - history: one point per watched version at most every :data:`HISTORY_EVERY_S`, at most
   :data:`HISTORY_POINTS` per version (a day at that rate), none older than
   :data:`HISTORY_MAX_AGE_S`; a version no longer watched loses its list
-  :data:`HISTORY_MAX_AGE_S` after its last point (the key's TTL). A point is about
-  400 bytes of JSON, so a version's list stays under about 1.2 MB.
+  :data:`HISTORY_MAX_AGE_S` after its last point (the key's TTL). A full list (two
+  windows a point) measured 1.56 MB in Redis, 542 bytes a point
+  (``python -m bench.console_views``, docs/results/20261207T195244Z-console-views).
 - alarms: the last :data:`ALARMS_KEPT` of a domain.
 """
 
