@@ -7,6 +7,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from sklearn.base import clone
 
 from inferloop.domains import hashing
@@ -111,6 +112,24 @@ def test_texts_in_several_key_groups_count_the_same(n_features: int) -> None:
         words = re.findall(r"(?u)\b\w\w+\b", text.lower())
         want = Counter(token_hash(t) % n_features for t in words)
         assert dict(zip(row.indices.tolist(), row.data.tolist(), strict=True)) == dict(want)
+
+
+@pytest.mark.parametrize("sort_keys", [1, 7, 40, hashing.SORT_KEYS])
+def test_texts_in_groups_of_few_keys_count_as_each_alone(
+    monkeypatch: pytest.MonkeyPatch, sort_keys: int
+) -> None:
+    # Keys are sorted in groups of at most SORT_KEYS tokens (a longer text alone), so
+    # group ends fall inside runs of short texts and around long ones.
+    texts = [("spam " * (i % 11)) + TEXTS[i % len(TEXTS)] * (1 + i % 4) for i in range(60)]
+    monkeypatch.setattr(hashing, "SORT_KEYS", sort_keys)
+    vectorizer = HashedTokens("char", ngram_range=(1, 4))
+    together = vectorizer.transform(texts)
+    alone = sp.vstack([vectorizer.transform([text]) for text in texts]).tocsr()
+    assert together.has_canonical_format
+    assert (together != alone).nnz == 0
+    for i in range(together.shape[0]):
+        row = together.indices[together.indptr[i] : together.indptr[i + 1]]
+        assert (np.diff(row) > 0).all()
 
 
 def test_code_points_first_seen_are_classified_then_counted() -> None:
