@@ -1,0 +1,272 @@
+"""What an email costs a worker, step by step, in microseconds per email (issue 36).
+
+The emails path as ``worker.batch.BatchProcessor`` runs it, on batches of real events
+(the JSON ``inferloop replay`` publishes) of each size asked for, timed one step at a
+time on that step's own input:
+
+- ``validate``: the domain's ``validate_batch`` (bytes to events);
+- ``rows``: ``to_rows`` (the text, the header tokens and the start of the text);
+- ``hash <block>``: each token block's hashed counts of its column of the rows;
+- ``linear``: the rest of the compiled model's call (TF-IDF weights, the regression);
+- ``encode``: the predictions' JSON (``PredictionEncoder.encode``);
+- ``partition``: the batch's keys hashed to partitions (``partitions_of``);
+- ``append``: kafka-python's accumulator taking each record (what
+  ``KafkaInternals.append_records`` ends with; no broker: the batches are dropped);
+- ``process``: ``BatchProcessor.process`` of the batch, end to end (validate, rows,
+  score, encode): the check that the steps add up.
+
+The model is the domain's pipeline fitted on 60 % of the data set (seeded shuffle) and
+compiled as a worker compiles it; the events timed are the other 40 %. Each step is timed
+over every batch ``--repeats`` times, as the CPU time of this thread (what the step
+costs a core, less sensitive to the machine's load than wall time, though a loaded
+machine's caches still slow it: the load average is printed beside the figures); the
+median repeat is reported.
+
+    .venv/bin/python -m bench.emails_cost [--data sms,spamassassin] [--batches 50,500]
+        [--repeats 5] [--data-dir ../shared/data] [--cache-dir DIR] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+from kafka import TopicPartition
+from kafka.producer.record_accumulator import RecordAccumulator
+from threadpoolctl import threadpool_limits
+
+from inferloop.domains import get_domain
+from inferloop.domains.datasets import load_dataset
+from inferloop.domains.predictions import PredictionEncoder
+from inferloop.registry.serving import ActiveModel
+from inferloop.worker.batch import Batch, BatchProcessor
+from inferloop.worker.partitioning import partitions_of
+
+FIT_SHARE = 0.6
+SEED = 42
+PARTITIONS = 4
+# The worker's producer defaults (WorkerSettings.producer_batch_bytes, linger_ms).
+PRODUCER_BATCH_BYTES = 262_144
+LINGER_MS = 5
+MODEL_JSON = '{"name":"emails","version":1}'
+PREDICTED_AT = "2026-12-07T19:30:00.000000+00:00"
+
+
+class Record(NamedTuple):
+    """What the worker reads of a polled record."""
+
+    value: bytes
+    timestamp: int
+    offset: int
+    key: bytes | None = None
+    topic: str = "emails"
+    partition: int = 0
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A data set as event JSON and labels, split into what is fitted and what is timed."""
+
+    name: str
+    values: list[bytes]
+    y: np.ndarray[Any, Any]
+
+
+def load_corpus(name: str, data_dir: Path, cache_dir: Path | None) -> Corpus:
+    """The data set ``name`` as event JSON (from ``cache_dir`` when it holds it: parsing
+    SpamAssassin's raw mail takes half a minute)."""
+    cached = cache_dir / f"{name}.jsonl" if cache_dir else None
+    if cached is not None and cached.exists():
+        lines = cached.read_bytes().splitlines()
+        y = np.array([int(line[:1]) for line in lines], dtype=np.int8)
+        return Corpus(name, [line[2:] for line in lines], y)
+    dataset = load_dataset(name, data_dir)
+    values = [e.model_dump_json().encode() for e in dataset.events]
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached.write_bytes(
+            b"".join(b"%d %s\n" % (label, v) for label, v in zip(dataset.y, values, strict=True))
+        )
+    return Corpus(name, values, np.asarray(dataset.y))
+
+
+def fitted_model(corpus: Corpus) -> tuple[ActiveModel, list[bytes]]:
+    """The emails pipeline fitted on a seeded 60 % of ``corpus``, compiled as a worker
+    serves it, and the other 40 % of the events' JSON."""
+    spec = get_domain("emails")
+    order = np.random.default_rng(SEED).permutation(len(corpus.values))
+    cut = int(len(order) * FIT_SHARE)
+    fit, timed = order[:cut], order[cut:]
+    validated = spec.validate_batch([corpus.values[i] for i in fit])
+    pipeline = spec.build_pipeline(SEED)
+    with threadpool_limits(limits=1):
+        pipeline.fit(spec.to_rows(validated.events), corpus.y[fit][validated.indices])
+    scorer = spec.scorers(pipeline)[0]
+    model = ActiveModel(
+        name="emails", version=1, digest="", threshold=0.5, pipeline=pipeline, spec=spec,
+        scorer=scorer,
+    )  # fmt: skip
+    return model, [corpus.values[i] for i in timed]
+
+
+def batches_of(values: list[bytes], size: int) -> list[list[bytes]]:
+    """``values`` cut into whole batches of ``size`` (a short tail is dropped)."""
+    return [values[i : i + size] for i in range(0, len(values) - size + 1, size)]
+
+
+class Stage(NamedTuple):
+    """One batch as each step takes it."""
+
+    values: list[bytes]
+    events: list[Any]
+    rows: Any
+    scores: Any
+    keys: list[bytes]
+    predictions: list[bytes]
+    partitions: list[int]
+
+
+def stages(model: ActiveModel, batches: list[list[bytes]]) -> list[Stage]:
+    """Every batch run through the path once: each step's input, ready to be timed."""
+    encoder = PredictionEncoder("emails", model.spec.label_names)
+    out = []
+    for values in batches:
+        events = model.spec.validate_batch(values).events
+        rows = model.spec.to_rows(events)
+        scores = model.scorer(rows)
+        encoded = encoder.encode(
+            events, scores, threshold=0.5, model_json=MODEL_JSON, predicted_at=PREDICTED_AT
+        )
+        parts = partitions_of(encoded.keys, PARTITIONS)
+        out.append(Stage(values, events, rows, scores, encoded.keys, encoded.values, parts))
+    return out
+
+
+def steps(model: ActiveModel) -> dict[str, Callable[[Stage], Any]]:
+    """Each step of the path, as a function of a batch's stage."""
+    spec = model.spec
+    encoder = PredictionEncoder("emails", spec.label_names)
+    processor = BatchProcessor(spec, worker_name="bench", max_request_size=1_048_576)
+    blocks = getattr(model.scorer, "blocks", ())
+    tps = [TopicPartition("emails.predictions", p) for p in range(PARTITIONS)]
+
+    def hashing(block: Any) -> Callable[[Stage], Any]:
+        return lambda st: block.tokens.counts(st.rows[:, block.column])
+
+    def append(st: Stage) -> None:
+        accumulator = RecordAccumulator(batch_size=PRODUCER_BATCH_BYTES, linger_ms=LINGER_MS)
+        for key, value, p in zip(st.keys, st.predictions, st.partitions, strict=True):
+            accumulator.append(tps[p], None, key, value, [])
+
+    def process(st: Stage) -> None:
+        records = [Record(v, 1_700_000_000_000, i) for i, v in enumerate(st.values)]
+        processor.process(Batch(records, {}, {}), model)
+
+    found: dict[str, Callable[[Stage], Any]] = {
+        "validate": lambda st: spec.validate_batch(st.values),
+        "rows": lambda st: spec.to_rows(st.events),
+        "score": lambda st: model.scorer(st.rows),
+    }
+    for block in blocks:
+        found[f"hash {_block_name(block)}"] = hashing(block)
+    found |= {
+        "encode": lambda st: encoder.encode(
+            st.events,
+            st.scores,
+            threshold=0.5,
+            model_json=MODEL_JSON,
+            predicted_at=PREDICTED_AT,
+        ),
+        "partition": lambda st: partitions_of(st.keys, PARTITIONS),
+        "append": append,
+        "process": process,
+    }
+    return found
+
+
+def _block_name(block: Any) -> str:
+    analyzer = block.tokens.analyzer
+    return {"word": "words", "whitespace": "header tokens", "char": "char n-grams"}[analyzer]
+
+
+def time_steps(
+    named: dict[str, Callable[[Stage], Any]], batch_stages: list[Stage], repeats: int
+) -> dict[str, float]:
+    """Median over ``repeats`` of each step's microseconds per email, over every batch."""
+    n = sum(len(st.values) for st in batch_stages)
+    for step in named.values():  # warm: numba's first call, caches
+        step(batch_stages[0])
+    samples: dict[str, list[float]] = {name: [] for name in named}
+    for _ in range(repeats):
+        # Steps interleaved per repeat, so a burst of load touches all of them alike.
+        for name, step in named.items():
+            started = time.thread_time()
+            for st in batch_stages:
+                step(st)
+            samples[name].append((time.thread_time() - started) / n * 1e6)
+    us = {name: statistics.median(values) for name, values in samples.items()}
+    hashed = sum(v for k, v in us.items() if k.startswith("hash "))
+    us["linear"] = us["score"] - hashed
+    return us
+
+
+ORDER = ("validate", "rows", "hash words", "hash header tokens", "hash char n-grams",
+         "linear", "score", "encode", "partition", "append", "process")  # fmt: skip
+
+
+def table(results: dict[str, dict[str, dict[str, float]]]) -> str:
+    """A Markdown table: a row per step, a column per data set and batch size."""
+    columns = [(data, size) for data, by_size in results.items() for size in by_size]
+    head = "| step (µs per email) | " + " | ".join(f"{d} x{s}" for d, s in columns) + " |"
+    lines = [head, "|---|" + "---:|" * len(columns)]
+    for step in ORDER:
+        if not any(step in results[d][s] for d, s in columns):
+            continue
+        cells = [f"{results[d][s].get(step, float('nan')):.1f}" for d, s in columns]
+        lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    total = [results[d][s] for d, s in columns]
+    cells = [
+        f"{r['validate'] + r['rows'] + r['score'] + r['encode'] + r['partition'] + r['append']:.1f}"
+        for r in total
+    ]
+    lines.append("| sum of the steps | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Time the emails path per step; print a Markdown table (and write JSON)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="sms,spamassassin")
+    parser.add_argument("--batches", default="50,500")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--cache-dir", type=Path, default=None)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    loads = [os.getloadavg()[0]]
+    with threadpool_limits(limits=1):
+        for name in args.data.split(","):
+            model, timed = fitted_model(load_corpus(name, args.data_dir, args.cache_dir))
+            results[name] = {}
+            for size in (int(b) for b in args.batches.split(",")):
+                batch_stages = stages(model, batches_of(timed, size))
+                results[name][str(size)] = time_steps(steps(model), batch_stages, args.repeats)
+                loads.append(os.getloadavg()[0])
+    print(table(results))
+    print(f"\nscorer: {model.scorer.name}; load average (1 min) {min(loads):.1f}-{max(loads):.1f}")
+    if args.json is not None:
+        args.json.write_text(json.dumps({"us_per_email": results, "load_1min": loads}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
