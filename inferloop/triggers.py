@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 # numpy's random states take seeds in [0, 2**32).
 MAX_SEED = 2**32 - 1
+# The ``requested_by`` of the monitor's triggers (its runs are recorded as trigger
+# "monitor", apart from operators').
+MONITOR = "monitor"
 
 
 class TriggerEntryError(InferloopError): ...

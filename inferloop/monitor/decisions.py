@@ -59,7 +59,7 @@ from inferloop.monitor.window import Entry
 from inferloop.registry import CHAMPION, PromotionConflictError, Registry, RegistryError
 from inferloop.registry.serving import ActiveModel
 from inferloop.settings import MonitorSettings
-from inferloop.triggers import Trigger, publish_once
+from inferloop.triggers import MONITOR, Trigger, publish_once
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +259,7 @@ class Executor:
     def _trigger(self, action: TriggerRetrain) -> str:
         trigger = Trigger(
             trigger_id=action.trigger_id, domain=self.domain,  # type: ignore[arg-type]
-            force=False, requested_by="monitor", requested_at=datetime.now(UTC).isoformat(),
+            force=False, requested_by=MONITOR, requested_at=datetime.now(UTC).isoformat(),
         )  # fmt: skip
         entry = publish_once(self._redis, self._keys, trigger, dedupe_s=action.dedupe_s)
         log.info("%s: retrain trigger %s (%s): %s", self.domain, action.trigger_id,

@@ -16,6 +16,7 @@ triggers not finished stay pending for the next instance.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -46,6 +47,7 @@ from inferloop.retrain.schedule import (
 from inferloop.retrain.status import iso, read_status, record_next_run, redis_errors, utc_now
 from inferloop.retrain.triggers import Trigger, TriggerQueue
 from inferloop.settings import DOMAINS, Domain, Settings
+from inferloop.triggers import MONITOR
 
 log = logging.getLogger(__name__)
 
@@ -220,16 +222,7 @@ class RetrainService:
         try:
             if self._stop.is_set():
                 return
-            outcome = self._execute(
-                RunRequest(
-                    trigger.domain,
-                    trigger="operator",
-                    force=trigger.force,
-                    seed=trigger.seed,
-                    params=trigger.params,
-                    run_id=trigger.trigger_id[:12],
-                )
-            )
+            outcome = self._execute(trigger_request(trigger))
             if outcome.outcome == "cancelled":
                 log.warning("trigger %s stays pending for the next instance", trigger.trigger_id)
                 return
@@ -406,3 +399,21 @@ def live_services(client: redis.Redis, keys: Keys, max_age_s: float) -> dict[str
 def heartbeat_max_age_s(settings: Settings) -> float:
     """How old a heartbeat may be for its instance to count as running."""
     return 3 * settings.retrain.heartbeat_s + READ_BLOCK_S
+
+
+def trigger_request(trigger: Trigger) -> RunRequest:
+    """The run ``trigger`` asks for. Its trigger is ``monitor`` for the monitor's (a live
+    floor or drift), ``operator`` otherwise; its run id is an operator's random id cut to
+    12 characters, or a digest of a monitor's deterministic id (all of whose first 12
+    characters are ``monitor-<dom``: every monitor run had the same run id)."""
+    by_monitor = trigger.requested_by == MONITOR
+    trigger_id = trigger.trigger_id
+    return RunRequest(
+        trigger.domain,
+        trigger=MONITOR if by_monitor else "operator",
+        force=trigger.force,
+        seed=trigger.seed,
+        params=trigger.params,
+        run_id=hashlib.sha256(trigger_id.encode()).hexdigest()[:12] if by_monitor
+        else trigger_id[:12],
+    )  # fmt: skip

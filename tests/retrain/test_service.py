@@ -16,7 +16,7 @@ from inferloop.keys import Keys
 from inferloop.registry import ModelNotFoundError, Registry
 from inferloop.retrain.lock import LeaseLock
 from inferloop.retrain.progress import Progress
-from inferloop.retrain.service import RetrainService, ServiceReport
+from inferloop.retrain.service import RetrainService, ServiceReport, trigger_request
 from inferloop.retrain.status import read_status
 from inferloop.retrain.triggers import GROUP, Trigger, TriggerQueue, new_trigger_id
 from inferloop.settings import Settings
@@ -200,3 +200,23 @@ def test_a_stop_past_the_grace_time_releases_the_lease(
     # Not run to its end: the trigger waits for the next instance.
     assert queue.outcome(trigger.trigger_id) is None
     assert redis_client.xpending(queue.stream, GROUP)["pending"] == 1
+
+
+def test_the_monitors_triggers_run_as_monitor_runs_each_with_its_own_run_id(
+    retrain_settings: Settings, labels_topic: str, registry: Registry, redis_client: redis.Redis
+) -> None:
+    # Before: trigger "operator" and run id "monitor-emai" for every one of them.
+    produce(retrain_settings, labels_topic, emails(300))
+    queue = _queue(retrain_settings, redis_client)
+    at = "2025-01-01T00:00:00Z"
+    first = Trigger("monitor-emails-floor-7", "emails", True, "monitor", at)
+    again = Trigger("monitor-emails-floor-7-v1-400", "emails", True, "monitor", at)
+    with serving(retrain_settings, registry):
+        outcomes = []
+        for trigger in (first, again):
+            queue.send(trigger)
+            outcomes.append(queue.wait(trigger.trigger_id, timeout_s=120))
+    assert [o.trigger for o in outcomes] == ["monitor", "monitor"]
+    assert len({o.run_id for o in outcomes}) == 2
+    assert all(len(o.run_id) == 12 for o in outcomes)
+    assert trigger_request(_trigger()).trigger == "operator"
