@@ -7,6 +7,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,9 +26,11 @@ from inferloop.cli.output import json_option, print_json, print_table
 from inferloop.settings import DOMAINS, Domain, Settings
 
 if TYPE_CHECKING:
+    from inferloop.domains import DomainSpec
     from inferloop.domains.replay import ReplayPlan, ReplaySummary
 
 DATASET_NAMES = ("sms", "spamassassin", "creditcard")
+PART_NAMES = ("all", "older", "newer")
 METRIC_ORDER = ("precision", "recall", "f1", "mcc", "roc_auc", "auprc", "fpr")
 
 
@@ -78,7 +81,36 @@ def _fmt(value: float) -> str:
 
 @click.command()
 @click.argument("domain", type=click.Choice(DOMAINS))
-@click.option("--dataset", type=click.Choice(DATASET_NAMES), required=True, help="Data set.")
+@click.option(
+    "--dataset",
+    type=click.Choice(DATASET_NAMES),
+    default=None,
+    help="Data set: train on its older part, judge on its newest.",
+)
+@click.option(
+    "--train-dataset",
+    type=click.Choice(DATASET_NAMES),
+    default=None,
+    help="Cross-source: train on this data set (with --test-dataset, instead of --dataset).",
+)
+@click.option(
+    "--test-dataset",
+    type=click.Choice(DATASET_NAMES),
+    default=None,
+    help="Cross-source: judge on this data set, never trained on.",
+)
+@click.option(
+    "--train-part",
+    type=click.Choice(PART_NAMES),
+    default=None,
+    help="Cross-source: the training data set whole, or its older or newer half [all].",
+)
+@click.option(
+    "--test-part",
+    type=click.Choice(PART_NAMES),
+    default=None,
+    help="Cross-source: the test data set whole, or its older or newer half [all].",
+)
 @click.option(
     "--holdout-fraction",
     type=click.FloatRange(0.01, 0.9),
@@ -114,7 +146,11 @@ def evaluate(
     /,
     *,
     domain: Domain,
-    dataset: str,
+    dataset: str | None,
+    train_dataset: str | None,
+    test_dataset: str | None,
+    train_part: str | None,
+    test_part: str | None,
     holdout_fraction: float,
     folds: int,
     seed: int,
@@ -123,17 +159,18 @@ def evaluate(
     data_dir: Path | None,
     as_json: bool,
 ) -> None:
-    """Train DOMAIN's model on the older part of a data set and judge it on the newest."""
-    from inferloop.domains import DomainSpec, EmailsDomain, TransactionsDomain, get_domain
+    """Train DOMAIN's model on the older part of a data set and judge it on the newest,
+    or (--train-dataset A --test-dataset B) train on A and judge on B, never seen."""
     from inferloop.domains.evaluation import evaluate as run_evaluation
 
-    _check_dataset(domain, dataset)
     settings = _settings_with_data_dir(ctx, data_dir)
-    spec: DomainSpec = get_domain(domain)
-    if max_ham_flagged is not None and domain == "emails":
-        spec = EmailsDomain(max_ham_flagged=max_ham_flagged)
-    if min_fraud_recall is not None and domain == "transactions":
-        spec = TransactionsDomain(min_fraud_recall=min_fraud_recall)
+    spec = _spec(domain, max_ham_flagged, min_fraud_recall)
+    if _cross_source(ctx, dataset, train_dataset, test_dataset):
+        sides = (train_dataset or "", train_part or "all", test_dataset or "", test_part or "all")
+        _evaluate_cross(domain, sides, settings, spec, seed=seed, folds=folds, as_json=as_json)
+        return
+    assert dataset is not None  # _cross_source refuses neither
+    _check_dataset(domain, dataset)
     result = run_evaluation(
         dataset,
         settings.data_dir,
@@ -206,6 +243,101 @@ def evaluate(
 
 def _per_s(events: int, seconds: float) -> str:
     return f"{events / seconds:,.0f}/s" if seconds else "n/a"
+
+
+def _spec(
+    domain: Domain, max_ham_flagged: float | None, min_fraud_recall: float | None
+) -> DomainSpec:
+    from inferloop.domains import EmailsDomain, TransactionsDomain, get_domain
+
+    if max_ham_flagged is not None and domain == "emails":
+        return EmailsDomain(max_ham_flagged=max_ham_flagged)
+    if min_fraud_recall is not None and domain == "transactions":
+        return TransactionsDomain(min_fraud_recall=min_fraud_recall)
+    return get_domain(domain)
+
+
+_CROSS_ONLY = ("train_part", "test_part")
+_SINGLE_ONLY = ("holdout_fraction",)
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
+
+
+def _cross_source(
+    ctx: click.Context, dataset: str | None, train: str | None, test: str | None
+) -> bool:
+    """Whether the options ask for a cross-source run; a UsageError for a bad mix."""
+    cross = train is not None or test is not None
+    if cross and dataset is not None:
+        raise click.UsageError("--dataset or --train-dataset/--test-dataset, not both")
+    if cross and (train is None or test is None):
+        raise click.UsageError("a cross-source run needs both --train-dataset and --test-dataset")
+    if not cross and dataset is None:
+        raise click.UsageError("give --dataset, or --train-dataset and --test-dataset")
+    wrong = _SINGLE_ONLY if cross else _CROSS_ONLY
+    for name in wrong:
+        if _given(ctx, name):
+            flag = "--" + name.replace("_", "-")
+            other = "--dataset" if cross else "--train-dataset/--test-dataset"
+            raise click.UsageError(f"{flag} applies only with {other}")
+    return cross
+
+
+def _evaluate_cross(
+    domain: Domain,
+    sides: tuple[str, str, str, str],
+    settings: Settings,
+    spec: DomainSpec,
+    *,
+    seed: int,
+    folds: int,
+    as_json: bool,
+) -> None:
+    from inferloop.domains.cross_source import CrossSourceError, check_sides, cross_evaluate
+
+    train, train_part, test, test_part = sides
+    try:
+        found = check_sides(train, train_part, test, test_part)  # type: ignore[arg-type]
+    except CrossSourceError as exc:
+        raise click.BadParameter(str(exc), param_hint="--train-dataset/--test-dataset") from None
+    if found != domain:
+        raise click.BadParameter(
+            f"{train!r} and {test!r} are data sets of the {found} domain, not {domain}",
+            param_hint="--train-dataset/--test-dataset",
+        )
+    result = cross_evaluate(
+        train,
+        test,
+        settings.data_dir,
+        train_part=train_part,  # type: ignore[arg-type]
+        test_part=test_part,  # type: ignore[arg-type]
+        seed=seed,
+        folds=folds,
+        fit_threads=settings.retrain.fit_threads,
+        spec=spec,
+    )
+    if as_json:
+        print_json(asdict(result))
+        return
+    click.echo(
+        f"{domain}: trained on {result.train.label} ({result.train.examples} examples, "
+        f"{result.train.positives} positive), judged on {result.test.label} "
+        f"({result.test.examples} examples, {result.test.positives} positive), never trained on"
+    )
+    names = [*METRIC_ORDER, *[k for k in result.metrics if k.startswith("f1_")]]
+    rows = [
+        {
+            "metric": "ham flagged (fpr)" if name == "fpr" and domain == "emails" else name,
+            result.test.label: _fmt(result.metrics[name]),
+            f"{result.train.label} out-of-fold": _fmt(result.oof_metrics.get(name, math.nan)),
+        }
+        for name in names
+    ]
+    columns = ["metric", result.test.label, f"{result.train.label} out-of-fold"]
+    print_table(rows, columns, title=f"at threshold {result.threshold:.6f}")
+    click.echo(f"threshold chosen for {result.params['threshold_target']} on the training side")
 
 
 @click.command()
