@@ -15,7 +15,6 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,8 +26,6 @@ from inferloop.connections import make_consumer
 from inferloop.domains.datasets import Dataset, load_creditcard
 from inferloop.domains.replay import ReplayPlan, ReplaySummary, gets_label, run_replay, selection
 from inferloop.local.kafka import LocalKafka
-from inferloop.local.process import free_port
-from inferloop.local.services import LocalServices
 from inferloop.settings import Domain, Settings
 from inferloop.topics import create_domain_topics, for_settings
 from tests.helpers import read_topic, settings_env
@@ -39,22 +36,6 @@ DOMAIN: Domain = "transactions"
 @pytest.fixture(scope="module")
 def creditcard() -> Dataset:
     return load_creditcard(Settings().data_dir)
-
-
-@pytest.fixture
-def own_kafka(tmp_path: Path, local_services: LocalServices) -> Iterator[LocalKafka]:
-    """A broker of the test's own, to stop and start again; stopped at the end."""
-    kafka = LocalKafka(
-        jars=local_services.kafka.jars,
-        home=tmp_path / "kafka",
-        port=free_port(),
-        controller_port=free_port(),
-    )
-    kafka.start(timeout_s=120)
-    try:
-        yield kafka
-    finally:
-        kafka.stop()
 
 
 def on_broker(settings: Settings, kafka: LocalKafka, tmp_path: Path, **replay: object) -> Settings:

@@ -6,19 +6,15 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource
 
 from inferloop.connections import admin_client, make_consumer, make_producer
 from inferloop.kafka_internals import KafkaInternals
 from inferloop.local.kafka import LocalKafka
-from inferloop.local.process import free_port
-from inferloop.local.services import LocalServices
 from inferloop.settings import Settings
 from inferloop.topics import DomainTopics, create_domain_topics, for_settings
 from inferloop.worker.batch import Batch, batch_of
@@ -132,25 +128,6 @@ def halves(batch: Batch, partitions: list[TopicPartition]) -> Batch:
     return part
 
 
-@pytest.fixture
-def paused_kafka(tmp_path: Path, local_services: LocalServices) -> Iterator[LocalKafka]:
-    """A broker of the test's own, to freeze (SIGSTOP) and thaw; stopped at the end."""
-    kafka = LocalKafka(
-        jars=local_services.kafka.jars,
-        home=tmp_path / "kafka",
-        port=free_port(),
-        controller_port=free_port(),
-    )
-    kafka.start(timeout_s=120)
-    try:
-        yield kafka
-    finally:
-        pid = kafka.process.pid()
-        if pid is not None:
-            os.kill(pid, signal.SIGCONT)
-        kafka.stop()
-
-
 def freeze(pid: int, timeout_s: float = 10.0) -> None:
     """SIGSTOP the process and wait until every one of its threads has stopped.
 
@@ -174,14 +151,14 @@ def freeze(pid: int, timeout_s: float = 10.0) -> None:
 
 
 def test_a_broker_outage_with_sends_in_flight_rewinds_and_goes_on_with_a_new_producer(
-    wsettings: Settings, paused_kafka: LocalKafka, internals: KafkaInternals
+    wsettings: Settings, own_kafka: LocalKafka, internals: KafkaInternals
 ) -> None:
     # The broker freezes with the batch's sends in flight: they go unanswered past the
     # worker's ack timeout. Closing a producer that still held sends made kafka-python
     # raise, and the worker died of the outage it should have ridden out.
     settings = wsettings.model_copy(
         update={"kafka": wsettings.kafka.model_copy(
-            update={"bootstrap_servers": paused_kafka.address}
+            update={"bootstrap_servers": own_kafka.address}
         )}
     )  # fmt: skip
     create_domain_topics(settings, DOMAIN)
@@ -200,7 +177,7 @@ def test_a_broker_outage_with_sends_in_flight_rewinds_and_goes_on_with_a_new_pro
         fault=lambda point: None, on_committed=lambda b: None,
         on_rewind=lambda offsets, error: rewound.append(offsets), internals=internals,
     )  # fmt: skip
-    pid = paused_kafka.process.pid()
+    pid = own_kafka.process.pid()
     assert pid is not None
     try:
         freeze(pid)
