@@ -9,6 +9,8 @@ its message and cannot be redriven; it is skipped and counted.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 from collections import Counter
 from collections.abc import Collection, Iterator, Mapping, Sequence
@@ -234,6 +236,10 @@ def _scan_back(
     return matches, position
 
 
+def _newest(letter: StoredLetter) -> tuple[str, int]:
+    return letter.time or "", letter.dlq_offset
+
+
 def page(
     settings: Settings,
     domain: Domain,
@@ -247,22 +253,20 @@ def page(
     (``SCAN_PAGES`` times that with a reason), never the whole topic."""
     ranges = _Ranges(settings, domain)
     try:
-        found: list[StoredLetter] = []
-        stopped: dict[int, int] = {}
-        cursor = {
-            p: min(ranges.ends[p], (before or {}).get(p, ranges.ends[p])) for p in ranges.ends
-        }
-        for partition, end in cursor.items():
-            matches, stopped[partition] = _scan_back(ranges, partition, end, per_page, reason)
-            found += matches
+        cursor = {p: min(end, (before or {}).get(p, end)) for p, end in ranges.ends.items()}
+        scans = {p: _scan_back(ranges, p, end, per_page, reason) for p, end in cursor.items()}
     finally:
         ranges.close()
-    found.sort(key=lambda x: (x.time or "", x.dlq_offset), reverse=True)
-    shown = found[:per_page]
-    for partition, end in cursor.items():
+    # Merged newest first, each partition's letters kept in their offset order, so what a
+    # page shows of a partition is always its newest matches: nothing is skipped.
+    merged = heapq.merge(*(matches for matches, _ in scans.values()), key=_newest, reverse=True)
+    shown = list(itertools.islice(merged, per_page))
+    for partition, (matches, stopped) in scans.items():
         mine = [x.dlq_offset for x in shown if x.dlq_partition == partition]
-        unshown = any(x.dlq_partition == partition for x in found[per_page:])
-        cursor[partition] = min(mine) if mine else (end if unshown else stopped[partition])
+        if len(mine) == len(matches):  # all shown (or none found): the scan's stop
+            cursor[partition] = stopped
+        elif mine:
+            cursor[partition] = min(mine)
     left = any(cursor[p] > ranges.starts[p] for p in cursor)
     total = sum(ranges.ends[p] - ranges.starts[p] for p in ranges.ends)
     return DlqPage(ranges.topic, tuple(shown), cursor if left else None, total, ranges.read)

@@ -139,3 +139,25 @@ def test_a_dead_letter_page_of_a_large_topic_reads_one_page(
     assert "/dlq/emails/0:1451" not in following
     assert "letter 699" in client.get("/dlq/emails/0:700").text
     assert client.get("/dlq/emails/0:99999").status_code == 404
+
+
+def test_paging_back_shows_every_letter_of_every_partition_once(loop: Loop) -> None:
+    topic = for_settings(loop.settings, "emails").dlq
+    producer = KafkaProducer(bootstrap_servers=loop.settings.kafka.bootstrap_servers)
+    for i in range(90):
+        headers = [("dlq.reason", b"schema" if i % 4 else b"invalid_json"),
+                   ("dlq.time", f"2026-12-07T18:{i // 60:02d}:{i % 60:02d}".encode())]  # fmt: skip
+        producer.send(topic, value=f"{i}".encode(), headers=headers, partition=(i * 7) % 3 + 1)
+    producer.flush()
+    producer.close()
+    for reason, expected in ((None, 91), ("schema", 67)):
+        seen, before, pages = [], None, 0
+        while True:
+            shown = page(loop.settings, "emails", before=before, per_page=7, reason=reason)
+            seen += [x.coordinates for x in shown.letters]
+            pages += 1
+            if shown.older is None:
+                break
+            before = shown.older
+        assert len(seen) == len(set(seen)) == expected, reason
+        assert pages <= expected // 7 + 2
