@@ -37,7 +37,7 @@ from inferloop.worker.health import HealthState, health_server
 from inferloop.worker.metrics import WorkerMetrics
 from inferloop.worker.model import ActiveModel, ModelKeeper
 from inferloop.worker.rebalance import RebalanceHandler
-from inferloop.worker.shadow import ShadowOutput
+from inferloop.worker.shadow import SHADOW_MAX_BLOCK_MS, BestEffortProducer, ShadowOutput
 from inferloop.worker.signals import StopRequest, start_watchdog
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,12 @@ class Worker:
         self._keeper = ModelKeeper(settings, self.spec, self.metrics, self.health,
                                    registry_factory)  # fmt: skip
         self._name = f"{ws.instance_id}-{slot}"
+        # At-least-once, shadow records have a producer of their own (see worker.shadow).
+        self._shadow_producer = (
+            BestEffortProducer(self._make_shadow_producer, self._internals.discard)
+            if ws.delivery == "at-least-once"
+            else None
+        )
         self._processor = self._make_processor(shadow=ws.shadow_sample > 0)
         self._consumer: KafkaConsumer | None = None
         self._delivery: Delivery | None = None
@@ -281,6 +287,8 @@ class Worker:
             self._consumer.close(autocommit=False, timeout_ms=int(timeout_s * 1000))
         if self._delivery is not None:
             self._delivery.close(timeout_s)
+        if self._shadow_producer is not None:
+            self._shadow_producer.close(timeout_s)
         if self._attempts is not None:
             self._attempts.close()
         if self._server is not None:
@@ -427,6 +435,25 @@ class Worker:
             log.info("transactional producer %s ready", options["transactional_id"])
         return producer
 
+    def _make_shadow_producer(self) -> KafkaProducer:
+        """Best effort: not idempotent (no producer id a deleted topic can spoil), the
+        leader's acknowledgement only, and a short wait for a topic's metadata."""
+        ws = self.settings.worker
+        producer = make_producer(
+            self.settings.kafka,
+            client_id=f"{self.settings.kafka.client_id}-shadow-{self.domain}-{self.slot}",
+            acks=1,
+            enable_idempotence=False,
+            linger_ms=ws.linger_ms,
+            batch_size=ws.producer_batch_bytes,
+            max_request_size=ws.max_request_size,
+            max_block_ms=SHADOW_MAX_BLOCK_MS,
+            delivery_timeout_ms=self._delivery_timeout_ms(),
+            allow_auto_create_topics=False,
+        )
+        self._internals.check_producer(producer)
+        return producer
+
     def _delivery_timeout_ms(self) -> int:
         # A send must fail (and the batch be read again) before the group gives up on us.
         ws = self.settings.worker
@@ -457,7 +484,8 @@ class Worker:
         output = None
         if shadow:
             output = ShadowOutput(self.topics.shadow, ws.shadow_sample,
-                                  ws.delivery == "exactly-once", self.metrics)  # fmt: skip
+                                  ws.delivery == "exactly-once", self.metrics,
+                                  self._shadow_producer)  # fmt: skip
         return BatchProcessor(self.spec, worker_name=self._name,
                               max_request_size=ws.max_request_size, fault=self.fire,
                               shadow=output)  # fmt: skip

@@ -9,14 +9,20 @@ version) with one more field, ``"role":"challenger"``; downstream consumers of
 they would be without a challenger.
 
 Under exactly-once the shadow records are part of the batch's transaction (a failed
-shadow send fails the transaction, like any of its sends); under at-least-once they
-are best effort: nobody waits on them, and a failed one is counted, never a reason to
-read the batch again.
+shadow send fails the transaction, like any of its sends, and the batch is read again:
+a deleted shadow topic holds the predictions up until the topic is back or the
+challenger alias is removed). Under at-least-once they are best effort and go through a
+producer of their own (:class:`BestEffortProducer`: not idempotent, ``acks=1``, a short
+wait for metadata): nobody waits on them, a failed one is counted, never a reason to
+read the batch again, and the trouble of the shadow topic cannot reach the producer of
+the predictions (kafka-python 3.0.12's idempotent producer, shared, stalled when the
+shadow topic was deleted).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,6 +42,14 @@ log = logging.getLogger(__name__)
 # The one member a shadow record has beyond the predictions' schema (put last).
 ROLE_MEMBER = ',"role":"challenger"'
 ScoreFn = Callable[[Sequence[Any]], np.ndarray[Any, Any]]
+
+# The best-effort producer's wait for a topic's metadata (kafka-python's default is a
+# minute): a deleted shadow topic must not hold a batch of predictions for long.
+SHADOW_MAX_BLOCK_MS = 500
+# After a failed shadow send, the records of the next batches are dropped (counted as
+# failed) for this long before the next try, so a missing topic costs one short wait
+# per pause, not one per batch.
+SHADOW_PAUSE_S = 10.0
 
 
 def sampled_indices(ids: Sequence[str], fraction: float) -> np.ndarray[Any, Any]:
@@ -67,14 +81,54 @@ class SharedRows:
         return score
 
 
+class BestEffortProducer:
+    """The shadow records' own producer under at-least-once, made on first use; after a
+    failed send it stands aside for ``pause_s`` (the records meanwhile are dropped)."""
+
+    def __init__(
+        self,
+        factory: Callable[[], KafkaProducer],
+        discard: Callable[[KafkaProducer, float], None],
+        *,
+        pause_s: float = SHADOW_PAUSE_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._factory = factory
+        self._discard = discard
+        self._pause_s = pause_s
+        self._clock = clock
+        self._producer: KafkaProducer | None = None
+        self._paused_until = float("-inf")
+
+    def get(self) -> KafkaProducer | None:
+        """The producer, or None while it stands aside after a failure."""
+        if self._clock() < self._paused_until:
+            return None
+        if self._producer is None:
+            self._producer = self._factory()
+        return self._producer
+
+    def failed(self) -> None:
+        """A send failed: stand aside for the pause."""
+        self._paused_until = self._clock() + self._pause_s
+
+    def close(self, timeout_s: float) -> None:
+        """Close the producer (what it has not sent within ``timeout_s`` is dropped)."""
+        if self._producer is not None:
+            self._discard(self._producer, timeout_s)
+            self._producer = None
+
+
 @dataclass(frozen=True)
 class ShadowOutput:
-    """Where and how one worker writes its shadow records."""
+    """Where and how one worker writes its shadow records (``own_producer``: the
+    best-effort producer of at-least-once; None in a transaction)."""
 
     topic: str
     sample: float
     in_transaction: bool
     metrics: WorkerMetrics
+    own_producer: BestEffortProducer | None = None
 
     def count(self, outcome: str, n: int = 1) -> None:
         """Count ``n`` shadow records as sent, failed or unscored."""
@@ -94,13 +148,19 @@ class ShadowRecords:
         return len(self.keys)
 
     def send(self, producer: KafkaProducer, internals: KafkaInternals) -> list[Any]:
-        """Append the records through the batch's producer (its transaction, if any);
-        the futures the batch must wait on: all of them in a transaction, none when best
-        effort."""
-        out = self.output
+        """Append the records through the output's own producer if it has one, else the
+        batch's (its transaction, if any); the futures the batch must wait on: all of
+        them in a transaction, none when best effort."""
+        out, own = self.output, self.output.own_producer
         if not self.keys:
             return []
         try:
+            if own is not None:
+                chosen = own.get()
+                if chosen is None:  # standing aside after a failure: dropped, counted
+                    out.count("failed", len(self.keys))
+                    return []
+                producer = chosen
             partitions = partitions_of(self.keys, len(producer.partitions_for(out.topic)))
             futures = internals.append_records(
                 producer, out.topic, self.keys, self.values, partitions
@@ -112,14 +172,17 @@ class ShadowRecords:
             log.warning("shadow records of v%d not sent (%s: %s)", self.version,
                         type(exc).__name__, exc)  # fmt: skip
             out.count("failed", len(self.keys))
+            if own is not None:
+                own.failed()
             return []
         self._count_outcomes(futures, partitions)
         return futures if out.in_transaction else []
 
     def _count_outcomes(self, futures: list[Any], partitions: list[int]) -> None:
         """Count the records as sent or failed by their partition's last record: a
-        partition's records are acknowledged in order (the producer is idempotent), and
-        a callback per partition costs the loop less than one per record (3.4 us)."""
+        partition's records of one batch usually travel in one producer batch
+        (acknowledged or failed together), and a callback per partition costs the loop
+        less than one per record (3.4 us)."""
         metrics, domain = self.output.metrics, self.output.metrics.domain
         sent = metrics.shadow_records.labels(domain, "sent")
         failed = metrics.shadow_records.labels(domain, "failed")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 from kafka.errors import KafkaTimeoutError
 
+from inferloop.connections import admin_client
 from inferloop.domains.idhash import in_sample
 from inferloop.domains.schemas import Prediction
 from inferloop.domains.transactions import TransactionsDomain
@@ -22,7 +24,12 @@ from inferloop.settings import Settings
 from inferloop.topics import DomainTopics, create_domain_topics, for_settings
 from inferloop.worker.loop import RunLimits
 from inferloop.worker.metrics import WorkerMetrics
-from inferloop.worker.shadow import ShadowOutput, ShadowRecords, sampled_indices
+from inferloop.worker.shadow import (
+    BestEffortProducer,
+    ShadowOutput,
+    ShadowRecords,
+    sampled_indices,
+)
 from tests.helpers import read_topic, untrusted_registry
 from tests.worker.conftest import (
     DOMAIN,
@@ -301,3 +308,85 @@ def test_a_challenger_that_fails_verification_is_refused_and_the_champion_serves
         )
         == 0.0
     )
+
+
+def test_a_deleted_shadow_topic_never_holds_up_predictions_at_least_once(
+    *,
+    wsettings: Settings,
+    topics: DomainTopics,
+    registry: Registry,
+    champion: Champion,
+    model_v1: Fitted,
+    model_v2: Fitted,
+    worker_thread: Callable[..., WorkerThread],
+) -> None:
+    n, first = 1000, 200
+    settings = with_worker(wsettings, delivery="at-least-once", max_batch_size=50)
+    v1 = champion(model_v1)
+    make_challenger(registry, register(registry, model_v2))
+    running = worker_thread(settings)
+    publish_events(settings, topics.events, range(first))
+    predictions(settings, topics.predictions, expect=first)
+    metrics = running.worker.metrics.registry
+
+    def shadow(outcome: str) -> float:
+        value = metrics.get_sample_value(
+            "inferloop_worker_shadow_records_total", {"domain": DOMAIN, "outcome": outcome}
+        )
+        return value or 0.0
+
+    wait_for(lambda: shadow("sent") == first, 30, "the first shadow records")
+    with admin_client(settings.kafka) as admin:
+        admin.delete_topics([topics.shadow])
+    publish_events(settings, topics.events, range(first, n))
+    began = time.monotonic()
+    # Kafka-python 3.0.12's idempotent producer, shared, did not send the next
+    # predictions within 60 s of the deletion.
+    out = predictions(settings, topics.predictions, expect=n, timeout_s=30)
+    took_s = time.monotonic() - began
+    running.stop()
+
+    # None lost, every one the champion's own score.
+    assert sorted({p.event_id for p in out}) == sorted(f"tx-{i}" for i in range(n))
+    assert {p.model.version for p in out} == {v1.version}
+    spec = TransactionsDomain()
+    by_id = {p.event_id: p.score for p in out}
+    rows = spec.to_rows(spec.validate_batch([tx_bytes(i) for i in range(n)]).events)
+    want = model_v1.pipeline.predict_proba(rows)[:, 1]
+    assert np.allclose([by_id[f"tx-{i}"] for i in range(n)], want, rtol=1e-6, atol=1e-9)
+    # The shadow records of the later events are lost, and counted.
+    assert shadow("failed") > 0
+    assert shadow("sent") + shadow("failed") <= n
+    assert took_s < 30
+
+
+def test_the_best_effort_producer_stands_aside_after_a_failure_then_tries_again() -> None:
+    metrics = WorkerMetrics(DOMAIN)
+    now = [0.0]
+    made: list[NoMetadata] = []
+
+    def factory() -> Any:
+        made.append(NoMetadata())
+        return made[-1]
+
+    own = BestEffortProducer(factory, lambda _producer, _timeout_s: None, pause_s=10.0,
+                             clock=lambda: now[0])  # fmt: skip
+    out = ShadowOutput("transactions.shadow", 1.0, False, metrics, own)
+    records = ShadowRecords(out, 2, [b"tx-1", b"tx-2"], [b"{}", b"{}"])
+    batch_producer: Any = object()  # never used: the records have a producer of their own
+
+    def failed() -> float | None:
+        return metrics.registry.get_sample_value(
+            "inferloop_worker_shadow_records_total", {"domain": DOMAIN, "outcome": "failed"}
+        )
+
+    assert records.send(batch_producer, KafkaInternals(())) == []  # no metadata: fails
+    assert failed() == 2
+    now[0] = 9.0  # standing aside: dropped and counted, no send tried
+    assert own.get() is None
+    assert records.send(batch_producer, KafkaInternals(())) == []
+    assert failed() == 4
+    now[0] = 10.5  # tries again, with the same producer
+    assert records.send(batch_producer, KafkaInternals(())) == []
+    assert failed() == 6
+    assert len(made) == 1
