@@ -5,7 +5,9 @@ time, detector, statistic and threshold, bounded too."""
 from __future__ import annotations
 
 import json
+import secrets
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,6 +26,7 @@ from inferloop.ops.monitor_history import (
     read_alarms,
     read_history,
 )
+from inferloop.registry.acl import setuser_line
 from inferloop.settings import Settings
 
 
@@ -178,3 +181,39 @@ def test_concurrent_readers_never_see_a_status_without_its_point(
         stop.set()
         thread.join()
     assert torn == []
+
+
+def _acl_user(admin: redis.Redis, settings: Settings, role: str) -> tuple[str, redis.Redis]:
+    """A Redis user made by ``role``'s ACL line for the test's prefix, and its client."""
+    user, password = f"{role}-{uuid.uuid4().hex[:8]}", secrets.token_hex(16)
+    line = setuser_line(role, user, settings.redis.key_prefix, secret=password)
+    rules = line.split()[3:]
+    admin.execute_command("ACL", "SETUSER", user, *rules)  # type: ignore[no-untyped-call]
+    where = admin.connection_pool.connection_kwargs
+    client = redis.Redis(host=where["host"], port=where["port"], username=user, password=password)
+    return user, client
+
+
+def test_the_monitor_role_writes_the_history_and_alarms_and_the_viewer_reads_them(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    keys = Keys(settings.redis.key_prefix)
+    monitor_user, monitor = _acl_user(redis_client, settings, "monitor")
+    viewer_user, viewer = _acl_user(redis_client, settings, "viewer")
+    try:
+        store = StateStore(monitor, keys, "emails", 5.0, history_every_s=0.0)
+        store.acquire()
+        now = datetime.now(UTC)
+        store.put_status(status(now - timedelta(seconds=HISTORY_MAX_AGE_S + 5), 0.5))
+        store.put_status(status(now, 0.9))
+        store.commit(Changes(offsets={"labels:0": 1}, alarms=[alarm(now.timestamp())]))
+        assert [
+            p.figure("positives", "f1")[0] for p in read_history(viewer, keys, "emails", 2)
+        ] == [0.9]
+        assert read_alarms(viewer, keys, "emails") == [alarm(now.timestamp())]
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            viewer.rpush(keys.monitor_alarms("emails"), "forged")
+    finally:
+        monitor.close()
+        viewer.close()
+        redis_client.acl_deluser(monitor_user, viewer_user)
