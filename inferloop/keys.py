@@ -34,6 +34,8 @@ that touch several of them also run on a cluster.
     <p>:monitor:{domain}:history:<version>   list    a version's live figures over time, oldest
                                                      first (JSON; capped by count, age and TTL)
     <p>:monitor:{domain}:alarms              list    drift alarms, oldest first (JSON, capped)
+    <p>:monitor:{domain}:labelled:<hour>     hash    id hashes of explicit labels of events of
+                                                     one hour (implicit negatives skip them)
     <p>:monitor:{domain}:lease               string  the one monitor of the domain (token, PX)
     <p>:monitor:{domain}:decision            string  the one rollback decision in flight (SET NX PX)
     <p>:worker:{domain}:attempts:<t>:<p>:<o> string  scoring attempts of a failing batch
@@ -179,6 +181,11 @@ class Keys:
     def monitor_alarms(self, domain: str) -> str:
         """List of the domain's drift alarms with their time, oldest first (capped)."""
         return self._monitor(domain, "alarms")
+
+    def monitor_labelled_ids(self, domain: str, hour: int) -> str:
+        """Hash of the id hashes of explicitly labelled events whose event time falls in
+        ``hour`` (hours since the epoch): events that are not implicit negatives."""
+        return self._monitor(domain, f"labelled:{int(hour)}")
 
     def monitor_lease(self, domain: str) -> str:
         """Lease of the one monitor process of a domain (its token)."""

@@ -19,6 +19,7 @@ import numpy as np
 
 from inferloop.domains import DomainSpec
 from inferloop.domains.idhash import id_hash
+from inferloop.domains.schemas import LabelledBatch
 from inferloop.monitor.state import Changes, Served
 from inferloop.monitor.window import Entry, Window, sampled
 from inferloop.registry.serving import ActiveModel
@@ -48,47 +49,119 @@ def count_field(kind: str, version: int, label: str) -> str:
 
 
 @dataclass
+class Taken:
+    """The labelled events a batch took into the window: their positions in the batch,
+    id hashes and event times."""
+
+    positions: list[int] = field(default_factory=list)
+    hashes: list[int] = field(default_factory=list)
+    event_time_s: list[float] = field(default_factory=list)
+
+
+@dataclass
 class Intake:
     """The in-memory side of the state that batches change: the window and the sample."""
 
     spec: DomainSpec
     window: Window
     sample: Sample
+    # Late labels are left out when implicit negatives are on (``implicit.py``).
+    implicit_after_s: float | None = None
 
     def take_labels(
         self, values: Sequence[bytes | None], models: Mapping[int, ActiveModel], changes: Changes
-    ) -> None:
-        """Score and take in one batch of label records (``changes`` and the window grow)."""
+    ) -> Taken:
+        """Score and take in one batch of label records (``changes`` and the window grow);
+        the ids and event times of the labels taken."""
         batch = self.spec.parse_labelled(values)
         changes.counts["rejects"] += len(batch.rejects)
+        if self.implicit_after_s is not None and len(batch):
+            batch = self._drop_late(batch, self.implicit_after_s, changes)
+        return self.take_batch(batch, models, changes)
+
+    def _drop_late(self, batch: LabelledBatch, after_s: float, changes: Changes) -> LabelledBatch:
+        """``batch`` without its late labels (their events are implicit negatives),
+        counted per class as ``implicit_late:<class>``."""
+        late = batch.labelled_at_s - batch.event_time_s > after_s
+        if not late.any():
+            return batch
+        for y in batch.y[late].tolist():
+            changes.counts[f"implicit_late:{self.spec.label_names[y]}"] += 1
+        keep = np.flatnonzero(~late)
+        return LabelledBatch(
+            ids=[batch.ids[i] for i in keep.tolist()], event_time_s=batch.event_time_s[keep],
+            labelled_at_s=batch.labelled_at_s[keep], y=batch.y[keep],
+            rows=self.spec.take_rows(batch.rows, keep), extra_fields=batch.extra_fields,
+        )  # fmt: skip
+
+    def take_batch(
+        self,
+        batch: LabelledBatch,
+        models: Mapping[int, ActiveModel],
+        changes: Changes,
+        counter: str = "labels",
+    ) -> Taken:
+        """Score and take in parsed labelled events (counted as ``counter``: ``labels``,
+        or ``implicit_negatives``); the ids and event times taken."""
         if not len(batch):
-            return
-        scores = {v: np.asarray(m.scorer(batch.rows), dtype=np.float64) for v, m in models.items()}
-        delays = np.maximum(batch.labelled_at_s - batch.event_time_s, 0.0)
+            return Taken()
+        # Python floats and ints once per batch: the loop below reads them per event.
+        scores = {
+            v: np.asarray(m.scorer(batch.rows), dtype=np.float64).tolist()
+            for v, m in models.items()
+        }
+        labelled_at = batch.labelled_at_s.tolist()
+        delays = np.maximum(batch.labelled_at_s - batch.event_time_s, 0.0).tolist()
+        ys = batch.y.tolist()
+        taken, items, window = Taken(), self.sample.items, self.window
         for i, event_id in enumerate(batch.ids):
             hashed = id_hash(event_id)
-            per_version = {v: float(s[i]) for v, s in scores.items()}
-            served = self.sample.items.get(hashed)
-            entry = Entry(
-                hashed, int(batch.y[i]), served.version if served else 0,
-                float(batch.labelled_at_s[i]), float(delays[i]), per_version,
-            )  # fmt: skip
-            if not self.window.add(entry):
+            per_version = {v: s[i] for v, s in scores.items()}
+            served = items.get(hashed)
+            entry = Entry(hashed, ys[i], served.version if served else 0, labelled_at[i],
+                          delays[i], per_version)  # fmt: skip
+            if not window.add(entry):
                 changes.counts["duplicates"] += 1
                 continue
-            self._count(entry, models, changes)
+            changes.appended.append(entry)
+            taken.positions.append(i)
+            taken.hashes.append(hashed)
             if served is not None:
-                del self.sample.items[hashed]
-                changes.served_del.add(hashed)
-                changes.served_put.pop(hashed, None)
-                _check(served.version, served.score, per_version, self.sample, changes)
+                self._served_seen(hashed, served, per_version, changes)
+        changes.counts[counter] += len(taken.positions)
+        self._count(taken, scores, models, changes)
+        taken.event_time_s = batch.event_time_s[taken.positions].tolist()
+        return taken
 
-    def _count(self, entry: Entry, models: Mapping[int, ActiveModel], changes: Changes) -> None:
-        changes.appended.append(entry)
-        changes.counts["labels"] += 1
-        for version, score in entry.scores.items():
-            label = self.spec.label_of(score, models[version].threshold)
-            changes.counts[count_field("labelled", version, label)] += 1
+    def _served_seen(
+        self, hashed: int, served: Served, per_version: Mapping[int, float], changes: Changes
+    ) -> None:
+        del self.sample.items[hashed]
+        changes.served_del.add(hashed)
+        changes.served_put.pop(hashed, None)
+        _check(served.version, served.score, per_version, self.sample, changes)
+
+    def _count(
+        self,
+        taken: Taken,
+        scores: Mapping[int, list[float]],
+        models: Mapping[int, ActiveModel],
+        changes: Changes,
+    ) -> None:
+        """The taken events per version and predicted class, counted per batch."""
+        n = len(taken.positions)
+        if not n:
+            return
+        positions = np.asarray(taken.positions)
+        negative, positive = self.spec.label_names
+        for version, values in scores.items():
+            flagged = int(np.count_nonzero(
+                np.asarray(values)[positions] >= models[version].threshold
+            ))  # fmt: skip
+            if flagged:
+                changes.counts[count_field("labelled", version, positive)] += flagged
+            if n - flagged:
+                changes.counts[count_field("labelled", version, negative)] += n - flagged
 
     def take_predictions(self, values: Sequence[bytes | None], changes: Changes) -> None:
         """Count one batch of prediction records and keep the sampled ones."""

@@ -90,6 +90,16 @@ class Reader:
             polled.offsets[offset_field(kind, tp.partition)] = records[-1].offset + 1
         return polled
 
+    def labels_caught_up(self) -> bool:
+        """Whether every labels partition was read to its end as of the last fetch."""
+        for tp in self.consumer.assignment():
+            if self._kinds[tp.topic] != LABELS:
+                continue
+            end = self.consumer.highwater(tp)
+            if end is None or self.consumer.position(tp) < end:
+                return False
+        return True
+
     def close(self) -> None:
         """Close the consumer (nothing to commit: the offsets are in Redis)."""
         self.consumer.close(autocommit=False)

@@ -27,7 +27,6 @@ from threadpoolctl import threadpool_limits
 from inferloop.backoff import Backoff
 from inferloop.connections import make_redis
 from inferloop.domains import get_domain
-from inferloop.errors import ConfigError
 from inferloop.httpserve import BackgroundHTTPServer, Reply
 from inferloop.keys import Keys
 from inferloop.monitor.decisions import POLICY_FIELD, RECENT_ALARMS, Decisions, Executor
@@ -35,6 +34,13 @@ from inferloop.monitor.drift import take_alarms
 from inferloop.monitor.errors import LeaseLostError, MonitorError
 from inferloop.monitor.evaluation import WINDOWS, evaluate
 from inferloop.monitor.figures import Figures
+from inferloop.monitor.implicit import (
+    NOTHING_DUE,
+    DelayedReader,
+    Due,
+    ImplicitNegatives,
+    LabelledIds,
+)
 from inferloop.monitor.intake import Intake, Sample
 from inferloop.monitor.metrics import MonitorMetrics
 from inferloop.monitor.reader import Polled, Reader
@@ -54,6 +60,7 @@ class RunSummary:
 
     batches: int = 0
     labels: int = 0
+    implicit_negatives: int = 0
     duplicates: int = 0
     predictions: int = 0
     stop_reason: str = ""
@@ -76,14 +83,12 @@ class Monitor:
         self.section = settings.monitor
         self.domain = domain
         self.spec = get_domain(domain)
-        if self.section.implicit_negative_after_s(domain) is not None:
-            # Re-scoring needs the event, and an unlabelled event is only on the events
-            # topic: reading it N days behind, with the labelled ids of N days to skip,
-            # is not built yet. Refused rather than ignored.
-            raise ConfigError(
-                f"INFERLOOP_MONITOR__{domain.upper()}_IMPLICIT_NEGATIVE_AFTER_S: implicit "
-                "negatives are not supported yet; leave it unset"
-            )
+        # Implicit negatives (``implicit.py``): None, off.
+        self.implicit_after_s = self.section.implicit_negative_after_s(domain)
+        self.implicit: ImplicitNegatives | None = None
+        # The last time the label reader was caught up (epoch s): no event falls due
+        # past it, so its label, if published in time, is read before it is judged.
+        self._labels_current_at = 0.0
         self.metrics = MonitorMetrics()
         self._registry_factory = registry_factory
         self._stop_reason = ""
@@ -112,9 +117,9 @@ class Monitor:
             last_record = time.monotonic()
             while not self._stop_reason:
                 self._follow_registry()
-                polled = self.reader.poll(self.section.poll_timeout_ms)
-                if len(polled):
-                    self._take(polled)
+                polled, due = self._poll()
+                if len(polled) or due.offsets:
+                    self._take(polled, due)
                     last_record = time.monotonic()
                 else:
                     self._renew_if_due()
@@ -130,9 +135,10 @@ class Monitor:
     def _finish(self) -> RunSummary:
         self.summary.stop_reason = self._stop_reason
         log.info(
-            "monitor of %s stopped (%s) after %d batches: %d labels, %d duplicates, "
-            "%d predictions", self.domain, self._stop_reason, self.summary.batches,
-            self.summary.labels, self.summary.duplicates, self.summary.predictions,
+            "monitor of %s stopped (%s) after %d batches: %d labels, %d implicit negatives, "
+            "%d duplicates, %d predictions", self.domain, self._stop_reason,
+            self.summary.batches, self.summary.labels, self.summary.implicit_negatives,
+            self.summary.duplicates, self.summary.predictions,
         )  # fmt: skip
         return self.summary
 
@@ -167,6 +173,8 @@ class Monitor:
             self.settings, for_settings(self.settings, self.domain), stored.offsets
         )
         stack.callback(self.reader.close)
+        if self.implicit_after_s is not None:
+            self.implicit = self._open_implicit(stack, stored, self.implicit_after_s)
         self._healthy = True
         log.info(
             "monitor of %s started: %d events in the window, %d served samples",
@@ -174,13 +182,22 @@ class Monitor:
         )  # fmt: skip
         return True
 
+    def _open_implicit(self, stack: ExitStack, stored: Stored, after_s: float) -> ImplicitNegatives:
+        topic = for_settings(self.settings, self.domain).events
+        reader = DelayedReader(self.settings, self.spec, topic, stored.offsets, after_s)
+        stack.callback(reader.close)
+        keys = Keys(self.settings.redis.key_prefix)
+        ids = LabelledIds(self.client, keys, self.domain, after_s)
+        return ImplicitNegatives(reader, ids)
+
     def _restore(self, stored: Stored) -> None:
         s = self.section
         bounds = Bounds(s.window_positives, s.window_time_s, s.max_window_events)
         sample = Sample(s.served_sample_fraction, s.max_served_samples, s.served_score_rtol)
         sample.items = stored.served
         sample.seq = max((x.seq for x in stored.served.values()), default=0) + 1
-        self.intake = Intake(self.spec, Window(bounds, stored.entries), sample)
+        window = Window(bounds, stored.entries)
+        self.intake = Intake(self.spec, window, sample, self.implicit_after_s)
         self.counts: Counter[str] = Counter(stored.counts)
         self.decisions = Decisions(self.domain, s, stored.detectors, self.metrics)
         self._next_renew = self._next_evaluation = 0.0
@@ -209,15 +226,31 @@ class Monitor:
         return decisions is None or not decisions.probation_over(self.counts, champion, previous)
 
     # -- one batch -------------------------------------------------------------------------
-    def _take(self, polled: Polled) -> None:
+    def _poll(self) -> tuple[Polled, Due]:
+        """The next labels and predictions, and the events due as implicit negatives."""
+        started = time.time()
+        polled = self.reader.poll(self.section.poll_timeout_ms)
+        if self.implicit is None:
+            return polled, NOTHING_DUE
+        if self.reader.labels_caught_up():
+            self._labels_current_at = started
+        return polled, self.implicit.poll(min(time.time(), self._labels_current_at))
+
+    def _take(self, polled: Polled, due: Due) -> None:
         started = time.perf_counter()
         if self.summary.first_batch_at is None:
             self.summary.first_batch_at = time.monotonic()
         changes = Changes(offsets=polled.offsets)
         if polled.predictions:
             self.intake.take_predictions(polled.predictions, changes)
+        models = self.versions.versions()
         if polled.labels:
-            self.intake.take_labels(polled.labels, self.versions.versions(), changes)
+            taken = self.intake.take_labels(polled.labels, models, changes)
+            if self.implicit is not None:
+                self.implicit.remember(taken)  # before the batch is stored: see implicit.py
+        if self.implicit is not None:
+            self.implicit.take(due, self.intake, models, changes)
+        if changes.appended:
             self.decisions.observe(changes.appended, self.versions.by_role, changes)
             champion = self.versions.by_role.get(CHAMPION)
             changes.alarms = take_alarms(  # stored with the batch that raised them
@@ -262,6 +295,7 @@ class Monitor:
         s.last_batch_at = time.monotonic()
         s.batches += 1
         s.labels += changes.counts["labels"]
+        s.implicit_negatives += changes.counts["implicit_negatives"]
         s.duplicates += changes.counts["duplicates"]
         s.predictions += len(polled.predictions) - changes.counts["prediction_rejects"]
         m.labels.labels(d).inc(changes.counts["labels"])

@@ -1,0 +1,289 @@
+"""Implicit negatives: an event with no explicit label ``N`` seconds after its event time
+is counted as a negative (fraud: no chargeback after N days is a legitimate transaction).
+
+The monitor reads the domain's events topic a second time (its own consumer, manually
+assigned, ``read_committed``), and holds each partition back until its next event is
+due: event time + ``N`` at most the *horizon*, the earlier of now and the last time the
+label reader was caught up with the labels topic (so a label published before its event
+fell due has been read before the event is judged). A due event is counted unless an
+explicit label for its id was taken: those ids are kept in Redis, in one hash per hour
+of event time, written before the batch that took the labels is stored (a crash in
+between leaves an id whose label is read again; never a label without its id), and
+deleted an hour past ``N`` behind the horizon (a week's expiry backs that up).
+
+An explicit label whose delay (labelled at - event time) exceeds ``N`` is *late*: its
+event is, or will be, an implicit negative. It is not taken into the window (one outcome
+per event, never both) but counted, per class, as ``implicit_late:<class>``: a late
+positive is an implicit negative that was wrong, the measure of an ``N`` set too short.
+
+The delayed reader's offsets (``events:<partition>``) are stored in the same transaction
+as the batch's window entries and counts, so a kill -9 neither loses nor double counts.
+A monitor with no stored offsets starts where the label reader does
+(``auto_offset_reset``): the events whose labels it reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import redis
+from kafka import KafkaConsumer, TopicPartition
+
+from inferloop.connections import make_consumer
+from inferloop.domains import DomainSpec
+from inferloop.domains import schemas as s
+from inferloop.domains.idhash import id_hash
+from inferloop.keys import Keys
+from inferloop.monitor.errors import MonitorError
+from inferloop.monitor.intake import Intake, Taken
+from inferloop.monitor.state import Changes, offset_field
+from inferloop.registry.serving import ActiveModel
+from inferloop.settings import Settings
+
+log = logging.getLogger(__name__)
+
+EVENTS = "events"
+# A held partition is read again this long after its next event falls due, so that a
+# read brings a second of due events, not one.
+HOLD_SLACK_S = 1.0
+# Label ids are kept this long past the horizon beyond N: events up to an hour out of
+# event-time order in their partition still find their label's id.
+TRIM_MARGIN_S = 3600.0
+METADATA_WAIT_S = 30.0
+# Labelled ids are kept in one hash per hour of event time; a trim deletes the last
+# day's worth of hours behind the horizon, and each hash expires a week after its hour
+# fell due (a monitor stopped longer than that may count a labelled event twice).
+BUCKET_S = 3600
+TRIM_HOURS = 24
+BACKSTOP_S = 7 * 24 * 3600.0
+
+
+@dataclass
+class Due:
+    """The due events of one read, as a labelled batch of negatives, and the offsets
+    after them."""
+
+    batch: s.LabelledBatch | None = None
+    offsets: dict[str, int] = field(default_factory=dict)
+    rejects: int = 0
+
+
+def negatives(spec: DomainSpec, events: Sequence[s.Event], after_s: float) -> s.LabelledBatch:
+    """``events`` as negatives labelled at their due time."""
+    event_s = np.array([e.event_time.timestamp() for e in events], dtype=np.float64)
+    return s.LabelledBatch(
+        ids=[e.id for e in events],
+        event_time_s=event_s,
+        labelled_at_s=event_s + after_s,
+        y=np.zeros(len(events), dtype=np.int8),
+        rows=spec.to_rows(events),
+    )
+
+
+# A turn without the delayed reader.
+NOTHING_DUE = Due()
+
+
+class DelayedReader:
+    """The domain's events topic, each partition held back until its next event is due."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        spec: DomainSpec,
+        topic: str,
+        offsets: Mapping[str, int],
+        after_s: float,
+    ) -> None:
+        section = settings.monitor
+        self.spec, self.topic, self.after_s = spec, topic, after_s
+        self._held: dict[TopicPartition, float] = {}  # partition -> read again at (epoch s)
+        self.consumer: KafkaConsumer = make_consumer(
+            settings.kafka,
+            group_id=None,
+            isolation_level="read_committed",
+            auto_offset_reset=section.auto_offset_reset,
+            max_poll_records=section.max_batch_size,
+            max_partition_fetch_bytes=section.fetch_partition_bytes,
+        )
+        try:
+            self._assign(offsets)
+        except BaseException:
+            self.consumer.close()
+            raise
+
+    def _assign(self, offsets: Mapping[str, int]) -> None:
+        deadline = time.monotonic() + METADATA_WAIT_S
+        while not (found := self.consumer.partitions_for_topic(self.topic)):
+            if time.monotonic() > deadline:
+                raise MonitorError(f"topic {self.topic} not found (create the domain's topics)")
+            time.sleep(0.5)
+        partitions = [TopicPartition(self.topic, p) for p in sorted(found)]
+        self.consumer.assign(partitions)
+        for tp in partitions:
+            stored = offsets.get(offset_field(EVENTS, tp.partition))
+            if stored is not None:
+                self.consumer.seek(tp, stored)
+        log.info("reading %d partitions of %s, %.0f s behind", len(partitions), self.topic,
+                 self.after_s)  # fmt: skip
+
+    def poll(self, horizon_s: float) -> Due:
+        """The events due at ``horizon_s`` (epoch seconds) among the next records."""
+        self._release(time.time())
+        due = Due()
+        parts: list[Sequence[s.Event]] = []
+        for tp, records in self.consumer.poll(timeout_ms=0).items():
+            events, taken, rejects, next_due_s = self._due(records, horizon_s)
+            due.rejects += rejects
+            parts.append(events)
+            if taken:
+                due.offsets[offset_field(EVENTS, tp.partition)] = records[taken - 1].offset + 1
+            if next_due_s is not None:
+                self._hold(tp, records[taken].offset, next_due_s)
+        flat = [e for part in parts for e in part]
+        if flat:
+            due.batch = negatives(self.spec, flat, self.after_s)
+        return due
+
+    def _due(
+        self, records: Sequence[Any], horizon_s: float
+    ) -> tuple[list[s.Event], int, int, float | None]:
+        """The leading due events of one partition's records, how many records they
+        span (bad records among them included), how many of those were bad, and when
+        the first event not due yet falls due (None: all were due)."""
+        checked = self.spec.validate_batch([r.value for r in records])
+        by_index = dict(zip(checked.indices, checked.events, strict=True))
+        events: list[s.Event] = []
+        rejects = 0
+        for i in range(len(records)):
+            event = by_index.get(i)
+            if event is None:  # the worker dead-letters it; nothing to judge here
+                rejects += 1
+                continue
+            due_s = event.event_time.timestamp() + self.after_s
+            if due_s > horizon_s:
+                return events, i, rejects, due_s
+            events.append(event)
+        return events, len(records), rejects, None
+
+    def _hold(self, tp: TopicPartition, offset: int, due_s: float) -> None:
+        """Read ``tp`` again from ``offset`` once its next event is due."""
+        self.consumer.seek(tp, offset)
+        self.consumer.pause(tp)
+        self._held[tp] = max(due_s, time.time()) + HOLD_SLACK_S
+
+    def _release(self, now_s: float) -> None:
+        ready = [tp for tp, at in self._held.items() if at <= now_s]
+        for tp in ready:
+            del self._held[tp]
+        if ready:
+            self.consumer.resume(*ready)
+
+    def close(self) -> None:
+        """Close the consumer (nothing to commit: the offsets are in Redis)."""
+        self.consumer.close(autocommit=False)
+
+
+class LabelledIds:
+    """The ids (hashes) of explicitly labelled events, in Redis hashes by hour of event
+    time (the commands the monitor's ACL allows it: HSET, HMGET, DEL, PEXPIRE)."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, domain: str, after_s: float) -> None:
+        self.client, self.keys, self.domain, self.after_s = client, keys, domain, after_s
+
+    def _key(self, bucket: int) -> str:
+        return self.keys.monitor_labelled_ids(self.domain, bucket)
+
+    def add(self, hashes: Sequence[int], event_time_s: Sequence[float]) -> None:
+        """Remember labelled ids (idempotent: written before their batch is stored)."""
+        if not hashes:
+            return
+        now_s = time.time()
+        with self.client.pipeline(transaction=False) as pipe:
+            for bucket, group in _by_bucket(hashes, event_time_s).items():
+                pipe.hset(self._key(bucket), mapping=dict.fromkeys(map(str, group), 1))
+                # A backstop only: trim deletes the hours the delayed reader is done with.
+                end_s = (bucket + 1) * BUCKET_S + self.after_s + BACKSTOP_S
+                pipe.pexpire(self._key(bucket), max(1, int((end_s - now_s) * 1000)))
+            pipe.execute()
+
+    def labelled(self, hashes: Sequence[int], event_time_s: Sequence[float]) -> list[bool]:
+        """Whether each of ``hashes`` (of events at ``event_time_s``) was labelled."""
+        found: dict[int, bool] = {}
+        groups = _by_bucket(hashes, event_time_s)
+        with self.client.pipeline(transaction=False) as pipe:
+            for bucket, group in groups.items():
+                pipe.hmget(self._key(bucket), [str(h) for h in group])
+            answers = pipe.execute()
+        for group, answer in zip(groups.values(), answers, strict=True):
+            found.update((h, v is not None) for h, v in zip(group, answer, strict=True))
+        return [found[h] for h in hashes]
+
+    def trim(self, horizon_s: float) -> None:
+        """Forget the hours whose events are long past due (the last ``TRIM_HOURS`` of
+        them: older ones went at an earlier trim, or expire)."""
+        newest = int((horizon_s - self.after_s - TRIM_MARGIN_S) // BUCKET_S) - 1
+        self.client.delete(*(self._key(b) for b in range(newest - TRIM_HOURS, newest + 1)))
+
+
+def _by_bucket(hashes: Sequence[int], event_time_s: Sequence[float]) -> dict[int, list[int]]:
+    groups: dict[int, list[int]] = {}
+    for hashed, at_s in zip(hashes, event_time_s, strict=True):
+        groups.setdefault(int(at_s // BUCKET_S), []).append(hashed)
+    return groups
+
+
+# How often the labelled ids are trimmed.
+TRIM_INTERVAL_S = 60.0
+
+
+class ImplicitNegatives:
+    """The delayed reader and the labelled ids together: one read's due events, less the
+    labelled ones, taken in as negatives."""
+
+    def __init__(self, reader: DelayedReader, ids: LabelledIds) -> None:
+        self.reader, self.ids = reader, ids
+        self._next_trim = 0.0
+
+    def poll(self, horizon_s: float) -> Due:
+        """The events due at ``horizon_s``; the labelled ids trimmed now and then."""
+        if time.monotonic() >= self._next_trim:
+            self._next_trim = time.monotonic() + TRIM_INTERVAL_S
+            self.ids.trim(horizon_s)
+        return self.reader.poll(horizon_s)
+
+    def remember(self, taken: Taken) -> None:
+        """Keep the ids of a batch's explicit labels (before that batch is stored)."""
+        self.ids.add(taken.hashes, taken.event_time_s)
+
+    def take(
+        self, due: Due, intake: Intake, models: Mapping[int, ActiveModel], changes: Changes
+    ) -> None:
+        """Take ``due``'s events that have no explicit label in as negatives."""
+        changes.offsets.update(due.offsets)
+        changes.counts["implicit_rejects"] += due.rejects
+        batch = due.batch
+        if batch is None or not len(batch):
+            return
+        hashes = [id_hash(i) for i in batch.ids]
+        labelled = self.ids.labelled(hashes, batch.event_time_s.tolist())
+        keep = [i for i, seen in enumerate(labelled) if not seen]
+        changes.counts["implicit_labelled"] += len(batch) - len(keep)
+        if len(keep) < len(batch):
+            batch = subset(intake.spec, batch, keep)
+        intake.take_batch(batch, models, changes, counter="implicit_negatives")
+
+
+def subset(spec: DomainSpec, batch: s.LabelledBatch, keep: Sequence[int]) -> s.LabelledBatch:
+    """The events of ``batch`` at positions ``keep``."""
+    idx = np.asarray(keep, dtype=np.int64)
+    return s.LabelledBatch(
+        ids=[batch.ids[i] for i in keep], event_time_s=batch.event_time_s[idx],
+        labelled_at_s=batch.labelled_at_s[idx], y=batch.y[idx],
+        rows=spec.take_rows(batch.rows, idx), extra_fields=batch.extra_fields,
+    )  # fmt: skip
