@@ -30,9 +30,17 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import (
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    as_completed,
+)
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from multiprocessing import get_context
 from typing import Any
 
 from kafka.errors import KafkaError
@@ -195,72 +203,113 @@ class Demo:
             }
         )
 
-    def load_data(self) -> None:
-        """Load each domain's data set; a missing one drops its domain, with directions."""
-        for domain_plan in self.plan.domains:
-            try:
-                data = load_dataset(domain_plan.dataset, self.settings.data_dir)
-            except DatasetNotFoundError as exc:
-                self.console.print(
-                    f"[yellow]{domain_plan.domain}: skipped, {exc}. Get it from "
-                    f"{DATA_SOURCES[domain_plan.dataset]} and point --data-dir (or "
-                    f"INFERLOOP_DATA_DIR) at the folder that holds it.[/yellow]"
-                )
-                continue
-            if domain_plan.interleave:
-                data = data.interleaved(INTERLEAVED_START, INTERLEAVED_SPACING)
-            self.runs[domain_plan.domain] = DomainRun(domain_plan, data)
+    def load_data(self, pool: Executor | None = None) -> None:
+        """Load each domain's data set (in ``pool``'s processes, side by side, when given:
+        parsing SpamAssassin's files is Python's work, which threads would take in turn);
+        a missing one drops its domain, with directions."""
+        data_dir = self.base.data_dir
+        loading = {
+            d.domain: pool.submit(load_dataset, d.dataset, data_dir) if pool else None
+            for d in self.plan.domains
+        }
+        loaded = [self._load(d, loading[d.domain]) for d in self.plan.domains]
+        self.runs = {run.plan.domain: run for run in loaded if run is not None}
         if not self.runs:
             wanted = "; ".join(DATA_SOURCES[d.dataset] for d in self.plan.domains)
             raise DemoError(
-                f"no data set found under {self.settings.data_dir}: get {wanted}, and point "
+                f"no data set found under {data_dir}: get {wanted}, and point "
                 "--data-dir (or INFERLOOP_DATA_DIR) at the folder that holds them"
             )
+
+    def _load(self, domain_plan: DomainPlan, loading: Future[Dataset] | None) -> DomainRun | None:
+        try:
+            if loading is None:
+                data = load_dataset(domain_plan.dataset, self.base.data_dir)
+            else:
+                data = loading.result()
+        except DatasetNotFoundError as exc:
+            self.console.print(
+                f"[yellow]{domain_plan.domain}: skipped, {exc}. Get it from "
+                f"{DATA_SOURCES[domain_plan.dataset]} and point --data-dir (or "
+                f"INFERLOOP_DATA_DIR) at the folder that holds it.[/yellow]"
+            )
+            return None
+        if domain_plan.interleave:
+            data = data.interleaved(INTERLEAVED_START, INTERLEAVED_SPACING)
+        return DomainRun(domain_plan, data)
 
     def create_topics(self) -> None:
         """The four topics of each domain of this run."""
         for domain in self.runs:
             create_domain_topics(self.settings, domain)
 
-    # -- v1 ------------------------------------------------------------------------
-    def seed_history(self) -> None:
-        """Publish the older part as labelled history and train v1 on it."""
+    # -- v1 and the operator's versions ----------------------------------------------
+    def prepare(self) -> None:
+        """Everything before the stream, what is independent side by side (a run spent
+        most of its 13.5 minutes here, one step after the other): the data sets load
+        while the services start; then each domain, in a thread of its own, publishes
+        its history, trains v1, starts its worker and monitor (they come up while the
+        operator works) and runs the operator's part. Their fits and the operator's
+        runs (child processes) overlap."""
+        n = len(self.plan.domains)
+        # A process per data set ("spawn": this process has threads that fork would copy
+        # mid-step), then a thread per domain.
+        loaders = ProcessPoolExecutor(max_workers=n, mp_context=get_context("spawn"))
+        with loaders, ThreadPoolExecutor(max_workers=n) as pool:
+            loading = pool.submit(self.load_data, loaders)
+            self.start_services()
+            loading.result()
+            self.create_topics()
+            self._start_console()
+            set_ups = [pool.submit(self._prepare_domain, d) for d in self.runs]
+            for done in as_completed(set_ups):
+                done.result()
+        self.start_processes()
+
+    def _prepare_domain(self, domain: Domain) -> None:
         with Registry.from_settings(self.settings) as registry:
-            job = RetrainJob(self.settings, registry, role="demo")
-            for domain, run in self.runs.items():
-                plan = ReplayPlan(
-                    labels_only=True, label_delay_s=0.0, end_fraction=run.plan.seed_end
-                )
-                summary = replay(self.settings, run.data, plan)
-                self.console.print(
-                    f"{domain}: {summary.labels_sent} labelled examples published as history"
-                )
-                outcome = job.run(RunRequest(domain=domain, trigger="demo-seed", force=True))
-                self.console.print(f"{domain}: {outcome.summary_line()}", markup=False)
-                if outcome.outcome != "promoted":
-                    raise DemoError(f"{domain}: v1 was not promoted: {outcome.reason}")
-                run.v1 = outcome.version
+            self._seed(domain, registry)
+            self._start_worker(domain)
+            self._start_monitor(domain)
+            self._prepare_operator(domain, registry)
+
+    def _seed(self, domain: Domain, registry: Registry) -> None:
+        """Publish the older part as labelled history and train v1 on it."""
+        run = self.runs[domain]
+        plan = ReplayPlan(labels_only=True, label_delay_s=0.0, end_fraction=run.plan.seed_end)
+        summary = replay(self.settings, run.data, plan)
+        self.console.print(
+            f"{domain}: {summary.labels_sent} labelled examples published as history"
+        )
+        job = RetrainJob(self.settings, registry, role="demo")
+        outcome = job.run(RunRequest(domain=domain, trigger="demo-seed", force=True))
+        self.console.print(f"{domain}: {outcome.summary_line()}", markup=False)
+        if outcome.outcome != "promoted":
+            raise DemoError(f"{domain}: v1 was not promoted: {outcome.reason}")
+        run.v1 = outcome.version
 
     # -- the live part -------------------------------------------------------------
     def start_processes(self) -> None:
-        """A worker per domain and the retrain service."""
-        env = self.settings.to_env()
-        logs = self.plan.out_dir / "logs"
-        for domain in self.runs:
-            argv = ["worker", "run", domain, "--processes", str(self.plan.processes)]
-            # Each worker process serves its metrics on a port of its own.
-            ports = {"INFERLOOP_WORKER__METRICS_PORT": "0"}
-            child = Child(f"worker-{domain}", argv, logs / f"worker-{domain}.log")
-            self.children.start(child, env | ports)
+        """The retrain service of each domain (its worker and monitor already run), then
+        wait until every worker holds its partitions and every monitor reads."""
         for domain in self.runs:
             self._start_retrain(domain)
-            argv = ["monitor", "serve", "--domain", domain, "--metrics-port", "0"]
-            self.children.start(
-                Child(f"monitor-{domain}", argv, logs / f"monitor-{domain}.log"), env
-            )
-        self._start_console()
         self._await_workers()
         self._await_monitors()
+
+    def _start_worker(self, domain: Domain) -> None:
+        argv = ["worker", "run", domain, "--processes", str(self.plan.processes)]
+        # Each worker process serves its metrics on a port of its own.
+        ports = {"INFERLOOP_WORKER__METRICS_PORT": "0"}
+        log_path = self.plan.out_dir / "logs" / f"worker-{domain}.log"
+        self.children.start(
+            Child(f"worker-{domain}", argv, log_path), self.settings.to_env() | ports
+        )
+
+    def _start_monitor(self, domain: Domain) -> None:
+        argv = ["monitor", "serve", "--domain", domain, "--metrics-port", "0"]
+        log_path = self.plan.out_dir / "logs" / f"monitor-{domain}.log"
+        self.children.start(Child(f"monitor-{domain}", argv, log_path), self.settings.to_env())
 
     def _start_console(self) -> None:
         """The operator console on a free local port, with an operator token made for
@@ -471,24 +520,22 @@ class Demo:
             finally:
                 monitor.close()
 
-    def prepare_operator(self) -> None:
+    def _prepare_operator(self, domain: Domain, registry: Registry) -> None:
         """Before the stream: the operator runs a deliberately weakened candidate, which
         the gate refuses, and registers a version worse on the current data without
         promoting it (kept for later: promoting it is the mistake the monitor catches)."""
-        with Registry.from_settings(self.settings) as registry:
-            for domain, run in self.runs.items():
-                run.rejected = self._weakened(domain)
-                r = run.rejected
-                self.console.print(
-                    f"{domain}: weakened candidate v{r.get('version')}: {r.get('outcome')}, "
-                    f"{r.get('reason')}",
-                    markup=False,
-                )
-                plan, seed = WORSE[domain], self.settings.retrain.seed
-                run.worse = register_worse(registry, run.data, plan, seed).version
-                self.console.print(
-                    f"{domain}: v{run.worse} registered, not promoted: {plan.why}", markup=False
-                )
+        run = self.runs[domain]
+        run.rejected = r = self._weakened(domain)
+        self.console.print(
+            f"{domain}: weakened candidate v{r.get('version')}: {r.get('outcome')}, "
+            f"{r.get('reason')}",
+            markup=False,
+        )
+        plan, seed = WORSE[domain], self.settings.retrain.seed
+        run.worse = register_worse(registry, run.data, plan, seed).version
+        self.console.print(
+            f"{domain}: v{run.worse} registered, not promoted: {plan.why}", markup=False
+        )
 
     def _weakened(self, domain: Domain) -> dict[str, Any]:
         """The operator's weakened run (in its own process, as ``inferloop retrain run``
@@ -606,12 +653,7 @@ class Demo:
     def run(self) -> DemoReport:
         """The whole demo; what it started is stopped on the way out, whatever happens."""
         try:
-            self.start_services()
-            self.load_data()
-            self.create_topics()
-            self.seed_history()
-            self.prepare_operator()
-            self.start_processes()
+            self.prepare()
             with self.live_view() as (monitor, live):
                 self.stream(monitor, live)
                 self.settle(monitor, live)
