@@ -14,6 +14,7 @@ stored per second (first batch to last), and the window's bytes in Redis per eve
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import logging
 import tempfile
@@ -22,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import joblib
 import numpy as np
 import redis
 
@@ -41,17 +43,26 @@ DATASET = {"emails": "sms", "transactions": "creditcard"}
 TRAIN_SHARE = 0.2
 
 
-def fit_versions(domain: Domain, data: Dataset) -> tuple[list[Any], Dataset]:
-    """Two fitted pipelines (seeds 1, 2) on the oldest share, and the rest."""
+def fit_versions(
+    domain: Domain, data: Dataset, cache: Path | None = None
+) -> tuple[list[Any], Dataset]:
+    """Two fitted pipelines (seeds 1, 2) on the oldest share, and the rest (the
+    pipelines read from ``cache`` when it holds them, else stored there)."""
     spec = get_domain(domain)
     cut = int(len(data) * TRAIN_SHARE)
     train, rest = data.subset(np.arange(cut)), data.subset(np.arange(cut, len(data)))
+    path = None if cache is None else cache / f"{domain}-pipelines.joblib"
+    if path is not None and path.exists():
+        return list(joblib.load(path)), rest
     rows = spec.to_rows(train.events)
     pipelines = []
     for seed in (1, 2):
         started = time.perf_counter()
         pipelines.append(spec.build_pipeline(seed).fit(rows, train.y))
         log.info("%s seed %d fitted in %.1f s", domain, seed, time.perf_counter() - started)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        joblib.dump(pipelines, path)
     return pipelines, rest
 
 
@@ -83,10 +94,19 @@ def publish_labels(settings: Settings, domain: Domain, rest: Dataset, n: int) ->
     return n
 
 
-def measure(settings: Settings, domain: Domain, n: int) -> dict[str, Any]:
-    """Run a monitor over the labels topic; its rate and the window's size."""
+def measure(
+    settings: Settings, domain: Domain, n: int, profile: Path | None = None
+) -> dict[str, Any]:
+    """Run a monitor over the labels topic; its rate and the window's size (the run
+    profiled into ``profile`` when given)."""
     monitor = Monitor(settings, domain)
+    profiler = cProfile.Profile() if profile is not None else None
+    if profiler is not None:
+        profiler.enable()
     summary = monitor.run(until_idle_s=10.0)
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(str(profile))
     assert summary.first_batch_at is not None
     assert summary.last_batch_at is not None
     elapsed = summary.last_batch_at - summary.first_batch_at
@@ -102,13 +122,15 @@ def measure(settings: Settings, domain: Domain, n: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def run_domain(base: Settings, domain: Domain, n: int, data_dir: Path) -> list[dict[str, Any]]:
-    """One version, then two, on fresh topics and keys each."""
-    data, _ = deduplicate(load_dataset(DATASET[domain], data_dir))
-    pipelines, rest = fit_versions(domain, data)
+def run_domain(
+    base: Settings, domain: Domain, n: int, args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    """One version, then two (or only ``--versions``), on fresh topics and keys each."""
+    data, _ = deduplicate(load_dataset(DATASET[domain], args.data_dir))
+    pipelines, rest = fit_versions(domain, data, args.fit_cache)
     golden = [e.model_dump(mode="json") for e in rest.events[:16]]
     results = []
-    for versions in (1, 2):
+    for versions in args.versions:
         tag = new_tag("mon")
         settings = base.model_copy(update={
             "topics": TopicSettings(prefix=f"{tag}-", partitions=4),
@@ -119,7 +141,10 @@ def run_domain(base: Settings, domain: Domain, n: int, data_dir: Path) -> list[d
             for pipeline in pipelines[:versions]:
                 register(registry, domain, pipeline, golden)
         publish_labels(settings, domain, rest, n)
-        result = {"domain": domain, "versions": versions, **measure(settings, domain, n)}
+        profile = None if args.profile is None else args.profile / f"{domain}-{versions}.prof"
+        result = {
+            "domain": domain, "versions": versions, **measure(settings, domain, n, profile)
+        }  # fmt: skip
         log.info("%s", result)
         results.append(result)
     return results
@@ -130,6 +155,12 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=40_000)
     parser.add_argument("--domains", default="transactions,emails")
     parser.add_argument("--data-dir", type=Path, default=Settings().data_dir)
+    parser.add_argument("--versions", type=lambda v: [int(x) for x in v.split(",")],
+                        default=[1, 2], help="watched versions per run, e.g. 2 or 1,2")  # fmt: skip
+    parser.add_argument("--fit-cache", type=Path, default=None,
+                        help="keep the fitted pipelines here, reuse them (A/B)")  # fmt: skip
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="a folder for a cProfile of each monitor run")  # fmt: skip
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
@@ -147,9 +178,7 @@ def main() -> None:
         )
         base = base.model_copy(update={"registry": section, "monitor": monitor})
         results = [
-            r
-            for d in args.domains.split(",")
-            for r in run_domain(base, d, args.events, args.data_dir)
+            r for d in args.domains.split(",") for r in run_domain(base, d, args.events, args)
         ]
     print(json.dumps(results, indent=2))
 
