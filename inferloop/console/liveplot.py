@@ -50,10 +50,12 @@ def svg(title: str, points: Sequence[HistoryPoint], figure: str, holdout: float 
     def x(at_s: float) -> float:
         return PAD + (at_s - t0) / max(t1 - t0, 1e-9) * (WIDTH - 2 * PAD)
 
-    def y(value: float) -> float:  # figures are shares: 0 to 1
-        return HEIGHT - PAD - min(max(value, 0.0), 1.0) * (HEIGHT - 2 * PAD)
+    top = _top([v for r in rows for v in r[1:] if v is not None], holdout)
 
-    parts = [head, _axes(y)]
+    def y(value: float) -> float:  # figures are shares, drawn from 0 to ``top``
+        return HEIGHT - PAD - min(max(value, 0.0), top) / top * (HEIGHT - 2 * PAD)
+
+    parts = [head, _axes(y, top)]
     band = [(t, lo, hi) for t, _, lo, hi in rows if lo is not None and hi is not None]
     if len(band) > 1:
         upper = [f"{x(t):.1f},{y(hi):.1f}" for t, _, hi in band]
@@ -85,11 +87,21 @@ def _clock(at_s: float) -> str:
     return datetime.fromtimestamp(at_s, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _axes(y: Callable[[float], float]) -> str:
+def _top(values: list[float], holdout: float | None) -> float:
+    """The y axis' top: 1, or a closer bound for a small figure (ham flagged: 0.01)."""
+    finite = [v for v in [*values, holdout] if v is not None and math.isfinite(v)]
+    highest = max(finite, default=1.0)
+    for top in (0.05, 0.1, 0.25, 0.5):
+        if highest <= top * 0.9:
+            return top
+    return 1.0
+
+
+def _axes(y: Callable[[float], float], top: float) -> str:
     bottom = HEIGHT - PAD
     ticks = "".join(
-        f'<text x="{PAD - 8}" y="{y(v) + 4:.1f}" text-anchor="end">{v:.1f}</text>'
-        for v in (0.0, 0.5, 1.0)
+        f'<text x="{PAD - 8}" y="{y(v) + 4:.1f}" text-anchor="end">{v:g}</text>'
+        for v in (0.0, top / 2, top)
     )
     return (
         f'<line x1="{PAD}" y1="{bottom}" x2="{WIDTH - PAD}" y2="{bottom}" stroke="#999"/>'

@@ -12,10 +12,11 @@ from typing import Any
 
 from kafka import KafkaProducer
 
+from inferloop.console import liveplot
 from inferloop.keys import Keys
 from inferloop.monitor.state import Changes, StateStore
 from inferloop.ops.dlq import page
-from inferloop.ops.monitor_history import DriftAlarm
+from inferloop.ops.monitor_history import DriftAlarm, HistoryPoint
 from inferloop.topics import for_settings
 from tests.console.conftest import VIEWER_TOKEN, ClientFactory, Loop
 
@@ -161,3 +162,19 @@ def test_paging_back_shows_every_letter_of_every_partition_once(loop: Loop) -> N
             before = shown.older
         assert len(seen) == len(set(seen)) == expected, reason
         assert pages <= expected // 7 + 2
+
+
+def test_a_small_figure_is_drawn_on_an_axis_that_fits_it() -> None:
+    points = [
+        HistoryPoint(
+            1000.0 + 30 * i,
+            "champion",
+            "ham_flagged",
+            {"positives": {"target_value": [0.01, 0.0, 0.02]}},
+        )
+        for i in range(3)
+    ]
+    drawn = liveplot.svg("emails v2", points, "target_value", 0.008)
+    ticks = re.findall(r'text-anchor="end">([0-9.]+)</text>', drawn)
+    assert ticks == ["0", "0.025", "0.05"]
+    assert "holdout 0.008" in drawn
