@@ -102,6 +102,8 @@ CANDIDATES: dict[str, Candidate] = {
         Candidate("lr0.1-l31", trees={"learning_rate": 0.1, "max_leaf_nodes": 31, "max_iter": 600}),
         Candidate("lr0.1-l7", trees={"learning_rate": 0.1, "max_leaf_nodes": 7, "max_iter": 800}),
         Candidate("l2-10", trees={"l2_regularization": 10.0, "max_iter": 800}),
+        Candidate("features-0.5", trees={"max_features": 0.5, "max_iter": 600}),
+        Candidate("msl-100", trees={"min_samples_leaf": 100, "max_iter": 600}),
         Candidate("w5", trees={"max_iter": 800}, fraud_weight=5.0),
         Candidate(
             "today+et",
@@ -143,7 +145,8 @@ READING = (
     "  l2 1.0); `today+tod` adds `Time % 86400`; `lr0.1-l31`, `lr0.1-l7`, `l2-10` tune",
     "  its trees; `w5` weighs fraud 5 x; `a-fifth` keeps a fifth of the legitimate",
     "  transactions, reweighted (what the cap of 200,000 keeps of a 1M-row retrain);",
-    "  `today+et` averages it with 100 extra trees (min 5 a leaf, sqrt features).",
+    "  `today+et` averages it with 100 extra trees (min 5 a leaf, sqrt features);",
+    "  `features-0.5` draws half the features at each split, `msl-100` 100 a leaf.",
     "- The cap does not bind on this split (181,257 legitimate transactions on the",
     "  training side, under 200,000): with and without it the fitted model is the same.",
 )
