@@ -41,6 +41,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from multiprocessing import get_context
+from pathlib import Path
 from typing import Any
 
 from kafka.errors import KafkaError
@@ -151,6 +152,11 @@ class Demo:
         self.started_at = datetime.now(UTC)
         self.settings = base
         self.runs: dict[Domain, DomainRun] = {}
+        # One fit in this process at a time: two in threads fight over the GIL (and the
+        # fraud model's OpenMP threads spin), which made each several times slower; the
+        # other domain's history, worker start-up and operator runs (child processes)
+        # overlap the fit instead.
+        self._fitting = threading.Lock()
 
     # -- set-up --------------------------------------------------------------------
     def start_services(self) -> None:
@@ -250,7 +256,7 @@ class Demo:
         while the services start; then each domain, in a thread of its own, publishes
         its history, trains v1, starts its worker and monitor (they come up while the
         operator works) and runs the operator's part. Their fits and the operator's
-        runs (child processes) overlap."""
+        runs (child processes) overlap; the fits in this process take turns."""
         n = len(self.plan.domains)
         # A process per data set ("spawn": this process has threads that fork would copy
         # mid-step), then a thread per domain.
@@ -282,7 +288,8 @@ class Demo:
             f"{domain}: {summary.labels_sent} labelled examples published as history"
         )
         job = RetrainJob(self.settings, registry, role="demo")
-        outcome = job.run(RunRequest(domain=domain, trigger="demo-seed", force=True))
+        with self._fitting:
+            outcome = job.run(RunRequest(domain=domain, trigger="demo-seed", force=True))
         self.console.print(f"{domain}: {outcome.summary_line()}", markup=False)
         if outcome.outcome != "promoted":
             raise DemoError(f"{domain}: v1 was not promoted: {outcome.reason}")
@@ -337,24 +344,34 @@ class Demo:
 
     def _await_monitors(self, timeout_s: float = 90.0) -> None:
         """Until each domain's monitor has opened its reader (it logs that it started):
-        it reads from the end of the labels, so the stream must not begin before."""
-        deadline = time.monotonic() + timeout_s
+        it reads from the end of the labels, so the stream must not begin before; and
+        until each retrain service runs its schedule (its workers, started earlier, no
+        longer give it the minute it had to come up before the stream)."""
+        logs = self.plan.out_dir / "logs"
         waiting = {
-            d: (self.plan.out_dir / "logs" / f"monitor-{d}.log", f"monitor of {d} started")
+            f"monitor of {d}": (logs / f"monitor-{d}.log", f"monitor of {d} started")
+            for d in self.runs
+        } | {
+            f"retrain service of {d}": (logs / f"retrain-{d}.log", f"start: schedules for {d}")
             for d in self.runs
         }
+        self._await_lines(waiting, timeout_s)
+        # Its consumers find the end offsets on their first poll, right after that line.
+        time.sleep(2.0)
+
+    def _await_lines(self, waiting: dict[str, tuple[Path, str]], timeout_s: float) -> None:
+        """Until each log file holds its line."""
+        deadline = time.monotonic() + timeout_s
         while waiting:
-            for domain, (path, line) in list(waiting.items()):
+            for name, (path, line) in list(waiting.items()):
                 if path.exists() and line in path.read_text(errors="replace"):
-                    del waiting[domain]
+                    del waiting[name]
             crashed = self.children.crashed()
             if crashed:
                 raise DemoError(f"stopped unexpectedly: {crashed[0].name} ({crashed[0].log_path})")
             if time.monotonic() > deadline:
-                raise DemoError(f"the monitors of {', '.join(waiting)} did not start in time")
+                raise DemoError(f"the {', '.join(waiting)} did not start in time")
             time.sleep(0.5)
-        # Its consumers find the end offsets on their first poll, right after that line.
-        time.sleep(2.0)
 
     def _await_workers(self, timeout_s: float = 120.0) -> None:
         """Until every worker process has joined its group and holds partitions, so that
@@ -532,7 +549,8 @@ class Demo:
             markup=False,
         )
         plan, seed = WORSE[domain], self.settings.retrain.seed
-        run.worse = register_worse(registry, run.data, plan, seed).version
+        with self._fitting:
+            run.worse = register_worse(registry, run.data, plan, seed).version
         self.console.print(
             f"{domain}: v{run.worse} registered, not promoted: {plan.why}", markup=False
         )
