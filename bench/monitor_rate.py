@@ -106,6 +106,7 @@ def measure(
     summary = monitor.run(until_idle_s=10.0)
     if profiler is not None:
         profiler.disable()
+        profile.parent.mkdir(parents=True, exist_ok=True)
         profiler.dump_stats(str(profile))
     assert summary.first_batch_at is not None
     assert summary.last_batch_at is not None

@@ -2,10 +2,11 @@
 is counted as a negative (fraud: no chargeback after N days is a legitimate transaction).
 
 The monitor reads the domain's events topic a second time (its own consumer, manually
-assigned, ``read_committed``), and holds each partition back until its next event is
-due: event time + ``N`` at most the *horizon*, the earlier of now and the last time the
-label reader was caught up with the labels topic (so a label published before its event
-fell due has been read before the event is judged). A due event is counted unless an
+assigned, ``read_committed``), and holds each partition back (paused, its first records
+not due yet kept in memory) until its next event is due: event time + ``N`` at most the
+*horizon*, the earlier of now and the last time the label reader was caught up with the
+labels topic (so a label published before its event fell due has been read before the
+event is judged). A due event is counted unless an
 explicit label for its id was taken: those ids are kept in Redis, in one hash per hour
 of event time, written before the batch that took the labels is stored (a crash in
 between leaves an id whose label is read again; never a label without its id), and
@@ -55,6 +56,7 @@ HOLD_SLACK_S = 1.0
 # event-time order in their partition still find their label's id.
 TRIM_MARGIN_S = 3600.0
 METADATA_WAIT_S = 30.0
+POLL_MS = 20
 # Labelled ids are kept in one hash per hour of event time; a trim deletes the last
 # day's worth of hours behind the horizon, and each hash expires a week after its hour
 # fell due (a monitor stopped longer than that may count a labelled event twice).
@@ -103,6 +105,8 @@ class DelayedReader:
         section = settings.monitor
         self.spec, self.topic, self.after_s = spec, topic, after_s
         self._held: dict[TopicPartition, float] = {}  # partition -> read again at (epoch s)
+        # Records read but not due yet, at most one poll's worth per held partition.
+        self._pending: dict[TopicPartition, list[Any]] = {}
         self.consumer: KafkaConsumer = make_consumer(
             settings.kafka,
             group_id=None,
@@ -135,16 +139,23 @@ class DelayedReader:
     def poll(self, horizon_s: float) -> Due:
         """The events due at ``horizon_s`` (epoch seconds) among the next records."""
         self._release(time.time())
+        # The records of the partitions released now (the others stay held).
+        batches = {tp: r for tp, r in self._pending.items() if tp not in self._held}
+        self._pending = {tp: r for tp, r in self._pending.items() if tp in self._held}
+        # A short wait, not none: a zero-timeout poll may hand the client no time to
+        # read the fetch responses in flight.
+        for tp, records in self.consumer.poll(timeout_ms=POLL_MS).items():
+            batches[tp] = [*batches.get(tp, []), *records]
         due = Due()
         parts: list[Sequence[s.Event]] = []
-        for tp, records in self.consumer.poll(timeout_ms=0).items():
+        for tp, records in batches.items():
             events, taken, rejects, next_due_s = self._due(records, horizon_s)
             due.rejects += rejects
             parts.append(events)
             if taken:
                 due.offsets[offset_field(EVENTS, tp.partition)] = records[taken - 1].offset + 1
             if next_due_s is not None:
-                self._hold(tp, records[taken].offset, next_due_s)
+                self._hold(tp, records[taken:], next_due_s)
         flat = [e for part in parts for e in part]
         if flat:
             due.batch = negatives(self.spec, flat, self.after_s)
@@ -171,9 +182,11 @@ class DelayedReader:
             events.append(event)
         return events, len(records), rejects, None
 
-    def _hold(self, tp: TopicPartition, offset: int, due_s: float) -> None:
-        """Read ``tp`` again from ``offset`` once its next event is due."""
-        self.consumer.seek(tp, offset)
+    def _hold(self, tp: TopicPartition, records: list[Any], due_s: float) -> None:
+        """Keep ``records`` (not due yet) in memory and stop fetching ``tp`` until the
+        first falls due (no seek: their offsets are not stored, so a restart reads them
+        again)."""
+        self._pending[tp] = records
         self.consumer.pause(tp)
         self._held[tp] = max(due_s, time.time()) + HOLD_SLACK_S
 

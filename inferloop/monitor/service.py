@@ -234,6 +234,11 @@ class Monitor:
             return polled, NOTHING_DUE
         if self.reader.labels_caught_up():
             self._labels_current_at = started
+        if not self._labels_current_at:
+            # Nothing can be due before the labels were read once to their end: holding
+            # every partition at start only costs reads (and stalled partitions, seen
+            # with kafka-python 3.0.12 under pause/resume: see implicit.py).
+            return polled, NOTHING_DUE
         return polled, self.implicit.poll(min(time.time(), self._labels_current_at))
 
     def _take(self, polled: Polled, due: Due) -> None:

@@ -157,9 +157,10 @@ def test_a_monitor_killed_and_restarted_counts_each_implicit_negative_once(
     assert second.process.wait(180) == 0, second.log()
 
     found = counts(redis_client, settings)
-    assert found["labels"] == len(labelled)
-    assert found["implicit_negatives"] == n - len(labelled)
-    assert found["implicit_labelled"] == len(labelled)
-    assert found.get("duplicates", 0) == 0
+    names = ("labels", "implicit_negatives", "implicit_labelled", "duplicates", "implicit_rejects")
+    assert {name: found.get(name, 0) for name in names} == {
+        "labels": len(labelled), "implicit_negatives": n - len(labelled),
+        "implicit_labelled": len(labelled), "duplicates": 0, "implicit_rejects": 0,
+    }, (found, second.log()[-3000:])  # fmt: skip
     stored = StateStore(redis_client, Keys(settings.redis.key_prefix), DOMAIN, 1).load()
     assert len({e.id_hash for e in stored.entries}) == len(stored.entries) == n
