@@ -104,7 +104,7 @@ def measure(
     if profiler is not None:
         profiler.enable()
     summary = monitor.run(until_idle_s=10.0)
-    if profiler is not None:
+    if profiler is not None and profile is not None:
         profiler.disable()
         profile.parent.mkdir(parents=True, exist_ok=True)
         profiler.dump_stats(str(profile))
