@@ -19,6 +19,7 @@ Outcome = Literal[
     "lease_lost",  # the lease was taken over during the run: it could not promote
     "conflict",  # the champion moved during the run: it did not promote
     "cancelled",  # the service stopped before the run could finish
+    "superseded",  # a newer trigger of the domain waited behind the same run: it runs instead
     "failed",  # an error; the reason says which
 ]
 OUTCOMES: tuple[Outcome, ...] = (
@@ -32,6 +33,7 @@ OUTCOMES: tuple[Outcome, ...] = (
     "lease_lost",
     "conflict",
     "cancelled",
+    "superseded",
     "failed",
 )
 # A run that reached a decision (or rightly decided there was nothing to do).

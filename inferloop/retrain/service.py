@@ -99,6 +99,9 @@ class RetrainService:
         self._lock = threading.Lock()
         self._running: dict[str, str] = {}
         self._inflight: dict[str, Trigger] = {}
+        # The newest trigger per domain that found the domain's run going: it runs when
+        # that run ends (its entry stays pending, kept fresh, meanwhile).
+        self._deferred: dict[str, Trigger] = {}
         self._outcomes: list[RunOutcome] = []
         self._next_beat = 0.0
         self.scheduler = self._build_scheduler()
@@ -175,6 +178,9 @@ class RetrainService:
                     "trigger %s was left by a stopped instance: running it", trigger.trigger_id
                 )
                 self._dispatch(trigger)
+            # A lease another instance held may be free now: try the waiting triggers again.
+            for domain in list(self._deferred):
+                self._release_deferred(domain)
             self._next_beat = time.monotonic() + self.retrain.heartbeat_s
         block_ms = int(min(READ_BLOCK_S, self.retrain.heartbeat_s) * 1000)
         for trigger in self.queue.read_new(self.instance, block_ms):
@@ -219,17 +225,79 @@ class RetrainService:
         )
 
     def _run_trigger(self, trigger: Trigger) -> None:
+        waiting = False
         try:
             if self._stop.is_set():
+                return
+            waiting = self._defer_if_running(trigger)
+            if waiting:
                 return
             outcome = self._execute(trigger_request(trigger))
             if outcome.outcome == "cancelled":
                 log.warning("trigger %s stays pending for the next instance", trigger.trigger_id)
                 return
+            if outcome.outcome == "lock_held":
+                # Another instance's run: this one waits, and is tried again at heartbeats.
+                waiting = self._defer(trigger)
+                if waiting:
+                    return
             self.queue.finish(trigger, outcome)
         finally:
-            with self._lock:
-                self._inflight.pop(trigger.entry_id, None)
+            if not waiting:
+                with self._lock:
+                    self._inflight.pop(trigger.entry_id, None)
+
+    def _defer_if_running(self, trigger: Trigger) -> bool:
+        """Hold ``trigger`` for later when a run of its domain goes on here."""
+        with self._lock:
+            running = trigger.domain in self._running
+        return running and self._defer(trigger)
+
+    def _defer(self, trigger: Trigger) -> bool:
+        """Keep ``trigger`` as its domain's waiting trigger, unless a newer one waits.
+
+        The older of the two is answered ``superseded`` (naming the newer): the run the
+        newer one starts reads every label the older would have, so it is never lost and
+        never run twice. Returns whether ``trigger`` is the one that waits.
+        """
+        with self._lock:
+            held = self._deferred.get(trigger.domain)
+            keep, drop = trigger, held
+            if held is not None and _entry_order(held.entry_id) > _entry_order(trigger.entry_id):
+                keep, drop = held, trigger
+            self._deferred[trigger.domain] = keep
+        log.info("trigger %s waits for the running retrain of %s", keep.trigger_id, trigger.domain)
+        if drop is not None and drop is not keep:
+            self._supersede(drop, keep)
+        return keep is trigger
+
+    def _supersede(self, old: Trigger, new: Trigger) -> None:
+        now = iso(utc_now())
+        reason = f"superseded by trigger {new.trigger_id}, which runs when the running run ends"
+        request = trigger_request(old)
+        outcome = RunOutcome(
+            request.run_id, old.domain, request.trigger, "superseded", reason, now, finished_at=now
+        )
+        log.info("trigger %s %s", old.trigger_id, reason)
+        self.queue.finish(old, outcome)
+        with self._lock:
+            self._inflight.pop(old.entry_id, None)
+
+    def _release_deferred(self, domain: str) -> None:
+        """Start the domain's waiting trigger, unless a run of the domain goes on here."""
+        with self._lock:
+            if domain in self._running or self._stop.is_set():
+                return
+            trigger = self._deferred.pop(domain, None)
+        if trigger is None:
+            return
+        log.info("trigger %s: the domain's run ended, running it", trigger.trigger_id)
+        self.scheduler.add_job(
+            self._run_trigger,
+            args=[trigger],
+            name=f"trigger {trigger.trigger_id} ({trigger.domain})",
+            misfire_grace_time=None,
+        )
 
     def _fire(self, domain: Domain) -> None:
         fire_time = scheduled_fire_time() or utc_now()
@@ -273,6 +341,7 @@ class RetrainService:
             self.metrics.running.labels(request.domain).dec()
             with self._lock:
                 self._running.pop(request.domain, None)
+            self._release_deferred(request.domain)
         self.metrics.observe(outcome)
         with self._lock:
             self._outcomes.append(outcome)
@@ -399,6 +468,12 @@ def live_services(client: redis.Redis, keys: Keys, max_age_s: float) -> dict[str
 def heartbeat_max_age_s(settings: Settings) -> float:
     """How old a heartbeat may be for its instance to count as running."""
     return 3 * settings.retrain.heartbeat_s + READ_BLOCK_S
+
+
+def _entry_order(entry_id: str) -> tuple[int, int]:
+    """A stream entry id (``<ms>-<seq>``) as a sortable pair."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def trigger_request(trigger: Trigger) -> RunRequest:

@@ -220,3 +220,69 @@ def test_the_monitors_triggers_run_as_monitor_runs_each_with_its_own_run_id(
     assert len({o.run_id for o in outcomes}) == 2
     assert all(len(o.run_id) == 12 for o in outcomes)
     assert trigger_request(_trigger()).trigger == "operator"
+
+
+def _wait_outcome(queue: TriggerQueue, trigger_id: str, timeout_s: float) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = queue.outcome(trigger_id)
+        if found is not None:
+            return found
+        time.sleep(0.1)
+    return None
+
+
+def test_triggers_sent_during_a_run_wait_for_it_and_the_newest_runs(
+    retrain_settings: Settings, labels_topic: str, registry: Registry, redis_client: redis.Redis
+) -> None:
+    # Before: each trigger that arrived mid-run was answered lock_held and acknowledged
+    # (the shift case lost 3-4 a run).
+    produce(retrain_settings, labels_topic, emails(300))
+    queue = _queue(retrain_settings, redis_client)
+    at = "2025-01-01T00:00:00Z"
+    first = _trigger()
+    older = Trigger("monitor-emails-floor-7", "emails", True, "monitor", at)
+    newer = Trigger("monitor-emails-floor-7-v1-400", "emails", True, "monitor", at)
+    gate = Gate()
+    with serving(retrain_settings, registry, progress=gate) as (_, reports):
+        queue.send(first)
+        assert gate.holding.wait(timeout=60), "the first run did not reach its fit"
+        queue.send(older)
+        queue.send(newer)
+        # The older is answered at once by the newer; the newer waits, unanswered.
+        superseded = _wait_outcome(queue, older.trigger_id, timeout_s=30)
+        assert queue.outcome(newer.trigger_id) is None
+        gate.go.set()
+        ran = queue.wait(newer.trigger_id, timeout_s=120)
+        done = queue.wait(first.trigger_id, timeout_s=30)
+    assert superseded is not None
+    assert superseded.outcome == "superseded"
+    assert newer.trigger_id in superseded.reason
+    assert done.outcome == "promoted"
+    assert ran.outcome not in ("lock_held", "superseded"), ran.reason
+    assert ran.trigger == "monitor"
+    runs = [r.run_id for report in reports for r in report.runs]
+    assert runs == [done.run_id, ran.run_id]  # two runs: the older never ran
+    assert redis_client.xpending(queue.stream, GROUP)["pending"] == 0
+
+
+def test_a_trigger_waits_for_a_lease_held_elsewhere_and_then_runs(
+    retrain_settings: Settings, labels_topic: str, registry: Registry, redis_client: redis.Redis
+) -> None:
+    produce(retrain_settings, labels_topic, emails(300))
+    keys = Keys(retrain_settings.redis.key_prefix)
+    queue = _queue(retrain_settings, redis_client)
+    trigger = _trigger()
+    # Another instance (or the CLI) runs the domain: this service's job finds it held.
+    lease = LeaseLock(redis_client, keys.retrain_lock("emails"), 60).acquire("elsewhere")
+    try:
+        with serving(retrain_settings, registry):
+            queue.send(trigger)
+            assert _wait_outcome(queue, trigger.trigger_id, timeout_s=3) is None
+            assert redis_client.xpending(queue.stream, GROUP)["pending"] == 1
+            lease.release()
+            outcome = queue.wait(trigger.trigger_id, timeout_s=120)
+    finally:
+        lease.release()
+    assert outcome.outcome == "promoted", outcome.reason
+    assert redis_client.xpending(queue.stream, GROUP)["pending"] == 0
