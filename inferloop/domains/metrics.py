@@ -176,3 +176,41 @@ class RealisedRate:
     def as_dict(self) -> dict[str, float | int]:
         """The figures as plain values."""
         return asdict(self)
+
+
+# A holdout recall whose upper 95 % bound is under this share of the calibration's
+# recall is a collapse, not noise: the shift case's v5 caught 1.6 % of the new spam
+# at a threshold that caught most of the calibration window's.
+RECALL_COLLAPSE_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class RecallShortfall:
+    """A threshold's recall on calibration (what it promised) against the holdout's."""
+
+    promised: float
+    holdout: RealisedRate  # positives caught, of the holdout's positives
+
+    @classmethod
+    def of(
+        cls,
+        cal_y: np.ndarray[Any, Any],
+        cal_scores: np.ndarray[Any, Any],
+        y: np.ndarray[Any, Any],
+        scores: np.ndarray[Any, Any],
+        threshold: float,
+    ) -> RecallShortfall:
+        """Recall at ``threshold`` on calibration and, with its interval, on the holdout."""
+        cal_positive = np.asarray(cal_y) == 1
+        promised = _ratio(
+            int(np.count_nonzero(decide(cal_scores, threshold) & cal_positive)),
+            int(np.count_nonzero(cal_positive)),
+        )
+        positive = np.asarray(y) == 1
+        caught = int(np.count_nonzero(decide(scores, threshold) & positive))
+        return cls(promised, RealisedRate.of_counts(caught, int(np.count_nonzero(positive))))
+
+    @property
+    def collapsed(self) -> bool:
+        """Whether the holdout's recall is surely under half of what calibration promised."""
+        return self.holdout.of > 0 and self.holdout.upper < RECALL_COLLAPSE_SHARE * self.promised

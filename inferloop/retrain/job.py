@@ -26,7 +26,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from inferloop.domains import DomainSpec, get_domain
-from inferloop.domains.metrics import RealisedRate
+from inferloop.domains.metrics import RealisedRate, RecallShortfall
 from inferloop.errors import InferloopError, RedisUnavailableError
 from inferloop.keys import Keys
 from inferloop.registry import CHALLENGER, AliasTarget, LockGuard, ModelVersion, Registry
@@ -92,10 +92,12 @@ class ThresholdChoice:
 
     ``realised`` is the rate of the threshold chosen on the calibration window, on the
     holdout (never seen by it). When it is over the target and its upper 95 % bound
-    exceeds twice the target, the threshold is chosen again on calibration + holdout
-    (``source`` "holdout"), the newest labelled data there is, rather than ship one
-    known to miss or refuse a better model for it; live labels check it again during
-    probation.
+    exceeds twice the target, or when it caught far fewer positives of the holdout than
+    of the calibration window (:class:`RecallShortfall`: a threshold above the new
+    positives' scores, which the ranking gate alone would let through), the threshold
+    is chosen again on calibration + holdout (``source`` "holdout"), the newest
+    labelled data there is, rather than ship one known to miss or refuse a better model
+    for it; live labels check it again during probation.
     """
 
     threshold: float
@@ -105,6 +107,7 @@ class ThresholdChoice:
     calibration_threshold: float
     realised: RealisedRate
     metrics: dict[str, float]  # the candidate's on the holdout, at ``threshold``
+    recall: RecallShortfall  # the calibration threshold's recall: promised and on the holdout
 
     def as_dict(self) -> dict[str, Any]:
         """The choice as plain values (for params, the report and the record)."""
@@ -115,6 +118,8 @@ class ThresholdChoice:
             "target_rate": self.target_rate,
             "calibration_threshold": self.calibration_threshold,
             "holdout_realised": self.realised.as_dict(),
+            "recall_promised": self.recall.promised,
+            "holdout_recall": self.recall.holdout.as_dict(),
         }
 
 
@@ -123,9 +128,11 @@ def choose_threshold(spec: DomainSpec, trained: Trained) -> ThresholdChoice:
     target = spec.target()
     fitted, y, scores = trained.fitted, trained.holdout_y, trained.holdout_scores
     realised = RealisedRate.of_counts(*target.errors(y, scores, fitted.threshold))
+    cal_y, cal_scores = fitted.calibration()
+    recall = RecallShortfall.of(cal_y, cal_scores, y, scores, fitted.threshold)
     threshold, source, metrics = fitted.threshold, fitted.threshold_source, trained.metrics
-    if realised.rate > target.rate and realised.upper > 2 * target.rate:
-        cal_y, cal_scores = fitted.calibration()
+    missed = realised.rate > target.rate and realised.upper > 2 * target.rate
+    if missed or recall.collapsed:
         threshold = spec.choose_threshold(
             np.concatenate([cal_y, y]), np.concatenate([cal_scores, scores])
         )
@@ -133,7 +140,8 @@ def choose_threshold(spec: DomainSpec, trained: Trained) -> ThresholdChoice:
         metrics = spec.metrics(y, scores, threshold)
         log.warning(
             "%s: the calibration threshold %.6f gave %d of %d (%.2f%%, up to %.2f%%) on the "
-            "holdout against a target of %.2f%%: re-derived on calibration + holdout: %.6f",
+            "holdout against a target of %.2f%%, recall %.3f (up to %.3f) against %.3f on "
+            "calibration: re-derived on calibration + holdout: %.6f",
             spec.name,
             fitted.threshold,
             realised.errors,
@@ -141,6 +149,9 @@ def choose_threshold(spec: DomainSpec, trained: Trained) -> ThresholdChoice:
             100 * realised.rate,
             100 * realised.upper,
             100 * target.rate,
+            recall.holdout.rate,
+            recall.holdout.upper,
+            recall.promised,
             threshold,
         )
     return ThresholdChoice(
@@ -151,6 +162,7 @@ def choose_threshold(spec: DomainSpec, trained: Trained) -> ThresholdChoice:
         calibration_threshold=fitted.threshold,
         realised=realised,
         metrics=metrics,
+        recall=recall,
     )
 
 

@@ -315,13 +315,20 @@ def test_an_unreachable_redis_is_a_failed_run_naming_its_address(
 # -- the candidate's threshold judged on the holdout (pure) ---------------------------
 
 
-def _trained(cal_ham: np.ndarray, hold_ham: np.ndarray, threshold: float) -> Trained:
-    """A candidate whose calibration window and holdout hold these ham scores (and spam at 0.99)."""
+def _trained(
+    cal_ham: np.ndarray,
+    hold_ham: np.ndarray,
+    threshold: float,
+    hold_spam: np.ndarray | None = None,
+) -> Trained:
+    """A candidate whose calibration window and holdout hold these ham scores (and spam at
+    0.99, or ``hold_spam`` on the holdout)."""
     spec = get_domain("emails")
     cal_y = np.r_[np.zeros(len(cal_ham)), np.ones(50)].astype(np.int8)
     cal_scores = np.r_[cal_ham, np.full(50, 0.99)]
-    hold_y = np.r_[np.zeros(len(hold_ham)), np.ones(100)].astype(np.int8)
-    hold_scores = np.r_[hold_ham, np.full(100, 0.99)]
+    spam = np.full(100, 0.99) if hold_spam is None else hold_spam
+    hold_y = np.r_[np.zeros(len(hold_ham)), np.ones(len(spam))].astype(np.int8)
+    hold_scores = np.r_[hold_ham, spam]
     fitted = Fitted(
         cast(Any, None),
         threshold,
@@ -375,6 +382,39 @@ def test_a_threshold_that_missed_on_the_holdout_is_rederived_with_it() -> None:
     assert threshold_metrics(both_y, both, choice.threshold)["fpr"] <= 0.005
     assert choice.metrics["fpr"] < 0.02
     assert choice.as_dict()["holdout_realised"]["rate"] == 0.05
+
+
+def test_a_threshold_above_the_new_positives_is_rederived_with_the_holdout() -> None:
+    # The shift case's v5: the calibration threshold flagged almost none of the ham on
+    # the holdout (on target) but caught 1.6 % of its spam, whose scores sit below it
+    # yet well above the ham's: the ranking is good, the threshold is not.
+    rng = np.random.default_rng(0)
+    cal_ham = rng.uniform(0, 0.5, 2000)
+    threshold = 0.95
+    new_spam = np.r_[rng.uniform(0.6, 0.9, 98), np.full(2, 0.97)]
+    trained = _trained(cal_ham, rng.uniform(0, 0.5, 1000), threshold, hold_spam=new_spam)
+    assert trained.metrics["f1"] < 0.05
+    choice = choose_threshold(get_domain("emails"), trained)
+    assert choice.recall.promised == 1.0
+    assert choice.recall.holdout.errors == 2  # of 100 caught
+    assert choice.recall.collapsed
+    assert choice.source == "holdout"
+    assert choice.threshold < 0.6
+    assert choice.metrics["f1"] > 0.95
+    assert choice.metrics["fpr"] <= 0.005
+    assert choice.as_dict()["holdout_recall"]["rate"] == 0.02
+
+
+def test_a_recall_within_noise_of_the_promise_keeps_the_threshold() -> None:
+    # 12 of 20 spam caught against 50 of 50 on calibration: low, but 20 positives cannot
+    # rule out half of what calibration promised.
+    rng = np.random.default_rng(0)
+    cal_ham = rng.uniform(0, 0.5, 2000)
+    spam = np.r_[np.full(12, 0.99), rng.uniform(0.6, 0.9, 8)]
+    trained = _trained(cal_ham, rng.uniform(0, 0.5, 1000), 0.95, hold_spam=spam)
+    choice = choose_threshold(get_domain("emails"), trained)
+    assert not choice.recall.collapsed
+    assert (choice.source, choice.threshold) == ("calibration", 0.95)
 
 
 def test_the_metric_says_when_a_champion_is_left_below_its_floor() -> None:
