@@ -218,8 +218,11 @@ class Stream:
 class ShiftRun:
     """One run of the shift case; :meth:`run` returns its results."""
 
-    def __init__(self, variant: str, data_dir: Path, out: Path) -> None:
+    def __init__(
+        self, variant: str, data_dir: Path, out: Path, train_window_labels: int | None = None
+    ) -> None:
         self.variant = variant
+        self.train_window_labels = train_window_labels
         self.data_dir = data_dir.resolve()
         self.out = out.resolve()
         self.children = Children()
@@ -267,6 +270,7 @@ class ShiftRun:
                 "retrain": base.retrain.model_copy(
                     update={
                         "emails_schedule": SCHEDULES[self.variant],
+                        "emails_train_window_labels": self.train_window_labels,
                         "transactions_schedule": "off",
                         "reports_dir": self.out / "reports",
                         "snapshot_dir": self.out / "snapshots",
@@ -399,6 +403,7 @@ class ShiftRun:
             shift = {
                 "variant": self.variant,
                 "schedule": SCHEDULES[self.variant],
+                "train_window_labels": self.train_window_labels,
                 "rate_per_s": RATE_PER_S,
                 "label_delay_s": LABEL_DELAY_S,
                 "streamed": len(selection(data, ReplayPlan(end_fraction=0.5))),
@@ -411,7 +416,12 @@ class ShiftRun:
             }  # fmt: skip
         return {
             "run": self.out.name,
-            "command": f"python -m bench.shift --variant {self.variant}",
+            "command": f"python -m bench.shift --variant {self.variant}"
+            + (
+                f" --train-window-labels {self.train_window_labels}"
+                if self.train_window_labels
+                else ""
+            ),
             "source": source_facts(),
             "machine": {"time": datetime.now(UTC).isoformat(), "cores": _cores()},
             "load_start": load_start,
@@ -521,6 +531,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variant", choices=sorted(SCHEDULES), default="hourly")
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
     parser.add_argument(
+        "--train-window-labels",
+        type=int,
+        default=None,
+        help="the retrain service's emails training window (newest N labelled examples)",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=None,
@@ -531,7 +547,7 @@ def main(argv: list[str] | None = None) -> None:
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = args.out or Path("results") / f"{run_id}-shift-{args.variant}"
     out.mkdir(parents=True, exist_ok=True)
-    results = ShiftRun(args.variant, args.data_dir, out).run()
+    results = ShiftRun(args.variant, args.data_dir, out, args.train_window_labels).run()
     write_summary(out, results, markdown)
     print((out / "results.md").read_text())
 

@@ -251,6 +251,11 @@ class RetrainSettings(_Section):
     # paired live win or retires. A rollback's cool-down forces shadow-first meanwhile.
     emails_promotion_policy: PromotionPolicy = "direct"
     transactions_promotion_policy: PromotionPolicy = "direct"
+    # Per-domain training window: fit on only the newest this many labelled examples of
+    # the training side (the holdout is unchanged; None: all of them). When a new source
+    # takes over, its few hundred labels are not outvoted by an old source's thousands.
+    emails_train_window_labels: int | None = Field(default=None, ge=100)
+    transactions_train_window_labels: int | None = Field(default=None, ge=100)
     # Fewer new labelled records than this since the champion's data set: skip the run.
     min_new_labels: int = Field(default=100, ge=0)
     holdout_fraction: float = Field(default=0.2, gt=0, lt=1)

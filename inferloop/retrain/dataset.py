@@ -15,6 +15,7 @@ id is one example, so no id is on both sides.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -122,3 +123,14 @@ def new_label_count(
         return sum(end_offsets.values())
     seen = {int(p): int(r["end"]) for p, r in partitions.items()}
     return sum(max(end - seen.get(p, 0), 0) for p, end in end_offsets.items())
+
+
+def newest_training(split: Split, window_labels: int | None) -> Split:
+    """``split`` with only its newest ``window_labels`` training examples (None: all).
+
+    The training side is in event-time order, so the window is its tail; the holdout
+    is untouched, so a windowed candidate is judged on the same examples as any other.
+    """
+    if window_labels is None or len(split.train) <= window_labels:
+        return split
+    return dataclasses.replace(split, train=split.train[-window_labels:])

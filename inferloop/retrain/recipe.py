@@ -23,7 +23,7 @@ from threadpoolctl import threadpool_limits
 from inferloop.domains import DomainSpec
 from inferloop.domains.training import Fitted, build, fit
 from inferloop.retrain.columns import Columns
-from inferloop.retrain.dataset import Split, deduplicate, time_split
+from inferloop.retrain.dataset import Split, deduplicate, newest_training, time_split
 from inferloop.retrain.progress import Progress
 from inferloop.retrain.provenance import config_sha256
 from inferloop.retrain.snapshot import Snapshot
@@ -51,6 +51,9 @@ class Recipe:
     # Parameters set on the domain's pipeline (``step__parameter``), e.g. an operator's
     # experiment; part of the recipe, so a rebuild sets them too.
     params: dict[str, Any] = field(default_factory=dict)
+    # Fit on only the newest this many training examples (None, as in versions fitted
+    # before the setting: all of them). The holdout is the same either way.
+    train_window_labels: int | None = None
 
     @classmethod
     def from_settings(
@@ -74,6 +77,7 @@ class Recipe:
             seed=chosen,
             pipeline=repr(build(spec, chosen, overrides)),
             params=overrides,
+            train_window_labels=getattr(retrain, f"{spec.name}_train_window_labels"),
         )
 
     @classmethod
@@ -169,6 +173,7 @@ def train_and_score(
         as_of_s=snapshot.taken_at_s,
         maturity_s=recipe.label_maturity_s,
     )
+    split = newest_training(split, recipe.train_window_labels)
     durations["prepare"] = time.perf_counter() - started
     train_rows = spec.take_rows(examples.rows, split.train)
     started = time.perf_counter()

@@ -7,7 +7,7 @@ import pytest
 
 from inferloop.domains import get_domain
 from inferloop.retrain.columns import Columns
-from inferloop.retrain.dataset import deduplicate, new_label_count, time_split
+from inferloop.retrain.dataset import deduplicate, new_label_count, newest_training, time_split
 from inferloop.retrain.errors import NotEnoughDataError
 
 SPEC = get_domain("transactions")
@@ -67,6 +67,21 @@ def test_holdout_is_the_newest_mature_slice_and_no_id_is_on_both_sides() -> None
     assert times[split.holdout].tolist() == list(range(72, 90))
     assert times[split.train].max() < times[split.holdout].min() == split.cutoff_s
     assert not set(examples.ids[split.train]) & set(examples.ids[split.holdout])
+
+
+def test_a_training_window_keeps_the_newest_training_examples_and_the_holdout() -> None:
+    n = 100
+    cols = _columns(
+        [f"e{i}" for i in range(n)], list(range(n)), [1000.0] * n, [i % 2 for i in range(n)]
+    )
+    examples, _ = deduplicate(cols, SPEC)
+    split = time_split(examples, holdout_fraction=0.2, as_of_s=200.0, maturity_s=0.0)
+    windowed = newest_training(split, 30)
+    times = examples.event_time_s
+    assert times[windowed.train].tolist() == list(range(50, 80))
+    assert windowed.holdout.tolist() == split.holdout.tolist()
+    assert newest_training(split, None) is split
+    assert newest_training(split, 500) is split
 
 
 def test_equal_event_times_fall_on_one_side() -> None:
