@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -175,19 +174,24 @@ class ShadowRecords:
             if own is not None:
                 own.failed()
             return []
-        self._count_outcomes(futures, partitions)
+        self._count_outcomes(futures)
         return futures if out.in_transaction else []
 
-    def _count_outcomes(self, futures: list[Any], partitions: list[int]) -> None:
-        """Count the records as sent or failed by their partition's last record: a
-        partition's records of one batch usually travel in one producer batch
-        (acknowledged or failed together), and a callback per partition costs the loop
-        less than one per record (3.4 us)."""
+    def _count_outcomes(self, futures: list[Any]) -> None:
+        """Count each record as sent or failed by its own future: the best-effort
+        producer (not idempotent) can fail some of a partition's records and send the
+        later ones, so no record stands for another (adding the two shared callbacks costs about
+        0.4 us a record, measured on kafka-python's Future)."""
         metrics, domain = self.output.metrics, self.output.metrics.domain
         sent = metrics.shadow_records.labels(domain, "sent")
         failed = metrics.shadow_records.labels(domain, "failed")
-        last = {partition: i for i, partition in enumerate(partitions)}
-        for partition, n in Counter(partitions).items():
-            future = futures[last[partition]]
-            future.add_callback(lambda _metadata, n=n: sent.inc(n))
-            future.add_errback(lambda _error, n=n: failed.inc(n))
+
+        def on_sent(_metadata: object) -> None:
+            sent.inc()
+
+        def on_failed(_error: object) -> None:
+            failed.inc()
+
+        for future in futures:
+            future.add_callback(on_sent)
+            future.add_errback(on_failed)

@@ -8,11 +8,12 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
 from kafka.errors import KafkaTimeoutError
+from kafka.future import Future
 
 from inferloop.connections import admin_client
 from inferloop.domains.idhash import in_sample
@@ -257,6 +258,41 @@ def test_a_failed_shadow_send_is_counted_at_least_once_and_fails_the_transaction
         "inferloop_worker_shadow_records_total", {"domain": DOMAIN, "outcome": "failed"}
     )
     assert failed == 2
+
+
+class OnePartition:
+    """A producer of one partition whose sends are settled by the test (one future each)."""
+
+    def __init__(self) -> None:
+        self.futures: list[Future] = []
+
+    def partitions_for(self, topic: str) -> set[int]:
+        return {0}
+
+    def send(self, topic: str, *, value: bytes, key: bytes, partition: int) -> Future:
+        self.futures.append(Future())
+        return self.futures[-1]
+
+
+def test_each_shadow_record_is_counted_by_its_own_outcome_not_its_partitions_last() -> None:
+    # A producer that is not idempotent can fail the first producer batch of a
+    # partition and send the next one: the records of the failed one count as failed.
+    metrics = WorkerMetrics(DOMAIN)
+    out = ShadowOutput("transactions.shadow", 1.0, False, metrics)
+    records = ShadowRecords(out, 2, [b"tx-1", b"tx-2", b"tx-3"], [b"{}"] * 3)
+    producer = OnePartition()
+    assert records.send(cast(Any, producer), KafkaInternals(())) == []
+    first, second, last = producer.futures
+    first.failure(KafkaTimeoutError("expired in the accumulator"))
+    second.failure(KafkaTimeoutError("expired in the accumulator"))
+    last.success(None)
+
+    def count(outcome: str) -> float | None:
+        return metrics.registry.get_sample_value(
+            "inferloop_worker_shadow_records_total", {"domain": DOMAIN, "outcome": outcome}
+        )
+
+    assert (count("failed"), count("sent")) == (2, 1)
 
 
 def test_the_sample_is_stable_per_id_and_near_its_share() -> None:
