@@ -370,8 +370,12 @@ class ShiftRun:
         running = registry.client.exists(keys.retrain_lock(DOMAIN))
         return not running or since > SETTLE_S
 
-    def offline(self, registry: Registry, data: Dataset, versions: Sequence[int]) -> dict[str, Any]:
-        """Each champion, and a model trained on the older half alone, on the newer half."""
+    def offline(
+        self, registry: Registry, data: Dataset, versions: Sequence[int], last: int | None = None
+    ) -> dict[str, Any]:
+        """Each champion, the last registered version (``last``, when no champion: the
+        newest candidate, whatever its gate or the monitor made of it), and a model
+        trained on the older half alone, on the newer half."""
         spec = get_domain(DOMAIN)
         n = len(data)
         older, newer = np.arange(0, n // 2), np.arange(n // 2, n)
@@ -381,6 +385,10 @@ class ShiftRun:
         for version in versions:
             model = activate(registry.load(DOMAIN, version), spec)
             scored[f"v{version}"] = offline_figures(y, model.score(events), model.threshold)
+        if last is not None and last not in versions:
+            model = activate(registry.load(DOMAIN, last), spec)
+            figures = offline_figures(y, model.score(events), model.threshold)
+            scored[f"v{last} (last registered, not champion)"] = figures
         train = data.subset(older)
         with threadpool_limits(limits=1):
             fitted = training.fit(spec, spec.to_rows(list(train.events)), train.y, seed=42, folds=5)
@@ -410,7 +418,9 @@ class ShiftRun:
                 "v1": v1,
                 "stream_s": round((self.stream.ended_at or 0) - timeline.started_at, 1),
                 "milestones": milestones(timeline, self.statuses, moves, runs),
-                "offline": self.offline(registry, data, champions(v1, moves)),
+                "offline": self.offline(
+                    registry, data, champions(v1, moves), last=runs[-1]["version"] if runs else None
+                ),
                 "figures": {"samples": [s.__dict__ for s in timeline.samples],
                             "statuses": self.statuses},
             }  # fmt: skip
