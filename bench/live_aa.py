@@ -105,7 +105,7 @@ def promote_by_hand(demo: Demo, aa: DomainAA) -> None:
     argv = ["registry", "promote", aa.domain, str(aa.v2), "--reason",
             f"A/A: v{aa.v2} is v{aa.v1}'s artifact", "--json"]  # fmt: skip
     result: dict[str, Any] = {}
-    demo._operator(argv, result)
+    demo.run_operator(argv, result)
     if "error" in result:
         raise SystemExit(f"{aa.domain}: promoting v{aa.v2} failed: {result['error']}")
 
@@ -163,10 +163,10 @@ def run_aa(base: Settings, out: Path) -> dict[str, Any]:
         with Registry.from_settings(demo.settings) as registry:
             runs = {d: prepare(demo, registry, d, r) for d, r in demo.runs.items()}
             for domain in runs:
-                demo._start_worker(domain)
-                demo._start_monitor(domain)
-            demo._await_workers()
-            demo._await_monitors()
+                demo.start_worker(domain)
+                demo.start_monitor(domain)
+            demo.await_workers()
+            demo.await_monitors()
             for aa in runs.values():
                 promote_by_hand(demo, aa)
             threads = [threading.Thread(target=stream, args=(demo, demo.runs[d], aa))

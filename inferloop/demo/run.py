@@ -275,8 +275,8 @@ class Demo:
     def _prepare_domain(self, domain: Domain) -> None:
         with Registry.from_settings(self.settings) as registry:
             self._seed(domain, registry)
-            self._start_worker(domain)
-            self._start_monitor(domain)
+            self.start_worker(domain)
+            self.start_monitor(domain)
             self._prepare_operator(domain, registry)
 
     def _seed(self, domain: Domain, registry: Registry) -> None:
@@ -301,10 +301,11 @@ class Demo:
         wait until every worker holds its partitions and every monitor reads."""
         for domain in self.runs:
             self._start_retrain(domain)
-        self._await_workers()
-        self._await_monitors()
+        self.await_workers()
+        self.await_monitors()
 
-    def _start_worker(self, domain: Domain) -> None:
+    def start_worker(self, domain: Domain) -> None:
+        """Start the domain's worker (its processes, each serving metrics on a port)."""
         argv = ["worker", "run", domain, "--processes", str(self.plan.processes)]
         # Each worker process serves its metrics on a port of its own.
         ports = {"INFERLOOP_WORKER__METRICS_PORT": "0"}
@@ -313,7 +314,8 @@ class Demo:
             Child(f"worker-{domain}", argv, log_path), self.settings.to_env() | ports
         )
 
-    def _start_monitor(self, domain: Domain) -> None:
+    def start_monitor(self, domain: Domain) -> None:
+        """Start the domain's monitor."""
         argv = ["monitor", "serve", "--domain", domain, "--metrics-port", "0"]
         log_path = self.plan.out_dir / "logs" / f"monitor-{domain}.log"
         self.children.start(Child(f"monitor-{domain}", argv, log_path), self.settings.to_env())
@@ -342,7 +344,7 @@ class Demo:
             Child(f"retrain-{domain}", argv, log_path), self.settings.to_env() | port
         )
 
-    def _await_monitors(self, timeout_s: float = 90.0) -> None:
+    def await_monitors(self, timeout_s: float = 90.0) -> None:
         """Until each domain's monitor has opened its reader (it logs that it started):
         it reads from the end of the labels, so the stream must not begin before; and
         until each retrain service runs its schedule (its workers, started earlier, no
@@ -373,7 +375,7 @@ class Demo:
                 raise DemoError(f"the {', '.join(waiting)} did not start in time")
             time.sleep(0.5)
 
-    def _await_workers(self, timeout_s: float = 120.0) -> None:
+    def await_workers(self, timeout_s: float = 120.0) -> None:
         """Until every worker process has joined its group and holds partitions, so that
         the stream's latency figures measure scoring, not the workers' start-up."""
         groups = {consumer_group(self.settings, d): d for d in self.runs}
@@ -563,7 +565,7 @@ class Demo:
         for param in WEAKENED[domain]:
             argv += ["--param", param]
         result: dict[str, Any] = {}
-        self._operator(argv, result)
+        self.run_operator(argv, result)
         if "error" in result:
             raise DemoError(f"{domain}: the weakened run failed: {result['error']}")
         return dict(result["outcome"])
@@ -601,7 +603,7 @@ class Demo:
         reason = f"demo: promoted by hand although worse ({WORSE[domain].why})"
         argv = ["registry", "promote", domain, str(worse), "--reason", reason, "--json"]
         result: dict[str, Any] = {}
-        self._operator(argv, result)
+        self.run_operator(argv, result)
         if "error" in result:
             raise DemoError(f"promoting v{worse} by hand failed: {result['error']}")
         state.stage = f"v{worse} promoted by hand"
@@ -636,7 +638,9 @@ class Demo:
             markup=False,
         )
 
-    def _operator(self, argv: list[str], result: dict[str, Any]) -> None:
+    def run_operator(self, argv: list[str], result: dict[str, Any]) -> None:
+        """Run an operator's ``inferloop`` command; its JSON outcome (or its error) goes
+        into ``result``."""
         command = [sys.executable, "-P", "-m", "inferloop", *argv]
         done = subprocess.run(
             command, env=os.environ | self.settings.to_env(), capture_output=True, text=True,
