@@ -10,8 +10,9 @@ time on that step's own input:
 - ``linear``: the rest of the compiled model's call (TF-IDF weights, the regression);
 - ``encode``: the predictions' JSON (``PredictionEncoder.encode``);
 - ``partition``: the batch's keys hashed to partitions (``partitions_of``);
-- ``append``: kafka-python's accumulator taking each record (what
-  ``KafkaInternals.append_records`` ends with; no broker: the batches are dropped);
+- ``append``: ``KafkaInternals.append_records``, the worker's append path (the
+  ``batch_append`` shortcut), into a producer with no broker: it knows the topic's
+  partitions without asking, keeps the batches and drops them at the end;
 - ``process``: ``BatchProcessor.process`` of the batch, end to end (validate, rows,
   score, encode): the check that the steps add up.
 
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import statistics
 import time
@@ -43,14 +45,14 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-from kafka import TopicPartition
-from kafka.producer.record_accumulator import RecordAccumulator
+from kafka import KafkaProducer
 from threadpoolctl import threadpool_limits
 
 from inferloop.domains import get_domain
 from inferloop.domains.datasets import load_dataset
 from inferloop.domains.metrics import f1_at_fpr, threshold_at_fpr, threshold_metrics
 from inferloop.domains.predictions import PredictionEncoder
+from inferloop.kafka_internals import KafkaInternals
 from inferloop.registry.serving import ActiveModel
 from inferloop.worker.batch import Batch, BatchProcessor
 from inferloop.worker.partitioning import partitions_of
@@ -63,6 +65,27 @@ PRODUCER_BATCH_BYTES = 262_144
 LINGER_MS = 5
 MODEL_JSON = '{"name":"emails","version":1}'
 PREDICTED_AT = "2026-12-07T19:30:00.000000+00:00"
+TOPIC = "emails.predictions"
+# Nothing listens there: the producer never reaches a broker (its IO thread retries).
+NO_BROKER = "127.0.0.1:9"
+
+
+class UnconnectedProducer(KafkaProducer):  # type: ignore[misc]
+    """A producer that knows the predictions topic's partitions without a broker, so the
+    append path runs as the worker's does and nothing is sent."""
+
+    def partitions_for(self, topic: str) -> set[int]:
+        """The bench's partitions, for any topic."""
+        return set(range(PARTITIONS))
+
+
+def unconnected_producer() -> KafkaProducer:
+    """The worker's producer settings, pointed at no broker (kafka's logs silenced)."""
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    return UnconnectedProducer(
+        bootstrap_servers=NO_BROKER, api_version=(3, 0), acks=1,
+        batch_size=PRODUCER_BATCH_BYTES, linger_ms=LINGER_MS,
+    )  # fmt: skip
 
 
 class Record(NamedTuple):
@@ -210,21 +233,22 @@ def stages(model: ActiveModel, batches: list[list[bytes]]) -> list[Stage]:
     return out
 
 
-def steps(model: ActiveModel) -> dict[str, Callable[[Stage], Any]]:
-    """Each step of the path, as a function of a batch's stage."""
+def steps(model: ActiveModel, producer: KafkaProducer) -> dict[str, Callable[[Stage], Any]]:
+    """Each step of the path, as a function of a batch's stage (``append`` into
+    ``producer``)."""
     spec = model.spec
     encoder = PredictionEncoder("emails", spec.label_names)
     processor = BatchProcessor(spec, worker_name="bench", max_request_size=1_048_576)
     blocks = getattr(model.scorer, "blocks", ())
-    tps = [TopicPartition("emails.predictions", p) for p in range(PARTITIONS)]
+    internals = KafkaInternals(("batch_append",))
+    if not internals.usable("batch_append", producer):  # send() would wait for a broker
+        raise SystemExit("kafka-python's batch_append shape changed: append not measurable")
 
     def hashing(block: Any) -> Callable[[Stage], Any]:
         return lambda st: block.tokens.counts(st.rows[:, block.column])
 
     def append(st: Stage) -> None:
-        accumulator = RecordAccumulator(batch_size=PRODUCER_BATCH_BYTES, linger_ms=LINGER_MS)
-        for key, value, p in zip(st.keys, st.predictions, st.partitions, strict=True):
-            accumulator.append(tps[p], None, key, value, [])
+        internals.append_records(producer, TOPIC, st.keys, st.predictions, st.partitions)
 
     def process(st: Stage) -> None:
         records = [Record(v, 1_700_000_000_000, i) for i, v in enumerate(st.values)]
@@ -323,14 +347,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     results: dict[str, dict[str, dict[str, float]]] = {}
     loads = [os.getloadavg()[0]]
-    with threadpool_limits(limits=1):
-        for name in args.data.split(","):
-            model, timed = fitted_model(load_corpus(name, args.data_dir, args.cache_dir))
-            results[name] = {}
-            for size in (int(b) for b in args.batches.split(",")):
-                batch_stages = stages(model, batches_of(timed, size))
-                results[name][str(size)] = time_steps(steps(model), batch_stages, args.repeats)
-                loads.append(os.getloadavg()[0])
+    producer = unconnected_producer()
+    try:
+        with threadpool_limits(limits=1):
+            for name in args.data.split(","):
+                model, timed = fitted_model(load_corpus(name, args.data_dir, args.cache_dir))
+                results[name] = {}
+                for size in (int(b) for b in args.batches.split(",")):
+                    batch_stages = stages(model, batches_of(timed, size))
+                    named = steps(model, producer)
+                    results[name][str(size)] = time_steps(named, batch_stages, args.repeats)
+                    loads.append(os.getloadavg()[0])
+    finally:
+        KafkaInternals().discard(producer)
     print(table(results))
     print(f"\nscorer: {model.scorer.name}; load average (1 min) {min(loads):.1f}-{max(loads):.1f}")
     if args.json is not None:
