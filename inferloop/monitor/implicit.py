@@ -33,15 +33,14 @@ from typing import Any
 
 import numpy as np
 import redis
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
-from inferloop.connections import make_consumer
 from inferloop.domains import DomainSpec
 from inferloop.domains import schemas as s
 from inferloop.domains.idhash import id_hash
 from inferloop.keys import Keys
-from inferloop.monitor.errors import MonitorError
-from inferloop.monitor.intake import Intake, Taken
+from inferloop.monitor.intake import Intake, Taken, subset
+from inferloop.monitor.reader import open_consumer
 from inferloop.monitor.state import Changes, offset_field
 from inferloop.registry.serving import ActiveModel
 from inferloop.settings import Settings
@@ -49,13 +48,15 @@ from inferloop.settings import Settings
 log = logging.getLogger(__name__)
 
 EVENTS = "events"
+# The offsets hash's field of the greatest horizon the delayed reader was polled with
+# (epoch ms) when the batch was stored.
+HORIZON_FIELD = "events_horizon_ms"
 # A held partition is read again this long after its next event falls due, so that a
 # read brings a second of due events, not one.
 HOLD_SLACK_S = 1.0
 # Label ids are kept this long past the horizon beyond N: events up to an hour out of
 # event-time order in their partition still find their label's id.
 TRIM_MARGIN_S = 3600.0
-METADATA_WAIT_S = 30.0
 POLL_MS = 20
 # Labelled ids are kept in one hash per hour of event time; a trim deletes the last
 # day's worth of hours behind the horizon, and each hash expires a week after its hour
@@ -67,12 +68,13 @@ BACKSTOP_S = 7 * 24 * 3600.0
 
 @dataclass
 class Due:
-    """The due events of one read, as a labelled batch of negatives, and the offsets
-    after them."""
+    """The due events of one read, as a labelled batch of negatives, the offsets after
+    them, and the horizon they were judged at (epoch s; 0: no read)."""
 
     batch: s.LabelledBatch | None = None
     offsets: dict[str, int] = field(default_factory=dict)
     rejects: int = 0
+    horizon_s: float = 0.0
 
 
 def negatives(spec: DomainSpec, events: Sequence[s.Event], after_s: float) -> s.LabelledBatch:
@@ -91,62 +93,43 @@ def negatives(spec: DomainSpec, events: Sequence[s.Event], after_s: float) -> s.
 NOTHING_DUE = Due()
 
 
+def open_delayed_reader(
+    settings: Settings, spec: DomainSpec, topic: str, offsets: Mapping[str, int], after_s: float
+) -> DelayedReader:
+    """The delayed reader of ``topic``, from the stored offsets on."""
+    consumer = open_consumer(settings, {topic: EVENTS}, offsets)
+    log.info("reading %s %.0f s behind", topic, after_s)
+    return DelayedReader(consumer, spec, after_s)
+
+
 class DelayedReader:
-    """The domain's events topic, each partition held back until its next event is due."""
+    """The domain's events topic, each partition held back until its next event is due.
 
-    def __init__(
-        self,
-        settings: Settings,
-        spec: DomainSpec,
-        topic: str,
-        offsets: Mapping[str, int],
-        after_s: float,
-    ) -> None:
-        section = settings.monitor
-        self.spec, self.topic, self.after_s = spec, topic, after_s
-        self._held: dict[TopicPartition, float] = {}  # partition -> read again at (epoch s)
-        # Records read but not due yet, at most one poll's worth per held partition.
+    A held partition is paused with its records not due yet kept in memory (one poll's
+    worth at most: it is not fetched again until all of them were judged); they are
+    judged again once the first of them is due against the horizon."""
+
+    def __init__(self, consumer: Any, spec: DomainSpec, after_s: float) -> None:
+        self.consumer, self.spec, self.after_s = consumer, spec, after_s
+        self._held: dict[TopicPartition, float] = {}  # partition -> judged again at (s)
         self._pending: dict[TopicPartition, list[Any]] = {}
-        self.consumer: KafkaConsumer = make_consumer(
-            settings.kafka,
-            group_id=None,
-            isolation_level="read_committed",
-            auto_offset_reset=section.auto_offset_reset,
-            max_poll_records=section.max_batch_size,
-            max_partition_fetch_bytes=section.fetch_partition_bytes,
-        )
-        try:
-            self._assign(offsets)
-        except BaseException:
-            self.consumer.close()
-            raise
+        # The last horizon at which every partition was judged up to it (epoch s; 0:
+        # none yet this run): the labelled ids of events older may be forgotten.
+        self.judged_through_s = 0.0
 
-    def _assign(self, offsets: Mapping[str, int]) -> None:
-        deadline = time.monotonic() + METADATA_WAIT_S
-        while not (found := self.consumer.partitions_for_topic(self.topic)):
-            if time.monotonic() > deadline:
-                raise MonitorError(f"topic {self.topic} not found (create the domain's topics)")
-            time.sleep(0.5)
-        partitions = [TopicPartition(self.topic, p) for p in sorted(found)]
-        self.consumer.assign(partitions)
-        for tp in partitions:
-            stored = offsets.get(offset_field(EVENTS, tp.partition))
-            if stored is not None:
-                self.consumer.seek(tp, stored)
-        log.info("reading %d partitions of %s, %.0f s behind", len(partitions), self.topic,
-                 self.after_s)  # fmt: skip
+    @property
+    def held_records(self) -> int:
+        """How many records are held in memory, read but not due yet."""
+        return sum(len(records) for records in self._pending.values())
 
     def poll(self, horizon_s: float) -> Due:
         """The events due at ``horizon_s`` (epoch seconds) among the next records."""
-        self._release(time.time())
-        # The records of the partitions released now (the others stay held).
-        batches = {tp: r for tp, r in self._pending.items() if tp not in self._held}
-        self._pending = {tp: r for tp, r in self._pending.items() if tp in self._held}
+        batches = self._release(horizon_s)
         # A short wait, not none: a zero-timeout poll may hand the client no time to
         # read the fetch responses in flight.
         for tp, records in self.consumer.poll(timeout_ms=POLL_MS).items():
             batches[tp] = [*batches.get(tp, []), *records]
-        due = Due()
+        due = Due(horizon_s=horizon_s)
         parts: list[Sequence[s.Event]] = []
         for tp, records in batches.items():
             events, taken, rejects, next_due_s = self._due(records, horizon_s)
@@ -156,10 +139,32 @@ class DelayedReader:
                 due.offsets[offset_field(EVENTS, tp.partition)] = records[taken - 1].offset + 1
             if next_due_s is not None:
                 self._hold(tp, records[taken:], next_due_s)
+            elif tp in self.consumer.paused():
+                self.consumer.resume(tp)
         flat = [e for part in parts for e in part]
         if flat:
             due.batch = negatives(self.spec, flat, self.after_s)
+        if self._current():
+            self.judged_through_s = max(self.judged_through_s, horizon_s)
         return due
+
+    def _release(self, horizon_s: float) -> dict[TopicPartition, list[Any]]:
+        """The held records of the partitions whose first held event is due now (the
+        partitions stay paused until all their records were judged)."""
+        ready = [tp for tp, at in self._held.items() if at <= horizon_s]
+        for tp in ready:
+            del self._held[tp]
+        return {tp: self._pending.pop(tp) for tp in ready}
+
+    def _current(self) -> bool:
+        """Whether every partition is held (its next event not due) or read to its end."""
+        for tp in self.consumer.assignment():
+            if tp in self._held:
+                continue
+            end = self.consumer.highwater(tp)
+            if end is None or self.consumer.position(tp) < end:
+                return False
+        return True
 
     def _due(
         self, records: Sequence[Any], horizon_s: float
@@ -183,19 +188,13 @@ class DelayedReader:
         return events, len(records), rejects, None
 
     def _hold(self, tp: TopicPartition, records: list[Any], due_s: float) -> None:
-        """Keep ``records`` (not due yet) in memory and stop fetching ``tp`` until the
-        first falls due (no seek: their offsets are not stored, so a restart reads them
-        again)."""
+        """Keep ``records`` (not due yet) in memory and stop fetching ``tp`` until they
+        were all judged (no seek: their offsets are not stored, so a restart reads them
+        again); they are judged again once the horizon is ``HOLD_SLACK_S`` past the
+        first one's due time."""
         self._pending[tp] = records
         self.consumer.pause(tp)
-        self._held[tp] = max(due_s, time.time()) + HOLD_SLACK_S
-
-    def _release(self, now_s: float) -> None:
-        ready = [tp for tp, at in self._held.items() if at <= now_s]
-        for tp in ready:
-            del self._held[tp]
-        if ready:
-            self.consumer.resume(*ready)
+        self._held[tp] = due_s + HOLD_SLACK_S
 
     def close(self) -> None:
         """Close the consumer (nothing to commit: the offsets are in Redis)."""
@@ -264,10 +263,13 @@ class ImplicitNegatives:
         self._next_trim = 0.0
 
     def poll(self, horizon_s: float) -> Due:
-        """The events due at ``horizon_s``; the labelled ids trimmed now and then."""
-        if time.monotonic() >= self._next_trim:
+        """The events due at ``horizon_s``; the labelled ids trimmed now and then, below
+        the horizon the delayed reader judged every partition through (after a stop or a
+        backlog, ids are kept until their events were judged)."""
+        through_s = min(horizon_s, self.reader.judged_through_s)
+        if through_s and time.monotonic() >= self._next_trim:
             self._next_trim = time.monotonic() + TRIM_INTERVAL_S
-            self.ids.trim(horizon_s)
+            self.ids.trim(through_s)
         return self.reader.poll(horizon_s)
 
     def remember(self, taken: Taken) -> None:
@@ -280,6 +282,10 @@ class ImplicitNegatives:
         """Take ``due``'s events that have no explicit label in as negatives."""
         changes.offsets.update(due.offsets)
         changes.counts["implicit_rejects"] += due.rejects
+        # Later labels are judged late against it; stored with the offsets, so a restart
+        # judges the labels it reads again as this run did.
+        intake.implicit_horizon_s = max(intake.implicit_horizon_s, due.horizon_s)
+        changes.offsets[HORIZON_FIELD] = int(intake.implicit_horizon_s * 1000)
         batch = due.batch
         if batch is None or not len(batch):
             return
@@ -290,13 +296,3 @@ class ImplicitNegatives:
         if len(keep) < len(batch):
             batch = subset(intake.spec, batch, keep)
         intake.take_batch(batch, models, changes, counter="implicit_negatives")
-
-
-def subset(spec: DomainSpec, batch: s.LabelledBatch, keep: Sequence[int]) -> s.LabelledBatch:
-    """The events of ``batch`` at positions ``keep``."""
-    idx = np.asarray(keep, dtype=np.int64)
-    return s.LabelledBatch(
-        ids=[batch.ids[i] for i in keep], event_time_s=batch.event_time_s[idx],
-        labelled_at_s=batch.labelled_at_s[idx], y=batch.y[idx],
-        rows=spec.take_rows(batch.rows, idx), extra_fields=batch.extra_fields,
-    )  # fmt: skip

@@ -65,8 +65,10 @@ class Intake:
     spec: DomainSpec
     window: Window
     sample: Sample
-    # Late labels are left out when implicit negatives are on (``implicit.py``).
+    # Implicit negatives (``implicit.py``): N, None when off, and the greatest horizon
+    # passed to the delayed reader (epoch s): an event due by then is, or will be, judged.
     implicit_after_s: float | None = None
+    implicit_horizon_s: float = 0.0
 
     def take_labels(
         self, values: Sequence[bytes | None], models: Mapping[int, ActiveModel], changes: Changes
@@ -80,19 +82,20 @@ class Intake:
         return self.take_batch(batch, models, changes)
 
     def _drop_late(self, batch: LabelledBatch, after_s: float, changes: Changes) -> LabelledBatch:
-        """``batch`` without its late labels (their events are implicit negatives),
-        counted per class as ``implicit_late:<class>``."""
-        late = batch.labelled_at_s - batch.event_time_s > after_s
+        """``batch`` without its late labels, counted per class as ``implicit_late:<class>``.
+
+        Late: labelled more than N after the event (by definition, its event is an
+        implicit negative), or read once the event fell due (event time + N) at or
+        before the greatest horizon the delayed reader was polled with, whatever its
+        stamp: that event is, or will be, judged without it. Either way its id is not
+        kept, so the event has one outcome, the implicit negative."""
+        due_s = batch.event_time_s + after_s
+        late = (batch.labelled_at_s > due_s) | (due_s <= self.implicit_horizon_s)
         if not late.any():
             return batch
         for y in batch.y[late].tolist():
             changes.counts[f"implicit_late:{self.spec.label_names[y]}"] += 1
-        keep = np.flatnonzero(~late)
-        return LabelledBatch(
-            ids=[batch.ids[i] for i in keep.tolist()], event_time_s=batch.event_time_s[keep],
-            labelled_at_s=batch.labelled_at_s[keep], y=batch.y[keep],
-            rows=self.spec.take_rows(batch.rows, keep), extra_fields=batch.extra_fields,
-        )  # fmt: skip
+        return subset(self.spec, batch, np.flatnonzero(~late).tolist())
 
     def take_batch(
         self,
@@ -250,3 +253,13 @@ def labelled_share(counts: Mapping[str, int], version: int) -> dict[str, Any]:
         n_l, n_p = labelled.get(label, 0), predicted.get(label, 0)
         out[label] = {"labelled": n_l, "predicted": n_p, "share": n_l / n_p if n_p else None}
     return out
+
+
+def subset(spec: DomainSpec, batch: LabelledBatch, keep: Sequence[int]) -> LabelledBatch:
+    """The events of ``batch`` at positions ``keep``."""
+    idx = np.asarray(keep, dtype=np.int64)
+    return LabelledBatch(
+        ids=[batch.ids[i] for i in keep], event_time_s=batch.event_time_s[idx],
+        labelled_at_s=batch.labelled_at_s[idx], y=batch.y[idx],
+        rows=spec.take_rows(batch.rows, idx), extra_fields=batch.extra_fields,
+    )  # fmt: skip

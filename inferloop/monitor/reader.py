@@ -45,40 +45,8 @@ class Reader:
     """Reads labels and predictions from the stored offsets on."""
 
     def __init__(self, settings: Settings, topics: DomainTopics, offsets: Mapping[str, int]):
-        section = settings.monitor
         self._kinds = {topics.labels: LABELS, topics.predictions: PREDICTIONS}
-        self.consumer: KafkaConsumer = make_consumer(
-            settings.kafka,
-            group_id=None,
-            isolation_level="read_committed",
-            auto_offset_reset=section.auto_offset_reset,
-            max_poll_records=section.max_batch_size,
-            max_partition_fetch_bytes=section.fetch_partition_bytes,
-        )
-        try:
-            self._assign(offsets)
-        except BaseException:
-            self.consumer.close()
-            raise
-
-    def _assign(self, offsets: Mapping[str, int]) -> None:
-        partitions = [tp for topic in self._kinds for tp in self._partitions(topic)]
-        self.consumer.assign(partitions)
-        for tp in partitions:
-            stored = offsets.get(offset_field(self._kinds[tp.topic], tp.partition))
-            if stored is not None:
-                self.consumer.seek(tp, stored)
-        log.info("reading %d partitions of %s", len(partitions), ", ".join(self._kinds))
-
-    def _partitions(self, topic: str) -> list[TopicPartition]:
-        deadline = time.monotonic() + METADATA_WAIT_S
-        while True:
-            found = self.consumer.partitions_for_topic(topic)
-            if found:
-                return [TopicPartition(topic, p) for p in sorted(found)]
-            if time.monotonic() > deadline:
-                raise MonitorError(f"topic {topic} not found (create the domain's topics)")
-            time.sleep(0.5)
+        self.consumer = open_consumer(settings, self._kinds, offsets)
 
     def poll(self, timeout_ms: int) -> Polled:
         """The next records (at most ``max_batch_size``) and the offsets after them."""
@@ -103,3 +71,42 @@ class Reader:
     def close(self) -> None:
         """Close the consumer (nothing to commit: the offsets are in Redis)."""
         self.consumer.close(autocommit=False)
+
+
+def open_consumer(
+    settings: Settings, kinds: Mapping[str, str], offsets: Mapping[str, int]
+) -> KafkaConsumer:
+    """A ``read_committed`` consumer assigned every partition of ``kinds``' topics (topic
+    -> kind), each at its stored offset (``<kind>:<partition>``) if there is one."""
+    section = settings.monitor
+    consumer = make_consumer(
+        settings.kafka,
+        group_id=None,
+        isolation_level="read_committed",
+        auto_offset_reset=section.auto_offset_reset,
+        max_poll_records=section.max_batch_size,
+        max_partition_fetch_bytes=section.fetch_partition_bytes,
+    )
+    try:
+        partitions = [tp for topic in kinds for tp in _partitions(consumer, topic)]
+        consumer.assign(partitions)
+        for tp in partitions:
+            stored = offsets.get(offset_field(kinds[tp.topic], tp.partition))
+            if stored is not None:
+                consumer.seek(tp, stored)
+    except BaseException:
+        consumer.close()
+        raise
+    log.info("reading %d partitions of %s", len(partitions), ", ".join(kinds))
+    return consumer
+
+
+def _partitions(consumer: KafkaConsumer, topic: str) -> list[TopicPartition]:
+    deadline = time.monotonic() + METADATA_WAIT_S
+    while True:
+        found = consumer.partitions_for_topic(topic)
+        if found:
+            return [TopicPartition(topic, p) for p in sorted(found)]
+        if time.monotonic() > deadline:
+            raise MonitorError(f"topic {topic} not found (create the domain's topics)")
+        time.sleep(0.5)

@@ -35,11 +35,12 @@ from inferloop.monitor.errors import LeaseLostError, MonitorError
 from inferloop.monitor.evaluation import WINDOWS, evaluate
 from inferloop.monitor.figures import Figures
 from inferloop.monitor.implicit import (
+    HORIZON_FIELD,
     NOTHING_DUE,
-    DelayedReader,
     Due,
     ImplicitNegatives,
     LabelledIds,
+    open_delayed_reader,
 )
 from inferloop.monitor.intake import Intake, Sample
 from inferloop.monitor.metrics import MonitorMetrics
@@ -184,7 +185,7 @@ class Monitor:
 
     def _open_implicit(self, stack: ExitStack, stored: Stored, after_s: float) -> ImplicitNegatives:
         topic = for_settings(self.settings, self.domain).events
-        reader = DelayedReader(self.settings, self.spec, topic, stored.offsets, after_s)
+        reader = open_delayed_reader(self.settings, self.spec, topic, stored.offsets, after_s)
         stack.callback(reader.close)
         keys = Keys(self.settings.redis.key_prefix)
         ids = LabelledIds(self.client, keys, self.domain, after_s)
@@ -198,6 +199,7 @@ class Monitor:
         sample.seq = max((x.seq for x in stored.served.values()), default=0) + 1
         window = Window(bounds, stored.entries)
         self.intake = Intake(self.spec, window, sample, self.implicit_after_s)
+        self.intake.implicit_horizon_s = stored.offsets.get(HORIZON_FIELD, 0) / 1000
         self.counts: Counter[str] = Counter(stored.counts)
         self.decisions = Decisions(self.domain, s, stored.detectors, self.metrics)
         self._next_renew = self._next_evaluation = 0.0

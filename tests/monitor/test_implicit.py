@@ -110,11 +110,16 @@ def test_no_event_is_judged_before_it_is_due(
     publish_events_at(settings, topics.events, list(range(50)), datetime.now(UTC))
     publish_labels_at(settings, topics.labels, [0], datetime.now(UTC), delay_s=0.0)
 
-    monitor_thread(settings, until_idle_s=4.0).join(60)
+    handle = monitor_thread(settings, until_idle_s=4.0)
+    handle.join(60)
 
     found = counts(redis_client, settings)
     assert found["labels"] == 1
     assert found.get("implicit_negatives", 0) == 0
+    # The delayed reader did read the events: all of them are held, none judged.
+    implicit = handle.monitor.implicit
+    assert implicit is not None
+    assert implicit.reader.held_records == 50
     stored = StateStore(redis_client, Keys(settings.redis.key_prefix), DOMAIN, 1).load()
     assert not any(f.startswith("events:") for f in stored.offsets)
 
@@ -164,3 +169,68 @@ def test_a_monitor_killed_and_restarted_counts_each_implicit_negative_once(
     }, (found, second.log()[-3000:])  # fmt: skip
     stored = StateStore(redis_client, Keys(settings.redis.key_prefix), DOMAIN, 1).load()
     assert len({e.id_hash for e in stored.entries}) == len(stored.entries) == n
+
+
+def test_labelled_ids_are_kept_until_their_events_are_judged_after_a_long_stop(
+    *,
+    msettings: Settings,
+    topics: DomainTopics,
+    champion: Champion,
+    model_v1: Fitted,
+    redis_client: redis.Redis,
+    monitor_thread: Callable[..., MonitorThread],
+) -> None:
+    """Events 10 h old, labelled, read by a first monitor before they were due; the next
+    monitor starts with them more than N + 2 h past due (a long stop, here N cut from
+    24 h to 1 h rather than waiting): the labelled ids are kept until those events were
+    judged, so the labelled ones are not negatives as well."""
+    champion(model_v1)
+    event_time = datetime.now(UTC) - timedelta(hours=10)
+    ids, labelled = list(range(100)), list(range(0, 100, 5))
+    publish_events_at(msettings, topics.events, ids, event_time)
+    publish_labels_at(msettings, topics.labels, labelled, event_time, delay_s=60.0)
+    day = with_monitor(msettings, transactions_implicit_negative_after_s=24 * 3600.0)
+    monitor_thread(day, until_idle_s=3.0).join(60)
+    assert counts(redis_client, msettings)["labels"] == len(labelled)
+
+    hour = with_monitor(msettings, transactions_implicit_negative_after_s=3600.0)
+    monitor_thread(hour, until_idle_s=4.0).join(60)
+
+    found = counts(redis_client, msettings)
+    names = ("labels", "implicit_negatives", "implicit_labelled", "duplicates")
+    assert {name: found.get(name, 0) for name in names} == {
+        "labels": len(labelled), "implicit_negatives": len(ids) - len(labelled),
+        "implicit_labelled": len(labelled), "duplicates": 0,
+    }, found  # fmt: skip
+
+
+def test_a_label_read_after_its_event_was_judged_is_late_whatever_its_stamp(
+    *,
+    msettings: Settings,
+    topics: DomainTopics,
+    champion: Champion,
+    model_v1: Fitted,
+    redis_client: redis.Redis,
+    monitor_thread: Callable[..., MonitorThread],
+) -> None:
+    """A label stamped 1 s after its event (N = 30 s) but read once its event was judged
+    (by a monitor since restarted: the horizon is stored with the offsets) is late: the
+    event keeps its one outcome, the implicit negative."""
+    champion(model_v1)
+    settings = with_monitor(msettings, transactions_implicit_negative_after_s=30.0)
+    event_time = datetime.now(UTC) - timedelta(seconds=100)
+    ids, labelled = list(range(100)), list(range(0, 100, 5))
+    publish_events_at(settings, topics.events, ids, event_time)
+    monitor_thread(settings, until_idle_s=3.0).join(60)
+    assert counts(redis_client, settings)["implicit_negatives"] == len(ids)
+
+    publish_labels_at(settings, topics.labels, labelled, event_time, delay_s=1.0)
+    monitor_thread(settings, until_idle_s=3.0).join(60)
+
+    found = counts(redis_client, settings)
+    late = sum(n for name, n in found.items() if name.startswith("implicit_late:"))
+    assert (late, found.get("labels", 0), found.get("duplicates", 0)) == (len(labelled), 0, 0)
+    assert found["implicit_negatives"] == len(ids)
+    stored = StateStore(redis_client, Keys(settings.redis.key_prefix), DOMAIN, 1).load()
+    assert len(stored.entries) == len(ids)
+    assert not any(e.y for e in stored.entries)
