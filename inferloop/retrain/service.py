@@ -53,6 +53,9 @@ log = logging.getLogger(__name__)
 
 READ_BLOCK_S = 1.0
 CLAIM_TTL = timedelta(days=2)
+# Different triggers that may wait per domain behind its running run; one more is
+# answered ``lock_held`` (and acknowledged) at once, for its sender to send again.
+MAX_WAITING_PER_DOMAIN = 16
 
 
 @dataclass
@@ -97,11 +100,13 @@ class RetrainService:
         # Set once the service has signed in and its scheduler runs.
         self.started = threading.Event()
         self._lock = threading.Lock()
-        self._running: dict[str, str] = {}
+        # Runs going on here per domain: a count, since a scheduled firing (answered
+        # lock_held by the job) can overlap a trigger's run of the same domain.
+        self._running: dict[str, int] = {}
         self._inflight: dict[str, Trigger] = {}
-        # The newest trigger per domain that found the domain's run going: it runs when
-        # that run ends (its entry stays pending, kept fresh, meanwhile).
-        self._deferred: dict[str, Trigger] = {}
+        # Per domain, the triggers that found its run going, oldest entry first: the
+        # first runs when that run ends (their entries stay pending, kept fresh).
+        self._deferred: dict[str, list[Trigger]] = {}
         self._outcomes: list[RunOutcome] = []
         self._next_beat = 0.0
         self.scheduler = self._build_scheduler()
@@ -179,7 +184,9 @@ class RetrainService:
                 )
                 self._dispatch(trigger)
             # A lease another instance held may be free now: try the waiting triggers again.
-            for domain in list(self._deferred):
+            with self._lock:
+                waiting = [domain for domain, queued in self._deferred.items() if queued]
+            for domain in waiting:
                 self._release_deferred(domain)
             self._next_beat = time.monotonic() + self.retrain.heartbeat_s
         block_ms = int(min(READ_BLOCK_S, self.retrain.heartbeat_s) * 1000)
@@ -203,7 +210,7 @@ class RetrainService:
 
     def _busy(self) -> bool:
         with self._lock:
-            return bool(self._running)
+            return any(self._running.values())
 
     # -- work ----------------------------------------------------------------------------
     def _dispatch(self, trigger: Trigger) -> None:
@@ -229,47 +236,74 @@ class RetrainService:
         try:
             if self._stop.is_set():
                 return
-            waiting = self._defer_if_running(trigger)
-            if waiting:
+            if self._domain_running(trigger.domain):
+                waiting = self._defer(trigger)
                 return
             outcome = self._execute(trigger_request(trigger))
             if outcome.outcome == "cancelled":
                 log.warning("trigger %s stays pending for the next instance", trigger.trigger_id)
                 return
             if outcome.outcome == "lock_held":
-                # Another instance's run: this one waits, and is tried again at heartbeats.
+                # Another run holds the lease (another instance's, or an overlapping one
+                # here): this one waits, and is tried again when it ends or at heartbeats.
                 waiting = self._defer(trigger)
-                if waiting:
-                    return
+                return
             self.queue.finish(trigger, outcome)
         finally:
             if not waiting:
                 with self._lock:
                     self._inflight.pop(trigger.entry_id, None)
 
-    def _defer_if_running(self, trigger: Trigger) -> bool:
-        """Hold ``trigger`` for later when a run of its domain goes on here."""
+    def _domain_running(self, domain: str) -> bool:
         with self._lock:
-            running = trigger.domain in self._running
-        return running and self._defer(trigger)
+            return self._running.get(domain, 0) > 0
 
     def _defer(self, trigger: Trigger) -> bool:
-        """Keep ``trigger`` as its domain's waiting trigger, unless a newer one waits.
+        """Queue ``trigger`` behind its domain's running run; whether it waits.
 
-        The older of the two is answered ``superseded`` (naming the newer): the run the
-        newer one starts reads every label the older would have, so it is never lost and
-        never run twice. Returns whether ``trigger`` is the one that waits.
+        A waiting trigger asking for the same run (same ``force``, ``seed`` and
+        ``params``) is merged with it: the older of the two is answered ``superseded``
+        (naming the newer), since the run the newer starts reads every label the older
+        would have. Different requests wait in turn, oldest entry first, at most
+        :data:`MAX_WAITING_PER_DOMAIN`; one past that is answered ``lock_held``. A
+        trigger that does not wait has been answered.
         """
         with self._lock:
-            held = self._deferred.get(trigger.domain)
-            keep, drop = trigger, held
-            if held is not None and _entry_order(held.entry_id) > _entry_order(trigger.entry_id):
-                keep, drop = held, trigger
-            self._deferred[trigger.domain] = keep
+            queued = self._deferred.setdefault(trigger.domain, [])
+            keep, drop = _merge(queued, trigger)
+            full = drop is None and len(queued) >= MAX_WAITING_PER_DOMAIN
+            if not full:
+                if drop is not None:
+                    queued.remove(drop)
+                if keep not in queued:
+                    queued.append(keep)
+                queued.sort(key=lambda t: _entry_order(t.entry_id))
+        if full:
+            self._refuse(trigger, len(queued))
+            return False
         log.info("trigger %s waits for the running retrain of %s", keep.trigger_id, trigger.domain)
-        if drop is not None and drop is not keep:
+        if drop is not None:
             self._supersede(drop, keep)
         return keep is trigger
+
+    def _refuse(self, trigger: Trigger, waiting: int) -> None:
+        now = iso(utc_now())
+        reason = (
+            f"{waiting} different triggers already wait for the running retrain of "
+            f"{trigger.domain} (at most {MAX_WAITING_PER_DOMAIN}): send it again later"
+        )
+        request = trigger_request(trigger)
+        outcome = RunOutcome(
+            request.run_id,
+            trigger.domain,
+            request.trigger,
+            "lock_held",
+            reason,
+            now,
+            finished_at=now,
+        )
+        log.warning("trigger %s: %s", trigger.trigger_id, reason)
+        self.queue.finish(trigger, outcome)
 
     def _supersede(self, old: Trigger, new: Trigger) -> None:
         now = iso(utc_now())
@@ -286,11 +320,10 @@ class RetrainService:
     def _release_deferred(self, domain: str) -> None:
         """Start the domain's waiting trigger, unless a run of the domain goes on here."""
         with self._lock:
-            if domain in self._running or self._stop.is_set():
+            queued = self._deferred.get(domain)
+            if self._running.get(domain, 0) > 0 or self._stop.is_set() or not queued:
                 return
-            trigger = self._deferred.pop(domain, None)
-        if trigger is None:
-            return
+            trigger = queued.pop(0)
         log.info("trigger %s: the domain's run ended, running it", trigger.trigger_id)
         self.scheduler.add_job(
             self._run_trigger,
@@ -320,7 +353,7 @@ class RetrainService:
 
     def _execute(self, request: RunRequest) -> RunOutcome:
         with self._lock:
-            self._running[request.domain] = request.run_id
+            self._running[request.domain] = self._running.get(request.domain, 0) + 1
         self.metrics.running.labels(request.domain).inc()
         try:
             outcome = self.job.run(request)
@@ -340,7 +373,7 @@ class RetrainService:
         finally:
             self.metrics.running.labels(request.domain).dec()
             with self._lock:
-                self._running.pop(request.domain, None)
+                self._running[request.domain] -= 1
             self._release_deferred(request.domain)
         self.metrics.observe(outcome)
         with self._lock:
@@ -468,6 +501,22 @@ def live_services(client: redis.Redis, keys: Keys, max_age_s: float) -> dict[str
 def heartbeat_max_age_s(settings: Settings) -> float:
     """How old a heartbeat may be for its instance to count as running."""
     return 3 * settings.retrain.heartbeat_s + READ_BLOCK_S
+
+
+def _merge(queued: list[Trigger], trigger: Trigger) -> tuple[Trigger, Trigger | None]:
+    """(the trigger that waits, the one it supersedes or None) when ``trigger`` joins
+    ``queued``: only a waiting trigger asking for the same run is superseded."""
+    same = next((t for t in queued if _same_run(t, trigger)), None)
+    if same is None or same is trigger:
+        return trigger, None
+    if _entry_order(same.entry_id) > _entry_order(trigger.entry_id):
+        return same, trigger
+    return trigger, same
+
+
+def _same_run(a: Trigger, b: Trigger) -> bool:
+    """Whether two triggers ask for the same run (force, seed and parameters)."""
+    return (a.force, a.seed, dict(a.params)) == (b.force, b.seed, dict(b.params))
 
 
 def _entry_order(entry_id: str) -> tuple[int, int]:

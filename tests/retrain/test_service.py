@@ -6,6 +6,7 @@ import json
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -155,7 +156,9 @@ def test_a_stop_lets_a_running_fit_finish(
     queue = _queue(retrain_settings, redis_client)
     trigger = _trigger()
     gate = Gate()
-    service = RetrainService(retrain_settings, registry, metrics_port=0, progress=gate)
+    # A grace time well past the fit's (11-14 s for these 300 emails at load 10-15).
+    settings = with_retrain(retrain_settings, shutdown_grace_s=120.0)
+    service = RetrainService(settings, registry, metrics_port=0, progress=gate)
 
     def sigterm_mid_fit() -> None:
         service.request_stop()
@@ -222,6 +225,16 @@ def test_the_monitors_triggers_run_as_monitor_runs_each_with_its_own_run_id(
     assert trigger_request(_trigger()).trigger == "operator"
 
 
+def _poll(done: Callable[[], bool], timeout_s: float) -> bool:
+    """Whether ``done()`` came true within ``timeout_s`` (bounded generously: CI is loaded)."""
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def _wait_outcome(queue: TriggerQueue, trigger_id: str, timeout_s: float) -> Any:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -278,11 +291,71 @@ def test_a_trigger_waits_for_a_lease_held_elsewhere_and_then_runs(
     try:
         with serving(retrain_settings, registry):
             queue.send(trigger)
-            assert _wait_outcome(queue, trigger.trigger_id, timeout_s=3) is None
-            assert redis_client.xpending(queue.stream, GROUP)["pending"] == 1
+            # Read by the service (pending) and held there, not answered.
+            assert _poll(lambda: _pending(redis_client, queue) == 1, timeout_s=60)
+            assert _wait_outcome(queue, trigger.trigger_id, timeout_s=2) is None
+            assert _pending(redis_client, queue) == 1
             lease.release()
             outcome = queue.wait(trigger.trigger_id, timeout_s=120)
     finally:
         lease.release()
     assert outcome.outcome == "promoted", outcome.reason
     assert redis_client.xpending(queue.stream, GROUP)["pending"] == 0
+
+
+def _pending(client: redis.Redis, queue: TriggerQueue) -> int:
+    return int(client.xpending(queue.stream, GROUP)["pending"])
+
+
+def test_different_triggers_sent_during_a_run_each_run_in_turn(
+    retrain_settings: Settings, labels_topic: str, registry: Registry, redis_client: redis.Redis
+) -> None:
+    # Before: the operator's seeded run was answered 'superseded' by the monitor's
+    # trigger that came after it, and never ran.
+    produce(retrain_settings, labels_topic, emails(300))
+    queue = _queue(retrain_settings, redis_client)
+    at = "2025-01-01T00:00:00Z"
+    first = _trigger()
+    seeded = Trigger(new_trigger_id(), "emails", True, "pytest", at, seed=7)
+    monitor = Trigger("monitor-emails-floor-7", "emails", True, "monitor", at)
+    gate = Gate()
+    with serving(retrain_settings, registry, progress=gate) as (_, reports):
+        queue.send(first)
+        assert gate.holding.wait(timeout=60), "the first run did not reach its fit"
+        queue.send(seeded)
+        queue.send(monitor)
+        assert _poll(lambda: _pending(redis_client, queue) == 3, timeout_s=60)
+        gate.go.set()
+        outcomes = [queue.wait(t.trigger_id, timeout_s=120) for t in (first, seeded, monitor)]
+    assert outcomes[0].outcome == "promoted", outcomes[0].reason
+    for later in outcomes[1:]:
+        assert later.outcome not in ("lock_held", "superseded"), later.reason
+    runs = [r.run_id for report in reports for r in report.runs]
+    assert runs == [o.run_id for o in outcomes]  # three runs, oldest trigger first
+    assert outcomes[1].trigger == "operator"
+    assert outcomes[2].trigger == "monitor"
+    assert _pending(redis_client, queue) == 0
+
+
+def test_a_firing_that_overlaps_a_run_keeps_the_domain_running(
+    retrain_settings: Settings, labels_topic: str, registry: Registry, redis_client: redis.Redis
+) -> None:
+    # Before: the firing's lock_held run cleared the domain's running entry, so the stop
+    # neither waited for the fit still going nor released its lease (abandoned []).
+    produce(retrain_settings, labels_topic, emails(300))
+    keys = Keys(retrain_settings.redis.key_prefix)
+    queue = _queue(retrain_settings, redis_client)
+    trigger = _trigger()
+    gate = Gate()
+    settings = with_retrain(retrain_settings, shutdown_grace_s=0.5)
+    with serving(settings, registry, progress=gate) as (service, reports):
+        queue.send(trigger)
+        assert gate.holding.wait(timeout=60), "the run did not reach its fit"
+        service._fire("emails")  # as the schedule would, mid-run
+    gate.go.set()
+    (report,) = reports
+    assert [r.outcome for r in report.runs] == ["lock_held"]
+    assert report.runs[0].trigger == "schedule"
+    assert report.abandoned == ["emails"]
+    assert LeaseLock(redis_client, keys.retrain_lock("emails"), 60).holder() is None
+    assert queue.outcome(trigger.trigger_id) is None  # pending for the next instance
