@@ -10,15 +10,21 @@ event is judged). A due event is counted unless an
 explicit label for its id was taken: those ids are kept in Redis, in one hash per hour
 of event time, written before the batch that took the labels is stored (a crash in
 between leaves an id whose label is read again; never a label without its id), and
-deleted an hour past ``N`` behind the horizon (a week's expiry backs that up).
+deleted an hour past ``N`` behind the last horizon at which the delayed reader had
+judged every partition (held, or read to its end): after a stop or a backlog, not
+before those events were judged (a week's expiry backs that up).
 
-An explicit label whose delay (labelled at - event time) exceeds ``N`` is *late*: its
-event is, or will be, an implicit negative. It is not taken into the window (one outcome
-per event, never both) but counted, per class, as ``implicit_late:<class>``: a late
-positive is an implicit negative that was wrong, the measure of an ``N`` set too short.
+An explicit label is *late* when labelled (labelled at) more than ``N`` after its event,
+or when its event fell due at or before the greatest horizon the delayed reader was
+polled with (published after that, whatever its stamp): its event is, or will be, an
+implicit negative. It is not taken into the window (one outcome per event, never both)
+but counted, per class, as ``implicit_late:<class>``: a late positive is an implicit
+negative that was wrong, the measure of an ``N`` set too short.
 
-The delayed reader's offsets (``events:<partition>``) are stored in the same transaction
-as the batch's window entries and counts, so a kill -9 neither loses nor double counts.
+The delayed reader's offsets (``events:<partition>``) and that greatest horizon
+(``events_horizon_ms``) are stored in the same transaction as the batch's window entries
+and counts, so a kill -9 neither loses nor double counts, and a restarted monitor judges
+the labels it reads again as late or not as the first did.
 A monitor with no stored offsets starts where the label reader does
 (``auto_offset_reset``): the events whose labels it reads.
 """
@@ -51,8 +57,8 @@ EVENTS = "events"
 # The offsets hash's field of the greatest horizon the delayed reader was polled with
 # (epoch ms) when the batch was stored.
 HORIZON_FIELD = "events_horizon_ms"
-# A held partition is read again this long after its next event falls due, so that a
-# read brings a second of due events, not one.
+# A held partition's records are judged again once the horizon is this far past the
+# first one's due time, so that a release brings a second of due events, not one.
 HOLD_SLACK_S = 1.0
 # Label ids are kept this long past the horizon beyond N: events up to an hour out of
 # event-time order in their partition still find their label's id.
