@@ -19,6 +19,9 @@ from inferloop.settings import Settings
 HAM_WORDS = (*tuple(f"ham{i}" for i in range(60)), "meeting", "report", "lunch", "draft")
 SPAM_A = (*tuple(f"prize{i}" for i in range(60)), "winner", "free", "cash")
 COMMON = ("the", "and", "you", "for", "this", "today", "please", "thanks")
+# A newsletter's own words: the body, not only the sender, tells it from spam (the
+# emails model reads no header tokens since 4096e50).
+NEWS_WORDS = tuple(f"digest{i}" for i in range(30))
 ORIGIN = datetime(2024, 5, 1, tzinfo=UTC)
 
 
@@ -65,7 +68,8 @@ def emails(
 
     Spam draws its words from ``spam_words`` and comes from ``spam_sender``; a share
     ``newsletters`` of the legitimate mail is a newsletter from a new sender written
-    in the words of the first spam campaign (what an older model takes for spam);
+    mostly in the words of the first spam campaign (what an older model takes for spam)
+    with a few of its own (what a newer model learns to let through);
     ``shuffle_labels`` deals the labels out at random, so they say nothing about the
     text.
     """
@@ -78,7 +82,8 @@ def emails(
         if y[k]:
             drawn, sender = list(rng.choice(spam_words, 12)), spam_sender
         elif letter[k]:
-            drawn, sender = list(rng.choice(SPAM_A, 12)), "news@letters.example"
+            drawn = [*rng.choice(SPAM_A, 8), *rng.choice(NEWS_WORDS, 4)]
+            sender = "news@letters.example"
         else:
             drawn = [*rng.choice(HAM_WORDS, 8), *rng.choice(COMMON, 4)]
             sender = "ann@corp.example"
