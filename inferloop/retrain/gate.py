@@ -161,10 +161,19 @@ class GateResult:
 
 @dataclass(frozen=True)
 class Contender:
-    """One model on the holdout: its scores and threshold, and its metrics there."""
+    """One model on the holdout: its scores and threshold, and its metrics there.
+
+    ``threshold_in_sample``: the threshold was chosen with this holdout (the job's
+    ``threshold_source`` "holdout"), so its threshold metrics here would be in-sample:
+    the gate judges the threshold primary metric at the matched operating point instead
+    (it does not use the threshold), or, when the holdout has too few of the target's
+    class for one, on ``metrics``, which the job then takes at the calibration threshold
+    (out of sample); and it grants no threshold refresh.
+    """
 
     scores: ModelScores
     metrics: Mapping[str, float]
+    threshold_in_sample: bool = False
 
     def metric(self, name: str) -> float:
         """One metric as a float."""
@@ -196,8 +205,34 @@ def decide(
     )
     if not_comparable is not None:
         return GateResult("not_comparable", not_comparable, **base)
+    note = ""
+    if candidate.threshold_in_sample and name in THRESHOLD_METRICS:
+        judged = _matched_figure(config, y, candidate)
+        where = "the calibration threshold's, out of sample"
+        if judged is not None:
+            base["candidate"], where = judged, "at the matched operating point"
+        note = (
+            f"; the candidate's threshold was re-derived with this holdout, so its {name} "
+            f"is judged {where} ({base['candidate']:.4f})"
+        )
     result = _decide(config, y, candidate, comparable, base, fallback=fallback)
-    return dataclasses.replace(result, champion_below_floor=_below_floor_after(config, result))
+    return dataclasses.replace(
+        result,
+        reason=result.reason + note,
+        champion_below_floor=_below_floor_after(config, result),
+    )
+
+
+def _matched_figure(
+    config: GateConfig, y: np.ndarray[Any, Any], candidate: Contender
+) -> float | None:
+    """The candidate's threshold metric at the matched operating point on the holdout
+    (None: no target, or too few of its class for one)."""
+    name, target = config.primary_metric, config.target
+    y = np.asarray(y)
+    if target is None or int(np.count_nonzero(y == target.error_class)) < target.needed:
+        return None
+    return MatchedMetric(name, y, np.asarray(candidate.scores.scores), target).value()
 
 
 def _decide(
@@ -243,7 +278,8 @@ def _threshold_refresh(
 ) -> str | None:
     """Why a tie on ranking is promoted for its threshold (None: it is not)."""
     target = config.target
-    if target is None:
+    if target is None or candidate.threshold_in_sample:
+        # An in-sample threshold meets its target on this holdout by construction.
         return None
     champ = RealisedRate.of_counts(
         *target.errors(y, champion.scores.scores, champion.scores.threshold)

@@ -106,14 +106,22 @@ class ThresholdChoice:
     target_rate: float
     calibration_threshold: float
     realised: RealisedRate
-    metrics: dict[str, float]  # the candidate's on the holdout, at ``threshold``
+    # The candidate's on the holdout, at ``threshold``: in-sample when it was re-derived
+    # with the holdout (reported; the gate judges a threshold metric at a matched point).
+    metrics: dict[str, float]
     recall: RecallShortfall  # the calibration threshold's recall: promised and on the holdout
+
+    @property
+    def in_sample(self) -> bool:
+        """Whether the threshold was chosen with the holdout its metrics are taken on."""
+        return self.source == "holdout"
 
     def as_dict(self) -> dict[str, Any]:
         """The choice as plain values (for params, the report and the record)."""
         return {
             "threshold": self.threshold,
             "source": self.source,
+            "metrics_in_sample": self.in_sample,
             "target": self.target,
             "target_rate": self.target_rate,
             "calibration_threshold": self.calibration_threshold,
@@ -422,7 +430,14 @@ class RetrainJob:
     def _evaluate(self, run: _Run) -> Evaluation:
         spec, trained = run.spec, run.trained
         choice = choose_threshold(spec, trained)
-        candidate = Contender(ModelScores(trained.holdout_scores, choice.threshold), choice.metrics)
+        # A threshold chosen with the holdout makes its figures there in-sample: the
+        # gate gets the calibration threshold's (out of sample) for when it cannot judge
+        # at a matched operating point; choice.metrics are reported.
+        candidate = Contender(
+            ModelScores(trained.holdout_scores, choice.threshold),
+            trained.metrics if choice.in_sample else choice.metrics,
+            threshold_in_sample=choice.in_sample,
+        )
         # A champion that cannot be compared is not scored: no figure of it on data it
         # was trained on reaches the gate, the record or the log.
         why_not = comparable_holdout(run.champion, trained)

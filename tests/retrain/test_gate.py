@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from inferloop.domains import get_domain, training
@@ -180,13 +182,13 @@ def test_a_below_floor_champion_gives_way_to_a_candidate_that_beats_it() -> None
 
 
 def _emails_config(**changes: object) -> GateConfig:
-    return _config(
-        primary_metric="f1",
-        floor=0.0,
-        guardrails=GUARDRAILS["emails"],
-        target=HAM_TARGET,
-        **changes,
-    )
+    base: dict[str, object] = {
+        "primary_metric": "f1",
+        "floor": 0.0,
+        "guardrails": GUARDRAILS["emails"],
+        "target": HAM_TARGET,
+    }
+    return _config(**{**base, **changes})
 
 
 def _email_model(y: np.ndarray, scores: np.ndarray, threshold: float) -> Contender:
@@ -283,3 +285,49 @@ def test_the_calibration_window_meets_the_target_on_the_newest_data_and_pooling_
 def test_too_little_out_of_fold_ham_pools_every_fold() -> None:
     y, _ = _drifting_ham(1000, seed=3)
     assert training.calibration_start(y, HAM_TARGET) == 0
+
+
+# -- a candidate whose threshold was re-derived with the holdout (in-sample there) --
+
+
+def _in_sample(model: Contender, f1: float | None = None) -> Contender:
+    metrics = dict(model.metrics) if f1 is None else {**model.metrics, "f1": f1}
+    return dataclasses.replace(model, metrics=metrics, threshold_in_sample=True)
+
+
+def test_an_in_sample_threshold_figure_does_not_clear_the_floor() -> None:
+    # Before: the candidate's F1 at a threshold chosen with this holdout decided the floor.
+    y = _holdout(n=4000, positives=1000)
+    scores = _email_scores(y, 0.5, 1)  # a poor ranking
+    model = _email_model(y, scores, 0.5)
+    config = _emails_config(floor=0.7)
+    trusted = dataclasses.replace(model, metrics={**model.metrics, "f1": 0.99})
+    assert decide(config, y, trusted, None).decision == "promote"
+    result = decide(config, y, _in_sample(model, f1=0.99), None)
+    assert result.decision == "reject"
+    assert "below the floor" in result.reason
+    assert "matched operating point" in result.reason
+    assert result.candidate < 0.7
+
+
+def test_an_in_sample_threshold_is_no_threshold_refresh() -> None:
+    y = _holdout(n=4000, positives=1000)
+    scores = _email_scores(y, 3.0, 1)
+    champion = _email_model(y, scores, threshold_at_fpr(y, scores, 0.05))
+    candidate = _email_model(y, scores, threshold_at_fpr(y, scores, 0.005))
+    assert decide(_emails_config(), y, candidate, champion).decision == "promote"
+    result = decide(_emails_config(), y, _in_sample(candidate), champion)
+    assert result.decision == "reject"
+    assert "no real win" in result.reason
+
+
+def test_an_in_sample_threshold_with_too_few_ham_is_judged_on_the_given_figure() -> None:
+    # Too few ham for a matched point: the figure given (the job's calibration
+    # threshold's, out of sample) decides the floor.
+    y = _holdout(n=800, positives=300)  # 500 ham: fewer than the 2,000 of 0.5 %
+    model = _email_model(y, _email_scores(y, 4.0, 1), 0.5)
+    config = _emails_config(floor=0.7)
+    assert decide(config, y, _in_sample(model, f1=0.9), None).decision == "promote"
+    result = decide(config, y, _in_sample(model, f1=0.1), None)
+    assert result.decision == "reject"
+    assert "calibration threshold's, out of sample (0.1000)" in result.reason

@@ -403,6 +403,9 @@ def test_a_threshold_above_the_new_positives_is_rederived_with_the_holdout() -> 
     assert choice.metrics["f1"] > 0.95
     assert choice.metrics["fpr"] <= 0.005
     assert choice.as_dict()["holdout_recall"]["rate"] == 0.02
+    # Chosen with the holdout: its figures there are in-sample, reported not judged.
+    assert choice.in_sample
+    assert choice.as_dict()["metrics_in_sample"] is True
 
 
 def test_a_recall_within_noise_of_the_promise_keeps_the_threshold() -> None:
@@ -415,6 +418,7 @@ def test_a_recall_within_noise_of_the_promise_keeps_the_threshold() -> None:
     choice = choose_threshold(get_domain("emails"), trained)
     assert not choice.recall.collapsed
     assert (choice.source, choice.threshold) == ("calibration", 0.95)
+    assert not choice.in_sample
 
 
 def test_the_metric_says_when_a_champion_is_left_below_its_floor() -> None:
