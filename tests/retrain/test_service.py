@@ -17,7 +17,12 @@ from inferloop.keys import Keys
 from inferloop.registry import ModelNotFoundError, Registry
 from inferloop.retrain.lock import LeaseLock
 from inferloop.retrain.progress import Progress
-from inferloop.retrain.service import RetrainService, ServiceReport, trigger_request
+from inferloop.retrain.service import (
+    MAX_WAITING_PER_DOMAIN,
+    RetrainService,
+    ServiceReport,
+    trigger_request,
+)
 from inferloop.retrain.status import read_status
 from inferloop.retrain.triggers import GROUP, Trigger, TriggerQueue, new_trigger_id
 from inferloop.settings import Settings
@@ -359,3 +364,33 @@ def test_a_firing_that_overlaps_a_run_keeps_the_domain_running(
     assert report.abandoned == ["emails"]
     assert LeaseLock(redis_client, keys.retrain_lock("emails"), 60).holder() is None
     assert queue.outcome(trigger.trigger_id) is None  # pending for the next instance
+
+
+def test_past_the_bound_a_different_trigger_is_answered_at_once_and_a_same_one_merges(
+    retrain_settings: Settings, registry: Registry, redis_client: redis.Redis
+) -> None:
+    queue = _queue(retrain_settings, redis_client)
+    queue.ensure_group()
+    at = "2025-01-01T00:00:00Z"
+    different = [
+        Trigger(new_trigger_id(), "emails", False, "pytest", at, seed=seed)
+        for seed in range(MAX_WAITING_PER_DOMAIN + 1)
+    ]
+    same_as_first = Trigger(new_trigger_id(), "emails", False, "pytest", at, seed=0)
+    for trigger in (*different, same_as_first):
+        queue.send(trigger)
+    read = queue.read_new("test-service", block_ms=100, count=100)
+    service = RetrainService(retrain_settings, registry, metrics_port=0)
+    service._running["emails"] = 1  # a run of the domain goes on here
+    waits = [service._defer(trigger) for trigger in read]
+    assert waits == [True] * MAX_WAITING_PER_DOMAIN + [False, True]
+    refused = queue.outcome(different[-1].trigger_id)
+    assert refused is not None
+    assert refused.outcome == "lock_held"
+    assert f"at most {MAX_WAITING_PER_DOMAIN}" in refused.reason
+    merged = queue.outcome(different[0].trigger_id)
+    assert merged is not None
+    assert merged.outcome == "superseded"
+    assert same_as_first.trigger_id in merged.reason
+    waiting = [t.trigger_id for t in service._deferred["emails"]]
+    assert waiting == [t.trigger_id for t in (*different[1:-1], same_as_first)]
