@@ -185,16 +185,24 @@ def decide(
     weighting: Weighting = DEFAULT_WEIGHTING,
 ) -> PairedVerdict:
     """Loss or win once its martingale reaches 1 / alpha over at least ``min_discordant``
-    discordant pairs; undecided until then."""
+    discordant pairs, and the other's has not; undecided until then.
+
+    Both at once (possible ``per_class``: the new version worse on one class and better
+    on the other) is a trade-off of operating points, not a loss: undecided, with both
+    e-values in the evidence. The shift case showed why: a version flagging 0.1 % of the
+    new source's ham was rolled back to one flagging 46 %, e_loss 97,156 against e_win
+    15,120,595, because the old one caught more spam by flagging nearly everything.
+    """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), not {alpha}")
     e_loss = e_value(counts, against_new=True, weighting=weighting)
     e_win = e_value(counts, against_new=False, weighting=weighting)
     outcome: Outcome = "undecided"
     if counts.discordant >= min_discordant:
-        if e_loss >= 1 / alpha:
+        loss, win = e_loss >= 1 / alpha, e_win >= 1 / alpha
+        if loss and not win:
             outcome = "loss"
-        elif e_win >= 1 / alpha:
+        elif win and not loss:
             outcome = "win"
     return PairedVerdict(outcome, e_loss, e_win, counts, alpha, min_discordant, weighting)
 
