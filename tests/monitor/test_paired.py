@@ -98,7 +98,8 @@ def test_worse_on_one_class_and_better_on_the_other_is_a_trade_off_not_a_loss() 
         neg_new_wrong=1, neg_old_wrong=180,
     )  # fmt: skip
     verdict = decide(counts, alpha=0.05, min_discordant=10)
-    assert verdict.e_loss >= 20 and verdict.e_win >= 20
+    assert verdict.e_loss >= 20
+    assert verdict.e_win >= 20
     assert verdict.outcome == "undecided"
     one_sided = PairedCounts(
         positives=300, negatives=1900, pos_new_wrong=40, pos_old_wrong=2,
