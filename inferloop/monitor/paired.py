@@ -185,13 +185,14 @@ def decide(
     weighting: Weighting = DEFAULT_WEIGHTING,
 ) -> PairedVerdict:
     """Loss or win once its martingale reaches 1 / alpha over at least ``min_discordant``
-    discordant pairs, and the other's has not; undecided until then.
+    discordant pairs; undecided until then.
 
     Both at once (possible ``per_class``: the new version worse on one class and better
-    on the other) is a trade-off of operating points, not a loss: undecided, with both
-    e-values in the evidence. The shift case showed why: a version flagging 0.1 % of the
-    new source's ham was rolled back to one flagging 46 %, e_loss 97,156 against e_win
-    15,120,595, because the old one caught more spam by flagging nearly everything.
+    on the other) is a trade-off of operating points, settled by the class-balanced test
+    (:func:`_settle`): a loss only if the new version is also worse with both classes
+    weighed alike. The shift case showed why: a version flagging 0.1 % of the new
+    source's ham was rolled back to one flagging 46 %, per-class e_loss 97,156 against
+    e_win 15,120,595, because the old one caught more spam by flagging nearly everything.
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), not {alpha}")
@@ -200,11 +201,23 @@ def decide(
     outcome: Outcome = "undecided"
     if counts.discordant >= min_discordant:
         loss, win = e_loss >= 1 / alpha, e_win >= 1 / alpha
-        if loss and not win:
+        if loss and win:
+            outcome = _settle(counts, alpha)
+        elif loss:
             outcome = "loss"
-        elif win and not loss:
+        elif win:
             outcome = "win"
     return PairedVerdict(outcome, e_loss, e_win, counts, alpha, min_discordant, weighting)
+
+
+def _settle(counts: PairedCounts, alpha: float) -> Outcome:
+    """A trade-off between the classes, decided by the class-balanced martingales (a
+    further test on the same pairs: it can only make a loss or win rarer)."""
+    if e_value(counts, against_new=True, weighting="balanced") >= 1 / alpha:
+        return "loss"
+    if e_value(counts, against_new=False, weighting="balanced") >= 1 / alpha:
+        return "win"
+    return "undecided"
 
 
 def compare(

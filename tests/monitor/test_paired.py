@@ -90,22 +90,30 @@ def test_per_class_a_clear_loss_on_either_class_is_a_loss() -> None:
     assert balanced.outcome == "undecided"
 
 
-def test_worse_on_one_class_and_better_on_the_other_is_a_trade_off_not_a_loss() -> None:
+def test_a_trade_off_between_the_classes_is_settled_by_the_balanced_test() -> None:
     # The shift case's rollback: the new version misses spam the old one caught only by
     # flagging nearly every mail, and flags almost no ham where the old one flagged half.
-    counts = PairedCounts(
+    tradeoff = PairedCounts(
         positives=300, negatives=1900, pos_new_wrong=40, pos_old_wrong=2,
-        neg_new_wrong=1, neg_old_wrong=180,
+        neg_new_wrong=1, neg_old_wrong=900,
     )  # fmt: skip
-    verdict = decide(counts, alpha=0.05, min_discordant=10)
+    verdict = decide(tradeoff, alpha=0.05, min_discordant=10)
     assert verdict.e_loss >= 20
     assert verdict.e_win >= 20
-    assert verdict.outcome == "undecided"
-    one_sided = PairedCounts(
-        positives=300, negatives=1900, pos_new_wrong=40, pos_old_wrong=2,
-        neg_new_wrong=1, neg_old_wrong=1,
+    assert verdict.outcome == "win"
+    # A mis-thresholded version: half the positives missed for a few false alarms fewer.
+    worse = PairedCounts(
+        positives=300, negatives=1900, pos_new_wrong=120, pos_old_wrong=0,
+        neg_new_wrong=0, neg_old_wrong=30,
     )  # fmt: skip
-    assert decide(one_sided, alpha=0.05, min_discordant=10).outcome == "loss"
+    verdict = decide(worse, alpha=0.05, min_discordant=10)
+    assert verdict.e_win >= 20
+    assert verdict.outcome == "loss"
+    even = PairedCounts(
+        positives=300, negatives=1900, pos_new_wrong=40, pos_old_wrong=2,
+        neg_new_wrong=1, neg_old_wrong=250,
+    )  # fmt: skip
+    assert decide(even, alpha=0.05, min_discordant=10).outcome == "undecided"
 
 
 def test_counts_add_over_batches() -> None:
