@@ -21,6 +21,7 @@ from kafka import TopicPartition
 from inferloop.connections import make_consumer, make_producer
 from inferloop.ops import letters as dl
 from inferloop.ops.errors import DeadLetterError, TopicMissingError
+from inferloop.ops.partitions import topic_partitions
 from inferloop.settings import Domain, Settings
 from inferloop.topics import for_settings
 
@@ -90,12 +91,7 @@ def iter_letters(
         settings.kafka, isolation_level="read_committed", auto_offset_reset="earliest"
     )
     try:
-        numbers = consumer.partitions_for_topic(topic)
-        if not numbers:
-            raise TopicMissingError(
-                f"topic {topic!r} not found on {settings.kafka.bootstrap_servers}"
-            )
-        partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
+        partitions = topic_partitions(consumer, topic, settings.kafka.bootstrap_servers)
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
         ends = consumer.end_offsets(partitions)
@@ -179,13 +175,13 @@ class _Ranges:
         self.timeout_s = timeout_s
         self.read = 0
         self.consumer = make_consumer(settings.kafka, isolation_level="read_committed")
-        numbers = self.consumer.partitions_for_topic(self.topic)
-        if not numbers:
-            self.consumer.close()
-            raise TopicMissingError(
-                f"topic {self.topic!r} not found on {settings.kafka.bootstrap_servers}"
+        try:
+            self.partitions = topic_partitions(
+                self.consumer, self.topic, settings.kafka.bootstrap_servers
             )
-        self.partitions = [TopicPartition(self.topic, p) for p in sorted(numbers)]
+        except TopicMissingError:
+            self.consumer.close()
+            raise
         self.starts = {
             tp.partition: o for tp, o in self.consumer.beginning_offsets(self.partitions).items()
         }

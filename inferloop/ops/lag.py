@@ -14,7 +14,7 @@ from kafka import OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError
 
 from inferloop.connections import admin_client, make_consumer
-from inferloop.ops.errors import TopicMissingError
+from inferloop.ops.partitions import topic_partitions
 from inferloop.settings import Domain, Settings
 from inferloop.topics import consumer_group, for_settings
 
@@ -49,12 +49,7 @@ def group_lag(settings: Settings, domain: Domain) -> GroupLag:
     topic = for_settings(settings, domain).events
     consumer = make_consumer(settings.kafka, isolation_level="read_committed")
     try:
-        numbers = consumer.partitions_for_topic(topic)
-        if not numbers:
-            raise TopicMissingError(
-                f"topic {topic!r} not found on {settings.kafka.bootstrap_servers}"
-            )
-        partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
+        partitions = topic_partitions(consumer, topic, settings.kafka.bootstrap_servers)
         # read_committed: the end is the last stable offset, what a worker can reach.
         ends = consumer.end_offsets(partitions)
         starts = consumer.beginning_offsets(partitions)
@@ -92,12 +87,7 @@ def throughput(settings: Settings, domain: Domain, *, window_s: float = 60.0) ->
     topic = for_settings(settings, domain).predictions
     consumer = make_consumer(settings.kafka)
     try:
-        numbers = consumer.partitions_for_topic(topic)
-        if not numbers:
-            raise TopicMissingError(
-                f"topic {topic!r} not found on {settings.kafka.bootstrap_servers}"
-            )
-        partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
+        partitions = topic_partitions(consumer, topic, settings.kafka.bootstrap_servers)
         since_ms = int((time.time() - window_s) * 1000)
         then = consumer.offsets_for_times(dict.fromkeys(partitions, since_ms))
         ends = consumer.end_offsets(partitions)
