@@ -34,6 +34,9 @@ that touch several of them also run on a cluster.
     <p>:monitor:{domain}:history:<version>   list    a version's live figures over time, oldest
                                                      first (JSON; capped by count, age and TTL)
     <p>:monitor:{domain}:alarms              list    drift alarms, oldest first (JSON, capped)
+    <p>:monitor:{domain}:actions             list    the policy's other alarms and its actions
+                                                     (floor, probation, challenger, trigger),
+                                                     oldest first (JSON, capped)
     <p>:monitor:{domain}:labelled:<hour>     hash    id hashes of explicit labels of events of
                                                      one hour (implicit negatives skip them)
     <p>:monitor:{domain}:lease               string  the one monitor of the domain (token, PX)
@@ -181,6 +184,11 @@ class Keys:
     def monitor_alarms(self, domain: str) -> str:
         """List of the domain's drift alarms with their time, oldest first (capped)."""
         return self._monitor(domain, "alarms")
+
+    def monitor_actions(self, domain: str) -> str:
+        """List of the policy's floor and probation alarms and its actions (rollbacks,
+        challenger moves, retrain triggers) with their time, oldest first (capped)."""
+        return self._monitor(domain, "actions")
 
     def monitor_labelled_ids(self, domain: str, hour: int) -> str:
         """Hash of the id hashes of explicitly labelled events whose event time falls in
