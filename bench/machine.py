@@ -17,8 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import crc32c
-import kafka.record.util as record_util
+from inferloop.kafka_internals import crc32c_in_use
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +38,6 @@ def load_average() -> tuple[float, float, float]:
     """The 1, 5 and 15 minute load averages."""
     one, five, fifteen = os.getloadavg()
     return round(one, 2), round(five, 2), round(fifteen, 2)
-
-
-def crc32c_in_use() -> bool:
-    """Whether kafka-python checksums record batches with the C ``crc32c`` package
-    (without it every kafka-python figure drops four- to sevenfold)."""
-    return bool(record_util._crc32c is crc32c.crc32c)
 
 
 def _version(package: str) -> str | None:

@@ -15,8 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kafka.record.default_records import DefaultRecordBatchBuilder
-
 REASON_TOO_LARGE = "too_large"
 
 TRUNCATED_VALUE_BYTES = 64 * 1024
@@ -62,9 +60,22 @@ def header(headers: Sequence[tuple[str, bytes]] | None, name: str) -> str | None
     return None
 
 
+# Kafka's record batch format v2 (KIP-98, the protocol guide's "Record Batch"): a batch
+# header of 61 bytes, then per record a length, attributes, timestamp and offset deltas,
+# key and value with their lengths, and the headers with theirs. Varints take at most 5
+# bytes (32 bits) or 10 (the 64-bit timestamp delta).
+_BATCH_HEADER = 61
+_RECORD_FIXED = 5 + 1 + 10 + 5 + 5 + 5 + 5  # length, attributes, deltas, key/value lengths, count
+_HEADER_FIXED = 5 + 5  # a header's key and value lengths
+
+
 def record_size(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> int:
-    """The producer's own upper bound for one record in a batch of its own."""
-    return int(DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers))
+    """An upper bound on one record's size in a batch of its own, from the wire format
+    (never below the producer's own estimate, which counts its varints exactly)."""
+    size = _BATCH_HEADER + _RECORD_FIXED + len(key or b"") + len(value or b"")
+    for name, data in headers:
+        size += _HEADER_FIXED + len(name.encode("utf-8")) + len(data or b"")
+    return size
 
 
 def make_dead_letter(

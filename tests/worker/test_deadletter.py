@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
 from kafka.consumer.fetcher import ConsumerRecord
 
 from inferloop.worker import deadletter as dl
@@ -80,3 +81,23 @@ def test_a_tiny_producer_limit_still_gets_a_letter_that_fits() -> None:
 
     assert letter.reason == dl.REASON_TOO_LARGE
     assert dl.record_size(letter.key, letter.value, letter.headers) <= 2000
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "headers"),
+    [
+        (None, b"", []),
+        (b"k", b"v" * 300, [("h", b"")]),
+        (b"k" * 70_000, b"v" * 2_000_000, [("dlq.reason", b"too_large")] * 12),
+        (b"\x00" * 127, b"\x00" * 128, [("é" * 64, b"x" * 16_384)]),
+    ],
+)
+def test_the_size_bound_is_never_below_the_producers_own_estimate(
+    key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
+) -> None:
+    # kafka-python's figure is the one its send() checks against max_request_size.
+    from kafka.record.default_records import DefaultRecordBatchBuilder
+
+    theirs = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers)
+    ours = dl.record_size(key, value, headers)
+    assert theirs <= ours <= theirs + 64 + 10 * len(headers)
