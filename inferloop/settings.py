@@ -369,8 +369,9 @@ class MonitorSettings(_Section):
     # Events per block of the block bootstrap (fraud comes in bursts).
     bootstrap_block_size: int = Field(default=50, ge=1)
     # Live floors (apart from the offline gate's): the champion's F1 and AUPRC on the
-    # window by positives. None: no floor.
-    emails_live_floor_f1: float | None = Field(default=None, ge=0, le=1)
+    # window by positives. None: no floor. Emails' F1 floor catches a champion that
+    # flags little ham but misses most spam, which the ham-flagged floor cannot see.
+    emails_live_floor_f1: float | None = Field(default=0.70, ge=0, le=1)
     transactions_live_floor_f1: float | None = Field(default=None, ge=0, le=1)
     emails_live_floor_auprc: float | None = Field(default=None, ge=0, le=1)
     transactions_live_floor_auprc: float | None = Field(default=None, ge=0, le=1)
