@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from inferloop.monitor.figures import Figures, Interval
+import numpy as np
+
+from inferloop.monitor.figures import Figures, Interval, live_figures
 from inferloop.monitor.paired import PairedCounts
 from inferloop.monitor.policy import (
     MAX_REMEMBERED,
@@ -196,5 +198,46 @@ def test_the_settings_build_the_config() -> None:
         ("f1", 0.4, "min"),
         ("target_value", 0.5, "min"),
     }
-    emails = PolicyConfig.from_settings(MonitorSettings(emails_live_max_ham_flagged=None), "emails")
+    emails = PolicyConfig.from_settings(
+        MonitorSettings(emails_live_max_ham_flagged=None, emails_live_floor_f1=None), "emails"
+    )
     assert emails.live_floors() == ()
+    # The floors a config built without settings applies are the settings' defaults.
+    assert (
+        PolicyConfig(domain="emails").live_floors()
+        == PolicyConfig.from_settings(MonitorSettings(), "emails").live_floors()
+    )
+
+
+def _live(y: np.ndarray, rate_flagged: tuple[float, float]) -> Figures:
+    """Live figures (with their bootstrap intervals) of a version that flags the given
+    shares of spam and of ham, spread evenly over the stream ``y``."""
+    flagged = np.zeros(len(y))
+    for label, rate in zip((1, 0), rate_flagged, strict=True):
+        (of_class,) = np.nonzero(y == label)
+        flagged[of_class[:: round(1 / rate)] if rate else []] = 1.0
+    return live_figures(y, flagged, 0.5, target="emails", block_size=50, n_boot=200, seed=0)
+
+
+def test_a_new_champion_that_misses_most_spam_is_below_the_default_floors() -> None:
+    # The shift case's stall (docs/results/20261207T212635Z-shift-hourly): v1 flagged
+    # about half the new source's ham (the ham-flagged floor: trigger); v7, promoted at
+    # 150 s, flagged 0-0.4 % of it but caught a fifth of the spam (live F1 0.22-0.26,
+    # interval up to 0.34). With the settings' floors of then (ham flagged only) v7
+    # breached none, so nothing triggered again before the stream ended.
+    policy = Policy(PolicyConfig.from_settings(MonitorSettings(), "emails"))
+    y = np.tile([1, 0], 90)
+    v1 = _live(y, (0.5, 0.5))  # half the spam and half the ham flagged
+    v7 = _live(y, (0.2, 0.0))  # a fifth of the spam, no ham
+
+    def acted(champion: int, figures: Figures, labelled: int) -> list[str]:
+        snapshot = Snapshot(1.0, champion=champion, champion_figures=figures,
+                            champion_labelled=labelled)  # fmt: skip
+        return [a.trigger_id if isinstance(a, TriggerRetrain) else type(a).__name__
+                for a in policy.evaluate(snapshot)]  # fmt: skip
+
+    assert acted(1, v1, 300) == ["Alarm", "monitor-emails-floor-0"]
+    assert v7.target_value.high == 0.0
+    assert v7.f1.high < 0.5
+    # The new champion is below the floor too: a re-trigger at once, not after hours.
+    assert acted(7, v7, 120) == ["Alarm", "monitor-emails-floor-0-v7-120"]
