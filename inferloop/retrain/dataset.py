@@ -11,11 +11,17 @@ newest events the ones labelled already are the quick, biased few. Training take
 every example older than the holdout's first event time; examples newer than that
 but not mature yet wait for a later run. Equal event times fall on one side, and each
 id is one example, so no id is on both sides.
+
+With a training window of N labels the run's data set is the window and its holdout:
+the holdout is the newest ``holdout_fraction`` of ``N / (1 - holdout_fraction)``
+mature examples (fewer when fewer are mature), training the newest N before it. Cut
+from the whole log instead, the holdout of a source that has just changed is the
+newest 20 % of everything: in the shift case 1,417 of 7,081 examples, nearly all of
+the new source's 1,505 labels, so the window fitted on the old source.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -75,10 +81,23 @@ def _side(examples: Columns, idx: IndexArray) -> dict[str, Any]:
     }
 
 
+def holdout_size(mature: int, holdout_fraction: float, window_labels: int | None) -> int:
+    """How many of ``mature`` examples the holdout takes: ``holdout_fraction`` of them,
+    or with a training window of ``window_labels``, of the window and its holdout."""
+    pool = mature if window_labels is None else min(mature, window_labels / (1 - holdout_fraction))
+    return max(1, math.ceil(holdout_fraction * pool))
+
+
 def time_split(
-    examples: Columns, *, holdout_fraction: float, as_of_s: float, maturity_s: float
+    examples: Columns,
+    *,
+    holdout_fraction: float,
+    as_of_s: float,
+    maturity_s: float,
+    window_labels: int | None = None,
 ) -> Split:
-    """The newest ``holdout_fraction`` of mature examples is the holdout; older ones train.
+    """The newest mature examples are the holdout (:func:`holdout_size`); older ones
+    train, only the newest ``window_labels`` of them with a window.
 
     ``examples`` must be in event-time order (as :func:`deduplicate` returns them).
     """
@@ -90,10 +109,12 @@ def time_split(
             f"{len(mature)} of {len(times)} labelled examples are older than the "
             f"label-maturity age ({maturity_s:.0f} s): nothing to hold out"
         )
-    n_holdout = max(1, math.ceil(holdout_fraction * len(mature)))
+    n_holdout = holdout_size(len(mature), holdout_fraction, window_labels)
     cutoff = float(times[mature[len(mature) - n_holdout]])
     holdout = mature[times[mature] >= cutoff]
     train = np.flatnonzero(times < cutoff)
+    if window_labels is not None:
+        train = train[-window_labels:]
     if len(train) == 0:
         raise NotEnoughDataError(
             f"all {len(mature)} mature examples share the holdout's event time; "
@@ -123,14 +144,3 @@ def new_label_count(
         return sum(end_offsets.values())
     seen = {int(p): int(r["end"]) for p, r in partitions.items()}
     return sum(max(end - seen.get(p, 0), 0) for p, end in end_offsets.items())
-
-
-def newest_training(split: Split, window_labels: int | None) -> Split:
-    """``split`` with only its newest ``window_labels`` training examples (None: all).
-
-    The training side is in event-time order, so the window is its tail; the holdout
-    is untouched, so a windowed candidate is judged on the same examples as any other.
-    """
-    if window_labels is None or len(split.train) <= window_labels:
-        return split
-    return dataclasses.replace(split, train=split.train[-window_labels:])

@@ -23,7 +23,7 @@ from threadpoolctl import threadpool_limits
 from inferloop.domains import DomainSpec
 from inferloop.domains.training import Fitted, build, fit
 from inferloop.retrain.columns import Columns
-from inferloop.retrain.dataset import Split, deduplicate, newest_training, time_split
+from inferloop.retrain.dataset import Split, deduplicate, time_split
 from inferloop.retrain.progress import Progress
 from inferloop.retrain.provenance import config_sha256
 from inferloop.retrain.snapshot import Snapshot
@@ -33,6 +33,12 @@ log = logging.getLogger(__name__)
 
 DEDUP_RULE = "one example per event id: latest labelled_at, then the later record"
 SPLIT_RULE = "holdout: newest fraction of mature examples by event time; train: older"
+# With a training window the holdout is a fraction of the window and its holdout, not of
+# the whole log (a recipe that names this rule; older windowed lineages did not).
+WINDOW_SPLIT_RULE = (
+    "holdout: newest fraction of the mature window plus holdout by event time; "
+    "train: the window, older"
+)
 
 
 @dataclass(frozen=True)
@@ -52,7 +58,8 @@ class Recipe:
     # experiment; part of the recipe, so a rebuild sets them too.
     params: dict[str, Any] = field(default_factory=dict)
     # Fit on only the newest this many training examples (None, as in versions fitted
-    # before the setting: all of them). The holdout is the same either way.
+    # before the setting: all of them); the holdout is then a share of the window and
+    # itself (``dataset.holdout_size``).
     train_window_labels: int | None = None
 
     @classmethod
@@ -90,7 +97,8 @@ class Recipe:
 
     def as_config(self) -> dict[str, Any]:
         """The recipe with the rules it applies, as stored in the lineage."""
-        return asdict(self) | {"dedup_rule": DEDUP_RULE, "split_rule": SPLIT_RULE}
+        split_rule = SPLIT_RULE if self.train_window_labels is None else WINDOW_SPLIT_RULE
+        return asdict(self) | {"dedup_rule": DEDUP_RULE, "split_rule": split_rule}
 
     def sha256(self) -> str:
         """The hash of the training configuration."""
@@ -172,8 +180,8 @@ def train_and_score(
         holdout_fraction=recipe.holdout_fraction,
         as_of_s=snapshot.taken_at_s,
         maturity_s=recipe.label_maturity_s,
+        window_labels=recipe.train_window_labels,
     )
-    split = newest_training(split, recipe.train_window_labels)
     durations["prepare"] = time.perf_counter() - started
     train_rows = spec.take_rows(examples.rows, split.train)
     started = time.perf_counter()

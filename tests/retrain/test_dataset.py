@@ -7,7 +7,7 @@ import pytest
 
 from inferloop.domains import get_domain
 from inferloop.retrain.columns import Columns
-from inferloop.retrain.dataset import deduplicate, new_label_count, newest_training, time_split
+from inferloop.retrain.dataset import deduplicate, holdout_size, new_label_count, time_split
 from inferloop.retrain.errors import NotEnoughDataError
 
 SPEC = get_domain("transactions")
@@ -69,19 +69,35 @@ def test_holdout_is_the_newest_mature_slice_and_no_id_is_on_both_sides() -> None
     assert not set(examples.ids[split.train]) & set(examples.ids[split.holdout])
 
 
-def test_a_training_window_keeps_the_newest_training_examples_and_the_holdout() -> None:
-    n = 100
+def test_a_training_window_fits_the_new_source_and_holds_out_a_share_of_the_window() -> None:
+    # A shift: 5,000 labels of an old source, then 1,000 of a new one. Cut from the whole
+    # log, the holdout (20 %: 1,200) took every label of the new source and the window
+    # fitted on the old one (the shift case's live runs).
+    old, new = 5000, 1000
+    n = old + new
     cols = _columns(
-        [f"e{i}" for i in range(n)], list(range(n)), [1000.0] * n, [i % 2 for i in range(n)]
+        [f"e{i}" for i in range(n)], list(range(n)), [1e6] * n, [i % 2 for i in range(n)]
     )
     examples, _ = deduplicate(cols, SPEC)
-    split = time_split(examples, holdout_fraction=0.2, as_of_s=200.0, maturity_s=0.0)
-    windowed = newest_training(split, 30)
+    whole = time_split(examples, holdout_fraction=0.2, as_of_s=1e6, maturity_s=0.0)
+    assert len(whole.holdout) == 1200
+    assert (whole.train[-500:] < old).all()
+    split = time_split(
+        examples, holdout_fraction=0.2, as_of_s=1e6, maturity_s=0.0, window_labels=500
+    )
+    # The window and its holdout are 500 / 0.8 = 625 examples: 125 held out, the newest.
     times = examples.event_time_s
-    assert times[windowed.train].tolist() == list(range(50, 80))
-    assert windowed.holdout.tolist() == split.holdout.tolist()
-    assert newest_training(split, None) is split
-    assert newest_training(split, 500) is split
+    assert times[split.holdout].tolist() == list(range(n - 125, n))
+    assert times[split.train].tolist() == list(range(n - 625, n - 125))
+    assert (split.train >= old).all()
+    # Fewer examples than a window and its holdout: the usual share, all the rest trains.
+    small = time_split(
+        examples.take(np.arange(300), SPEC),
+        holdout_fraction=0.2, as_of_s=1e6, maturity_s=0.0, window_labels=500,
+    )  # fmt: skip
+    assert (len(small.holdout), len(small.train)) == (60, 240)
+    assert holdout_size(6000, 0.2, None) == 1200
+    assert holdout_size(6000, 0.2, 1500) == 375
 
 
 def test_equal_event_times_fall_on_one_side() -> None:
