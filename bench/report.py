@@ -97,6 +97,11 @@ def _throughput(figures: dict[str, Any]) -> str:
                 note = f"{spread_text(s['eos_over_alo'], 2)} × at-least-once (target ≥ 0.6)"
             elif key == "at-least-once/2":
                 note = f"{spread_text(s['two_over_one'], 2)} × one process"
+            elif ", " in delivery and (plain := delivery.split(", ")[0]) in s.get(
+                "shadow_over_plain", {}
+            ):
+                ratio_text = spread_text(s["shadow_over_plain"][plain], 2)
+                note = f"{ratio_text} × without a challenger (target ≥ 0.6)"
             rows.append(
                 [
                     domain,

@@ -5,7 +5,9 @@ broker compiles its hot paths during its first loads). Then per domain and round
 same events and the same broker, one after the other:
 consume-only, the naive / pipelined / exactly-once pass-through loops, the champion
 scoring offline, then the worker at full speed (at-least-once and exactly-once, 1 and 2
-processes). The Quix Streams peer runs once per domain (it is slow). Efficiency is the
+processes), and the one-process worker again with a challenger scored in shadow on every
+event (``SHADOW_SAMPLE=1``; its records counted on ``<domain>.shadow``). The Quix Streams
+peer runs once per domain (it is slow). Efficiency is the
 one-process at-least-once worker over ``1 / (1/pipelined + 1/scoring)`` of the same
 round; figures are medians over rounds.
 """
@@ -20,14 +22,20 @@ from typing import Any
 from bench.data import Corpus, Model, fit_model, register
 from bench.env import Env, create_topic, new_tag
 from bench.stats import Spread, efficiency, harmonic_bound, ratio
-from bench.stream import publish
+from bench.stream import publish, read_records
 from bench.worker import measure_worker
+from inferloop.registry import Registry
 from inferloop.settings import Domain, Settings
+from inferloop.topics import for_settings
 
 log = logging.getLogger(__name__)
 
 LOOPS = ("consume", "naive", "pipelined", "exactly_once")
 WORKER_RUNS = (("at-least-once", 1), ("exactly-once", 1), ("at-least-once", 2), ("exactly-once", 2))
+# The same one-process worker with a challenger in shadow on every event, against the run
+# of the same delivery without one (issue 32 asks >= 0.6 x for transactions).
+SHADOW_RUNS = ("at-least-once", "exactly-once")
+SHADOW = "challenger in shadow"
 
 
 @dataclass
@@ -39,12 +47,20 @@ class DomainSetup:
     champion: Model
     key_prefix: str
     _challenger: Model | None = None
+    _challenger_version: int | None = None
 
     def challenger(self) -> Model:
         """A second model of the domain (fitted on other events; fitted once)."""
         if self._challenger is None:
             self._challenger = fit_model(self.corpus, seed=2, offset=len(self.corpus.values) // 2)
         return self._challenger
+
+    def challenger_version(self, env: Env) -> int:
+        """The challenger registered beside the champion (not promoted; once)."""
+        if self._challenger_version is None:
+            signing = env.signing(env.settings(new_tag("setup"), self.key_prefix))
+            self._challenger_version = register(signing, self.challenger(), promote=False).version
+        return self._challenger_version
 
 
 def prepare_domain(env: Env, corpus: Corpus, run_id: str) -> DomainSetup:
@@ -56,9 +72,9 @@ def prepare_domain(env: Env, corpus: Corpus, run_id: str) -> DomainSetup:
     return DomainSetup(corpus.domain, corpus, model, key_prefix)
 
 
-def worker_key(delivery: str, processes: int) -> str:
-    """``at-least-once/1`` and the like."""
-    return f"{delivery}/{processes}"
+def worker_key(delivery: str, processes: int, shadow: bool = False) -> str:
+    """``at-least-once/1``, ``at-least-once, challenger in shadow/1`` and the like."""
+    return f"{delivery}{', ' + SHADOW if shadow else ''}/{processes}"
 
 
 def one_round(
@@ -101,9 +117,40 @@ def one_round(
         key = worker_key(delivery, processes)
         out["worker"][key] = asdict(measured) | {"rate": measured.rate}
         log.info("%s round %d worker %s: %.0f msg/s", domain, n, key, measured.rate)
+    for delivery in SHADOW_RUNS:
+        key = worker_key(delivery, 1, shadow=True)
+        out["worker"][key] = shadow_run(env, setup, values, delivery, n)
+        log.info("%s round %d worker %s: %.0f msg/s", domain, n, key, out["worker"][key]["rate"])
     if quix_events:
         out["quix"] = quix_rate(env, setup, quix_events)
     return out
+
+
+def shadow_run(
+    env: Env, setup: DomainSetup, values: list[bytes], delivery: str, n: int
+) -> dict[str, Any]:
+    """One worker with the challenger alias set for the run (``SHADOW_SAMPLE`` is 1 by
+    default), then the alias removed; fails unless every event was scored in shadow."""
+    domain = setup.domain
+    version = setup.challenger_version(env)
+    settings = env.settings(new_tag(f"s{n}"), setup.key_prefix, delivery=delivery)
+    with Registry.from_settings(env.signing(settings)) as registry:
+        registry.set_alias(domain, "challenger", version, expected_current=None, reason="bench")
+        try:
+            measured = measure_worker(
+                env, settings, domain, values, 1, name=f"{domain}-{delivery}-shadow-r{n}"
+            )
+        finally:
+            registry.remove_alias(
+                domain, "challenger", expected_current=version, reason="bench done"
+            )
+    shadowed = len(read_records(settings, for_settings(settings, domain).shadow))
+    if measured.predicted < len(values) or shadowed < len(values):
+        raise RuntimeError(
+            f"{domain} {delivery} with a challenger: {measured.predicted} predictions and "
+            f"{shadowed} shadow records for {len(values)} events"
+        )
+    return asdict(measured) | {"rate": measured.rate, "shadowed": shadowed}
 
 
 def source_topic(
@@ -219,6 +266,16 @@ def summarise(rounds: list[dict[str, Any]]) -> dict[str, Any]:
             r["worker"][worker_key("at-least-once", 2)]["rate"], r["worker"][alo]["rate"]
         )
     )
+    summary["shadow_over_plain"] = {
+        delivery: spread(
+            lambda r, d=delivery: ratio(
+                r["worker"][worker_key(d, 1, shadow=True)]["rate"],
+                r["worker"][worker_key(d, 1)]["rate"],
+            )
+        )
+        for delivery in SHADOW_RUNS
+        if all(worker_key(delivery, 1, shadow=True) in r["worker"] for r in rounds)
+    }
     # The machine's speed drifts over minutes here: each round's worker is compared
     # with that round's peer, and the median of those ratios is the figure.
     if all(r.get("quix") for r in rounds):

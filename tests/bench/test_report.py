@@ -42,6 +42,7 @@ def results() -> dict[str, Any]:
         "exactly-once/1": 11_000.0,
         "at-least-once/2": 20_000.0,
         "exactly-once/2": 15_000.0,
+        "at-least-once, challenger in shadow/1": 12_000.0,
     }
     worker = {k: spread(r) for k, r in rates.items()}
     summary = {
@@ -56,6 +57,7 @@ def results() -> dict[str, Any]:
         "efficiency_best_loop": spread(0.7),
         "eos_over_alo": spread(0.69),
         "two_over_one": spread(1.25),
+        "shadow_over_plain": {"at-least-once": spread(0.75)},
         "quix": spread(600.0),
         "over_quix": spread(26.7),
     }
@@ -146,6 +148,12 @@ def test_markdown_shows_every_section_with_its_load_and_the_targets() -> None:
         " ≥ 0.8); 0.70 against the faster of the naive and pipelined loops |" in text
     )
     assert "worker = 26.7 × peer" in text
+    # The shadow row is set against the same delivery without a challenger, and only it.
+    assert (
+        "| transactions | worker, at-least-once, challenger in shadow, 1 process | 12,000 |"
+        " 0.75 × without a challenger (target ≥ 0.6) |" in text
+    )
+    assert "| transactions | worker, exactly-once, 2 processes | 15,000 |  |" in text
     # The fresh broker's warm-up loops are shown first, apart, and not counted.
     assert "| transactions | warm-up: pipelined pass-through | 9,000 | not counted |" in text
     assert "| transactions | warm-up: exactly-once pass-through | 7,000 | not counted |" in text
