@@ -213,9 +213,10 @@ def timeline_page(request: Request) -> Response:
     registry = _console(request).registry
     status = views.attempt("monitor status", lambda: views.monitor_status(registry, domain))
     drift = views.attempt("drift alarms", lambda: views.drift_alarms(registry, domain))
+    kept = views.attempt("monitor actions", lambda: views.monitor_actions(registry, domain))
     return _render(
         request, "timeline.html", domain=domain, history=views.history(registry, domain),
-        alarms=(status.value or {}).get("alarms", []), drift=drift,
+        alarms=(status.value or {}).get("alarms", []), drift=drift, kept=kept,
     )  # fmt: skip
 
 
@@ -225,7 +226,10 @@ def timeline_plot(request: Request) -> Response:
     domain = _domain(request)
     registry = _console(request).registry
     drift = views.attempt("drift alarms", lambda: views.drift_alarms(registry, domain))
-    drawn = timeline.svg(domain, views.history(registry, domain), drift.value or [])
+    kept = views.attempt("monitor actions", lambda: views.monitor_actions(registry, domain))
+    drawn = timeline.svg(
+        domain, views.history(registry, domain), drift.value or [], kept.value or []
+    )
     return Response(drawn, media_type="image/svg+xml")
 
 

@@ -1,6 +1,8 @@
 """The timeline plot, drawn live as SVG from the registry's history: the champion's
-version over time, a mark at each promotion, rollback and rejection, and at each drift
-alarm the monitor kept (its time, detector, statistic and threshold in its tooltip).
+version over time, a mark at each promotion, rollback and rejection, at each drift
+alarm the monitor kept (its time, detector, statistic and threshold in its tooltip), and
+at each floor alarm, probation loss and retrain trigger of the monitor (its figure against
+its threshold, and the labelled events behind it, in its tooltip).
 
 Server-side SVG (no script, no external asset): an ``<img>`` of it is allowed by the
 console's CSP and runs nothing. Every text in it is XML-escaped.
@@ -12,7 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from xml.sax.saxutils import escape
 
-from inferloop.ops.monitor_history import DriftAlarm
+from inferloop.ops.monitor_history import DriftAlarm, KeptAction
 from inferloop.registry.entities import HistoryEntry
 
 WIDTH, HEIGHT, PAD = 900, 300, 50
@@ -21,7 +23,14 @@ _COLOURS = {
     "rollback": "#a4161a",
     "reject": "#6c757d",
     "drift": "#e07b00",
+    "floor": "#7b2cbf",
+    "probation": "#c9184a",
+    "trigger": "#0077b6",
 }
+# The kept monitor records marked on the plot (its rollbacks and challenger moves are in
+# the registry's history, marked as such).
+_KEPT_MARKS = {"floor": "floor", "probation-loss": "probation", "retrain-trigger": "trigger"}
+Detail = DriftAlarm | KeptAction | None
 
 
 def _champion_steps(entries: Sequence[HistoryEntry]) -> list[tuple[datetime, int]]:
@@ -47,23 +56,48 @@ def _alarm_marks(alarms: Sequence[DriftAlarm], fallback: int) -> list[tuple[date
     return [(a.at, a.version if a.version is not None else fallback, "drift") for a in alarms]
 
 
-def _title(kind: str, version: int, moment: datetime, alarm: DriftAlarm | None) -> str:
+def _kept_marks(
+    kept: Sequence[KeptAction], fallback: int
+) -> tuple[list[tuple[datetime, int, str]], list[Detail]]:
+    shown = [k for k in kept if k.kind in _KEPT_MARKS]
+    marks = [
+        (k.at, k.version if k.version is not None else fallback, _KEPT_MARKS[k.kind]) for k in shown
+    ]
+    details: list[Detail] = list(shown)
+    return marks, details
+
+
+def _title(kind: str, version: int, moment: datetime, alarm: Detail) -> str:
     if alarm is None:
         return f"{kind} v{version} at {moment.isoformat()}"
+    if isinstance(alarm, KeptAction):
+        return f"{alarm.kind} ({alarm.outcome}) on v{version} at {moment.isoformat()}: " + (
+            alarm.summary()
+        )
     return (
         f"drift ({alarm.detector}) on v{version} at {moment.isoformat()}: statistic "
         f"{alarm.statistic:.2f} over threshold {alarm.threshold:g}"
     )
 
 
-def svg(domain: str, history: Sequence[HistoryEntry], alarms: Sequence[DriftAlarm] = ()) -> str:
-    """The plot of ``history`` (newest first, as the registry gives it) and ``alarms``."""
+def svg(
+    domain: str,
+    history: Sequence[HistoryEntry],
+    alarms: Sequence[DriftAlarm] = (),
+    kept: Sequence[KeptAction] = (),
+) -> str:
+    """The plot of ``history`` (newest first, as the registry gives it), the drift
+    ``alarms`` and the monitor's ``kept`` alarms and triggers."""
     entries = sorted(history, key=lambda e: e.time)
     steps, marks = _champion_steps(entries), _marks(entries)
     fallback = steps[-1][1] if steps else 1
     drift = _alarm_marks(alarms, fallback)
-    details: list[DriftAlarm | None] = [None] * len(marks) + list(alarms)
+    details: list[Detail] = [None] * len(marks)
+    details += alarms
     marks += drift
+    kept_marks, kept_details = _kept_marks(kept, fallback)
+    marks += kept_marks
+    details += kept_details
     times = [t for t, _ in steps] + [t for t, _, _ in marks]
     versions = [v for _, v in steps] + [v for _, v, _ in marks]
     head = (
@@ -122,9 +156,9 @@ def _axes(v0: int, v1: int, y: Callable[[int], float]) -> str:
 def _legend() -> str:
     items = []
     for i, (kind, colour) in enumerate(_COLOURS.items()):
-        left = WIDTH - PAD - 400 + i * 100
+        left = WIDTH - PAD - 90 * len(_COLOURS) + i * 90
         items.append(
-            f'<circle cx="{left}" cy="16" r="5" fill="{colour}"/>'
-            f'<text x="{left + 10}" y="20">{kind}</text>'
+            f'<circle cx="{left}" cy="32" r="5" fill="{colour}"/>'
+            f'<text x="{left + 10}" y="36">{kind}</text>'
         )
     return "".join(items)

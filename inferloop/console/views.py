@@ -20,7 +20,14 @@ from kafka.errors import KafkaError
 from inferloop.errors import InferloopError
 from inferloop.ops.dlq import DlqPage, ReasonCounts, StoredLetter, count_reasons, page, read_letter
 from inferloop.ops.lag import GroupLag, Throughput, group_lag, throughput
-from inferloop.ops.monitor_history import DriftAlarm, HistoryPoint, read_alarms, read_history
+from inferloop.ops.monitor_history import (
+    DriftAlarm,
+    HistoryPoint,
+    KeptAction,
+    read_actions,
+    read_alarms,
+    read_history,
+)
 from inferloop.ops.retrain_status import RetrainView, read_retrain
 from inferloop.registry import Registry
 from inferloop.registry.entities import HistoryEntry, ModelVersion
@@ -179,6 +186,11 @@ def live_history(registry: Registry, domain: str, version: int) -> list[HistoryP
 def drift_alarms(registry: Registry, domain: str) -> list[DriftAlarm]:
     """The domain's kept drift alarms, newest first."""
     return read_alarms(registry.client, registry.keys, domain)
+
+
+def monitor_actions(registry: Registry, domain: str) -> list[KeptAction]:
+    """The domain's kept floor and probation alarms and monitor actions, newest first."""
+    return read_actions(registry.client, registry.keys, domain)
 
 
 def preview(data: bytes | None) -> str:

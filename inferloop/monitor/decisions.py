@@ -17,6 +17,14 @@ evaluation: a ``Snapshot`` for ``Policy.evaluate``, and its actions carried out:
 - ``TriggerRetrain``: ``triggers.publish_once`` (one per deterministic id).
 - ``Alarm``: a log line, a counter, and the status's alarm list.
 
+Each floor and probation alarm and each action done (not the drift alarms: the batch
+that raised them stores them, with their statistic) is kept as a
+:class:`~inferloop.ops.monitor_history.KeptAction` with its time, the champion then and
+the figure against the threshold that raised it; the runtime stores them in the
+transaction that stores the policy's state they advanced (``take_kept``). A floor alarm
+is kept when it begins or its breached figures change, and ``floor-cleared`` when the
+champion's figures are back (the policy raises it at every evaluation meanwhile).
+
 Redis unreachable while an action is carried out: outcome ``unreachable``, and the
 caller gives the policy its state from before (the action is decided again next time).
 """
@@ -56,6 +64,7 @@ from inferloop.monitor.policy import (
 from inferloop.monitor.scoring import CHALLENGER, PREVIOUS, REDIS_DOWN_ERRORS
 from inferloop.monitor.state import Changes, release_lease
 from inferloop.monitor.window import Entry
+from inferloop.ops.monitor_history import KeptAction
 from inferloop.registry import CHAMPION, PromotionConflictError, Registry, RegistryError
 from inferloop.registry.serving import ActiveModel
 from inferloop.settings import MonitorSettings
@@ -105,6 +114,7 @@ class Decisions:
         section: MonitorSettings,
         stored: Mapping[str, dict[str, Any]],
         metrics: MonitorMetrics,
+        kept: Sequence[KeptAction] = (),
     ) -> None:
         self.domain = domain
         config = PolicyConfig.from_settings(section, domain)
@@ -118,6 +128,12 @@ class Decisions:
         # The recent alarms and other actions (since this process started), newest last.
         self.alarms: list[dict[str, Any]] = []
         self.actions: list[dict[str, Any]] = []
+        # The kept alarms and actions (the stored ones first), newest last; the ones not
+        # stored yet.
+        self.kept: list[KeptAction] = list(kept)[-RECENT_ALARMS:]
+        self._unstored: list[KeptAction] = []
+        # (champion, breached figures) of the floor alarm kept last, if not cleared since.
+        self._floor_open = _open_floor(kept)
         self._metrics = metrics
 
     # -- per batch ---------------------------------------------------------------------------
@@ -196,15 +212,76 @@ class Decisions:
         before, so they are decided again next time (a move done meanwhile is fenced, a
         trigger already sent is sent once)."""
         before = self.policy.to_state()
-        done = executor.run(self.policy.evaluate(snapshot))
+        actions = self.policy.evaluate(snapshot)
+        done = executor.run(actions)
         if any(a["outcome"] == "unreachable" for a in done):
             self.policy = Policy.from_state(self.policy.config, before)
+        self._keep(snapshot, actions, [a["outcome"] for a in done])
         return done
 
-    def probation_over(self, counts: Mapping[str, int], champion: int, previous: int) -> bool:
-        """Whether the champion's probation ended (enough positives compared)."""
-        comparison = Comparison(champion, previous, counts_of(counts, champion, previous))
-        return not self.policy.on_probation(comparison)
+    def take_kept(self) -> list[KeptAction]:
+        """The alarms and actions kept since the last call, to store (oldest first)."""
+        taken, self._unstored = self._unstored, []
+        return taken
+
+    def kept_status(self) -> list[dict[str, Any]]:
+        """The recent kept alarms and actions for the status, newest first."""
+        return [k.as_status() for k in reversed(self.kept)]
+
+    def _keep(self, snapshot: Snapshot, actions: Sequence[Action], outcomes: Sequence[str]) -> None:
+        breach = next(
+            (a.detail for a in actions if isinstance(a, Alarm) and a.kind == "floor"), None
+        )
+        records = self._floor_records(snapshot, breach)
+        alarm_only = self.policy.config.alarm_only
+        for action, outcome in zip(actions, outcomes, strict=True):
+            if outcome != "unreachable":  # decided again next time, kept then
+                records += _records(action, outcome, snapshot, breach, alarm_only)
+        self._unstored += records
+        self.kept += records
+        del self.kept[:-RECENT_ALARMS]
+
+    def _floor_records(
+        self, snapshot: Snapshot, breach: Mapping[str, Any] | None
+    ) -> list[KeptAction]:
+        """A floor alarm when it begins or changes, ``floor-cleared`` when it ends."""
+        if breach is None:
+            opened = self._floor_open
+            if opened is None or (
+                snapshot.champion_figures is None and snapshot.champion == opened[0]
+            ):
+                return []  # nothing open, or no figures to say it ended
+            self._floor_open = None
+            cleared = KeptAction(
+                at_s=snapshot.now_s, kind="floor-cleared", outcome="raised",
+                champion=snapshot.champion, version=opened[0], other=None,
+                figure=",".join(opened[1]), value=None, threshold=None,
+                labelled=snapshot.champion_labelled, evidence={},
+            )  # fmt: skip
+            return [cleared]
+        figures = sorted(breach["breached"])
+        state = (int(breach["version"]), tuple(figures))
+        if state == self._floor_open:
+            return []
+        self._floor_open = state
+        common = {"positives": breach["positives"], "breached": figures,
+                  "champion_labelled": snapshot.champion_labelled}  # fmt: skip
+        return [
+            KeptAction(
+                at_s=snapshot.now_s,
+                kind="floor",
+                outcome="raised",
+                champion=snapshot.champion,
+                version=state[0],
+                other=None,
+                figure=figure,
+                value=cell["value"],
+                threshold=cell["floor"],
+                labelled=int(breach["n"]),
+                evidence={**cell, **common},
+            )
+            for figure, cell in sorted(breach["breached"].items())
+        ]
 
 
 class Executor:
@@ -302,6 +379,72 @@ class Executor:
                              actor="monitor")  # fmt: skip
             return "done"
         return "unknown"
+
+
+def _open_floor(kept: Sequence[KeptAction]) -> tuple[int, tuple[str, ...]] | None:
+    """The floor alarm still open in ``kept`` (oldest first): (champion, figures)."""
+    for k in reversed(kept):
+        if k.kind == "floor-cleared":
+            return None
+        if k.kind == "floor" and k.version is not None:
+            return k.version, tuple(k.evidence.get("breached", [k.figure]))
+    return None
+
+
+def _records(
+    action: Action,
+    outcome: str,
+    snapshot: Snapshot,
+    breach: Mapping[str, Any] | None,
+    alarm_only: bool,
+) -> list[KeptAction]:
+    """What is kept of one action done (nothing of a floor or drift alarm: kept apart)."""
+    if isinstance(action, Alarm):
+        if action.kind != "probation-loss":
+            return []
+        ev = action.detail
+        outcome = "would-roll-back" if alarm_only else outcome
+        kind, version, other, figure = (
+            "probation-loss",
+            ev.get("version"),
+            ev.get("previous"),
+            "e_loss",
+        )
+    elif isinstance(action, Rollback):
+        ev, figure = action.evidence, "e_loss"
+        kind, version, other = "rollback", action.version, action.to_version
+    elif isinstance(action, PromoteChallenger):
+        ev, figure = action.evidence, "e_win"
+        kind, version, other = "promote-challenger", action.version, action.over
+    elif isinstance(action, RetireChallenger):
+        ev = {"reason": action.reason, **action.evidence}
+        figure = "e_loss" if ev.get("outcome") == "loss" else "positives"
+        kind, version, other = "retire-challenger", action.version, ev.get("champion")
+    else:
+        return [_trigger_record(action, outcome, snapshot, breach)]
+    value, threshold = ev.get(figure), ev.get("threshold_e") if figure != "positives" else None
+    record = KeptAction(
+        at_s=snapshot.now_s, kind=kind, outcome=outcome, champion=snapshot.champion,
+        version=version, other=other, figure=figure, value=value, threshold=threshold,
+        labelled=int(ev.get("n", 0)), evidence=json.loads(json.dumps(ev, default=str)),
+    )  # fmt: skip
+    return [record]
+
+
+def _trigger_record(
+    action: TriggerRetrain, outcome: str, snapshot: Snapshot, breach: Mapping[str, Any] | None
+) -> KeptAction:
+    """A retrain trigger, with the floor figure behind it (or the drift detector's name)."""
+    figure, value, threshold = action.reason, None, None
+    if action.reason == "floor" and breach is not None:
+        figure, cell = min(breach["breached"].items())
+        value, threshold = cell["value"], cell["floor"]
+    return KeptAction(
+        at_s=snapshot.now_s, kind="retrain-trigger", outcome=outcome,
+        champion=snapshot.champion, version=snapshot.champion, other=None, figure=figure,
+        value=value, threshold=threshold, labelled=snapshot.champion_labelled,
+        evidence={"reason": action.reason, "trigger_id": action.trigger_id},
+    )  # fmt: skip
 
 
 def _reason(action: Action) -> str:

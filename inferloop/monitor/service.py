@@ -201,7 +201,7 @@ class Monitor:
         self.intake = Intake(self.spec, window, sample, self.implicit_after_s)
         self.intake.implicit_horizon_s = stored.offsets.get(HORIZON_FIELD, 0) / 1000
         self.counts: Counter[str] = Counter(stored.counts)
-        self.decisions = Decisions(self.domain, s, stored.detectors, self.metrics)
+        self.decisions = Decisions(self.domain, s, stored.detectors, self.metrics, stored.actions)
         self._next_renew = self._next_evaluation = 0.0
 
     def _wait(self, ready: Callable[[], bool], what: str) -> bool:
@@ -370,6 +370,8 @@ class Monitor:
         moves.extend(a for a in actions if a["action"] != "Alarm")
         del alarms[:-RECENT_ALARMS], moves[:-RECENT_ALARMS]
         status["alarms"], status["actions"] = list(alarms), list(moves)
+        kept = self.decisions.take_kept()
+        status["alarm_log"] = self.decisions.kept_status()  # stored, newest first
         status["probation"] = (
             None if snapshot.probation is None
             else {"version": snapshot.probation.new, "previous": snapshot.probation.old,
@@ -377,9 +379,10 @@ class Monitor:
                   "discordant": snapshot.probation.counts.discordant}
         )  # fmt: skip
         after = self.decisions.policy.to_state()
-        if after != before:
-            # Stored as it advances: a restart does not evaluate the same points again.
-            self._commit(Changes(detectors={POLICY_FIELD: after}))
+        if after != before or kept:
+            # Stored as it advances: a restart does not evaluate the same points again;
+            # the alarms and actions it decided are stored with it.
+            self._commit(Changes(detectors={POLICY_FIELD: after}, actions=kept))
         if any(a["action"] != "Alarm" for a in actions):
             self.versions.refreshed_at = 0.0  # follow the moves made at once
 

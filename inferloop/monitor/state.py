@@ -5,7 +5,9 @@ window, counters, the served sample, drift detectors) moves in one ``MULTI/EXEC`
 under a ``WATCH`` of the monitor's lease: a monitor that lost its lease to another
 writes nothing. After a crash the monitor reads its state back and seeks to the
 offsets stored with it, so no label is lost or counted twice. A batch's drift alarms
-go into the domain's alarm list in that same transaction.
+go into the domain's alarm list in that same transaction; the policy's other alarms and
+its actions (``KeptAction``) into their list in the transaction that stores the policy
+state they advanced.
 
 Each evaluation's snapshot and the watched versions' history points (the format and
 bounds are ``inferloop/ops/monitor_history.py``'s) are written in one ``MULTI/EXEC``
@@ -28,12 +30,14 @@ from inferloop.keys import Keys
 from inferloop.monitor.errors import LeaseHeldError, LeaseLostError
 from inferloop.monitor.window import Entry
 from inferloop.ops.monitor_history import (
+    ACTIONS_KEPT,
     ALARMS_KEPT,
     HISTORY_EVERY_S,
     HISTORY_MAX_AGE_S,
     HISTORY_POINTS,
     DriftAlarm,
     HistoryPoint,
+    KeptAction,
     points_of,
 )
 
@@ -74,6 +78,7 @@ class Stored:
     counts: dict[str, int]
     served: dict[int, Served]
     detectors: dict[str, dict[str, Any]]
+    actions: list[KeptAction] = field(default_factory=list)  # oldest first
 
 
 @dataclass
@@ -88,6 +93,7 @@ class Changes:
     served_del: set[int] = field(default_factory=set)
     detectors: dict[str, dict[str, Any]] = field(default_factory=dict)
     alarms: list[DriftAlarm] = field(default_factory=list)
+    actions: list[KeptAction] = field(default_factory=list)
 
 
 def offset_field(topic_kind: str, partition: int) -> str:
@@ -127,6 +133,7 @@ class StateStore:
             "status": keys.monitor_status(domain),
             "lease": keys.monitor_lease(domain),
             "alarms": keys.monitor_alarms(domain),
+            "actions": keys.monitor_actions(domain),
         }
 
     # -- the lease ---------------------------------------------------------------------
@@ -161,7 +168,8 @@ class StateStore:
             pipe.hgetall(k["counts"])
             pipe.hgetall(k["served"])
             pipe.hgetall(k["detectors"])
-            offsets, window, counts, served, detectors = pipe.execute()
+            pipe.lrange(k["actions"], 0, -1)
+            offsets, window, counts, served, detectors, actions = pipe.execute()
         self._last_writer = offsets.pop(WRITER_FIELD.encode(), None)
         samples = {int(h): Served.decode(v) for h, v in served.items()}
         return Stored(
@@ -170,6 +178,7 @@ class StateStore:
             counts={f.decode(): int(v) for f, v in counts.items()},
             served=dict(sorted(samples.items(), key=lambda item: item[1].seq)),
             detectors={f.decode(): json.loads(v) for f, v in detectors.items()},
+            actions=[KeptAction.decode(raw) for raw in actions],
         )
 
     def commit(self, changes: Changes) -> None:
@@ -232,6 +241,9 @@ class StateStore:
         if changes.alarms:
             pipe.rpush(k["alarms"], *(a.encode() for a in changes.alarms))
             pipe.ltrim(k["alarms"], -ALARMS_KEPT, -1)
+        if changes.actions:
+            pipe.rpush(k["actions"], *(a.encode() for a in changes.actions))
+            pipe.ltrim(k["actions"], -ACTIONS_KEPT, -1)
         if changes.offsets:
             pipe.hset(k["offsets"], mapping={f: str(o) for f, o in changes.offsets.items()})
 

@@ -1,5 +1,7 @@
 """The monitor's history as it is stored and read back: each version's live figures over
-time, and the drift alarms with their time.
+time, the drift alarms with their time, and the policy's other alarms and its actions
+(:class:`KeptAction`: floor and probation alarms, rollbacks, challenger moves, retrain
+triggers) with their time and the figure that raised them.
 
 The monitor writes both (``monitor/state.py``); the console reads them. Both import the
 format from here, so the reader cannot drift from the writer.
@@ -12,7 +14,9 @@ Bounds (the state never grows with the running time):
   :data:`HISTORY_MAX_AGE_S` after its last point (the key's TTL). A full list (two
   windows a point) measured 1.56 MB in Redis, 542 bytes a point
   (``python -m bench.console_views``, docs/results/20261207T195244Z-console-views).
-- alarms: the last :data:`ALARMS_KEPT` of a domain.
+- alarms: the last :data:`ALARMS_KEPT` of a domain; actions: the last
+  :data:`ACTIONS_KEPT` (a list apart, so a burst of drift alarms never pushes a rollback
+  out).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ HISTORY_EVERY_S = 30.0
 HISTORY_POINTS = 2880
 HISTORY_MAX_AGE_S = 7 * 24 * 3600.0
 ALARMS_KEPT = 200
+ACTIONS_KEPT = 200
 # The figures of a window kept per point, each as [value, low, high].
 HISTORY_FIGURES = ("precision", "recall", "f1", "target_value", "auprc")
 
@@ -134,3 +139,55 @@ def read_alarms(client: redis.Redis, keys: Keys, domain: str) -> list[DriftAlarm
     """The domain's kept drift alarms, newest first."""
     raw: list[bytes] = client.lrange(keys.monitor_alarms(domain), 0, -1)  # type: ignore[assignment]
     return [DriftAlarm.decode(r) for r in reversed(raw)]
+
+
+@dataclass(frozen=True)
+class KeptAction:
+    """One alarm or action of the monitor's policy, kept with its time: what it was, what
+    came of it, the champion then, and the figure against the threshold that raised it."""
+
+    at_s: float  # the evaluation's time, seconds since the epoch
+    # floor, floor-cleared, probation-loss, rollback, promote-challenger,
+    # retire-challenger, retrain-trigger
+    kind: str
+    # raised, would-roll-back (probation alarm-only), done, stale, busy, refused, sent,
+    # duplicate
+    outcome: str
+    champion: int | None  # the champion when it was decided
+    version: int | None  # the version it is about (the champion for a floor alarm)
+    other: int | None  # a rollback's target; the champion a challenger was compared with
+    figure: str  # what raised it: f1, target_value, auprc, e_loss, e_win, positives, ...
+    value: float | None
+    threshold: float | None
+    labelled: int  # labelled events behind it (the champion's, or the pairs compared)
+    evidence: dict[str, Any]
+
+    def encode(self) -> str:
+        """The stored form (JSON)."""
+        return json.dumps(self.__dict__, separators=(",", ":"), default=str)
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> KeptAction:
+        """The record stored as ``raw``."""
+        return cls(**json.loads(raw))
+
+    @property
+    def at(self) -> datetime:
+        """Its time (UTC)."""
+        return datetime.fromtimestamp(self.at_s, UTC)
+
+    def as_status(self) -> dict[str, Any]:
+        """As JSON-ready values, with the time in ISO form (the status, the console)."""
+        return {"at": self.at.isoformat(), **self.__dict__}
+
+    def summary(self) -> str:
+        """The figure against its threshold in words."""
+        value = "n/a" if self.value is None else f"{self.value:.4g}"
+        threshold = "" if self.threshold is None else f" against {self.threshold:.4g}"
+        return f"{self.figure} {value}{threshold} on {self.labelled} labelled events"
+
+
+def read_actions(client: redis.Redis, keys: Keys, domain: str) -> list[KeptAction]:
+    """The domain's kept alarms and actions of the policy, newest first."""
+    raw: list[bytes] = client.lrange(keys.monitor_actions(domain), 0, -1)  # type: ignore[assignment]
+    return [KeptAction.decode(r) for r in reversed(raw)]

@@ -63,7 +63,7 @@ def test_the_timeline_plot_marks_each_promotion(client_factory: ClientFactory) -
     client = client_factory(VIEWER_TOKEN)
     plot = client.get("/timeline/emails/plot.svg")
     assert plot.headers["content-type"].startswith("image/svg+xml")
-    legend = 4  # promote, rollback, reject, drift
+    legend = 7  # promote, rollback, reject, drift, floor, probation, trigger
     assert plot.text.count("<circle") - legend == 2
     assert "<title>promote v1 at" in plot.text
     assert "<title>promote v2 at" in plot.text

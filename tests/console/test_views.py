@@ -1,6 +1,7 @@
 """The console's views of the monitor's history, Kafka's throughput and the dead-letter
 pages, on the real Redis and Kafka: a version's live figure over time against its
-holdout figure, a drift alarm on the timeline with its time, predictions per second per
+holdout figure, a drift alarm on the timeline with its time, the monitor's floor alarm
+and rollback there too with their figures, predictions per second per
 partition over the last minute, and dead-letter pages that read a page, not the topic."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from inferloop.console import liveplot
 from inferloop.keys import Keys
 from inferloop.monitor.state import Changes, StateStore
 from inferloop.ops.dlq import page
-from inferloop.ops.monitor_history import DriftAlarm, HistoryPoint
+from inferloop.ops.monitor_history import DriftAlarm, HistoryPoint, KeptAction
 from inferloop.topics import for_settings
 from tests.console.conftest import VIEWER_TOKEN, ClientFactory, Loop
 
@@ -81,6 +82,39 @@ def test_a_drift_alarm_shows_on_the_timeline_with_its_time(
     assert row in text
     plot = client.get("/timeline/emails/plot.svg").text
     assert "drift (score) on v2 at 2026-12-07T18:30:00+00:00: statistic 31.25" in plot
+
+
+def test_the_monitors_floor_alarm_and_rollback_show_on_the_timeline_with_their_figures(
+    client_factory: ClientFactory, loop: Loop
+) -> None:
+    keys = Keys(loop.settings.redis.key_prefix)
+    store = StateStore(loop.registry.client, keys, "emails", 5.0)
+    store.acquire()
+    at = datetime(2026, 12, 7, 19, 0, tzinfo=UTC).timestamp()
+    floor = KeptAction(at, "floor", "raised", 2, 2, None, "target_value", 0.05, 0.02, 400,
+                       {"breached": ["target_value"], "low": 0.04, "high": 0.06})  # fmt: skip
+    rollback = KeptAction(at + 60, "rollback", "done", 2, 2, 1, "e_loss", 31.5, 20.0, 640,
+                          {"decision": "probation", "e_loss": 31.5, "e_win": 0.2})  # fmt: skip
+    store.commit(Changes(detectors={"policy": {}}, actions=[floor, rollback]))
+    client = client_factory(VIEWER_TOKEN)
+    text = client.get("/timeline/emails").text
+    assert (
+        '<tr class="kept-floor"><td>2026-12-07 19:00:00</td><td>floor</td><td>raised</td>'
+        "<td>v2</td><td>v2</td><td></td><td>target_value</td><td>0.05</td><td>0.02</td>"
+        "<td>400</td>"
+    ) in text
+    assert (
+        '<tr class="kept-rollback"><td>2026-12-07 19:01:00</td><td>rollback</td><td>done</td>'
+        "<td>v2</td><td>v2</td><td>v1</td><td>e_loss</td><td>31.5</td><td>20</td><td>640</td>"
+    ) in text
+    assert '"e_win": 0.2}</td>' in text  # the evidence (tojson: HTML-safe JSON)
+    # Newest first.
+    assert text.index("kept-rollback") < text.index("kept-floor")
+    plot = client.get("/timeline/emails/plot.svg").text
+    assert (
+        "floor (raised) on v2 at 2026-12-07T19:00:00+00:00: target_value 0.05 against 0.02 "
+        "on 400 labelled events"
+    ) in plot
 
 
 def test_the_overview_shows_predictions_per_second_per_partition_over_the_last_minute(

@@ -1,7 +1,9 @@
 """The policy's actions carried out against the real registry and trigger stream: a
 rollback or a challenger's promotion never overrides an operator's move (the registry's
 compare-and-set holds), a promoted challenger loses its alias, a trigger id is sent
-once, and Redis down during an action is an outcome, decided again next time."""
+once, and Redis down during an action is an outcome, decided again next time. What the
+policy decided is kept with its time and figures: a probation loss under alarm-only as
+"would roll back", a floor alarm once while it lasts (across a restart), then cleared."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from inferloop.connections import make_redis
 from inferloop.keys import Keys
 from inferloop.local.process import free_port
 from inferloop.monitor.decisions import Decisions, Executor
+from inferloop.monitor.figures import Figures, Interval
 from inferloop.monitor.metrics import MonitorMetrics
 from inferloop.monitor.paired import PairedCounts
 from inferloop.monitor.policy import (
@@ -232,3 +235,74 @@ def test_a_challenger_promoted_by_the_registry_starts_a_probation(
     assert on_probation_from(registry, DOMAIN, entry.to_target, 3600.0) == first.target
     registry.rollback(DOMAIN, "worse")  # a rollback returns to a version that served: none
     assert on_probation_from(registry, DOMAIN, first.target, 3600.0) is None
+
+
+LOSING = PairedCounts(100, 500, pos_new_wrong=60)
+
+
+def test_alarm_only_keeps_a_probation_loss_as_would_roll_back_and_moves_nothing(
+    *, msettings: Settings, executor: Executor, registry: Registry, champion: Champion,
+    model_v1: Fitted,
+) -> None:  # fmt: skip
+    first = champion(model_v1)
+    second = champion(Fitted(model_v1.pipeline, 0.9))
+    section = msettings.monitor.model_copy(update={"transactions_alarm_only": True})
+    decisions = Decisions(DOMAIN, section, {}, MonitorMetrics())
+    probation = Comparison(second.version, first.version, LOSING)
+    snapshot = Snapshot(1000.0, champion=second.version, probation=probation)
+
+    done = decisions.decide(snapshot, executor)
+
+    assert [(a["action"], a["kind"]) for a in done] == [("Alarm", "probation-loss")]
+    assert registry.resolve(DOMAIN) == second.target
+    (kept,) = decisions.take_kept()
+    assert (kept.kind, kept.outcome, kept.at_s) == ("probation-loss", "would-roll-back", 1000.0)
+    assert (kept.champion, kept.version, kept.other) == (second.version, second.version,
+                                                         first.version)  # fmt: skip
+    assert kept.figure == "e_loss"
+    assert kept.value is not None
+    assert kept.threshold == 1 / section.paired_alpha
+    assert kept.value >= kept.threshold
+    assert kept.labelled == LOSING.positives + LOSING.negatives
+    assert kept.evidence["pos_new_wrong"] == 60
+    assert decisions.take_kept() == []  # taken once, to be stored once
+    assert decisions.kept_status()[0] == kept.as_status()
+
+
+def figures(fraud_recall: float) -> Figures:
+    """Live figures of a transactions champion: its fraud recall tightly around a value."""
+    ok = Interval(0.9, 0.85, 0.95)
+    recall = Interval(fraud_recall, fraud_recall - 0.02, fraud_recall + 0.02)
+    return Figures(n=2000, positives=120, flagged=60, threshold=0.5, target="fraud_recall",
+                   precision=ok, recall=recall, f1=ok, target_value=recall, auprc=ok,
+                   block_size=1, n_boot=20)  # fmt: skip
+
+
+def test_a_floor_alarm_is_kept_once_while_it_lasts_across_a_restart_then_cleared(
+    *, msettings: Settings, executor: Executor, champion: Champion, model_v1: Fitted
+) -> None:
+    v1 = champion(model_v1)
+    section = msettings.monitor
+    floor = section.transactions_live_floor_fraud_recall
+
+    def evaluate(decisions: Decisions, at_s: float, recall: float) -> list[str]:
+        snapshot = Snapshot(at_s, champion=v1.version, champion_figures=figures(recall),
+                            champion_labelled=2000)  # fmt: skip
+        decisions.decide(snapshot, executor)
+        return [k.kind for k in decisions.take_kept()]
+
+    decisions = Decisions(DOMAIN, section, {}, MonitorMetrics())
+    assert evaluate(decisions, 1000.0, 0.2) == ["floor", "retrain-trigger"]
+    first = decisions.kept[0]
+    assert (first.figure, first.value, first.threshold) == ("target_value", 0.2, floor)
+    assert first.evidence["high"] == 0.22
+    trigger = decisions.kept[1]
+    assert (trigger.outcome, trigger.figure, trigger.labelled) == ("sent", "target_value", 2000)
+    assert evaluate(decisions, 1010.0, 0.25) == []  # still below: raised, not kept again
+    # A restarted monitor reads the kept records back: the alarm is still open.
+    restarted = Decisions(DOMAIN, section, {"policy": decisions.policy.to_state()},
+                          MonitorMetrics(), decisions.kept)  # fmt: skip
+    assert evaluate(restarted, 1020.0, 0.2) == []
+    assert evaluate(restarted, 1030.0, 0.8) == ["floor-cleared"]
+    assert restarted.kept[-1].version == v1.version
+    assert evaluate(restarted, 1040.0, 0.2) == ["floor"]  # a new breach is kept again

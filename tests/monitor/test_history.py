@@ -1,6 +1,7 @@
 """The monitor's history on the real Redis: each version's live figures over time, written
 in the evaluation's own MULTI/EXEC and bounded by count and age; drift alarms with their
-time, detector, statistic and threshold, bounded too."""
+time, detector, statistic and threshold, bounded too; floor alarms and retrain triggers
+with their figure and threshold, kept across a restart (real Kafka too)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,16 @@ import json
 import secrets
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pytest
 import redis
+from click.testing import CliRunner
 
+from inferloop.cli import cli
 from inferloop.keys import Keys
 from inferloop.monitor import state
 from inferloop.monitor.drift import DriftConfig, PageHinkley, take_alarms
@@ -23,11 +27,18 @@ from inferloop.ops.monitor_history import (
     HISTORY_MAX_AGE_S,
     DriftAlarm,
     HistoryPoint,
+    KeptAction,
+    read_actions,
     read_alarms,
     read_history,
 )
 from inferloop.registry.acl import setuser_line
 from inferloop.settings import Settings
+from inferloop.topics import DomainTopics
+from tests.helpers import settings_env
+from tests.monitor.conftest import MonitorThread, publish_labels
+from tests.worker.conftest import Champion
+from tests.worker.factories import Fitted
 
 
 def status(at: datetime, f1: float, *, versions: tuple[int, ...] = (2,)) -> dict[str, Any]:
@@ -217,3 +228,79 @@ def test_the_monitor_role_writes_the_history_and_alarms_and_the_viewer_reads_the
         monitor.close()
         viewer.close()
         redis_client.acl_deluser(monitor_user, viewer_user)
+
+
+def kept(at_s: float, kind: str = "floor") -> KeptAction:
+    return KeptAction(at_s, kind, "raised", 2, 2, None, "f1", 0.41, 0.7, 300,
+                      {"breached": ["f1"], "low": 0.36, "high": 0.46})  # fmt: skip
+
+
+def test_kept_actions_are_stored_in_order_bounded_and_read_back_at_start(
+    store: StateStore, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(state, "ACTIONS_KEPT", 3)
+    store.acquire()
+    for i in range(5):
+        store.commit(Changes(detectors={"policy": {"points": {}}}, actions=[kept(1000.0 + i)]))
+    newest_first = read_actions(redis_client, store.keys, "emails")
+    assert [a.at_s for a in newest_first] == [1004.0, 1003.0, 1002.0]
+    assert newest_first[0] == kept(1004.0)
+    assert newest_first[0].summary() == "f1 0.41 against 0.7 on 300 labelled events"
+    # What a restarted monitor reads back: oldest first.
+    assert [a.at_s for a in store.load().actions] == [1002.0, 1003.0, 1004.0]
+
+
+def cli_status(settings: Settings) -> dict[str, Any]:
+    result = CliRunner(env=settings_env(settings)).invoke(
+        cli, ["monitor", "status", "transactions", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    return dict(json.loads(result.output))
+
+
+def test_a_floor_alarm_and_its_trigger_are_kept_with_their_figure_across_a_restart(
+    *,
+    msettings: Settings,
+    topics: DomainTopics,
+    champion: Champion,
+    model_v1: Fitted,
+    redis_client: redis.Redis,
+    monitor_thread: Callable[..., MonitorThread],
+) -> None:
+    # The fitted trees behind a threshold that flags almost nothing: the fraud recall is
+    # far below its live floor.
+    bad = champion(Fitted(model_v1.pipeline, 0.9999))
+    keys = Keys(msettings.redis.key_prefix)
+    publish_labels(msettings, topics.labels, range(800))
+    monitor_thread(msettings, until_idle_s=3.0).join(120)
+
+    stored = read_actions(redis_client, keys, "transactions")
+    floors = [a for a in stored if a.kind == "floor"]
+    recall = next(a for a in floors if a.figure == "target_value")
+    floor = msettings.monitor.transactions_live_floor_fraud_recall
+    assert floor is not None
+    assert (recall.version, recall.champion, recall.outcome) == (bad.version, bad.version, "raised")
+    assert recall.threshold == floor
+    assert recall.value is not None
+    assert recall.value < floor
+    assert recall.evidence["high"] < floor  # the whole interval below: that raised it
+    assert recall.labelled > 0
+    assert recall.evidence["positives"] > 0
+    (trigger,) = [a for a in stored if a.kind == "retrain-trigger"]
+    assert (trigger.outcome, trigger.version) == ("sent", bad.version)
+    assert trigger.figure in recall.evidence["breached"]
+    assert trigger.evidence["trigger_id"].startswith("monitor-transactions-floor-")
+    assert trigger.labelled > 0
+    assert abs(trigger.at_s - recall.at_s) < 1.0
+    # Raised at every evaluation, kept once while it lasts.
+    assert len(floors) == len(recall.evidence["breached"])
+
+    # A new monitor process: the alarm is still shown, with its time, and not kept twice.
+    publish_labels(msettings, topics.labels, range(800, 1000))
+    monitor_thread(msettings, until_idle_s=3.0).join(120)
+    after = read_actions(redis_client, keys, "transactions")
+    assert [a for a in after if a.kind == "floor"] == floors
+    shown = cli_status(msettings)["alarm_log"]
+    assert recall.as_status() in shown
+    assert any(a["kind"] == "retrain-trigger" for a in shown)
+    assert [a["at_s"] for a in shown] == sorted((a["at_s"] for a in shown), reverse=True)

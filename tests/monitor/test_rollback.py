@@ -1,6 +1,7 @@
 """After a promotion the previous champion is re-scored beside the new one; a paired
 loss rolls the new one back (marked rolled_back), equal versions never are (real Kafka,
-Redis and registry)."""
+Redis and registry). The loss and the rollback are kept with their time, versions and
+evidence, and shown by the next monitor too."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Callable
 import redis
 
 from inferloop.keys import Keys
+from inferloop.ops.monitor_history import read_actions
 from inferloop.registry import Registry
 from inferloop.settings import Settings
 from inferloop.topics import DomainTopics
@@ -47,6 +49,26 @@ def test_a_promotion_that_loses_on_live_labels_is_rolled_back_and_marked(
     assert redis_client.get(keys.shadow_first("transactions")) == str(bad.version).encode()
     snapshot = status(msettings)
     assert any(a["action"] == "Rollback" and a["outcome"] == "done" for a in snapshot["actions"])
+    # Kept with its time, the versions and the evidence.
+    kept = read_actions(redis_client, keys, "transactions")
+    (rollback,) = [a for a in kept if a.kind == "rollback"]
+    assert (rollback.outcome, rollback.champion) == ("done", bad.version)
+    assert (rollback.version, rollback.other) == (bad.version, good.version)
+    assert rollback.figure == "e_loss"
+    assert rollback.value is not None
+    assert rollback.threshold is not None
+    assert rollback.threshold == rollback.evidence["threshold_e"]
+    assert rollback.value >= rollback.threshold
+    assert rollback.evidence["decision"] == "probation"
+    assert rollback.evidence["outcome"] == "loss"
+    assert rollback.labelled == rollback.evidence["n"] > 0
+    (loss,) = [a for a in kept if a.kind == "probation-loss"]
+    assert (loss.outcome, loss.at_s, loss.evidence) == ("raised", rollback.at_s, rollback.evidence)
+    assert snapshot["alarm_log"][0] == kept[0].as_status()
+
+    # Another monitor process: the rollback is still in its status.
+    monitor_thread(msettings, until_idle_s=2.0).join(120)
+    assert rollback.as_status() in status(msettings)["alarm_log"]
 
 
 def test_an_equal_version_on_probation_is_never_rolled_back(
