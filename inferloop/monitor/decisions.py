@@ -219,6 +219,11 @@ class Decisions:
         self._keep(snapshot, actions, [a["outcome"] for a in done])
         return done
 
+    def probation_over(self, counts: Mapping[str, int], champion: int, previous: int) -> bool:
+        """Whether the champion's probation ended (enough positives compared)."""
+        comparison = Comparison(champion, previous, counts_of(counts, champion, previous))
+        return not self.policy.on_probation(comparison)
+
     def take_kept(self) -> list[KeptAction]:
         """The alarms and actions kept since the last call, to store (oldest first)."""
         taken, self._unstored = self._unstored, []
