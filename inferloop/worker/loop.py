@@ -37,7 +37,12 @@ from inferloop.worker.health import HealthState, health_server
 from inferloop.worker.metrics import WorkerMetrics
 from inferloop.worker.model import ActiveModel, ModelKeeper
 from inferloop.worker.rebalance import RebalanceHandler
-from inferloop.worker.shadow import SHADOW_MAX_BLOCK_MS, BestEffortProducer, ShadowOutput
+from inferloop.worker.shadow import (
+    SHADOW_MAX_BLOCK_MS,
+    BestEffortProducer,
+    ShadowGate,
+    ShadowOutput,
+)
 from inferloop.worker.signals import StopRequest, start_watchdog
 
 log = logging.getLogger(__name__)
@@ -121,6 +126,14 @@ class Worker:
         self._shadow_producer = (
             BestEffortProducer(self._make_shadow_producer, self._internals.discard)
             if ws.delivery == "at-least-once"
+            else None
+        )
+        # Exactly-once, shadow records join a transaction only while their topic is there.
+        self._shadow_gate = (
+            ShadowGate(
+                self.topics.shadow, self._shadow_topic_present, self.metrics, ws.shadow_sample
+            )
+            if ws.delivery == "exactly-once" and ws.shadow_sample > 0
             else None
         )
         self._processor = self._make_processor(shadow=ws.shadow_sample > 0)
@@ -239,9 +252,18 @@ class Worker:
             )
             log.error("batch at %s %s", _starts(batch), give_up)
         self._processor.process(batch, model, give_up=give_up,
-                                challenger=self._keeper.challenger)  # fmt: skip
+                                challenger=self._shadowed(batch))  # fmt: skip
         self._delivery_().deliver(batch)
         self._record(batch)
+
+    def _shadowed(self, batch: Batch) -> ActiveModel | None:
+        """The challenger to score beside the champion: none while the shadow topic is
+        missing under exactly-once (see worker.shadow)."""
+        challenger, gate = self._keeper.challenger, self._shadow_gate
+        if challenger is None or gate is None or gate.open():
+            return challenger
+        gate.dropped([r.key for r in batch.records])
+        return None
 
     def _swap_model(self) -> None:
         if self._keeper.take_swap() is not None:
@@ -379,6 +401,8 @@ class Worker:
         # dead-lettered for it.
         if self.settings.worker.delivery == "exactly-once":
             self.metrics.errors.labels(self.domain, "transaction_abort").inc()
+            if self._shadow_gate is not None:
+                self._shadow_gate.recheck()  # a deleted shadow topic fails transactions
         else:
             self.metrics.errors.labels(self.domain, "send").inc()
             # A broker that refuses everything must not turn the loop into a busy spin.
@@ -489,6 +513,10 @@ class Worker:
         return BatchProcessor(self.spec, worker_name=self._name,
                               max_request_size=ws.max_request_size, fault=self.fire,
                               shadow=output)  # fmt: skip
+
+    def _shadow_topic_present(self) -> bool:
+        """Whether the shadow topic exists now (a metadata request)."""
+        return self.topics.shadow in self._consumer_().topics()
 
     def _check_topics(self, consumer: KafkaConsumer) -> None:
         present = consumer.topics()

@@ -8,10 +8,19 @@ version) with one more field, ``"role":"challenger"``; downstream consumers of
 ``<domain>.predictions`` never see them, and the champion's predictions are the bytes
 they would be without a challenger.
 
-Under exactly-once the shadow records are part of the batch's transaction (a failed
-shadow send fails the transaction, like any of its sends, and the batch is read again:
-a deleted shadow topic holds the predictions up until the topic is back or the
-challenger alias is removed). Under at-least-once they are best effort and go through a
+Under exactly-once the shadow records are part of the batch's transaction, so a send to
+a missing shadow topic would fail it: the transaction coordinator answers
+``UNKNOWN_TOPIC_OR_PARTITION`` to adding the partition, which kafka-python retries until
+the flush times out, and the batch read again would meet the same (before this gate, a
+real-Kafka test saw no prediction in the 30 s after the deletion). So a
+:class:`ShadowGate` looks the topic up (a metadata request) before a batch is shadowed, at
+most every :data:`SHADOW_CHECK_S` and at once after a failed transaction; while it is
+missing, shadow scoring is off (one WARNING, ``errors{kind="shadow_topic_missing"}``, the
+sampled records counted as failed), and the topic is looked up again every
+:data:`SHADOW_PAUSE_S`. The champion's predictions go on in their transactions,
+exactly once. A deletion inside the check interval can still catch one transaction: it
+fails after the flush timeout, and the batch read again goes without shadow records.
+Under at-least-once they are best effort and go through a
 producer of their own (:class:`BestEffortProducer`: not idempotent, ``acks=1``, a short
 wait for metadata): nobody waits on them, a failed one is counted, never a reason to
 read the batch again, and the trouble of the shadow topic cannot reach the producer of
@@ -29,6 +38,7 @@ from typing import Any
 
 import numpy as np
 from kafka import KafkaProducer
+from kafka.errors import KafkaError
 
 from inferloop.domains.idhash import in_sample
 from inferloop.kafka_internals import KafkaInternals
@@ -49,6 +59,13 @@ SHADOW_MAX_BLOCK_MS = 500
 # failed) for this long before the next try, so a missing topic costs one short wait
 # per pause, not one per batch.
 SHADOW_PAUSE_S = 10.0
+# Under exactly-once, the shadow topic is looked up at most this often while it is there:
+# a lookup (KafkaConsumer.topics(), one metadata request) measured 9 ms at a load average
+# of 9 on 2 cores, so about 1 % of the loop's time; back to back, kafka-python's metadata
+# back-off made each one 108 ms, so never once per batch.
+SHADOW_CHECK_S = 1.0
+# The errors counter's kind when the shadow topic is found missing.
+TOPIC_MISSING = "shadow_topic_missing"
 
 
 def sampled_indices(ids: Sequence[str], fraction: float) -> np.ndarray[Any, Any]:
@@ -116,6 +133,66 @@ class BestEffortProducer:
         if self._producer is not None:
             self._discard(self._producer, timeout_s)
             self._producer = None
+
+
+class ShadowGate:
+    """Whether a batch may carry shadow records into its transaction: the shadow topic
+    was there when last looked up (at most every ``check_s`` while it is, every
+    ``pause_s`` while it is not, and at once after :meth:`recheck`)."""
+
+    def __init__(
+        self,
+        topic: str,
+        exists: Callable[[], bool],
+        metrics: WorkerMetrics,
+        sample: float,
+        *,
+        check_s: float = SHADOW_CHECK_S,
+        pause_s: float = SHADOW_PAUSE_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.topic = topic
+        self._exists = exists
+        self._metrics = metrics
+        self._sample = sample
+        self._check_s = check_s
+        self._pause_s = pause_s
+        self._clock = clock
+        self._open = True
+        self._next_check = float("-inf")
+
+    def open(self) -> bool:
+        """Whether the shadow topic is there (looked up again when due)."""
+        now = self._clock()
+        if now < self._next_check:
+            return self._open
+        try:
+            present = self._exists()
+        except KafkaError as exc:  # the broker, not the topic: the batch will say
+            log.debug("shadow topic %s not looked up: %s", self.topic, exc)
+            present = self._open
+        self._next_check = now + (self._check_s if present else self._pause_s)
+        if present and not self._open:
+            log.info("topic %s is there again: shadow scoring on", self.topic)
+        elif not present and self._open:
+            log.warning(
+                "topic %s missing: shadow scoring off, looked up again every %g s (the "
+                "champion's predictions go on)", self.topic, self._pause_s,
+            )  # fmt: skip
+            self._metrics.errors.labels(self._metrics.domain, TOPIC_MISSING).inc()
+        self._open = present
+        return present
+
+    def recheck(self) -> None:
+        """Look the topic up before the next batch (a transaction failed)."""
+        self._next_check = float("-inf")
+
+    def dropped(self, keys: Sequence[bytes | None]) -> None:
+        """A batch of events keyed ``keys`` went without shadow: its sampled ids are
+        counted as failed shadow records."""
+        ids = [k.decode("utf-8", "replace") for k in keys if k is not None]
+        n = len(sampled_indices(ids, self._sample))
+        self._metrics.shadow_records.labels(self._metrics.domain, "failed").inc(n)
 
 
 @dataclass(frozen=True)

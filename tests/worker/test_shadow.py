@@ -26,7 +26,9 @@ from inferloop.topics import DomainTopics, create_domain_topics, for_settings
 from inferloop.worker.loop import RunLimits
 from inferloop.worker.metrics import WorkerMetrics
 from inferloop.worker.shadow import (
+    SHADOW_CHECK_S,
     BestEffortProducer,
+    ShadowGate,
     ShadowOutput,
     ShadowRecords,
     sampled_indices,
@@ -346,8 +348,37 @@ def test_a_challenger_that_fails_verification_is_refused_and_the_champion_serves
     )
 
 
-def test_a_deleted_shadow_topic_never_holds_up_predictions_at_least_once(
+def counted(running: WorkerThread, counter: str, **labels: str) -> float:
+    """The worker's ``inferloop_worker_<counter>_total`` of ``labels`` (0 if absent)."""
+    value = running.worker.metrics.registry.get_sample_value(
+        f"inferloop_worker_{counter}_total", {"domain": DOMAIN, **labels}
+    )
+    return value or 0.0
+
+
+def assert_scores(out: list[Prediction], fitted: Fitted, n: int) -> None:
+    """Each of the events 0..n-1 predicted with ``fitted``'s own score."""
+    spec = TransactionsDomain()
+    by_id = {p.event_id: p.score for p in out}
+    rows = spec.to_rows(spec.validate_batch([tx_bytes(i) for i in range(n)]).events)
+    want = fitted.pipeline.predict_proba(rows)[:, 1]
+    assert np.allclose([by_id[f"tx-{i}"] for i in range(n)], want, rtol=1e-6, atol=1e-9)
+
+
+def quick_failures(settings: Settings) -> Settings:
+    """A send that cannot be delivered fails within about 15 s (flush timeout included)."""
+    kafka = settings.kafka.model_copy(update={"request_timeout_ms": 10_000})
+    return with_worker(settings.model_copy(update={"kafka": kafka}), max_poll_interval_ms=20_000)
+
+
+@pytest.mark.parametrize(
+    ("delivery", "when"),
+    [("at-least-once", "between"), ("exactly-once", "between"), ("exactly-once", "racing")],
+)
+def test_a_deleted_shadow_topic_never_holds_up_predictions_and_shadow_comes_back_with_it(
     *,
+    delivery: str,
+    when: str,
     wsettings: Settings,
     topics: DomainTopics,
     registry: Registry,
@@ -357,43 +388,74 @@ def test_a_deleted_shadow_topic_never_holds_up_predictions_at_least_once(
     worker_thread: Callable[..., WorkerThread],
 ) -> None:
     n, first = 1000, 200
-    settings = with_worker(wsettings, delivery="at-least-once", max_batch_size=50)
+    settings = quick_failures(with_worker(wsettings, delivery=delivery, max_batch_size=50))
     v1 = champion(model_v1)
-    make_challenger(registry, register(registry, model_v2))
+    v2 = register(registry, model_v2)
+    make_challenger(registry, v2)
     running = worker_thread(settings)
     publish_events(settings, topics.events, range(first))
     predictions(settings, topics.predictions, expect=first)
-    metrics = running.worker.metrics.registry
 
     def shadow(outcome: str) -> float:
-        value = metrics.get_sample_value(
-            "inferloop_worker_shadow_records_total", {"domain": DOMAIN, "outcome": outcome}
-        )
-        return value or 0.0
+        return counted(running, "shadow_records", outcome=outcome)
+
+    def errors(kind: str) -> float:
+        return counted(running, "errors", kind=kind)
 
     wait_for(lambda: shadow("sent") == first, 30, "the first shadow records")
+    if when == "racing":  # deleted while batches with shadow records are in flight
+        publish_events(settings, topics.events, range(first, n))
     with admin_client(settings.kafka) as admin:
         admin.delete_topics([topics.shadow])
-    publish_events(settings, topics.events, range(first, n))
     began = time.monotonic()
+    if when == "between":
+        time.sleep(SHADOW_CHECK_S + 0.5)  # the next batch looks the topic up
+        publish_events(settings, topics.events, range(first, n))
     # Kafka-python 3.0.12's idempotent producer, shared, did not send the next
-    # predictions within 60 s of the deletion.
-    out = predictions(settings, topics.predictions, expect=n, timeout_s=30)
+    # predictions within 60 s of the deletion under at-least-once; under exactly-once
+    # every transaction with shadow records failed, and the batch read again did the same.
+    out = predictions(settings, topics.predictions, expect=n, timeout_s=60)
     took_s = time.monotonic() - began
-    running.stop()
 
-    # None lost, every one the champion's own score.
-    assert sorted({p.event_id for p in out}) == sorted(f"tx-{i}" for i in range(n))
+    # None lost (none twice under exactly-once), every one the champion's own score.
+    ids = [p.event_id for p in out]
+    assert sorted(set(ids)) == sorted(f"tx-{i}" for i in range(n))
+    if delivery == "exactly-once":
+        assert not duplicates(ids)
     assert {p.model.version for p in out} == {v1.version}
-    spec = TransactionsDomain()
-    by_id = {p.event_id: p.score for p in out}
-    rows = spec.to_rows(spec.validate_batch([tx_bytes(i) for i in range(n)]).events)
-    want = model_v1.pipeline.predict_proba(rows)[:, 1]
-    assert np.allclose([by_id[f"tx-{i}"] for i in range(n)], want, rtol=1e-6, atol=1e-9)
-    # The shadow records of the later events are lost, and counted.
+    assert_scores(out, model_v1, n)
+    # The shadow records of the later events are lost, and counted (a record of an
+    # aborted transaction counts as sent when acknowledged, and again once read again).
     assert shadow("failed") > 0
-    assert shadow("sent") + shadow("failed") <= n
-    assert took_s < 30
+    assert when == "racing" or shadow("sent") + shadow("failed") <= n
+    if delivery == "at-least-once":
+        assert took_s < 30
+    elif when == "between":
+        # Found missing before any transaction carried a shadow record to it.
+        assert (errors("shadow_topic_missing"), errors("transaction_abort")) == (1, 0)
+        assert took_s < 30
+    else:
+        # At most the transaction in flight fails (after the flush timeout), never a loop.
+        assert errors("shadow_topic_missing") == 1
+        assert errors("transaction_abort") <= 1
+
+    # The topic back: shadow records are written again after the pause (looked up by
+    # the next batch then).
+    create_domain_topics(settings, DOMAIN)
+    more = iter(range(n, n + 100_000))
+
+    def shadowed_again() -> bool:
+        publish_events(settings, topics.events, [next(more) for _ in range(10)])
+        back = shadow_records(settings, topics.shadow, isolation_level="read_committed")
+        return any(int(s["event_id"][3:]) >= n for s in back)
+
+    wait_for(shadowed_again, 60, "shadow records of new events after the topic came back")
+    running.stop()
+    back = shadow_records(settings, topics.shadow, isolation_level="read_committed")
+    assert {s["model"]["version"] for s in back} == {v2.version}
+    if delivery == "exactly-once":  # best effort: late records may land in the new topic
+        assert all(int(s["event_id"][3:]) >= n for s in back)
+    assert errors("shadow_topic_missing") <= 1
 
 
 def test_the_best_effort_producer_stands_aside_after_a_failure_then_tries_again() -> None:
@@ -426,3 +488,50 @@ def test_the_best_effort_producer_stands_aside_after_a_failure_then_tries_again(
     assert records.send(batch_producer, KafkaInternals(())) == []
     assert failed() == 6
     assert len(made) == 1
+
+
+def test_the_shadow_gate_looks_the_topic_up_when_due_and_warns_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    metrics = WorkerMetrics(DOMAIN)
+    now, lookups = [0.0], [0]
+    there: list[bool | None] = [True]
+
+    def exists() -> bool:
+        lookups[0] += 1
+        if there[0] is None:
+            raise KafkaTimeoutError("no answer")
+        return bool(there[0])
+
+    gate = ShadowGate("transactions.shadow", exists, metrics, 1.0, check_s=1.0, pause_s=10.0,
+                      clock=lambda: now[0])  # fmt: skip
+
+    def missing() -> float | None:
+        return metrics.registry.get_sample_value(
+            "inferloop_worker_errors_total", {"domain": DOMAIN, "kind": "shadow_topic_missing"}
+        )
+
+    assert gate.open()
+    assert gate.open()  # within the check interval: not looked up again
+    assert lookups[0] == 1
+    there[0] = False
+    now[0] = 0.5
+    assert gate.open()  # not due yet
+    gate.recheck()  # a transaction failed: looked up at once
+    assert not gate.open()
+    gate.dropped([b"tx-1", b"tx-2", None])  # a batch unshadowed: its sampled ids counted
+    now[0] = 9.0
+    assert not gate.open()
+    assert (lookups[0], missing()) == (2, 1)
+    assert [r.levelname for r in caplog.records if "missing" in r.getMessage()] == ["WARNING"]
+    failed = metrics.registry.get_sample_value(
+        "inferloop_worker_shadow_records_total", {"domain": DOMAIN, "outcome": "failed"}
+    )
+    assert failed == 2
+    there[0] = None  # the broker does not answer: the gate keeps what it knew
+    now[0] = 10.6
+    assert not gate.open()
+    there[0] = True
+    now[0] = 21.0
+    assert gate.open()
+    assert (lookups[0], missing()) == (4, 1)
