@@ -7,9 +7,14 @@ time to score an email (words of a 2,600-byte event, character n-grams of its st
 one compiled loop (numba): it finds the tokens (runs of a character class, or
 character n-grams), hashes each as a polynomial over its code points in wrapping
 64-bit arithmetic, and counts each text's hashed columns, sorted. Python touches each
-text a few times (lower-case, join, encode), never each token; what a code point above
-ASCII is (a letter, a space, a combining mark) Python's own ``str`` methods say, once
-per code point and process.
+text twice (join, encode), never each token; what a code point above ASCII is (a
+letter, a space, a combining mark) and what it becomes lower-cased and stripped of
+accents (NFKD) Python's own ``str`` and ``unicodedata`` say, once per code point and
+process (:class:`_CaseMap`), so the native loop prepares the texts as
+:meth:`HashedTokens._prepare` does in Python (16 to 23 % less time for the words of a
+SpamAssassin email). That Python preparation stays the fallback (a text holding a
+capital sigma, which lower-cases by its context; a native loop that fails), and the
+tests check both give the same counts on every email of both data sets.
 
 :func:`token_hash` is the same hash of one token in plain Python: the reference the
 tests check the native loop against, and a way to find which feature a word lands on.
@@ -30,6 +35,7 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from inferloop.domains.native import Kernel, compile_kernel
+from inferloop.domains.trees import fell_back
 
 Analyzer = Literal["word", "whitespace", "char"]
 IntArray = np.ndarray[Any, np.dtype[np.int64]]
@@ -62,6 +68,9 @@ _CODE_POINTS = 0x110000
 # What a token is for the analyzers of runs: a run of code points whose classes have
 # ``classes & mask == want``, at least ``shortest`` long (mask, want, shortest).
 _RULES = {"word": (_WORD, _WORD, 2), "whitespace": (_SPACE, 0, 1)}
+# Lower-cased by its context (final or not), not alone: a text holding one is prepared
+# in Python.
+_CAPITAL_SIGMA = "\u03a3"
 
 
 def _fmix64(h: int) -> int:
@@ -117,6 +126,71 @@ class _CodePointClasses:
 _classes = _CodePointClasses()
 
 
+def _mapped_text(char: str, lowercase: bool, strip: bool) -> str:
+    """What ``char`` becomes before tokens are found: lower-cased, then decomposed
+    (NFKD) when accents are stripped (the native loop then drops the combining marks).
+    Per character, this is what ``_prepare`` does to a whole text, except for a capital
+    sigma (lower-cased by its context): lower-casing maps each character alone, and
+    NFKD of a text differs from its characters' only in the order of combining marks,
+    which are dropped."""
+    if lowercase:
+        char = char.lower()
+    if strip and not char.isascii():
+        char = unicodedata.normalize("NFKD", char)
+    return char
+
+
+class _CaseMap:
+    """What each code point becomes (:func:`_mapped_text`), filled in as code points are
+    first seen: ``entries[c]`` is ``start << 8 | length + 1`` of its code points in
+    ``expansion``, 0 while unknown.
+
+    An entry is written once, in one 64-bit store, after its code points; the
+    expansion array is replaced, never shrunk, when it grows, so a reader holding an
+    older one checks the bounds and takes an entry beyond them as unknown.
+    """
+
+    def __init__(self, lowercase: bool, strip: bool) -> None:
+        self.lowercase = lowercase
+        self.strip = strip
+        self.entries = np.zeros(_CODE_POINTS, dtype=np.int64)
+        self.expansion = np.zeros(256, dtype=np.uint32)
+        self._size = 0
+        self._lock = threading.Lock()
+        self.learn(np.arange(128, dtype=np.uint32))
+
+    def learn(self, codes: np.ndarray[Any, Any]) -> None:
+        """Fill in the entries of ``codes`` (and the classes of what they become)."""
+        with self._lock:
+            for c in np.unique(codes).tolist():
+                if self.entries[c]:
+                    continue
+                points = [ord(x) for x in _mapped_text(chr(c), self.lowercase, self.strip)]
+                new = [p for p in points if not _classes.table[p]]
+                if new:
+                    _classes.learn(np.asarray(new, dtype=np.uint32))
+                start = self._size
+                if start + len(points) > len(self.expansion):
+                    grown = np.zeros(2 * (start + len(points)), dtype=np.uint32)
+                    grown[:start] = self.expansion[:start]
+                    self.expansion = grown
+                self.expansion[start : start + len(points)] = points
+                self._size = start + len(points)
+                self.entries[c] = start << 8 | (len(points) + 1)
+
+
+_case_maps: dict[tuple[bool, bool], _CaseMap] = {}
+_case_maps_lock = threading.Lock()
+
+
+def _case_map(lowercase: bool, strip: bool) -> _CaseMap:
+    with _case_maps_lock:
+        found = _case_maps.get((lowercase, strip))
+        if found is None:
+            found = _case_maps[lowercase, strip] = _CaseMap(lowercase, strip)
+        return found
+
+
 # The native loops: numba compiles them on first use (``_kernels``), so coverage does
 # not see them run. Each takes its outputs as a tuple of arrays, written in place.
 
@@ -146,6 +220,132 @@ def _code_points(codes: Any, bounds: Any, table: Any, drop_combining: bool, out:
                 m += 1
         kept_bounds[t + 1] = m
     return n_unknown
+
+
+def _mapped_code_points(source: Any, maps: Any, options: Any, out: Any) -> Any:  # noqa: C901, PLR0912 - one native loop, branches and all
+    """Each text's code points as :meth:`HashedTokens._prepare` would leave them, and
+    their classes.
+
+    ``source`` is (code points, each text's bounds among them): text ``t`` is
+    ``codes[bounds[t]:bounds[t + 1]]``. Each code point is mapped through ``maps``
+    (a :class:`_CaseMap`'s entries and expansion, and the classes table) and, with
+    ``collapse`` (the char analyzer), each run of white space is made one space, none
+    at either end, then one space is added at both ends; with ``drop_combining`` the
+    combining marks are dropped last. ``options`` is (drop_combining, collapse);
+    ``out`` is (code points, classes, each text's bounds among them, unknown).
+    Returns (unknown code points, code points needed): when either is over what was
+    given, the caller fills the unknown entries in, or gives more room, and calls again.
+    """
+    codes, bounds = source
+    entries, expansion, table = maps
+    drop_combining, collapse = options
+    kept, flags, kept_bounds, unknown = out
+    capacity = len(kept)
+    n_unknown = 0
+    m = 0
+    kept_bounds[0] = 0
+    for t in range(len(bounds) - 1):
+        if collapse:
+            if m < capacity:
+                kept[m] = 32
+                flags[m] = table[32]
+            m += 1
+        pending = False
+        started = False
+        for p in range(bounds[t], bounds[t + 1] + 1):
+            if p == bounds[t + 1]:
+                start, n = np.int64(0), 0
+            elif codes[p] < 128:
+                # ASCII is learnt first, in order: code point c's mapping is at c.
+                start, n = np.int64(codes[p]), 1
+            else:
+                e = entries[codes[p]]
+                start, n = e >> 8, (e & 255) - 1
+                if e == 0 or start + n > len(expansion):
+                    unknown[n_unknown] = codes[p]
+                    n_unknown += 1
+                    continue
+            for q in range(start, start + n):
+                f = table[expansion[q]]
+                if collapse and f & _SPACE:
+                    pending = started
+                    continue
+                if pending:
+                    if m < capacity:
+                        kept[m] = 32
+                        flags[m] = table[32]
+                    m += 1
+                    pending = False
+                started = True
+                # Dropped after white space is collapsed, as _prepare's caller drops them.
+                if not (drop_combining and f & _COMBINING):
+                    if m < capacity:
+                        kept[m] = expansion[q]
+                        flags[m] = f
+                    m += 1
+            if p == bounds[t + 1] and collapse:
+                if m < capacity:
+                    kept[m] = 32
+                    flags[m] = table[32]
+                m += 1
+        kept_bounds[t + 1] = m
+    return n_unknown, m
+
+
+def _mapped_runs(source: Any, maps: Any, rule: Any, out: Any) -> Any:  # noqa: C901, PLR0912 - one native loop, branches and all
+    """:func:`_mapped_code_points` and :func:`_runs` in one pass, for the analyzers of
+    runs: each text's code points mapped through ``maps`` (combining marks dropped if
+    ``drop_combining``), and its tokens, runs of code points with ``classes & mask ==
+    want`` at least ``shortest`` long. ``rule`` is (drop_combining, mask, want,
+    shortest); ``out`` is (polynomials, lengths, each text's end, unknown). Returns
+    (unknown code points, tokens found), as :func:`_mapped_code_points` does.
+    """
+    codes, bounds = source
+    entries, expansion, table = maps
+    drop_combining, mask, want, shortest = rule
+    polys, lengths, ends, unknown = out
+    capacity = len(polys)
+    n_unknown = 0
+    k = 0
+    for t in range(len(bounds) - 1):
+        h = np.uint64(0)
+        length = 0
+        stop = bounds[t + 1]
+        for p in range(bounds[t], stop + 1):
+            if p == stop:
+                start, n = np.int64(0), 0
+            elif codes[p] < 128:
+                # ASCII is learnt first, in order: code point c's mapping is at c.
+                start, n = np.int64(codes[p]), 1
+            else:
+                e = entries[codes[p]]
+                start, n = e >> 8, (e & 255) - 1
+                if e == 0 or start + n > len(expansion):
+                    unknown[n_unknown] = codes[p]
+                    n_unknown += 1
+                    continue
+            for q in range(start, start + n):
+                f = table[expansion[q]]
+                if drop_combining and f & _COMBINING:
+                    continue
+                if (f & mask) == want:
+                    h = h * _BASE_U64 + np.uint64(expansion[q])
+                    length += 1
+                    continue
+                if length >= shortest:
+                    if k < capacity:
+                        polys[k] = h
+                        lengths[k] = length
+                    k += 1
+                h = np.uint64(0)
+                length = 0
+            if p == stop and length >= shortest:
+                if k < capacity:
+                    polys[k] = h
+                    lengths[k] = length
+                k += 1
+        ends[t] = k
+    return n_unknown, k
 
 
 def _runs(text: Any, flags: Any, bounds: Any, rule: Any, out: Any) -> None:
@@ -249,8 +449,36 @@ def _tally(keys: Any, ends: Any, slots: Any, n_features: Any, out: Any) -> None:
         start = ends[t]
 
 
+def _code_points_of(texts: list[str]) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """The texts' code points, one array, and each text's bounds among them."""
+    codes = np.frombuffer("".join(texts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    bounds = np.zeros(len(texts) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)), out=bounds[1:])
+    return codes, bounds
+
+
+class NativePreparation:
+    """Whether texts are lower-cased and stripped of accents in the native loop
+    (:class:`_CaseMap`) or in Python (:meth:`HashedTokens._prepare`): the same code
+    points either way. On by default; a loop that fails to compile or run turns it off
+    for the process, counted and said at WARNING once (``trees.fell_back``)."""
+
+    def __init__(self) -> None:
+        self.enabled = True
+
+    def fall_back(self, error: Exception) -> None:
+        """Prepare in Python from now on, because of ``error``."""
+        self.enabled = False
+        fell_back("text preparation", error)
+
+
+native_preparation = NativePreparation()
+
+
 class _Kernels(NamedTuple):
     code_points: Kernel
+    mapped_code_points: Kernel
+    mapped_runs: Kernel
     runs: Kernel
     ngrams: Kernel
     keys: Kernel
@@ -260,7 +488,8 @@ class _Kernels(NamedTuple):
 @functools.cache
 def _kernels() -> _Kernels:
     """The native loops, compiled on first use."""
-    return _Kernels(*(compile_kernel(f) for f in (_code_points, _runs, _ngrams, _keys, _tally)))
+    kernels = (_code_points, _mapped_code_points, _mapped_runs, _runs, _ngrams, _keys, _tally)
+    return _Kernels(*(compile_kernel(f) for f in kernels))
 
 
 @dataclass(frozen=True)
@@ -365,8 +594,8 @@ class HashedTokens(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     def counts(self, texts: Iterable[Any]) -> TokenCounts:
         """The token counts of each of ``texts`` (strings), as CSR arrays."""
         self._check_params()
-        prepared = [self._prepare(str(text)) for text in texts]
-        return TokenCounts.join([self._count_chunk(chunk) for chunk in self._chunks(prepared)])
+        strings = [str(text) for text in texts]
+        return TokenCounts.join([self._count_chunk(chunk) for chunk in self._chunks(strings)])
 
     def _prepare(self, text: str) -> str:
         if self.lowercase:
@@ -392,10 +621,51 @@ class HashedTokens(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         if chunk or not texts:
             yield chunk
 
-    def _count_chunk(self, texts: list[str]) -> TokenCounts:
-        codes = np.frombuffer("".join(texts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-        bounds = np.zeros(len(texts) + 1, dtype=np.int64)
-        np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)), out=bounds[1:])
+    def _points(self, texts: list[str]) -> tuple[np.ndarray[Any, Any], ...]:
+        """The texts' code points as :meth:`_prepare` leaves them, their classes and each
+        text's bounds among them: natively, or, if that fails, prepared in Python."""
+        if native_preparation.enabled:
+            try:
+                mapped = self._mapped_points(texts)
+            except Exception as exc:  # noqa: BLE001 - numba failing to compile or run: counted, said
+                native_preparation.fall_back(exc)
+            else:
+                if mapped is not None:
+                    return mapped
+        return self._prepared_points([self._prepare(text) for text in texts])
+
+    def _mapped_points(self, texts: list[str]) -> tuple[np.ndarray[Any, Any], ...] | None:
+        """:meth:`_points` natively, each code point mapped through a :class:`_CaseMap`;
+        None when a text holds a capital sigma (lower-cased by its context: the texts
+        are prepared in Python)."""
+        if self.lowercase and any(not t.isascii() and _CAPITAL_SIGMA in t for t in texts):
+            return None
+        source = _code_points_of(texts)
+        case_map = _case_map(bool(self.lowercase), bool(self.strip_accents))
+        collapse = self.analyzer == "char"
+        options = (bool(self.strip_accents), collapse)
+        capacity = len(source[0]) + (2 * len(texts) if collapse else 0)
+        kept = (np.empty(capacity, np.uint32), np.empty(capacity, np.uint8))
+        bounds = np.empty_like(source[1])
+        unknown = np.empty_like(source[0])
+        native = _kernels()
+        while True:
+            maps = (case_map.entries, case_map.expansion, _classes.table)
+            n_unknown, needed = native.mapped_code_points(
+                source, maps, options, (*kept, bounds, unknown)
+            )
+            if n_unknown:
+                new = unknown[:n_unknown]
+                _classes.learn(new[_classes.table[new] == 0])
+                case_map.learn(new)
+            elif needed > len(kept[0]):
+                kept = (np.empty(needed, np.uint32), np.empty(needed, np.uint8))
+            else:
+                return (*kept, bounds)
+
+    def _prepared_points(self, texts: list[str]) -> tuple[np.ndarray[Any, Any], ...]:
+        """:meth:`_points` of texts :meth:`_prepare` has prepared."""
+        codes, bounds = _code_points_of(texts)
         native = _kernels()
         kept = (np.empty_like(codes), np.empty(len(codes), np.uint8), np.empty_like(bounds))
         unknown = np.empty_like(codes)
@@ -404,7 +674,20 @@ class HashedTokens(TransformerMixin, BaseEstimator):  # type: ignore[misc]
             codes, bounds, _classes.table, drop, (*kept, unknown)
         ):
             _classes.learn(unknown[:n_unknown])
-        text, flags, text_bounds = kept
+        return kept
+
+    def _tokens(self, texts: list[str]) -> tuple[np.ndarray[Any, Any], ...]:
+        """Each text's tokens: (polynomials, lengths, where each text's end)."""
+        if native_preparation.enabled and self.analyzer != "char":
+            try:
+                found = self._mapped_runs(texts)
+            except Exception as exc:  # noqa: BLE001 - numba failing to compile or run: counted, said
+                native_preparation.fall_back(exc)
+            else:
+                if found is not None:
+                    return found
+        text, flags, text_bounds = self._points(texts)
+        native = _kernels()
         # At most one token starts at each code point (n-grams: one of each length).
         low, high = self.ngram_range
         capacity = int(text_bounds[-1]) * (high - low + 1)
@@ -417,6 +700,37 @@ class HashedTokens(TransformerMixin, BaseEstimator):  # type: ignore[misc]
             native.ngrams(text, text_bounds, (low, high), tokens)
         else:
             native.runs(text, flags, text_bounds, _RULES[self.analyzer], tokens)
+        return tokens
+
+    def _mapped_runs(self, texts: list[str]) -> tuple[np.ndarray[Any, Any], ...] | None:
+        """:meth:`_tokens` of an analyzer of runs natively, in one pass from the texts'
+        code points (:func:`_mapped_runs`); None when a text holds a capital sigma."""
+        if self.lowercase and any(not t.isascii() and _CAPITAL_SIGMA in t for t in texts):
+            return None
+        source = _code_points_of(texts)
+        case_map = _case_map(bool(self.lowercase), bool(self.strip_accents))
+        rule = (bool(self.strip_accents), *_RULES[self.analyzer])
+        # At most one token a code point, and mapping rarely makes more code points.
+        capacity = len(source[0]) + 1
+        tokens = (np.empty(capacity, np.uint64), np.empty(capacity, np.int32))
+        ends = np.empty(len(texts), np.int64)
+        unknown = np.empty_like(source[0])
+        native = _kernels()
+        while True:
+            maps = (case_map.entries, case_map.expansion, _classes.table)
+            n_unknown, needed = native.mapped_runs(source, maps, rule, (*tokens, ends, unknown))
+            if n_unknown:
+                new = unknown[:n_unknown]
+                _classes.learn(new[_classes.table[new] == 0])
+                case_map.learn(new)
+            elif needed > len(tokens[0]):
+                tokens = (np.empty(needed, np.uint64), np.empty(needed, np.int32))
+            else:
+                return (*tokens, ends)
+
+    def _count_chunk(self, texts: list[str]) -> TokenCounts:
+        tokens = self._tokens(texts)
+        native = _kernels()
         ends = tokens[2]
         n_tokens = int(ends[-1]) if len(ends) else 0
         # Keys of (text in its group, column), 32-bit when a group of texts fits: numpy
@@ -431,7 +745,11 @@ class HashedTokens(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         n_groups = native.keys(*tokens, layout, (keys, slots, group_ends))
         for begin, end in itertools.pairwise([0, *group_ends[:n_groups].tolist()]):
             keys[begin:end].sort()
-        counts = (np.empty(n_tokens, np.int64), np.empty(n_tokens, np.int32), np.empty_like(bounds))
+        counts = (
+            np.empty(n_tokens, np.int64),
+            np.empty(n_tokens, np.int32),
+            np.empty(len(texts) + 1, np.int64),
+        )
         native.tally(keys, ends, slots, self.n_features, counts)
         nnz = int(counts[2][-1])
         return TokenCounts(indptr=counts[2], columns=counts[0][:nnz], counts=counts[1][:nnz])

@@ -12,6 +12,7 @@ from sklearn.base import clone
 
 from inferloop.domains import hashing
 from inferloop.domains.hashing import HashedTokens, strip_accents, token_hash
+from inferloop.domains.trees import COMPILE_FALLBACKS
 
 TEXTS = [
     "Hello, world! Free £1000 now, CLICK here_now",
@@ -158,3 +159,101 @@ def test_clones_and_params_round_trip() -> None:
     copy = clone(vectorizer)
     assert copy.get_params() == vectorizer.get_params()
     assert (copy.transform(["abc"]) != vectorizer.transform(["abc"])).nnz == 0
+
+
+# Lower-cased by context (a final sigma), expanded (İ, ß, ligatures, U+FDFA's 18
+# characters, spacing accents that decompose to a space and a combining mark), combining
+# marks beside spaces, Unicode spaces, a lone surrogate, scripts beyond Latin.
+_AWKWARD = [
+    "ΟΔΟΣ ΣΟΦΟΣ Σ ΑΣ. σΣ",
+    "İstanbul STRASSE straße ﬃ ﬁx Ⅻ ㎏ \ufdfa",
+    "a \u0301 b \u0301\u0301c\u0301 \u00a8x \u00b4 \u02dc",
+    "x\u00a0y\u2003z\u3000w\x1cv\x85u\u200bt",
+    "\ud800 lone \udfff",
+    "ǅ ǈ Ǳ ῼ ᾈ K Ω Å",
+    "한국어 텍스트 日本語 Ελληνικά Русский",
+    "  \t\n  ",
+]
+
+
+def _same(a: hashing.TokenCounts, b: hashing.TokenCounts) -> bool:
+    return all(
+        np.array_equal(x, y)
+        for x, y in ((a.indptr, b.indptr), (a.columns, b.columns), (a.counts, b.counts))
+    )
+
+
+def _awkward_texts(n: int, seed: int) -> list[str]:
+    """``n`` texts mixing ASCII, the awkward characters above and random code points."""
+    rng = np.random.default_rng(seed)
+    awkward = sorted({ord(c) for text in _AWKWARD for c in text})
+    texts = list(_AWKWARD)
+    for _ in range(n):
+        size = int(rng.integers(0, 60))
+        pick = rng.random(size)
+        codes = np.where(
+            pick < 0.35,
+            rng.integers(0, 128, size),
+            np.where(pick < 0.7, rng.choice(awkward, size), rng.integers(0x80, 0x110000, size)),
+        )
+        texts.append("".join(map(chr, codes.tolist())))
+    return texts
+
+
+@pytest.mark.parametrize(
+    ("analyzer", "ngram"),
+    [("word", (1, 1)), ("whitespace", (1, 1)), ("char", (1, 4)), ("char", (2, 3))],
+)
+@pytest.mark.parametrize("lower", [True, False])
+@pytest.mark.parametrize("accents", [True, False])
+def test_native_preparation_counts_what_python_preparation_counts(
+    monkeypatch: pytest.MonkeyPatch,
+    analyzer: str,
+    ngram: tuple[int, int],
+    lower: bool,
+    accents: bool,
+) -> None:
+    # Lower-casing and accent stripping per code point (the case map) against
+    # HashedTokens._prepare on whole texts.
+    texts = _awkward_texts(600, seed=7)
+    vectorizer = HashedTokens(analyzer, ngram_range=ngram, lowercase=lower, strip_accents=accents)  # type: ignore[arg-type]
+    native = vectorizer.counts(texts)
+    monkeypatch.setattr(hashing.native_preparation, "enabled", False)
+    python = vectorizer.counts(texts)
+    assert _same(native, python)
+    assert native.indptr[-1] > 1000
+
+
+def test_a_text_with_a_capital_sigma_is_prepared_in_python() -> None:
+    # "ΟΔΟΣ" ends in a final sigma (ς), "ΣΟΦΟΣ" has both; a lone Σ is σ.
+    vectorizer = HashedTokens("word")
+    row = vectorizer.transform(["ΟΔΟΣ ΣΟΦΟΣ Σα"]).getrow(0)
+    want = Counter(token_hash(t) % 2**20 for t in ["οδος", "σοφος", "σα"])
+    assert dict(zip(row.indices.tolist(), row.data.tolist(), strict=True)) == dict(want)
+
+
+def test_a_failing_native_preparation_falls_back_to_python(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    texts = _awkward_texts(50, seed=3)
+    vectorizer = HashedTokens("word", strip_accents=True)
+    want = vectorizer.counts(texts)
+    before = _fallbacks("text preparation")
+
+    def broken(self: HashedTokens, texts: list[str]) -> object:
+        raise RuntimeError("no native loop")
+
+    monkeypatch.setattr(HashedTokens, "_mapped_points", broken)
+    monkeypatch.setattr(hashing.native_preparation, "enabled", True)
+    with caplog.at_level("WARNING", logger="inferloop.domains.trees"):
+        got = vectorizer.counts(texts)
+        again = vectorizer.counts(texts)
+    assert _same(got, want)
+    assert _same(again, want)
+    assert not hashing.native_preparation.enabled
+    assert _fallbacks("text preparation") == before + 1
+    assert "no native loop" in caplog.text
+
+
+def _fallbacks(scorer: str) -> float:
+    return float(COMPILE_FALLBACKS.labels(scorer)._value.get())
