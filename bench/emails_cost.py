@@ -5,7 +5,8 @@ The emails path as ``worker.batch.BatchProcessor`` runs it, on batches of real e
 time on that step's own input:
 
 - ``validate``: the domain's ``validate_batch`` (bytes to events);
-- ``rows``: ``to_rows`` (the text, the header tokens and the start of the text);
+- ``rows``: the rows as the worker builds them (``to_rows``, only the columns the
+  compiled model reads: the text and its start, not the header tokens);
 - ``hash <block>``: each token block's hashed counts of its column of the rows;
 - ``linear``: the rest of the compiled model's call (TF-IDF weights, the regression);
 - ``encode``: the predictions' JSON (``PredictionEncoder.encode``);
@@ -17,7 +18,8 @@ time on that step's own input:
   score, encode): the check that the steps add up.
 
 The model is the domain's pipeline fitted on 60 % of the data set (seeded shuffle) and
-compiled as a worker compiles it; the events timed are the other 40 %. Each step is timed
+compiled as a worker compiles it; the events timed are the other 40 %, every one's score
+checked to be exactly the pipeline's ``predict_proba``. Each step is timed
 over every batch ``--repeats`` times, as the CPU time of this thread (what the step
 costs a core, less sensitive to the machine's load than wall time, though a loaded
 machine's caches still slow it: the load average is printed beside the figures); the
@@ -25,7 +27,7 @@ median repeat is reported.
 
     .venv/bin/python -m bench.emails_cost [--data sms,spamassassin] [--batches 50,500]
         [--repeats 5] [--data-dir ../shared/data] [--cache-dir DIR] [--json FILE]
-        [--ablate]
+        [--ablate] [--prepare native|python]
 
 ``--ablate`` instead fits the pipeline without each of its token blocks in turn and
 prints what each costs and buys (see :func:`ablation`).
@@ -48,7 +50,7 @@ import numpy as np
 from kafka import KafkaProducer
 from threadpoolctl import threadpool_limits
 
-from inferloop.domains import get_domain
+from inferloop.domains import get_domain, hashing
 from inferloop.domains.datasets import load_dataset
 from inferloop.domains.metrics import f1_at_fpr, threshold_at_fpr, threshold_metrics
 from inferloop.domains.predictions import PredictionEncoder
@@ -217,14 +219,28 @@ class Stage(NamedTuple):
     partitions: list[int]
 
 
+def worker_rows(model: ActiveModel, events: list[Any]) -> Any:
+    """The rows as the worker builds them for ``model``: only the columns its scorer
+    reads, when it says which (``BatchProcessor._champion_score``)."""
+    columns = getattr(model.scorer, "columns", None)
+    rows_for = getattr(model.spec, "rows_for", None)
+    if columns is None or rows_for is None:
+        return model.spec.to_rows(events)
+    return rows_for(events, columns)
+
+
 def stages(model: ActiveModel, batches: list[list[bytes]]) -> list[Stage]:
     """Every batch run through the path once: each step's input, ready to be timed."""
     encoder = PredictionEncoder("emails", model.spec.label_names)
     out = []
     for values in batches:
         events = model.spec.validate_batch(values).events
-        rows = model.spec.to_rows(events)
+        rows = worker_rows(model, events)
         scores = model.scorer(rows)
+        # The worker's scores are the fitted pipeline's, on the whole rows, exactly.
+        want = model.pipeline.predict_proba(model.spec.to_rows(events))[:, 1]
+        if not np.array_equal(scores, want):
+            raise SystemExit(f"scores differ from predict_proba by {np.max(np.abs(scores - want))}")
         encoded = encoder.encode(
             events, scores, threshold=0.5, model_json=MODEL_JSON, predicted_at=PREDICTED_AT
         )
@@ -256,7 +272,7 @@ def steps(model: ActiveModel, producer: KafkaProducer) -> dict[str, Callable[[St
 
     found: dict[str, Callable[[Stage], Any]] = {
         "validate": lambda st: spec.validate_batch(st.values),
-        "rows": lambda st: spec.to_rows(st.events),
+        "rows": lambda st: worker_rows(model, st.events),
         "score": lambda st: model.scorer(st.rows),
     }
     for block in blocks:
@@ -335,7 +351,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--ablate", action="store_true", help="only each block's cost and F1")
+    parser.add_argument(
+        "--prepare", choices=("native", "python"), default="native",
+        help="lower-case and strip accents in the native loop (the default) or in Python",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    hashing.native_preparation.enabled = args.prepare == "native"
     if args.ablate:
         ablated = {
             name: ablation(load_corpus(name, args.data_dir, args.cache_dir))
@@ -361,7 +382,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     finally:
         KafkaInternals().discard(producer)
     print(table(results))
-    print(f"\nscorer: {model.scorer.name}; load average (1 min) {min(loads):.1f}-{max(loads):.1f}")
+    print(f"\nscorer: {model.scorer.name}, {args.prepare} text preparation; "
+          f"load average (1 min) {min(loads):.1f}-{max(loads):.1f}")  # fmt: skip
     if args.json is not None:
         args.json.write_text(json.dumps({"us_per_email": results, "load_1min": loads}, indent=1))
 

@@ -187,6 +187,11 @@ class CompiledTextModel:
         return rows
 
     @property
+    def columns(self) -> frozenset[int]:
+        """The columns of a row that the model reads (the others are never looked at)."""
+        return frozenset(block.column for block in self.blocks)
+
+    @property
     def name(self) -> str:
         """``compiled text model (3 token blocks)``: what scores, as a worker's log names it."""
         return f"compiled text model ({len(self.blocks)} token blocks)"

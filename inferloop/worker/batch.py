@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 from kafka import TopicPartition
@@ -47,6 +47,14 @@ if TYPE_CHECKING:
 __all__ = ["Batch", "BatchProcessor", "batch_of", "score_isolating_failures"]
 
 log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class ColumnRows(Protocol):
+    """A domain that builds rows with only some of their columns filled in."""
+
+    def rows_for(self, events: Sequence[Any], columns: Collection[int]) -> Any:
+        """The rows of ``events``, only ``columns`` filled in."""
 
 
 @dataclass(slots=True)
@@ -141,7 +149,7 @@ class BatchProcessor:
         self._fault("scoring")
         shared = SharedRows(events) if challenger is not None and self._shadow else None
         outcome = score_isolating_failures(
-            model.score if shared is None else shared.scorer(model), events
+            self._champion_score(model) if shared is None else shared.scorer(model), events
         )
         batch.scoring_s = time.perf_counter() - started
         indices = validated.indices
@@ -157,6 +165,17 @@ class BatchProcessor:
             # The rows are the champion's only when every event was scored in one call.
             rows = shared.rows if not outcome.failures else None
             batch.shadow = self._shadow_records(events, rows, challenger, now_iso)
+
+    def _champion_score(self, model: ActiveModel) -> Callable[[Sequence[Any]], Any]:
+        """``model.score``, or, when the scorer says which columns of a row it reads and
+        the domain can build only those, its scorer of rows with only those filled in
+        (the same scores: the emails model reads no header tokens)."""
+        columns = getattr(model.scorer, "columns", None)
+        spec = self._spec
+        if columns is None or not isinstance(spec, ColumnRows):
+            return model.score
+        scorer = model.scorer
+        return lambda events: scorer(spec.rows_for(events, columns))
 
     def _shadow_records(
         self, events: Sequence[Any], rows: Any, challenger: ActiveModel, now_iso: str

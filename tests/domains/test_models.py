@@ -265,3 +265,14 @@ def test_metrics_at_a_threshold_count_right() -> None:
     assert metrics["precision"] == pytest.approx(2 / 3)
     assert metrics["recall"] == 1.0
     assert metrics["fpr"] == pytest.approx(1 / 3)
+
+
+def test_email_rows_of_some_columns_leave_the_others_empty() -> None:
+    events, _ = synthetic_emails(20)
+    whole = EMAILS.to_rows(events)
+    part = em.email_rows(events, {em.TEXT_COLUMN, em.HEAD_COLUMN})
+    assert part.shape == whole.shape
+    for column in (em.TEXT_COLUMN, em.HEAD_COLUMN):
+        assert part[:, column].tolist() == whole[:, column].tolist()
+    assert set(part[:, em.META_COLUMN].tolist()) == {""}
+    assert em.email_rows(events, {em.META_COLUMN}).tolist() == whole.tolist()

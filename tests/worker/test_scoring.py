@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
+import pytest
 
-from inferloop.worker.batch import score_isolating_failures
+from inferloop.domains import emails as em
+from inferloop.domains import get_domain
+from inferloop.domains.hashing import HashedTokens
+from inferloop.domains.text_model import CompiledTextModel
+from inferloop.registry.serving import ActiveModel
+from inferloop.worker.batch import Batch, BatchProcessor, score_isolating_failures
+from tests.domains.factories import email_dict, encode
 
 
 class CountingScorer:
@@ -56,3 +65,68 @@ def test_a_score_that_is_not_finite_fails_its_event() -> None:
     outcome = score_isolating_failures(score, [0, 1, 2, 3])
     assert set(outcome.failures) == {2}
     assert list(outcome.ok) == [True, True, False, True]
+
+
+def _fitted_emails_model(*, header_tokens: bool) -> ActiveModel:
+    """An emails model fitted on synthetic mail, compiled as a worker serves it; with
+    ``header_tokens`` its pipeline reads them too (as versions trained before did)."""
+    spec = get_domain("emails")
+    rng = np.random.default_rng(0)
+    y = (rng.random(120) < 0.4).astype(np.int8)
+    values = [
+        encode(email_dict(i, body=("win cash now " if label else "lunch at noon ") * 3,
+                          sender="promo@deals.biz" if label else "ann@corp.example"))
+        for i, label in enumerate(y)
+    ]  # fmt: skip
+    events = spec.validate_batch(values).events
+    pipeline = spec.build_pipeline(0)
+    if header_tokens:
+        blocks = pipeline.steps[0][1].transformers
+        blocks.append(("meta", HashedTokens("whitespace"), em.META_COLUMN))
+    pipeline.fit(spec.to_rows(events), y)
+    scorer = spec.scorers(pipeline)[0]
+    assert isinstance(scorer, CompiledTextModel)
+    return ActiveModel(name="emails", version=1, digest="", threshold=0.5,
+                       pipeline=pipeline, spec=spec, scorer=scorer)  # fmt: skip
+
+
+class _Record(NamedTuple):
+    value: bytes
+    timestamp: int
+    offset: int
+    key: bytes | None = None
+    topic: str = "emails"
+    partition: int = 0
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+def _processed_scores(model: ActiveModel, values: list[bytes]) -> list[float]:
+    processor = BatchProcessor(model.spec, worker_name="t", max_request_size=1_048_576)
+    batch = Batch([_Record(v, 1_700_000_000_000, i) for i, v in enumerate(values)], {}, {})
+    processor.process(batch, model)
+    assert not batch.dead_letters
+    return [json.loads(p)["score"] for p in batch.predictions]
+
+
+def test_a_model_that_reads_no_header_tokens_is_scored_without_building_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model = _fitted_emails_model(header_tokens=False)
+    values = [encode(email_dict(1000 + i, body=f"win {i} cash now")) for i in range(30)]
+    want = model.pipeline.predict_proba(
+        model.spec.to_rows(model.spec.validate_batch(values).events)
+    )
+
+    def no_header_tokens(event: object) -> str:
+        raise AssertionError("header tokens built for a model that reads none")
+
+    monkeypatch.setattr(em, "meta_tokens", no_header_tokens)
+    assert _processed_scores(model, values) == want[:, 1].tolist()
+
+
+def test_a_model_that_reads_header_tokens_gets_them() -> None:
+    model = _fitted_emails_model(header_tokens=True)
+    assert em.META_COLUMN in model.scorer.columns  # type: ignore[attr-defined]
+    values = [encode(email_dict(1000 + i, sender=f"x{i}@deals.biz")) for i in range(30)]
+    rows = model.spec.to_rows(model.spec.validate_batch(values).events)
+    assert _processed_scores(model, values) == model.pipeline.predict_proba(rows)[:, 1].tolist()
