@@ -71,9 +71,8 @@ def one(columns: Columns, window: int, rule: str, newer: Dataset, sms_count: int
     """Fit under ``rule`` and score on the newer half (``sms_count``: the old source's
     examples, first in ``columns``)."""
     spec = get_domain(DOMAIN)
-    recipe = dataclasses.replace(
-        Recipe.from_settings(spec, RetrainSettings()), train_window_labels=window, fit_threads=1
-    )
+    retrain = RetrainSettings(emails_train_window_labels=window, fit_threads=1)
+    recipe = Recipe.from_settings(spec, retrain)
     snapshot = Snapshot(topic="labels", ranges=(), taken_at_s=1e12, columns=columns)
     if rule == "log":
         with mock.patch.object(recipe_module, "time_split", log_rule):

@@ -17,7 +17,10 @@ the holdout is the newest ``holdout_fraction`` of ``N / (1 - holdout_fraction)``
 mature examples (fewer when fewer are mature), training the newest N before it. Cut
 from the whole log instead, the holdout of a source that has just changed is the
 newest 20 % of everything: in the shift case 1,417 of 7,081 examples, nearly all of
-the new source's 1,505 labels, so the window fitted on the old source.
+the new source's 1,505 labels, so the window fitted on the old source. A holdout that
+small may hold too few of a class for the gate to decide (SpamAssassin's older half
+ends on 520 ham in a row): with a window it reaches back until it holds
+``min_per_class`` of each class, when the mature examples have that many.
 """
 
 from __future__ import annotations
@@ -88,6 +91,18 @@ def holdout_size(mature: int, holdout_fraction: float, window_labels: int | None
     return max(1, math.ceil(holdout_fraction * pool))
 
 
+def newest_holding(y: np.ndarray[Any, Any], min_per_class: int) -> int | None:
+    """The size of the newest slice of ``y`` (time order) that holds ``min_per_class``
+    of each class; None when all of ``y`` holds fewer."""
+    newest_first = np.asarray(y)[::-1].astype(bool)
+    sizes = []
+    for hits in (np.cumsum(newest_first), np.cumsum(~newest_first)):
+        if len(hits) == 0 or hits[-1] < min_per_class:
+            return None
+        sizes.append(int(np.searchsorted(hits, min_per_class)) + 1)
+    return max(sizes)
+
+
 def time_split(
     examples: Columns,
     *,
@@ -95,9 +110,11 @@ def time_split(
     as_of_s: float,
     maturity_s: float,
     window_labels: int | None = None,
+    min_per_class: int = 0,
 ) -> Split:
-    """The newest mature examples are the holdout (:func:`holdout_size`); older ones
-    train, only the newest ``window_labels`` of them with a window.
+    """The newest mature examples are the holdout (:func:`holdout_size`, with a window
+    at least :func:`newest_holding` ``min_per_class``); older ones train, only the
+    newest ``window_labels`` of them with a window.
 
     ``examples`` must be in event-time order (as :func:`deduplicate` returns them).
     """
@@ -110,6 +127,10 @@ def time_split(
             f"label-maturity age ({maturity_s:.0f} s): nothing to hold out"
         )
     n_holdout = holdout_size(len(mature), holdout_fraction, window_labels)
+    if window_labels is not None and min_per_class > 0:
+        holding = newest_holding(examples.y[mature], min_per_class)
+        if holding is not None and holding < len(mature):
+            n_holdout = max(n_holdout, holding)
     cutoff = float(times[mature[len(mature) - n_holdout]])
     holdout = mature[times[mature] >= cutoff]
     train = np.flatnonzero(times < cutoff)

@@ -36,8 +36,8 @@ SPLIT_RULE = "holdout: newest fraction of mature examples by event time; train: 
 # With a training window the holdout is a fraction of the window and its holdout, not of
 # the whole log (a recipe that names this rule; older windowed lineages did not).
 WINDOW_SPLIT_RULE = (
-    "holdout: newest fraction of the mature window plus holdout by event time; "
-    "train: the window, older"
+    "holdout: newest fraction of the mature window plus holdout by event time, reaching "
+    "back to hold holdout_min_per_class of each class; train: the window, older"
 )
 
 
@@ -61,6 +61,9 @@ class Recipe:
     # before the setting: all of them); the holdout is then a share of the window and
     # itself (``dataset.holdout_size``).
     train_window_labels: int | None = None
+    # With a window, the holdout reaches back to hold this many of each class (the
+    # gate's min_holdout_positives); None without a window (and left out of the config).
+    holdout_min_per_class: int | None = None
 
     @classmethod
     def from_settings(
@@ -73,6 +76,7 @@ class Recipe:
         """The recipe the settings describe (``seed`` and ``params`` override theirs)."""
         chosen = retrain.seed if seed is None else seed
         overrides = dict(params or {})
+        window = getattr(retrain, f"{spec.name}_train_window_labels")
         return cls(
             domain=spec.name,
             schema_version=spec.schema_version,
@@ -84,7 +88,8 @@ class Recipe:
             seed=chosen,
             pipeline=repr(build(spec, chosen, overrides)),
             params=overrides,
-            train_window_labels=getattr(retrain, f"{spec.name}_train_window_labels"),
+            train_window_labels=window,
+            holdout_min_per_class=None if window is None else retrain.min_holdout_positives,
         )
 
     @classmethod
@@ -98,7 +103,11 @@ class Recipe:
     def as_config(self) -> dict[str, Any]:
         """The recipe with the rules it applies, as stored in the lineage."""
         split_rule = SPLIT_RULE if self.train_window_labels is None else WINDOW_SPLIT_RULE
-        return asdict(self) | {"dedup_rule": DEDUP_RULE, "split_rule": split_rule}
+        config = asdict(self) | {"dedup_rule": DEDUP_RULE, "split_rule": split_rule}
+        if self.holdout_min_per_class is None:
+            # As recorded before the field: the same recipe keeps the same hash.
+            del config["holdout_min_per_class"]
+        return config
 
     def sha256(self) -> str:
         """The hash of the training configuration."""
@@ -181,6 +190,7 @@ def train_and_score(
         as_of_s=snapshot.taken_at_s,
         maturity_s=recipe.label_maturity_s,
         window_labels=recipe.train_window_labels,
+        min_per_class=recipe.holdout_min_per_class or 0,
     )
     durations["prepare"] = time.perf_counter() - started
     train_rows = spec.take_rows(examples.rows, split.train)

@@ -7,7 +7,13 @@ import pytest
 
 from inferloop.domains import get_domain
 from inferloop.retrain.columns import Columns
-from inferloop.retrain.dataset import deduplicate, holdout_size, new_label_count, time_split
+from inferloop.retrain.dataset import (
+    deduplicate,
+    holdout_size,
+    new_label_count,
+    newest_holding,
+    time_split,
+)
 from inferloop.retrain.errors import NotEnoughDataError
 
 SPEC = get_domain("transactions")
@@ -98,6 +104,30 @@ def test_a_training_window_fits_the_new_source_and_holds_out_a_share_of_the_wind
     assert (len(small.holdout), len(small.train)) == (60, 240)
     assert holdout_size(6000, 0.2, None) == 1200
     assert holdout_size(6000, 0.2, 1500) == 375
+
+
+def test_a_windowed_holdout_reaches_back_to_hold_enough_of_each_class() -> None:
+    # SpamAssassin's older half ends on 520 ham in a row: a holdout of the newest 375
+    # held 0 or 1 spam, and the gate could not decide (the shift case, every 60 s).
+    n = 2000
+    y = [i % 2 for i in range(n - 500)] + [0] * 500
+    cols = _columns([f"e{i}" for i in range(n)], list(range(n)), [1e6] * n, y)
+    examples, _ = deduplicate(cols, SPEC)
+    split = time_split(
+        examples, holdout_fraction=0.2, as_of_s=1e6, maturity_s=0.0, window_labels=500,
+        min_per_class=30,
+    )  # fmt: skip
+    assert int(examples.y[split.holdout].sum()) == 30
+    assert len(split.holdout) == 500 + 60 - 1
+    assert len(split.train) == 500
+    assert split.train[-1] == n - len(split.holdout) - 1
+    assert newest_holding(examples.y, 30) == 559
+    assert newest_holding(examples.y[-500:], 30) is None  # then the share rule's size
+    short = time_split(
+        examples.take(np.arange(n - 600, n), SPEC), holdout_fraction=0.2, as_of_s=1e6,
+        maturity_s=0.0, window_labels=500, min_per_class=100,
+    )  # fmt: skip
+    assert len(short.holdout) == 120  # 20 % of 600: too few positives to reach back for
 
 
 def test_equal_event_times_fall_on_one_side() -> None:
