@@ -8,14 +8,17 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kafka import KafkaConsumer, TopicPartition
 
 from inferloop.connections import admin_client, make_consumer
-from inferloop.registry import Registry
-from inferloop.registry.signing import generate_key_pair
 from inferloop.settings import Settings
+
+if TYPE_CHECKING:
+    # Imported where used: the registry brings scikit-learn, which the xdist controller,
+    # which imports this through tests/conftest.py, never needs.
+    from inferloop.registry import Registry
 
 
 def delete_topics_with_prefix(settings: Settings, prefix: str) -> None:
@@ -83,6 +86,9 @@ def untrusted_registry(settings: Settings, home: Path) -> Iterator[Registry]:
     """A registry on ``settings``' Redis that signs with a key of its own, under ``home``,
     which nothing ``settings`` verifies with trusts: what someone with write access to
     Redis, but not the signing key, could register."""
+    from inferloop.registry import Registry
+    from inferloop.registry.signing import generate_key_pair
+
     stranger = generate_key_pair(home / "stranger", "stranger")
     section = settings.registry.model_copy(update={"signing_key_path": stranger.private_path})
     with Registry.from_settings(settings.model_copy(update={"registry": section})) as registry:
