@@ -92,6 +92,9 @@ GUARDRAILS: dict[str, tuple[Guardrail, ...]] = {
 # The partial ROC-AUC fallback needs 10 negatives at its widest false-positive rate;
 # wider than this (fewer than 50 negatives), the holdout cannot decide.
 PAUC_MAX_FPR = 0.2
+# The negatives a partial ROC-AUC up to PAUC_MAX_FPR needs (EXPECTED_ERRORS false
+# positives there).
+PAUC_MIN_NEGATIVES = math.ceil(EXPECTED_ERRORS / PAUC_MAX_FPR)
 
 
 @dataclass(frozen=True)
@@ -376,7 +379,7 @@ def comparison(
         return (
             f"{of_class} examples of class {target.error_class} in the holdout, fewer than "
             f"the {target.needed} a matched operating point needs, and {negatives} negatives, "
-            f"fewer than the {math.ceil(EXPECTED_ERRORS / PAUC_MAX_FPR)} a partial AUC needs"
+            f"fewer than the {PAUC_MIN_NEGATIVES} a partial AUC needs"
         )
     pc, ph = PartialAuc(y, cand, max_fpr), PartialAuc(y, champ, max_fpr)
     label = (

@@ -24,6 +24,7 @@ from inferloop.domains import DomainSpec
 from inferloop.domains.training import Fitted, build, fit
 from inferloop.retrain.columns import Columns
 from inferloop.retrain.dataset import Split, deduplicate, time_split
+from inferloop.retrain.gate import PAUC_MIN_NEGATIVES
 from inferloop.retrain.progress import Progress
 from inferloop.retrain.provenance import config_sha256
 from inferloop.retrain.snapshot import Snapshot
@@ -61,8 +62,9 @@ class Recipe:
     # before the setting: all of them); the holdout is then a share of the window and
     # itself (``dataset.holdout_size``).
     train_window_labels: int | None = None
-    # With a window, the holdout reaches back to hold this many of each class (the
-    # gate's min_holdout_positives); None without a window (and left out of the config).
+    # With a window, the holdout reaches back to hold this many of each class (what the
+    # gate needs to decide: min_holdout_positives positives, the negatives of a partial
+    # ROC-AUC); None without a window (and left out of the config).
     holdout_min_per_class: int | None = None
 
     @classmethod
@@ -89,7 +91,7 @@ class Recipe:
             pipeline=repr(build(spec, chosen, overrides)),
             params=overrides,
             train_window_labels=window,
-            holdout_min_per_class=None if window is None else retrain.min_holdout_positives,
+            holdout_min_per_class=None if window is None else holdout_needs(retrain),
         )
 
     @classmethod
@@ -112,6 +114,12 @@ class Recipe:
     def sha256(self) -> str:
         """The hash of the training configuration."""
         return config_sha256(self.as_config())
+
+
+def holdout_needs(retrain: RetrainSettings) -> int:
+    """Examples of each class a windowed holdout reaches back for: the gate's positives
+    (``min_holdout_positives``) and the negatives of its partial ROC-AUC."""
+    return max(retrain.min_holdout_positives, PAUC_MIN_NEGATIVES)
 
 
 @dataclass(frozen=True)

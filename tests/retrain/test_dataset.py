@@ -15,6 +15,9 @@ from inferloop.retrain.dataset import (
     time_split,
 )
 from inferloop.retrain.errors import NotEnoughDataError
+from inferloop.retrain.gate import PAUC_MIN_NEGATIVES
+from inferloop.retrain.recipe import Recipe
+from inferloop.settings import RetrainSettings
 
 SPEC = get_domain("transactions")
 
@@ -155,3 +158,14 @@ def test_new_labels_are_counted_from_the_champion_lineage() -> None:
     assert new_label_count({0: 12, 1: 5, 2: 3}, lineage, "t.labels") == 5
     assert new_label_count({0: 12}, lineage, "other.labels") == 12
     assert new_label_count({0: 12}, None, "t.labels") is None
+
+
+def test_a_windowed_recipe_reaches_back_for_what_the_gate_needs() -> None:
+    # 30 positives and 30 negatives were not enough: the gate's partial ROC-AUC needs 50
+    # negatives (the shift run of 20261207T225940Z left two candidates undecided).
+    emails = get_domain("emails")
+    windowed = Recipe.from_settings(emails, RetrainSettings(emails_train_window_labels=1500))
+    assert windowed.holdout_min_per_class == PAUC_MIN_NEGATIVES == 50
+    plain = Recipe.from_settings(emails, RetrainSettings())
+    assert plain.holdout_min_per_class is None
+    assert "holdout_min_per_class" not in plain.as_config()
