@@ -312,38 +312,47 @@ def _mapped_runs(source: Any, maps: Any, rule: Any, out: Any) -> Any:  # noqa: C
         length = 0
         stop = bounds[t + 1]
         for p in range(bounds[t], stop + 1):
-            if p == stop:
-                start, n = np.int64(0), 0
-            elif codes[p] < 128:
-                # ASCII is learnt first, in order: code point c's mapping is at c.
-                start, n = np.int64(codes[p]), 1
-            else:
-                e = entries[codes[p]]
-                start, n = e >> 8, (e & 255) - 1
-                if e == 0 or start + n > len(expansion):
-                    unknown[n_unknown] = codes[p]
-                    n_unknown += 1
+            if p < stop:
+                c = codes[p]
+                if c < 128:
+                    # ASCII is learnt first, in order: code point c's mapping is at c,
+                    # one code point, never a combining mark.
+                    d = expansion[c]
+                    if (table[d] & mask) == want:
+                        h = h * _BASE_U64 + np.uint64(d)
+                        length += 1
+                        continue
+                else:
+                    e = entries[c]
+                    start, n = e >> 8, (e & 255) - 1
+                    if e == 0 or start + n > len(expansion):
+                        unknown[n_unknown] = c
+                        n_unknown += 1
+                        continue
+                    for q in range(start, start + n):
+                        f = table[expansion[q]]
+                        if drop_combining and f & _COMBINING:
+                            continue
+                        if (f & mask) == want:
+                            h = h * _BASE_U64 + np.uint64(expansion[q])
+                            length += 1
+                            continue
+                        if length >= shortest:
+                            if k < capacity:
+                                polys[k] = h
+                                lengths[k] = length
+                            k += 1
+                        h = np.uint64(0)
+                        length = 0
                     continue
-            for q in range(start, start + n):
-                f = table[expansion[q]]
-                if drop_combining and f & _COMBINING:
-                    continue
-                if (f & mask) == want:
-                    h = h * _BASE_U64 + np.uint64(expansion[q])
-                    length += 1
-                    continue
-                if length >= shortest:
-                    if k < capacity:
-                        polys[k] = h
-                        lengths[k] = length
-                    k += 1
-                h = np.uint64(0)
-                length = 0
-            if p == stop and length >= shortest:
+            # The end of the text, or an ASCII code point outside the run.
+            if length >= shortest:
                 if k < capacity:
                     polys[k] = h
                     lengths[k] = length
                 k += 1
+            h = np.uint64(0)
+            length = 0
         ends[t] = k
     return n_unknown, k
 
