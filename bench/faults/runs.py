@@ -35,7 +35,8 @@ from bench.stream import StreamRun, input_index, read_records
 from bench.worker import WorkerGroup
 from inferloop.connections import make_producer
 from inferloop.ops.lag import group_lag
-from inferloop.registry import Registry
+from inferloop.registry import Registry, RegistryError
+from inferloop.registry.signing import generate_key_pair
 from inferloop.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -383,31 +384,43 @@ def hostile_input(ctx: Context, delivery: str) -> FaultResult:
 
 # -- 5. tampered artifact ------------------------------------------------------------------
 def tampered_artifact(ctx: Context, delivery: str) -> FaultResult:
-    """A version whose artifact bytes were changed after signing, promoted mid-stream."""
+    """Two attacks on the artifacts, mid-stream. A version whose bytes were changed after
+    signing: ``registry promote`` verifies its target and refuses it. Then a version
+    signed by a key the workers do not trust, moved to champion by someone with write
+    access to Redis (a registry of their own, trusting their key): the worker refuses it
+    before unpickling anything and keeps serving the version it has."""
     settings = ctx.settings("tamper", delivery)
     signing = ctx.env.signing(settings)
-    old = Registry.from_settings(signing)
-    try:
+    with Registry.from_settings(signing) as old:
         current = old.resolve(ctx.setup.domain)
-        bad = register(signing, ctx.setup.challenger(), promote=False).version
-        key = old.keys.artifact(ctx.setup.domain, bad)
-    finally:
-        old.close()
+        tampered = register(signing, ctx.setup.challenger(), promote=False).version
+        key = old.keys.artifact(ctx.setup.domain, tampered)
     with redis.Redis.from_url(settings.redis.url) as client:
         data = bytearray(client.get(key) or b"")
         data[len(data) // 2] ^= 0x01
         client.set(key, bytes(data))
+    stranger = generate_key_pair(ctx.env.home / f"stranger-{delivery}", "stranger")
+    section = settings.registry.model_copy(update={"signing_key_path": stranger.private_path})
+    attacker = settings.model_copy(update={"registry": section})
     run = ctx.stream(settings, "tamper")
     timing: dict[str, float] = {}
+    refusal: dict[str, str] = {}
+    untrusted: dict[str, int] = {}
 
     def inject(run: StreamRun) -> float:
         with Registry.from_settings(signing) as registry:
-            promote_version(registry, ctx.setup.domain, bad)
+            try:
+                promote_version(registry, ctx.setup.domain, tampered)
+            except RegistryError as exc:
+                refusal["promote"] = f"{type(exc).__name__}: {exc}"
+        untrusted["version"] = register(attacker, ctx.setup.challenger(), promote=True).version
         timing["promoted"] = time.time()
         wait_until(
-            lambda: bad in (run.workers.health() or {}).get("refused_versions", []),
+            lambda: (
+                untrusted["version"] in (run.workers.health() or {}).get("refused_versions", [])
+            ),
             60,
-            "the worker to refuse the tampered version",
+            "the worker to refuse the untrusted version",
             0.05,
         )
         timing["refused"] = time.time()
@@ -417,7 +430,9 @@ def tampered_artifact(ctx: Context, delivery: str) -> FaultResult:
 
     def before_stop(run: StreamRun) -> None:
         refused_metric["n"] = metric(
-            run.workers.ports[0], "inferloop_worker_models_refused_total", {"version": str(bad)}
+            run.workers.ports[0],
+            "inferloop_worker_models_refused_total",
+            {"version": str(untrusted["version"])},
         )
 
     result = finish(
@@ -425,14 +440,23 @@ def tampered_artifact(ctx: Context, delivery: str) -> FaultResult:
     )
     versions = versions_seen(run)
     kept = current.version if current else None
+    bad = untrusted.get("version")
+    result.checks["registry promote refused the tampered bytes"] = "Digest" in refusal.get(
+        "promote", ""
+    )
     result.checks["never loaded: every prediction by the old version"] = set(versions) == {kept}
     result.checks["refusal reported (metric)"] = refused_metric.get("n") == 1
     result.recover_s = None
     result.notes = (
-        f"v{bad} refused {timing['refused'] - timing['promoted']:.2f} s after its "
-        f"promotion; worker kept v{kept}"
+        f"promote of tampered v{tampered} refused by the registry; untrusted v{bad} moved to "
+        f"champion in Redis, refused by the worker "
+        f"{timing['refused'] - timing['promoted']:.2f} s later; worker kept v{kept}"
     )
-    result.extra |= {"versions": dict(versions), "refused_metric": refused_metric.get("n")}
+    result.extra |= {
+        "versions": dict(versions),
+        "refused_metric": refused_metric.get("n"),
+        "promote_refusal": refusal.get("promote"),
+    }
     return result
 
 
