@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from inferloop.monitor.figures import Figures, live_figures
+from inferloop.monitor.figures import Figures, live_figures, live_figures_many
 from inferloop.monitor.intake import Intake, labelled_share
-from inferloop.monitor.window import Entry, arrays
+from inferloop.monitor.window import Entry, arrays, labels_of, scores_of
 from inferloop.registry.serving import ActiveModel
 from inferloop.settings import MonitorSettings
 
@@ -39,10 +39,12 @@ def evaluate(
     window = intake.window
     windows = {"positives": window.by_positives(), "time": window.by_time(now_s)}
     live = {} if live is None else live
-    roles = {
-        role: _role(intake, role, model, windows, counts, section=section, live=live)
-        for role, model in by_role.items()
+    figures = {
+        name: _window_figures(entries, by_role, intake.spec.name, section)
+        for name, entries in windows.items()
     }
+    live.update((role, f) for role, f in figures["positives"].items() if f is not None)
+    roles = {role: _role(role, model, figures, counts) for role, model in by_role.items()}
     return {
         "domain": intake.spec.name,
         "evaluated_at": datetime.fromtimestamp(now_s, UTC).isoformat(),
@@ -64,24 +66,42 @@ def evaluate(
     }
 
 
+def _window_figures(
+    entries: list[Entry],
+    by_role: Mapping[str, ActiveModel],
+    target: str,
+    section: MonitorSettings,
+) -> dict[str, Figures | None]:
+    """Each role's figures over ``entries`` (None without an event it scored). The roles
+    whose version scored every entry are evaluated together, on one draw of resamples."""
+    out: dict[str, Figures | None] = {}
+    together: dict[str, tuple[np.ndarray[Any, Any], float]] = {}
+    for role, model in by_role.items():
+        scores = scores_of(entries, model.version) if entries else None
+        if scores is not None:
+            together[role] = (scores, model.threshold)
+            continue
+        y, some = arrays(entries, model.version)
+        out[role] = _figures(y, some, model.threshold, target, section)
+    if together:
+        out |= live_figures_many(
+            labels_of(entries), together, target=target,
+            block_size=section.bootstrap_block_size, n_boot=section.bootstrap_rounds, seed=0,
+        )  # fmt: skip
+    return {role: out[role] for role in by_role}
+
+
 def _role(
-    intake: Intake,
     role: str,
     model: ActiveModel,
-    windows: Mapping[str, list[Entry]],
+    figures: Mapping[str, Mapping[str, Figures | None]],
     counts: Mapping[str, int],
-    *,
-    section: MonitorSettings,
-    live: dict[str, Figures],
 ) -> dict[str, Any]:
     per_window = {}
-    for name, entries in windows.items():
-        y, scores = arrays(entries, model.version)
-        figures = _figures(y, scores, model.threshold, intake.spec.name, section)
-        if figures is not None and name == "positives":
-            live[role] = figures
+    for name, by_role in figures.items():
+        found = by_role[role]
         per_window[name] = (
-            {"n": 0, "positives": 0} if figures is None else _plain(dataclasses.asdict(figures))
+            {"n": 0, "positives": 0} if found is None else _plain(dataclasses.asdict(found))
         )
     return {
         "version": model.version,

@@ -16,14 +16,16 @@ evaluation costs a few array passes, not a Python loop per replicate.
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from inferloop.domains import metrics as m
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
+K = TypeVar("K", bound=Hashable)
 
 # The domain's target figure, by domain.
 TARGETS = {"emails": "ham_flagged", "transactions": "fraud_recall"}
@@ -103,20 +105,22 @@ def average_precision(weights: Any, y_sorted: FloatArray, ends: Any) -> FloatArr
 
 def _block_weights(n: int, block: int, rows: int, rng: np.random.Generator) -> Any:
     """Multiplicities of each event (time order) in ``rows`` circular moving-block
-    resamples of ``n`` events: each block adds 1 over its span, as a difference array."""
+    resamples of ``n`` events: each block adds 1 over its span, as a difference array
+    (counted with ``bincount`` over the flat cells: ``add.at`` is several times slower)."""
     blocks = math.ceil(n / block)
     spans = np.full(blocks, block)
     spans[-1] = n - block * (blocks - 1)  # the last block is cut to n events in all
     starts = rng.integers(0, n, size=(rows, blocks))
     stops = starts + spans
-    row = np.broadcast_to(np.arange(rows)[:, None], starts.shape)
-    diff = np.zeros((rows, n + 1), dtype=np.int32)
-    np.add.at(diff, (row, starts), 1)
-    np.add.at(diff, (row, np.minimum(stops, n)), -1)
-    # Spans past the end wrap round to the start.
+    # Each row's difference array is n + 1 cells of one flat array.
+    base = (np.arange(rows) * (n + 1))[:, None]
     wrapped = stops > n
-    np.add.at(diff, (row[wrapped], 0), 1)
-    np.add.at(diff, (row[wrapped], stops[wrapped] - n), -1)
+    # Spans past the end wrap round to the start.
+    ups = np.concatenate([(base + starts).ravel(), np.broadcast_to(base, stops.shape)[wrapped]])
+    downs = np.concatenate([(base + np.minimum(stops, n)).ravel(), (base + stops - n)[wrapped]])
+    cells = rows * (n + 1)
+    diff = np.bincount(ups, minlength=cells) - np.bincount(downs, minlength=cells)
+    diff = diff.astype(np.int32).reshape(rows, n + 1)
     return np.cumsum(diff[:, :n], axis=1, dtype=np.int32)
 
 
@@ -175,39 +179,67 @@ def live_figures(
     """The figures of events ``y`` / ``scores`` (in time order) at ``threshold``, with
     moving-block bootstrap intervals (``n_boot`` replicates of blocks of ``block_size``).
     ``target`` is the domain (or its target figure's name)."""
+    return live_figures_many(
+        y, {0: (scores, threshold)}, target=target, block_size=block_size, n_boot=n_boot,
+        seed=seed,
+    )[0]  # fmt: skip
+
+
+def live_figures_many(
+    y: np.ndarray[Any, Any],
+    scored: Mapping[K, tuple[np.ndarray[Any, Any], float]],
+    *,
+    target: str,
+    block_size: int,
+    n_boot: int,
+    seed: int,
+) -> dict[K, Figures]:
+    """:func:`live_figures` of several versions' ``(scores, threshold)`` on the same
+    events ``y``, by key. The resamples are drawn once for all of them: each version's
+    figures are exactly what :func:`live_figures` gives it alone (the same seed draws the
+    same blocks), for one draw of the multiplicities instead of one per version."""
     name = target_name(target)
     truth = np.asarray(y, dtype=np.float64)
-    ranked = _Ranked.of(truth, np.asarray(scores, dtype=np.float64), threshold)
-    point = _replicates(ranked, np.ones((1, len(truth)), dtype=np.int32), name)
+    ranked = {
+        key: _Ranked.of(truth, np.asarray(scores, dtype=np.float64), threshold)
+        for key, (scores, threshold) in scored.items()
+    }
     draws = _bootstrap(ranked, name, block_size=block_size, n_boot=n_boot, seed=seed)
-    intervals = {k: _interval(float(v[0]), draws[k]) for k, v in point.items()}
-    tp, fp, fn, _ = m.confusion(truth, scores, threshold)
-    return Figures(
-        n=len(truth),
-        positives=tp + fn,
-        flagged=tp + fp,
-        threshold=float(threshold),
-        target=name,
-        block_size=min(block_size, len(truth)),
-        n_boot=n_boot,
-        **intervals,
-    )
+    ones = np.ones((1, len(truth)), dtype=np.int32)
+    out = {}
+    for key, (scores, threshold) in scored.items():
+        point = _replicates(ranked[key], ones, name)
+        intervals = {k: _interval(float(v[0]), draws[key][k]) for k, v in point.items()}
+        tp, fp, fn, _ = m.confusion(truth, scores, threshold)
+        out[key] = Figures(
+            n=len(truth),
+            positives=tp + fn,
+            flagged=tp + fp,
+            threshold=float(threshold),
+            target=name,
+            block_size=min(block_size, len(truth)),
+            n_boot=n_boot,
+            **intervals,
+        )
+    return out
 
 
 def _bootstrap(
-    ranked: _Ranked, target: str, *, block_size: int, n_boot: int, seed: int
-) -> dict[str, FloatArray]:
-    """Every figure of every replicate, computed a chunk of replicates at a time."""
-    n = len(ranked.truth)
+    ranked: Mapping[K, _Ranked], target: str, *, block_size: int, n_boot: int, seed: int
+) -> dict[K, dict[str, FloatArray]]:
+    """Every figure of every replicate of each ranking, a chunk of replicates at a time
+    (each chunk's multiplicities drawn once for all the rankings)."""
     keys = ("precision", "recall", "f1", "target_value", "auprc")
+    n = len(next(iter(ranked.values())).truth) if ranked else 0
     if n == 0 or n_boot < 1:
-        return {k: np.empty(0) for k in keys}
+        return {r: {k: np.empty(0) for k in keys} for r in ranked}
     rng = np.random.default_rng(seed)
     block = max(1, min(block_size, n))
     rows = max(1, _CHUNK_CELLS // n)
-    parts: dict[str, list[FloatArray]] = {k: [] for k in keys}
+    parts: dict[K, dict[str, list[FloatArray]]] = {r: {k: [] for k in keys} for r in ranked}
     for done in range(0, n_boot, rows):
-        w = _block_weights(n, block, min(rows, n_boot - done), rng)[:, ranked.order]
-        for k, v in _replicates(ranked, w, target).items():
-            parts[k].append(np.asarray(v, dtype=np.float64))
-    return {k: np.concatenate(v) for k, v in parts.items()}
+        weights = _block_weights(n, block, min(rows, n_boot - done), rng)
+        for r, one in ranked.items():
+            for k, v in _replicates(one, weights[:, one.order], target).items():
+                parts[r][k].append(np.asarray(v, dtype=np.float64))
+    return {r: {k: np.concatenate(v) for k, v in p.items()} for r, p in parts.items()}

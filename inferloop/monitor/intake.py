@@ -108,25 +108,31 @@ class Intake:
         or ``implicit_negatives``); the ids and event times taken."""
         if not len(batch):
             return Taken()
-        # Python floats and ints once per batch: the loop below reads them per event.
-        scores = {
-            v: np.asarray(m.scorer(batch.rows), dtype=np.float64).tolist()
-            for v, m in models.items()
-        }
+        # Per batch, not per event and version: each version scores the batch in one
+        # call, and every event's {version: score} is made in one pass over the rows.
+        scores = {v: np.asarray(m.scorer(batch.rows), dtype=np.float64) for v, m in models.items()}
+        versions = list(scores)
+        columns = [s.tolist() for s in scores.values()]
+        per_event = (
+            [dict(zip(versions, row, strict=True)) for row in zip(*columns, strict=True)]
+            if columns
+            else [{} for _ in batch.ids]
+        )
+        hashes = list(map(id_hash, batch.ids))
+        served_of = self.sample.items.get
         labelled_at = batch.labelled_at_s.tolist()
         delays = np.maximum(batch.labelled_at_s - batch.event_time_s, 0.0).tolist()
         ys = batch.y.tolist()
-        taken, items, window = Taken(), self.sample.items, self.window
-        for i, event_id in enumerate(batch.ids):
-            hashed = id_hash(event_id)
-            per_version = {v: s[i] for v, s in scores.items()}
-            served = items.get(hashed)
+        taken, add, appended = Taken(), self.window.add, changes.appended
+        for i, hashed in enumerate(hashes):
+            served = served_of(hashed)
+            per_version = per_event[i]
             entry = Entry(hashed, ys[i], served.version if served else 0, labelled_at[i],
                           delays[i], per_version)  # fmt: skip
-            if not window.add(entry):
+            if not add(entry):
                 changes.counts["duplicates"] += 1
                 continue
-            changes.appended.append(entry)
+            appended.append(entry)
             taken.positions.append(i)
             taken.hashes.append(hashed)
             if served is not None:
@@ -147,7 +153,7 @@ class Intake:
     def _count(
         self,
         taken: Taken,
-        scores: Mapping[int, list[float]],
+        scores: Mapping[int, np.ndarray[Any, Any]],
         models: Mapping[int, ActiveModel],
         changes: Changes,
     ) -> None:
@@ -158,9 +164,7 @@ class Intake:
         positions = np.asarray(taken.positions)
         negative, positive = self.spec.label_names
         for version, values in scores.items():
-            flagged = int(np.count_nonzero(
-                np.asarray(values)[positions] >= models[version].threshold
-            ))  # fmt: skip
+            flagged = int(np.count_nonzero(values[positions] >= models[version].threshold))
             if flagged:
                 changes.counts[count_field("labelled", version, positive)] += flagged
             if n - flagged:

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import struct
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -26,6 +27,14 @@ from inferloop.domains.idhash import ID_HASH_SPACE
 
 _HEAD = struct.Struct("<QBIdfB")
 _SCORE = struct.Struct("<If")
+# One struct per number of versions: the head and every score packed in one call.
+_PACKERS: dict[int, struct.Struct] = {}
+
+
+def _packer(versions: int) -> struct.Struct:
+    packer = struct.Struct(_HEAD.format + _SCORE.format[1:] * versions)
+    _PACKERS[versions] = packer
+    return packer
 
 
 def sampled(hashed: int, fraction: float) -> bool:
@@ -45,12 +54,13 @@ class Entry(NamedTuple):
     scores: dict[int, float]  # version -> score
 
     def pack(self) -> bytes:
-        """The entry's stored bytes."""
-        head = _HEAD.pack(
-            self.id_hash, self.y, self.served_version, self.labelled_at_s, self.delay_s,
-            len(self.scores),
+        """The entry's stored bytes (the head, then each version and its score)."""
+        n = len(self.scores)
+        packer = _PACKERS.get(n) or _packer(n)
+        return packer.pack(
+            self.id_hash, self.y, self.served_version, self.labelled_at_s, self.delay_s, n,
+            *chain.from_iterable(self.scores.items()),
         )  # fmt: skip
-        return head + b"".join(_SCORE.pack(v, s) for v, s in self.scores.items())
 
     @classmethod
     def unpack(cls, data: bytes) -> Entry:
@@ -140,15 +150,33 @@ class Window:
         return [e for e in self._entries if e.labelled_at_s >= cutoff]
 
 
+def labels_of(entries: Sequence[Entry]) -> np.ndarray[Any, Any]:
+    """The labels of ``entries``, in order."""
+    return np.fromiter((e.y for e in entries), dtype=np.int8, count=len(entries))
+
+
+def scores_of(entries: Sequence[Entry], version: int) -> np.ndarray[Any, Any] | None:
+    """The scores ``version`` gave ``entries``, in order; None unless it scored them all."""
+    try:
+        return np.fromiter(
+            (e.scores[version] for e in entries), dtype=np.float64, count=len(entries)
+        )
+    except KeyError:
+        return None
+
+
 def arrays(
-    entries: Iterable[Entry], version: int
+    entries: Sequence[Entry], version: int
 ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     """``(y, scores)`` of the entries that ``version`` scored."""
+    scores = scores_of(entries, version)
+    if scores is not None:  # the common case: it scored every entry
+        return labels_of(entries), scores
     pairs = [(e.y, e.scores[version]) for e in entries if version in e.scores]
     if not pairs:
         return np.empty(0, dtype=np.int8), np.empty(0, dtype=np.float64)
-    y, scores = zip(*pairs, strict=True)
-    return np.asarray(y, dtype=np.int8), np.asarray(scores, dtype=np.float64)
+    y, found = zip(*pairs, strict=True)
+    return np.asarray(y, dtype=np.int8), np.asarray(found, dtype=np.float64)
 
 
 def paired_arrays(

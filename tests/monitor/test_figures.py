@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
 from inferloop.domains.metrics import threshold_metrics
-from inferloop.monitor.figures import Figures, _block_weights, live_figures
+from inferloop.monitor.figures import Figures, _block_weights, live_figures, live_figures_many
 
 
 def _events(seed: int, n: int, prevalence: float) -> tuple[np.ndarray, np.ndarray]:
@@ -79,3 +80,41 @@ def test_an_unknown_target_is_refused() -> None:
     y, scores = _events(2, 10, 0.5)
     with pytest.raises(ValueError, match="target"):
         live_figures(y, scores, 0.5, target="sms", block_size=5, n_boot=5, seed=0)
+
+
+def _block_weights_by_add_at(n: int, block: int, rows: int, rng: np.random.Generator) -> Any:
+    """The multiplicities as first written (``np.add.at``): the reference."""
+    blocks = math.ceil(n / block)
+    spans = np.full(blocks, block)
+    spans[-1] = n - block * (blocks - 1)
+    starts = rng.integers(0, n, size=(rows, blocks))
+    stops = starts + spans
+    row = np.broadcast_to(np.arange(rows)[:, None], starts.shape)
+    diff = np.zeros((rows, n + 1), dtype=np.int32)
+    np.add.at(diff, (row, starts), 1)
+    np.add.at(diff, (row, np.minimum(stops, n)), -1)
+    wrapped = stops > n
+    np.add.at(diff, (row[wrapped], 0), 1)
+    np.add.at(diff, (row[wrapped], stops[wrapped] - n), -1)
+    return np.cumsum(diff[:, :n], axis=1, dtype=np.int32)
+
+
+@pytest.mark.parametrize(
+    ("n", "block", "rows"), [(1, 1, 3), (7, 50, 4), (103, 10, 40), (5, 2, 9), (4000, 50, 200)]
+)
+def test_the_multiplicities_are_the_reference_ones(n: int, block: int, rows: int) -> None:
+    fast = _block_weights(n, block, rows, np.random.default_rng(3))
+    reference = _block_weights_by_add_at(n, block, rows, np.random.default_rng(3))
+    assert fast.dtype == reference.dtype
+    np.testing.assert_array_equal(fast, reference)
+
+
+def test_versions_evaluated_together_get_exactly_their_figures_alone() -> None:
+    y, first = _events(4, 5000, 0.05)
+    _, second = _events(5, 5000, 0.05)
+    # More replicates than one chunk of 5,000 events holds: the draw spans chunks.
+    kwargs: dict[str, Any] = {"target": "transactions", "block_size": 50, "n_boot": 900, "seed": 0}
+    together = live_figures_many(y, {"a": (first, 0.6), "b": (second, 0.4)}, **kwargs)
+    for key, (scores, threshold) in {"a": (first, 0.6), "b": (second, 0.4)}.items():
+        alone = live_figures(y, scores, threshold, **kwargs)
+        assert repr(together[key]) == repr(alone)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import struct
+
+import numpy as np
+
 from inferloop.domains.idhash import id_hash
 from inferloop.monitor.window import Bounds, Entry, Window, arrays, sampled
 
@@ -67,3 +71,20 @@ def test_the_served_sample_is_about_its_fraction_of_ids() -> None:
     assert 850 < chosen < 1150
     assert not sampled(id_hash("tx-1"), 0.0)
     assert sampled(id_hash("tx-1"), 1.0)
+
+
+def test_an_entry_packs_its_head_then_each_version_and_score() -> None:
+    e = Entry(12345, 0, 2, 1_700_000_000.5, 0.25, {9: 0.125, 2: 0.5, 4: 1.0})
+    head = struct.pack("<QBIdfB", 12345, 0, 2, 1_700_000_000.5, 0.25, 3)
+    scores = b"".join(struct.pack("<If", v, s) for v, s in ((9, 0.125), (2, 0.5), (4, 1.0)))
+    assert e.pack() == head + scores
+    assert Entry(1, 1, 0, 0.0, 0.0, {}).pack() == struct.pack("<QBIdfB", 1, 1, 0, 0.0, 0.0, 0)
+
+
+def test_arrays_of_a_version_that_scored_every_entry() -> None:
+    entries = [entry(1, 1, scores={1: 0.9, 2: 0.3}), entry(2, 0, scores={1: 0.1, 2: 0.2})]
+    y, s = arrays(entries, 2)
+    assert y.dtype == np.int8
+    assert y.tolist() == [1, 0]
+    assert s.tolist() == [0.3, 0.2]
+    assert arrays([], 2)[0].size == 0
