@@ -8,13 +8,17 @@ collection's oldest 20 %) twice (seeds 1 and 2), publishes ``N`` labelled events
 the rest to the labels topic, and runs one in-process monitor over them with one
 watched version (the champion) and with two (the second promoted over the first: the
 previous champion is re-scored on probation). Reports labelled events re-scored and
-stored per second (first batch to last), and the window's bytes in Redis per event.
+stored per second (first batch to last), the time spent in batches (the rest is reading
+and the evaluations that fell in), one evaluation over the final window timed, the
+window's bytes in Redis per event, and a digest of the stored state (compare two
+commits' with ``--partitions 1``: the same labels must store the same bytes).
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import hashlib
 import json
 import logging
 import tempfile
@@ -32,7 +36,9 @@ from inferloop.connections import make_producer
 from inferloop.domains import get_domain
 from inferloop.domains.datasets import Dataset, deduplicate, load_dataset
 from inferloop.keys import Keys
+from inferloop.monitor.evaluation import evaluate
 from inferloop.monitor.service import Monitor
+from inferloop.monitor.state import WRITER_FIELD
 from inferloop.registry import Registry
 from inferloop.settings import Domain, KafkaSettings, RedisSettings, Settings, TopicSettings
 from inferloop.topics import create_domain_topics, for_settings
@@ -79,10 +85,13 @@ def register(registry: Registry, domain: Domain, pipeline: Any, golden: list[Any
     )
 
 
-def publish_labels(settings: Settings, domain: Domain, rest: Dataset, n: int) -> int:
-    """``n`` labelled events of ``rest`` (cycled, ids made unique) on the labels topic."""
+def publish_labels(
+    settings: Settings, domain: Domain, rest: Dataset, n: int, labelled_at: str | None = None
+) -> int:
+    """``n`` labelled events of ``rest`` (cycled, ids made unique) on the labels topic,
+    labelled now (or at ``labelled_at``)."""
     spec, topic = get_domain(domain), for_settings(settings, domain).labels
-    now = datetime.now(UTC).isoformat()
+    now = labelled_at or datetime.now(UTC).isoformat()
     producer = make_producer(settings.kafka, acks="all", linger_ms=20, batch_size=256 * 1024)
     for i in range(n):
         event = rest.events[i % len(rest)].model_dump(mode="json")
@@ -111,16 +120,49 @@ def measure(
     assert summary.first_batch_at is not None
     assert summary.last_batch_at is not None
     elapsed = summary.last_batch_at - summary.first_batch_at
+    started = time.perf_counter()
+    evaluate(
+        monitor.intake, monitor.versions.by_role, monitor.counts, settings.monitor, time.time()
+    )
+    evaluate_s = time.perf_counter() - started
     with redis.Redis.from_url(settings.redis.url) as client:
         key = Keys(settings.redis.key_prefix).monitor_window(domain)
         size = int(client.memory_usage(key, samples=0) or 0)
         events = int(client.llen(key))
+        digest = state_digest(client, Keys(settings.redis.key_prefix), domain)
     return {
         "labels": summary.labels, "seconds": round(elapsed, 2),
         "per_s": round(summary.labels / elapsed) if elapsed else None,
+        "batches": summary.batches, "batch_s": round(_batch_seconds(monitor), 2),
+        "evaluate_s": round(evaluate_s, 2),
         "window_events": events, "window_bytes": size,
         "bytes_per_event": round(size / events, 1) if events else None,
+        "state_sha256": digest,
     }  # fmt: skip
+
+
+def _batch_seconds(monitor: Monitor) -> float:
+    """The run's time in its batches (read, score, store): the batch histogram's sum."""
+    for metric in monitor.metrics.registry.collect():
+        for sample in metric.samples:
+            if sample.name == "inferloop_monitor_batch_seconds_sum":
+                return float(sample.value)
+    return 0.0
+
+
+def state_digest(client: redis.Redis, keys: Keys, domain: Domain) -> str:
+    """SHA-256 of everything the monitor stored that does not depend on time or on
+    which process wrote it: the window (entry bytes in order), the counters, the served
+    sample, the drift detectors and the offsets. With one partition the window's order
+    is the log's, so two runs over the same labels store the same bytes."""
+    parts: list[Any] = [client.lrange(keys.monitor_window(domain), 0, -1)]
+    for key in (keys.monitor_counts(domain), keys.monitor_served(domain),
+                keys.monitor_offsets(domain)):  # fmt: skip
+        fields = client.hgetall(key)
+        fields.pop(WRITER_FIELD.encode(), None)
+        parts.append(sorted(fields.items()))
+    parts.append(client.hget(keys.monitor_detectors(domain), "drift"))
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
 
 
 def run_domain(
@@ -134,14 +176,14 @@ def run_domain(
     for versions in args.versions:
         tag = new_tag("mon")
         settings = base.model_copy(update={
-            "topics": TopicSettings(prefix=f"{tag}-", partitions=4),
+            "topics": TopicSettings(prefix=f"{tag}-", partitions=args.partitions),
             "redis": base.redis.model_copy(update={"key_prefix": tag}),
         })  # fmt: skip
         create_domain_topics(settings, domain)
         with Registry.from_settings(settings) as registry:
             for pipeline in pipelines[:versions]:
                 register(registry, domain, pipeline, golden)
-        publish_labels(settings, domain, rest, n)
+        publish_labels(settings, domain, rest, n, args.labelled_at)
         profile = None if args.profile is None else args.profile / f"{domain}-{versions}.prof"
         result = {
             "domain": domain, "versions": versions, **measure(settings, domain, n, profile)
@@ -160,6 +202,11 @@ def main() -> None:
                         default=[1, 2], help="watched versions per run, e.g. 2 or 1,2")  # fmt: skip
     parser.add_argument("--fit-cache", type=Path, default=None,
                         help="keep the fitted pipelines here, reuse them (A/B)")  # fmt: skip
+    parser.add_argument("--partitions", type=int, default=4,
+                        help="of the labels topic (1: the same bytes stored each run)")  # fmt: skip
+    parser.add_argument("--labelled-at", default=None,
+                        help="every label's time (ISO 8601; default now): fixed, with "
+                             "--partitions 1, two runs store the same bytes")  # fmt: skip
     parser.add_argument("--profile", type=Path, default=None,
                         help="a folder for a cProfile of each monitor run")  # fmt: skip
     args = parser.parse_args()
