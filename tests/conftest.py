@@ -117,6 +117,16 @@ def settings(
 
 
 @pytest.fixture
+def kafka_shortcuts(request: pytest.FixtureRequest) -> str | None:
+    """The shortcuts into kafka-python's internals the test's workers use (as
+    ``INFERLOOP_WORKER__KAFKA_SHORTCUTS``; tests/worker's ``wsettings``): the test's
+    parameter when it has one (tests marked shortcuts_off_too), else
+    ``$TEST_KAFKA_SHORTCUTS``, else the default (all)."""
+    chosen: str | None = getattr(request, "param", None)
+    return chosen if chosen is not None else os.environ.get("TEST_KAFKA_SHORTCUTS")
+
+
+@pytest.fixture
 def redis_client(settings: Settings) -> Iterator[redis.Redis]:
     """A client of the session's Redis."""
     client = redis.Redis.from_url(settings.redis.url)
@@ -186,3 +196,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "local_services" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.integration)
+    # The tests marked slow run first (in their order), so that with xdist (--dist loadfile)
+    # the longest files start at once rather than last, when the other worker has nothing
+    # left to take; each xdist worker sorts the same collection the same way.
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

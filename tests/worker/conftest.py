@@ -30,8 +30,18 @@ from tests.worker.factories import Fitted, train, tx_event
 DOMAIN: Domain = "transactions"
 
 # The worker's shortcuts into kafka-python's internals for this run ("none": every one
-# off, as ``scripts/test`` runs the delivery, rebalance and swap tests once more).
+# off), for every worker test that does not choose for itself; read by the kafka_shortcuts
+# fixture of tests/conftest.py (there, so the folders that import wsettings find it too).
 SHORTCUTS_ENV = "TEST_KAFKA_SHORTCUTS"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # The delivery, rebalance and swap tests marked ``shortcuts_off_too`` run twice in the
+    # same session: with the shortcuts of the run and with every one off ("none").
+    if metafunc.definition.get_closest_marker("shortcuts_off_too") is not None:
+        metafunc.parametrize(
+            "kafka_shortcuts", [None, "none"], ids=["shortcuts", "no-shortcuts"], indirect=True
+        )
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +63,7 @@ def keys(tmp_path: Path) -> KeyPair:
 
 
 @pytest.fixture
-def wsettings(settings: Settings, keys: KeyPair) -> Settings:
+def wsettings(settings: Settings, keys: KeyPair, kafka_shortcuts: str | None) -> Settings:
     """The test's settings with quick worker timings, and the registry's public key.
 
     Workers get no signing key (as in production); :func:`registry` adds it.
@@ -71,8 +81,10 @@ def wsettings(settings: Settings, keys: KeyPair) -> Settings:
             "metrics_port": 0,
         }
     )
-    if (shortcuts := os.environ.get(SHORTCUTS_ENV)) is not None:
-        worker = type(worker).model_validate(worker.model_dump() | {"kafka_shortcuts": shortcuts})
+    if kafka_shortcuts is not None:
+        worker = type(worker).model_validate(
+            worker.model_dump() | {"kafka_shortcuts": kafka_shortcuts}
+        )
     registry = settings.registry.model_copy(update={"verify_key_paths": (keys.public_path,)})
     return settings.model_copy(update={"worker": worker, "registry": registry})
 

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource
 
@@ -49,6 +50,7 @@ def alter_predictions_topic(wsettings: Settings, topics: DomainTopics, **configs
         admin.alter_configs([ConfigResource("topic", topics.predictions, configs=configs)])
 
 
+@pytest.mark.shortcuts_off_too
 def test_a_batch_dropped_at_a_revocation_is_read_again_where_the_partitions_stay(
     wsettings: Settings, topics: DomainTopics, internals: KafkaInternals
 ) -> None:
@@ -77,6 +79,7 @@ def test_a_batch_dropped_at_a_revocation_is_read_again_where_the_partitions_stay
     assert back == batch.first_offsets
 
 
+@pytest.mark.shortcuts_off_too
 def test_acknowledged_batches_are_committed_asynchronously_at_most_once_an_interval(
     wsettings: Settings, topics: DomainTopics, internals: KafkaInternals
 ) -> None:
@@ -150,6 +153,7 @@ def freeze(pid: int, timeout_s: float = 10.0) -> None:
     raise AssertionError(f"process {pid} did not stop within {timeout_s:g} s")
 
 
+@pytest.mark.shortcuts_off_too
 def test_a_broker_outage_with_sends_in_flight_rewinds_and_goes_on_with_a_new_producer(
     wsettings: Settings, own_kafka: LocalKafka, internals: KafkaInternals
 ) -> None:

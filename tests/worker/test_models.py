@@ -51,6 +51,7 @@ def versions_in_input_order(
 
 
 @pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
+@pytest.mark.shortcuts_off_too
 def test_a_promotion_mid_stream_swaps_between_batches_losing_and_repeating_nothing(
     *,
     delivery: str,

@@ -7,6 +7,8 @@ import re
 import signal
 from collections.abc import Callable
 
+import pytest
+
 from inferloop.settings import Settings
 from inferloop.topics import DomainTopics
 from tests.worker.conftest import Champion, WorkerProcess, wait_for, with_worker
@@ -15,6 +17,7 @@ from tests.worker.factories import Fitted, duplicates, predictions, publish_even
 ASSIGNED = re.compile(r"partitions assigned: (?!none)")
 
 
+@pytest.mark.shortcuts_off_too
 def test_two_processes_share_partitions_and_hand_them_over_exactly_once(
     *,
     wsettings: Settings,

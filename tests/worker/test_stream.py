@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Callable
 
+import pytest
 from kafka.admin import ConfigResource
 from kafka.errors import MessageSizeTooLargeError
 from kafka.partitioner.default import murmur2
@@ -43,6 +44,7 @@ from tests.worker.factories import (
 )
 
 
+@pytest.mark.shortcuts_off_too
 def test_ten_thousand_events_in_the_same_ten_thousand_ids_out_with_the_version(
     *,
     wsettings: Settings,
@@ -215,6 +217,7 @@ def refuses(settings: Settings, topic: str, size: int) -> bool:
     return False
 
 
+@pytest.mark.shortcuts_off_too
 def test_sends_the_broker_refuses_are_read_again_and_nothing_is_skipped(
     *,
     wsettings: Settings,
