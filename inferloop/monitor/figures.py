@@ -5,7 +5,10 @@ Precision, recall and F1 at the version's threshold, the domain's target figure
 recall) and AUPRC, each with a 95 % moving-block bootstrap interval. The events are
 resampled in blocks of ``block_size`` consecutive events (in time order, circularly),
 not one by one: fraud comes in bursts and spam in campaigns, so neighbouring events
-are alike and an interval that treats them as independent is too narrow.
+are alike and an interval that treats them as independent is too narrow. A window
+shorter than ``MIN_BLOCKS`` blocks is resampled in shorter blocks (``n // MIN_BLOCKS``):
+with one block a circular resample is the window itself, rotated, and the interval
+collapses to the point estimate (a floor would then be judged on that alone).
 
 A figure that the window cannot define (precision with nothing flagged, recall with
 no positive, AUPRC with one class) is NaN, never 0: a floor check must not read "no
@@ -26,6 +29,10 @@ from inferloop.domains import metrics as m
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 K = TypeVar("K", bound=Hashable)
+
+# Blocks a resample holds at least: a window of 50 events with blocks of 50 had an
+# interval of zero width (the shift case's first floor alarms: F1 0.667 [0.667, 0.667]).
+MIN_BLOCKS = 10
 
 # The domain's target figure, by domain.
 TARGETS = {"emails": "ham_flagged", "transactions": "fraud_recall"}
@@ -234,7 +241,7 @@ def _bootstrap(
     if n == 0 or n_boot < 1:
         return {r: {k: np.empty(0) for k in keys} for r in ranked}
     rng = np.random.default_rng(seed)
-    block = max(1, min(block_size, n))
+    block = max(1, min(block_size, n // MIN_BLOCKS))
     rows = max(1, _CHUNK_CELLS // n)
     parts: dict[K, dict[str, list[FloatArray]]] = {r: {k: [] for k in keys} for r in ranked}
     for done in range(0, n_boot, rows):

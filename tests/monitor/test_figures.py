@@ -118,3 +118,13 @@ def test_versions_evaluated_together_get_exactly_their_figures_alone() -> None:
     for key, (scores, threshold) in {"a": (first, 0.6), "b": (second, 0.4)}.items():
         alone = live_figures(y, scores, threshold, **kwargs)
         assert repr(together[key]) == repr(alone)
+
+
+def test_a_window_of_one_block_still_has_an_interval() -> None:
+    # 50 events and blocks of 50: one circular block is the window itself, rotated,
+    # so every resample gave the point estimate (an interval of zero width, on which a
+    # floor was judged). Shorter blocks leave a real interval.
+    y, scores = _events(3, 50, 0.4)
+    figures = live_figures(y, scores, 0.5, target="emails", block_size=50, n_boot=200, seed=0)
+    assert figures.f1.high - figures.f1.low > 0.1
+    assert figures.f1.low <= figures.f1.value <= figures.f1.high
