@@ -8,7 +8,11 @@ not one by one: fraud comes in bursts and spam in campaigns, so neighbouring eve
 are alike and an interval that treats them as independent is too narrow. A window
 shorter than ``MIN_BLOCKS`` blocks is resampled in shorter blocks (``n // MIN_BLOCKS``):
 with one block a circular resample is the window itself, rotated, and the interval
-collapses to the point estimate (a floor would then be judged on that alone).
+collapses to the point estimate (a floor would then be judged on that alone). A rate
+over fewer than ``MIN_CLASS_EVENTS`` events of its denominator (recall and F1 over the
+positives, ham flagged over the negatives, precision over the flagged) is reported with
+the widest interval, [0, 1]: one ham in a window, flagged, resamples to "100 % of ham
+flagged" every time, and no floor may be judged on it.
 
 A figure that the window cannot define (precision with nothing flagged, recall with
 no positive, AUPRC with one class) is NaN, never 0: a floor check must not read "no
@@ -33,6 +37,8 @@ K = TypeVar("K", bound=Hashable)
 # Blocks a resample holds at least: a window of 50 events with blocks of 50 had an
 # interval of zero width (the shift case's first floor alarms: F1 0.667 [0.667, 0.667]).
 MIN_BLOCKS = 10
+# Events of a rate's denominator below which its interval is [0, 1] (not judged).
+MIN_CLASS_EVENTS = 10
 
 # The domain's target figure, by domain.
 TARGETS = {"emails": "ham_flagged", "transactions": "fraud_recall"}
@@ -217,14 +223,19 @@ def live_figures_many(
     for key, (scores, threshold) in scored.items():
         point = _replicates(ranked[key], ones, name)
         intervals = {k: _interval(float(v[0]), draws[key][k]) for k, v in point.items()}
-        tp, fp, fn, _ = m.confusion(truth, scores, threshold)
+        tp, fp, fn, tn = m.confusion(truth, scores, threshold)
+        counts = {"precision": tp + fp, "recall": tp + fn, "f1": tp + fn, "auprc": tp + fn}
+        counts["target_value"] = fp + tn if name == "ham_flagged" else tp + fn
+        for figure, count in counts.items():
+            if count < MIN_CLASS_EVENTS and not math.isnan(intervals[figure].value):
+                intervals[figure] = Interval(intervals[figure].value, 0.0, 1.0)
         out[key] = Figures(
             n=len(truth),
             positives=tp + fn,
             flagged=tp + fp,
             threshold=float(threshold),
             target=name,
-            block_size=min(block_size, len(truth)),
+            block_size=max(1, min(block_size, len(truth) // MIN_BLOCKS)),
             n_boot=n_boot,
             **intervals,
         )

@@ -128,3 +128,15 @@ def test_a_window_of_one_block_still_has_an_interval() -> None:
     figures = live_figures(y, scores, 0.5, target="emails", block_size=50, n_boot=200, seed=0)
     assert figures.f1.high - figures.f1.low > 0.1
     assert figures.f1.low <= figures.f1.value <= figures.f1.high
+
+
+def test_one_flagged_ham_in_a_window_is_not_a_bound_on_ham_flagged() -> None:
+    # 50 spam and one ham, the ham flagged: every resample holding the ham says 100 %
+    # of ham flagged, an interval of [1, 1] on which a floor of 2 % would alarm.
+    y = np.r_[np.ones(50, dtype=int), 0]
+    scores = np.r_[np.linspace(0.1, 0.9, 50), 0.8]
+    figures = live_figures(y, scores, 0.5, target="emails", block_size=50, n_boot=200, seed=0)
+    assert figures.target_value.value == 1.0
+    assert (figures.target_value.low, figures.target_value.high) == (0.0, 1.0)
+    # The positives are enough to bound recall and F1.
+    assert figures.recall.high - figures.recall.low < 1.0
