@@ -60,6 +60,9 @@ RewindFn = Callable[[dict[TopicPartition, int], BaseException], None]
 FENCED_AGAIN_S = 60.0
 # How long a start-over waits for the committed offsets before it tries again.
 COMMITTED_TIMEOUT_MS = 10_000
+# The header of the empty records a start-over writes, in a transaction it aborts, to
+# reach every output partition (see ExactlyOnce._abort_hanging); no reader sees them.
+HANGING_SWEEP_HEADER = "inferloop-hanging-sweep"
 
 # A commit that fails because the group moved on: the rebalance that follows settles it.
 GROUP_MOVED_ERRORS = (
@@ -444,7 +447,9 @@ class ExactlyOnce:
     fenced because the coordinator aborted a transaction that outlived its timeout. A
     producer fenced again within ``FENCED_AGAIN_S`` of the last start-over stops the
     worker: another process is using the same transactional id (``instance_id`` and
-    slot must be unique).
+    slot must be unique). Committed offsets that a start-over cannot fetch (a
+    transaction a stopping broker left hanging) are freed by aborting what this
+    producer id left open (:meth:`_abort_hanging`).
     """
 
     def __init__(
@@ -569,25 +574,93 @@ class ExactlyOnce:
 
     def _start_over(self) -> None:
         """A new producer, and every partition back at its committed offset; retried
-        until it succeeds or a stop is requested (the broker may be down)."""
+        until it succeeds or a stop is requested (the broker may be down).
+
+        Committed offsets that do not come (a transactional commit still pending on them:
+        kafka-python retries ``UNSTABLE_OFFSET_COMMIT`` until its timeout) are first taken
+        for a transaction of this producer id left hanging, and aborted
+        (:meth:`_abort_hanging`, once per start-over); if they still do not come, another
+        producer's transaction holds them, which its coordinator ends within its timeout.
+        """
         old, self._producer = self._producer, None
         if old is not None:
             self._internals.discard(old)
         log.warning("starting over: a new transactional producer, then the committed offsets")
+        sweep, swept = False, False
         while not self._should_stop():
+            step = "producer"
             try:
                 if self._producer is None:
                     # Completes or aborts the transaction the old producer left open.
                     self._producer = self._producer_factory()
+                if sweep:
+                    step = "sweep"
+                    self._abort_hanging(self._producer)
+                    sweep, swept = False, True
+                step = "committed"
                 where = back_to_committed(self._consumer, self._consumer.assignment(),
                                           timeout_ms=COMMITTED_TIMEOUT_MS)  # fmt: skip
             except (KafkaError, KafkaUnavailableError) as exc:
-                log.warning("starting over failed (%s: %s); trying again in %g s",
-                            type(exc).__name__, exc, self._retry_s)  # fmt: skip
+                log.warning("starting over failed at the %s (%s: %s); trying again in %g s",
+                            step, type(exc).__name__, exc, self._retry_s)  # fmt: skip
+                if step == "sweep" and self._producer is not None:
+                    # Its state is unknown: the next producer's initialisation aborts
+                    # the sweep's transaction, and the sweep is tried again.
+                    old, self._producer = self._producer, None
+                    self._internals.discard(old)
+                elif step == "committed" and isinstance(exc, KafkaTimeoutError):
+                    if not swept:
+                        sweep = True
+                    else:
+                        log.error("the committed offsets stay unavailable after this producer "
+                                  "aborted what it left open: another producer's transaction "
+                                  "holds them (`kafka-transactions.sh find-hanging` lists a "
+                                  "hanging one)")  # fmt: skip
                 time.sleep(self._retry_s)
                 continue
             log.info("started over from the committed offsets: %s", describe(where))
             return
+
+    def _abort_hanging(self, producer: KafkaProducer) -> None:
+        """Abort, with ``producer``'s new epoch, whatever its producer id left open on the
+        output partitions and the group's offsets.
+
+        A broker that stops while a transaction commits can write the transaction's
+        completion to its log without its markers (seen with Kafka 4.3.1 under SIGTERM:
+        ``CompleteCommit`` recorded, no marker in the output partitions nor in
+        ``__consumer_offsets``). Its offset commit then stays pending for good (every
+        committed-offset fetch of those partitions fails with ``UNSTABLE_OFFSET_COMMIT``)
+        and its records hold back what read_committed readers see. The new producer's
+        initialisation does not touch them (its coordinator thinks that transaction is
+        over), but a marker of the same producer id ends whatever that id has open on a
+        partition: a transaction that adds every output partition (one empty record each,
+        under ``HANGING_SWEEP_HEADER``) and the group's offsets (none), then aborts,
+        drops the hanging records and offset commit together; the batch is read again
+        from the offsets committed before it. Harmless where nothing hangs.
+        """
+        topics = [self._topics.predictions, self._topics.dlq]
+        if self._topics.shadow and self._topics.shadow in self._consumer.topics():
+            topics.append(self._topics.shadow)
+        log.warning("the committed offsets did not come: aborting whatever this producer id "
+                    "left open on %s and the group's offsets", ", ".join(topics))  # fmt: skip
+        producer.begin_transaction()
+        futures = []
+        for topic in topics:
+            for partition in sorted(producer.partitions_for(topic)):
+                header = [(HANGING_SWEEP_HEADER, b"")]
+                futures.append(producer.send(topic, value=b"", partition=partition,
+                                             headers=header))  # fmt: skip
+        producer.flush(timeout=self._flush_timeout_s)
+        failed = next((f.exception for f in futures if f.failed()), None)
+        if isinstance(failed, KafkaError):
+            raise failed
+        if failed is not None or not all(f.is_done for f in futures):
+            raise KafkaTimeoutError(f"the sweep's sends did not complete ({failed})")
+        # No offsets: only the group's offsets partition joins the transaction.
+        producer.send_offsets_to_transaction({}, self._consumer.config["group_id"])
+        producer.abort_transaction()
+        log.info("aborted what this producer id left open (%d output partitions and the "
+                 "group's offsets)", len(futures))  # fmt: skip
 
     def _producer_(self) -> KafkaProducer:
         assert self._producer is not None

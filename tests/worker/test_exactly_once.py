@@ -48,6 +48,7 @@ class FakeProducer:
 
     fail: dict[str, BaseException] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
+    sent: list[tuple[str, int | None]] = field(default_factory=list)
     closed: bool = False
 
     def _step(self, name: str) -> None:
@@ -62,6 +63,7 @@ class FakeProducer:
         return {0}
 
     def send(self, topic: str, **kwargs: Any) -> FakeFuture:
+        self.sent.append((topic, kwargs.get("partition")))
         return FakeFuture(self.fail.get("send"))
 
     def flush(self, timeout: float | None = None) -> None:
@@ -85,7 +87,11 @@ class FakeConsumer:
     committed_offset: int = 100
     generation: int = 3
     seeks: list[tuple[TopicPartition, int]] = field(default_factory=list)
-    config: dict[str, Any] = field(default_factory=lambda: {"auto_offset_reset": "earliest"})
+    config: dict[str, Any] = field(
+        default_factory=lambda: {"auto_offset_reset": "earliest", "group_id": "group"}
+    )
+    # How many committed-offset fetches time out first (a pending transactional commit).
+    unstable: int = 0
 
     def assignment(self) -> set[TopicPartition]:
         return {TP}
@@ -95,7 +101,13 @@ class FakeConsumer:
         return ConsumerGroupMetadata("group", self.generation, member)
 
     def committed(self, tp: TopicPartition, timeout_ms: int | None = None) -> int:
+        if self.unstable:
+            self.unstable -= 1
+            raise KafkaTimeoutError()  # kafka-python, after retrying UNSTABLE_OFFSET_COMMIT
         return self.committed_offset
+
+    def topics(self) -> set[str]:
+        return {"events", "predictions", "dlq"}
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self.seeks.append((tp, offset))
@@ -181,3 +193,50 @@ def test_fenced_starts_over_once_and_stops_when_fenced_again_soon_after() -> Non
     assert h.consumer.seeks == [(TP, 100)]
     with pytest.raises(ProducerFencedOutError, match="fenced twice"):
         h.delivery.deliver(a_batch())
+
+
+def test_committed_offsets_that_do_not_come_abort_what_the_producer_id_left_hanging() -> None:
+    # A broker stopped mid-commit left this producer id's last transaction open on the
+    # outputs and the group's offsets (its coordinator thinks it complete): the start-over
+    # aborts it with the new producer, then reads the committed offsets.
+    h = Harness(FakeProducer(fail={"flush": KafkaTimeoutError("broker down")}), FakeProducer())
+    h.consumer.unstable = 1
+    h.delivery.deliver(a_batch(first=120))
+    swept = h.made[1]
+    assert swept.calls == ["begin", "flush", "offsets", "abort"]
+    assert swept.sent == [("predictions", 0), ("dlq", 0)]  # every output partition
+    assert h.consumer.seeks == [(TP, 100)]
+    assert not swept.closed  # kept for the next batch
+    h.delivery.deliver(a_batch(first=100))
+    assert swept.calls[-4:] == ["begin", "flush", "offsets", "commit"]
+    assert len(h.committed) == 1
+
+
+def test_a_failed_sweep_takes_a_new_producer_and_sweeps_again() -> None:
+    h = Harness(
+        FakeProducer(fail={"flush": KafkaTimeoutError("broker down")}),
+        FakeProducer(fail={"offsets": KafkaTimeoutError("coordinator gone again")}),
+        FakeProducer(),
+    )
+    h.consumer.unstable = 1
+    h.delivery.deliver(a_batch(first=120))
+    assert h.made[1].closed
+    assert h.made[2].calls == ["begin", "flush", "offsets", "abort"]
+    assert h.consumer.seeks == [(TP, 100)]
+
+
+def test_offsets_held_by_another_producer_are_waited_for_with_one_sweep() -> None:
+    h = Harness(FakeProducer(fail={"flush": KafkaTimeoutError("broker down")}), FakeProducer())
+    h.consumer.unstable = 3  # still pending after the sweep: not this producer's
+    h.delivery.deliver(a_batch(first=120))
+    assert h.made[1].calls.count("abort") == 1
+    assert len(h.made) == 2
+    assert h.consumer.seeks == [(TP, 100)]
+
+
+def test_no_sweep_when_the_committed_offsets_come() -> None:
+    h = Harness(FakeProducer(fail={"commit": KafkaTimeoutError("outcome unknown")}),
+                FakeProducer())  # fmt: skip
+    h.delivery.deliver(a_batch(first=120))
+    assert h.made[1].calls == []
+    assert h.made[1].sent == []
