@@ -61,7 +61,8 @@ FENCED_AGAIN_S = 60.0
 # How long a start-over waits for the committed offsets before it tries again.
 COMMITTED_TIMEOUT_MS = 10_000
 # The header of the empty records a start-over writes, in a transaction it aborts, to
-# reach every output partition (see ExactlyOnce._abort_hanging); no reader sees them.
+# reach every output partition (see ExactlyOnce._abort_hanging); no read_committed
+# reader sees them (a read_uncommitted one does).
 HANGING_SWEEP_HEADER = "inferloop-hanging-sweep"
 
 # A commit that fails because the group moved on: the rebalance that follows settles it.
@@ -603,6 +604,16 @@ class ExactlyOnce:
             except (KafkaError, KafkaUnavailableError) as exc:
                 log.warning("starting over failed at the %s (%s: %s); trying again in %g s",
                             step, type(exc).__name__, exc, self._retry_s)  # fmt: skip
+                if isinstance(exc, ProducerFencedError):
+                    # Another producer took this transactional id while starting over:
+                    # the same guard as a fence in a batch (never a new producer forever).
+                    now = time.monotonic()
+                    if self._fenced_at is not None and now - self._fenced_at < FENCED_AGAIN_S:
+                        raise ProducerFencedOutError(
+                            f"producer fenced twice within {FENCED_AGAIN_S:g} s while "
+                            f"starting over: another process uses this transactional id ({exc})"
+                        ) from exc
+                    self._fenced_at = now
                 if step == "sweep" and self._producer is not None:
                     # Its state is unknown: the next producer's initialisation aborts
                     # the sweep's transaction, and the sweep is tried again.

@@ -240,3 +240,20 @@ def test_no_sweep_when_the_committed_offsets_come() -> None:
     h.delivery.deliver(a_batch(first=120))
     assert h.made[1].calls == []
     assert h.made[1].sent == []
+
+
+def test_a_fence_during_the_sweep_is_held_to_the_fenced_again_guard() -> None:
+    # Another process taking this transactional id while it starts over fences every
+    # sweep: the second fence within FENCED_AGAIN_S stops the worker instead of making
+    # producers for ever.
+    fenced = {"offsets": ProducerFencedError()}
+    h = Harness(
+        FakeProducer(fail={"flush": KafkaTimeoutError("broker down")}),
+        FakeProducer(fail=fenced),
+        FakeProducer(fail=fenced),
+        FakeProducer(),
+    )
+    h.consumer.unstable = 5
+    with pytest.raises(ProducerFencedOutError, match="while starting over"):
+        h.delivery.deliver(a_batch(first=120))
+    assert len(h.made) == 3
