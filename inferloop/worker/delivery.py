@@ -562,6 +562,13 @@ class ExactlyOnce:
             seek_back(self._consumer, batch.first_offsets)
 
     def _fenced(self, exc: ProducerFencedError) -> None:
+        self._fenced_again(exc)
+        log.error("producer fenced: the coordinator aborted the transaction (it outlived its "
+                  "timeout) or a newer instance took over (%s)", exc)  # fmt: skip
+        self._start_over()
+
+    def _fenced_again(self, exc: ProducerFencedError) -> None:
+        """Stop the worker when fenced twice within ``FENCED_AGAIN_S``; else note when."""
         now = time.monotonic()
         if self._fenced_at is not None and now - self._fenced_at < FENCED_AGAIN_S:
             raise ProducerFencedOutError(
@@ -569,9 +576,6 @@ class ExactlyOnce:
                 f"this transactional id (instance_id and slot must be unique) ({exc})"
             ) from exc
         self._fenced_at = now
-        log.error("producer fenced: the coordinator aborted the transaction (it outlived its "
-                  "timeout) or a newer instance took over (%s)", exc)  # fmt: skip
-        self._start_over()
 
     def _start_over(self) -> None:
         """A new producer, and every partition back at its committed offset; retried
@@ -607,13 +611,7 @@ class ExactlyOnce:
                 if isinstance(exc, ProducerFencedError):
                     # Another producer took this transactional id while starting over:
                     # the same guard as a fence in a batch (never a new producer forever).
-                    now = time.monotonic()
-                    if self._fenced_at is not None and now - self._fenced_at < FENCED_AGAIN_S:
-                        raise ProducerFencedOutError(
-                            f"producer fenced twice within {FENCED_AGAIN_S:g} s while "
-                            f"starting over: another process uses this transactional id ({exc})"
-                        ) from exc
-                    self._fenced_at = now
+                    self._fenced_again(exc)
                 if step == "sweep" and self._producer is not None:
                     # Its state is unknown: the next producer's initialisation aborts
                     # the sweep's transaction, and the sweep is tried again.

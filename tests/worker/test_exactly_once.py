@@ -254,6 +254,6 @@ def test_a_fence_during_the_sweep_is_held_to_the_fenced_again_guard() -> None:
         FakeProducer(),
     )
     h.consumer.unstable = 5
-    with pytest.raises(ProducerFencedOutError, match="while starting over"):
+    with pytest.raises(ProducerFencedOutError, match="fenced twice"):
         h.delivery.deliver(a_batch(first=120))
     assert len(h.made) == 3
