@@ -178,9 +178,13 @@ class Decisions:
 
     # -- per evaluation ------------------------------------------------------------------------
     def snapshot(
-        self, by_role: Mapping[str, ActiveModel], counts: Mapping[str, int], figures: Figures | None
+        self,
+        by_role: Mapping[str, ActiveModel],
+        counts: Mapping[str, int],
+        figures: Mapping[str, Figures | None],
     ) -> Snapshot:
-        """What the policy is told now (the drift alarms since the last one, once)."""
+        """What the policy is told now (``figures``: the champion's by window; the drift
+        alarms since the last one, once)."""
         champion = by_role.get(CHAMPION)
         probation = challenger = None
         for new, old in comparisons(by_role):
@@ -197,7 +201,8 @@ class Decisions:
             champion=champion.version if champion else None,
             probation=probation,
             challenger=challenger,
-            champion_figures=figures,
+            champion_figures=figures.get("positives"),
+            champion_by_time=figures.get("time"),
             drift=drift,
             champion_labelled=(
                 sum(counts_by_version(counts, "labelled").get(champion.version, {}).values())
@@ -253,7 +258,9 @@ class Decisions:
         if breach is None:
             opened = self._floor_open
             if opened is None or (
-                snapshot.champion_figures is None and snapshot.champion == opened[0]
+                snapshot.champion_figures is None
+                and snapshot.champion_by_time is None
+                and snapshot.champion == opened[0]
             ):
                 return []  # nothing open, or no figures to say it ended
             self._floor_open = None
@@ -270,6 +277,7 @@ class Decisions:
             return []
         self._floor_open = state
         common = {"positives": breach["positives"], "breached": figures,
+                  "window": breach.get("window", "positives"),
                   "champion_labelled": snapshot.champion_labelled}  # fmt: skip
         return [
             KeptAction(

@@ -32,10 +32,10 @@ def evaluate(
     section: MonitorSettings,
     now_s: float,
     *,
-    live: dict[str, Figures] | None = None,
+    live: dict[str, dict[str, Figures]] | None = None,
 ) -> dict[str, Any]:
-    """The snapshot of every role's figures now; ``live`` given, each role's figures
-    over the positives window are put in it too (the policy's input, not computed twice)."""
+    """The snapshot of every role's figures now; ``live`` given, each window's figures
+    are put in it too, by window and role (the policy's input, not computed twice)."""
     window = intake.window
     windows = {"positives": window.by_positives(), "time": window.by_time(now_s)}
     live = {} if live is None else live
@@ -43,7 +43,8 @@ def evaluate(
         name: _window_figures(entries, by_role, intake.spec.name, section)
         for name, entries in windows.items()
     }
-    live.update((role, f) for role, f in figures["positives"].items() if f is not None)
+    for name, by_role_figures in figures.items():
+        live[name] = {role: f for role, f in by_role_figures.items() if f is not None}
     roles = {role: _role(role, model, figures, counts) for role, model in by_role.items()}
     return {
         "domain": intake.spec.name,

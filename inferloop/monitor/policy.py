@@ -15,8 +15,12 @@ decided and why is in each action's evidence, for the registry history.
 - **Shadow-first challengers** are promoted on a paired win (``PromoteChallenger``),
   retired on a paired loss, or retired undecided after ``challenger_max_positives``.
 - **Floors.** A champion whose live figure's whole interval is on the wrong side of its
-  floor raises an alarm and a retrain trigger, never a rollback: under a shift every
-  version may be below the floor, and the previous one is no cure.
+  floor, over the window by positives or else over the window by time, raises an alarm
+  and a retrain trigger, never a rollback: under a shift every version may be below the
+  floor, and the previous one is no cure. The window by positives reacts to a recent
+  change; the window by time holds every label of the last hour, so its interval is
+  narrower while positives are still few (the shift case: 50 positives give F1 an
+  interval about 0.3 wide, and its first 200 labels are all spam).
 - **Drift.** A detector's alarm is an alarm, and a trigger with ``drift_triggers``.
 
 Triggers are rate limited by their id: ``monitor-<domain>-<reason>-<window>``, the
@@ -155,7 +159,8 @@ class Snapshot:
     champion: int | None
     probation: Comparison | None = None  # champion (new) against the previous champion
     challenger: Comparison | None = None  # challenger (new) against the champion
-    champion_figures: Figures | None = None
+    champion_figures: Figures | None = None  # over the window by positives
+    champion_by_time: Figures | None = None  # over the window by time
     drift: Sequence[str] = ()  # detectors that alarmed since the last evaluation
     # Labelled events the champion was scored on (the monitor's counts): the evidence a
     # re-trigger waits for.
@@ -312,19 +317,28 @@ class Policy:
 
     # -- alarms and triggers -----------------------------------------------------------------
     def _floors(self, snapshot: Snapshot) -> list[Action]:
-        figures = snapshot.champion_figures
-        if figures is None or snapshot.champion is None:
+        if snapshot.champion is None:
             return []
-        breached = [f for f in self.config.live_floors() if f.breached(getattr(figures, f.figure))]
-        if not breached:
+        windows = {"positives": snapshot.champion_figures, "time": snapshot.champion_by_time}
+        found = [
+            (name, figures, breached)
+            for name, figures in windows.items()
+            if figures is not None and (breached := self._breached(figures))
+        ]
+        if not found:
             return []
+        window, figures, breached = found[0]
         detail = {
             "version": snapshot.champion,
+            "window": window,
             "n": figures.n,
             "positives": figures.positives,
             "breached": {f.figure: _floor_detail(f, getattr(figures, f.figure)) for f in breached},
         }
         return [Alarm("floor", detail), *self._trigger("floor", snapshot)]
+
+    def _breached(self, figures: Figures) -> list[Floor]:
+        return [f for f in self.config.live_floors() if f.breached(getattr(figures, f.figure))]
 
     def _drift(self, snapshot: Snapshot) -> list[Action]:
         actions: list[Action] = []

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 
@@ -347,21 +347,21 @@ class Monitor:
 
     def _evaluate(self) -> None:
         self._next_evaluation = time.monotonic() + self.section.evaluate_interval_s
-        live: dict[str, Figures] = {}
+        live: dict[str, dict[str, Figures]] = {}
         status = evaluate(
             self.intake, self.versions.by_role, self.counts, self.section, time.time(), live=live
         )
         status["monitor"] = {"instance": self.store.token[:12]}
-        self._decide(status, live.get(CHAMPION))
+        self._decide(status, {name: f.get(CHAMPION) for name, f in live.items()})
         try:
             self.store.put_status(status)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             log.warning("monitor of %s: status not stored: %s", self.domain, exc)
         self._export(status)
 
-    def _decide(self, status: dict[str, object], figures: Figures | None) -> None:
-        """Ask the policy what is due (``figures``: the champion's over the positives
-        window) and do it; its state is stored when it advanced."""
+    def _decide(self, status: dict[str, object], figures: Mapping[str, Figures | None]) -> None:
+        """Ask the policy what is due (``figures``: the champion's over each window) and
+        do it; its state is stored when it advanced."""
         by_role, before = self.versions.by_role, self.decisions.policy.to_state()
         snapshot = self.decisions.snapshot(by_role, self.counts, figures)
         actions = self.decisions.decide(snapshot, self.executor)

@@ -10,6 +10,7 @@ from inferloop.monitor.policy import (
     MAX_REMEMBERED,
     Alarm,
     Comparison,
+    Floor,
     Policy,
     PolicyConfig,
     PromoteChallenger,
@@ -136,6 +137,35 @@ def test_a_persisting_breach_triggers_again_on_doubled_evidence_and_for_a_new_ch
     assert old.triggers["floor"].window == 0
     # The next window starts over with its plain id.
     assert triggers(8, 1100, at_s=HOUR + 1) == ["monitor-emails-floor-1"]
+
+
+def test_a_floor_is_judged_on_the_window_by_time_when_the_one_by_positives_is_too_short() -> None:
+    # The shift case's start: only spam comes back, and the champion catches 45 % of it.
+    # Its last 50 positives leave F1's interval over the 0.70 floor; the hour's 200
+    # labels put the whole interval under it.
+    rng = np.random.default_rng(7)
+    y = np.ones(200)
+    scores = (rng.random(200) < 0.45).astype(float)
+    recent, hour = (
+        live_figures(y[w], scores[w], 0.5, target="emails", block_size=50, n_boot=200, seed=0)
+        for w in (slice(150, 200), slice(0, 200))
+    )
+    assert recent.f1.high > 0.70 > hour.f1.high
+    policy = _policy(floors=(Floor("f1", 0.70),))
+    assert policy.evaluate(Snapshot(0.0, 7, champion_figures=recent)) == []
+    (alarm, trigger) = policy.evaluate(
+        Snapshot(0.0, 7, champion_figures=recent, champion_by_time=hour)
+    )
+    assert isinstance(alarm, Alarm)
+    assert isinstance(trigger, TriggerRetrain)
+    assert (alarm.detail["window"], alarm.detail["n"]) == ("time", 200)
+    assert set(alarm.detail["breached"]) == {"f1"}
+    # A breach of the window by positives is the one reported.
+    (first, _) = _policy().evaluate(
+        Snapshot(0.0, 7, champion_figures=_figures(0.10, 0.5), champion_by_time=hour)
+    )
+    assert isinstance(first, Alarm)
+    assert first.detail["window"] == "positives"
 
 
 def test_a_floor_breach_during_a_loss_free_probation_does_not_roll_back() -> None:
