@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -84,9 +85,13 @@ def log_in(browser: WebDriver, url: str, token: str) -> None:
     browser.get(f"{url}/login")
     browser.find_element(By.ID, "token").send_keys(token)
     browser.find_element(By.ID, "login").click()
-    WebDriverWait(browser, 20).until(
-        ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Overview")
-    )
+    # The login page's own h1 may be read while the redirect replaces the document: on a
+    # loaded machine chromedriver then answers "Node ... does not belong to the document",
+    # a WebDriverException rather than a stale element. Wait for the new page first.
+    WebDriverWait(browser, 20).until(lambda b: not b.current_url.endswith("/login"))
+    WebDriverWait(
+        browser, 20, ignored_exceptions=(StaleElementReferenceException, WebDriverException)
+    ).until(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Overview"))
 
 
 def submit(browser: WebDriver, url: str, form_id: str, **fields: str) -> str:
