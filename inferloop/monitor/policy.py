@@ -354,7 +354,7 @@ class Policy:
         interval = self.config.trigger_min_interval_s
         window = math.floor(snapshot.now_s / interval)
         champion, labelled = snapshot.champion, snapshot.champion_labelled
-        figures = snapshot.champion_figures
+        figures = snapshot.champion_figures or snapshot.champion_by_time
         step = max(1, figures.n if figures is not None else 0)
         base = f"monitor-{self.config.domain}-{reason.replace('_', '-')}-{window}"
         mark = self.triggers.get(reason)
