@@ -234,12 +234,15 @@ def _figure_text(value: Any) -> str:
 
 @dataclass(frozen=True)
 class FloorRow:
-    """One live floor of a domain against its champion's figure on the positives window."""
+    """One live floor of a domain against its champion's figure: the value over the
+    window by positives, and the window whose whole interval is past the floor, as the
+    monitor judges its alarm (the window by positives first, then the window by time)."""
 
     figure: str
     bound: str  # ">=" or "<="
     floor: float
     value: float | None
+    breached: str | None = None  # "positives" or "time": the alarm's window
 
     @property
     def holds(self) -> bool | None:
@@ -247,6 +250,26 @@ class FloorRow:
         if self.value is None:
             return None
         return self.value >= self.floor if self.bound == ">=" else self.value <= self.floor
+
+    @property
+    def verdict(self) -> str:
+        """What the row says: holds, BELOW (with the window of the evidence), below the
+        floor without evidence yet, or not measured yet."""
+        if self.breached is not None:
+            return f"BELOW (window by {self.breached})"
+        if self.holds is None:
+            return "not measured yet"
+        return "holds" if self.holds else "below, without evidence yet"
+
+
+def _past(bound: str, floor: float, measured: Any) -> bool:
+    """Whether ``measured``'s whole interval is past ``floor`` (the monitor's rule)."""
+    if not isinstance(measured, dict):
+        return False
+    low, high = measured.get("low"), measured.get("high")
+    if low is None or high is None:
+        return False
+    return bool(high < floor) if bound == ">=" else bool(low > floor)
 
 
 def floors(settings: Settings, domain: Domain, status: dict[str, Any] | None) -> list[FloorRow]:
@@ -269,14 +292,22 @@ def floors(settings: Settings, domain: Domain, status: dict[str, Any] | None) ->
         ),
     ]
     champion = ((status or {}).get("roles") or {}).get("champion") or {}
-    window = (champion.get("windows") or {}).get("positives") or {}
+    windows = champion.get("windows") or {}
     rows = []
     for figure, bound, floor, field_name in wanted:
         if floor is None:
             continue
-        measured = window.get(field_name)
+        measured = (windows.get("positives") or {}).get(field_name)
         value = measured.get("value") if isinstance(measured, dict) else None
-        rows.append(FloorRow(figure, bound, float(floor), value))
+        breached = next(
+            (
+                name
+                for name in ("positives", "time")
+                if _past(bound, float(floor), (windows.get(name) or {}).get(field_name))
+            ),
+            None,
+        )
+        rows.append(FloorRow(figure, bound, float(floor), value, breached))
     return rows
 
 

@@ -28,12 +28,33 @@ def test_the_overview_shows_the_champions_live_figures_against_its_floor(
 ) -> None:
     window = {"n": 900, "positives": 120, "target": "ham_flagged", "f1": _interval(0.91),
               "target_value": _interval(0.05), "auprc": _interval(0.95)}  # fmt: skip
+    # F1 0.69 over the last 50 positives, its interval over the 0.70 floor; the hour's
+    # labels put the whole interval under it, as the monitor judges its alarm.
+    recent = {**window, "f1": {"value": 0.69, "low": 0.55, "high": 0.80}}
+    hour = {**window, "f1": {"value": 0.62, "low": 0.55, "high": 0.68}}
     status = {"evaluated_at": "2026-12-07T17:00:00+00:00", "alarms": ["champion below floor"],
-              "roles": {"champion": {"version": 2, "windows": {"positives": window}}}}  # fmt: skip
-    loop.registry.client.set(loop.registry.keys.monitor_status("emails"), json.dumps(status))
+              "roles": {"champion": {"version": 2,
+                                     "windows": {"positives": window}}}}  # fmt: skip
+    key = loop.registry.keys.monitor_status("emails")
+    loop.registry.client.set(key, json.dumps(status))
     page = client_factory(VIEWER_TOKEN).get("/").text
     # emails' default floor: ham flagged at most 0.02; the champion flags 0.05.
-    assert "<td>ham_flagged</td><td>0.050</td><td>&lt;= 0.02</td><td>BELOW</td>" in page
+    assert (
+        "<td>ham_flagged</td><td>0.050</td><td>&lt;= 0.02</td><td>BELOW (window by positives)</td>"
+        in page
+    )
+    assert "<td>f1</td><td>0.910</td><td>&gt;= 0.7</td><td>holds</td>" in page
+    status["roles"]["champion"]["windows"] = {"positives": recent}  # type: ignore[index]
+    loop.registry.client.set(key, json.dumps(status))
+    page = client_factory(VIEWER_TOKEN).get("/").text
+    assert "<td>f1</td><td>0.690</td><td>&gt;= 0.7</td><td>below, without evidence yet</td>" in page
+    status["roles"]["champion"]["windows"] = {"positives": recent, "time": hour}  # type: ignore[index]
+    loop.registry.client.set(key, json.dumps(status))
+    page = client_factory(VIEWER_TOKEN).get("/").text
+    assert "<td>f1</td><td>0.690</td><td>&gt;= 0.7</td><td>BELOW (window by time)</td>" in page
+    status["roles"]["champion"]["windows"] = {"positives": window}  # type: ignore[index]
+    loop.registry.client.set(key, json.dumps(status))
+    page = client_factory(VIEWER_TOKEN).get("/").text
     assert "f1 0.910 [0.900, 0.920]" in page
     assert "champion below floor" in page
     versions = client_factory(VIEWER_TOKEN).get("/versions/emails").text
