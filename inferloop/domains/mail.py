@@ -111,9 +111,9 @@ def _decode_payload(part: Message) -> str:
         return payload.decode("utf-8", "replace")
 
 
-def _part_text(part: Message) -> str:
+def _part_text(part: Message, subtype: str) -> str:
     text = _decode_payload(part)
-    if part.get_content_subtype() == "html":
+    if subtype == "html":
         text = html_to_text(text)
     return clean_text(text)
 
@@ -124,26 +124,32 @@ def body_text(message: Message) -> str:
     When a part is offered both as plain text and as HTML (multipart/alternative), the
     plain text is taken. Attachments are left out.
     """
+    # Each part's Content-Type parsed once: the email package parses the header again on
+    # every get_content_type(), and the sibling check asks it of every container.
+    types = {id(part): part.get_content_type() for part in message.walk()}
     texts: list[str] = []
     for part in message.walk():
-        if part.is_multipart() or part.get_content_maintype() != "text":
+        maintype, _, subtype = types[id(part)].partition("/")
+        if part.is_multipart() or maintype != "text":
             continue
         if part.get_content_disposition() == "attachment":
             continue
-        if part.get_content_subtype() == "html" and _has_plain_sibling(message, part):
+        if subtype == "html" and _has_plain_sibling(message, part, types):
             continue
-        texts.append(_part_text(part))
+        texts.append(_part_text(part, subtype))
     return "\n".join(t for t in texts if t)[: s.MAX_BODY_CHARS]
 
 
-def _has_plain_sibling(message: Message, part: Message) -> bool:
+def _has_plain_sibling(message: Message, part: Message, types: dict[int, str]) -> bool:
     for container in message.walk():
-        if container.get_content_type() != "multipart/alternative":
+        if types[id(container)] != "multipart/alternative":
             continue
         children = container.get_payload()
         if isinstance(children, list) and any(c is part for c in children):
             return any(
-                isinstance(c, Message) and c.get_content_type() == "text/plain" for c in children
+                isinstance(c, Message)
+                and (types[id(c)] if id(c) in types else c.get_content_type()) == "text/plain"
+                for c in children
             )
     return False
 
@@ -161,10 +167,12 @@ def message_time(message: Message) -> datetime | None:
     """When a message was sent: its Date header, else its newest Received header."""
     candidates = [header(message, "date")]
     try:
-        received = message.get_all("received") or []
+        # The newest (first) Received header only: get_all would parse every hop's.
+        received = message.get("received")
     except _HEADER_ERRORS:
-        received = []
-    candidates.extend(str(r).rpartition(";")[2] for r in received[:1])
+        received = None
+    if received is not None:
+        candidates.append(str(received).rpartition(";")[2])
     for candidate in candidates:
         moment = parse_mail_date(candidate)
         if moment is not None:

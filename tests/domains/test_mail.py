@@ -89,6 +89,12 @@ def test_missing_date_falls_back_to_received() -> None:
         2002, 1, 2, 10, 55, 3, tzinfo=timezone(timedelta(hours=-8))
     )
     assert message_time(parse_message(b"From: a@b.c\r\n\r\nno date at all\r\n")) is None
+    # The newest hop (the first Received header) is the one taken.
+    hops = parse_message(
+        b"Received: from c by d; Thu, 3 Jan 2002 08:00:00 +0000\r\n"
+        b"Received: from a by b; Wed, 2 Jan 2002 10:55:03 -0800\r\n\r\nhi\r\n"
+    )
+    assert message_time(hops) == datetime(2002, 1, 3, 8, tzinfo=UTC)
 
 
 def test_html_to_text_survives_broken_markup() -> None:
