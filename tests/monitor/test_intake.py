@@ -23,12 +23,17 @@ def prediction(event_id: str, version: int = 3, label: str = "fraud") -> bytes:
     return json.dumps(record).encode()
 
 
-def test_unreadable_prediction_records_are_counted_and_skipped() -> None:
-    intake = Intake(
+def transactions_intake(served_fraction: float) -> Intake:
+    """An intake of transactions with a small window, keeping this share of served ids."""
+    return Intake(
         get_domain("transactions"),
         Window(Bounds(positives=10, time_s=60.0, max_events=100)),
-        Sample(fraction=1.0, max_size=100, rtol=1e-4),
+        Sample(fraction=served_fraction, max_size=100, rtol=1e-4),
     )
+
+
+def test_unreadable_prediction_records_are_counted_and_skipped() -> None:
+    intake = transactions_intake(served_fraction=1.0)
     changes = Changes()
     bad = [
         b"not json",
@@ -75,11 +80,7 @@ def batch(ids: list[str]) -> LabelledBatch:
 
 
 def test_every_taken_label_has_each_versions_score_and_counts() -> None:
-    intake = Intake(
-        get_domain("transactions"),
-        Window(Bounds(positives=10, time_s=60.0, max_events=100)),
-        Sample(fraction=0.0, max_size=100, rtol=1e-4),
-    )
+    intake = transactions_intake(served_fraction=0.0)
     changes = Changes()
     models = {4: model(4, 0), 2: model(2, 1, threshold=0.9)}
     ids = ["tx-a", "tx-b", "tx-a", "tx-c", "tx-d"]  # tx-a twice: counted once
@@ -105,11 +106,7 @@ def test_every_taken_label_has_each_versions_score_and_counts() -> None:
 
 
 def test_labels_taken_with_no_version_watched_have_no_scores() -> None:
-    intake = Intake(
-        get_domain("transactions"),
-        Window(Bounds(positives=10, time_s=60.0, max_events=100)),
-        Sample(fraction=0.0, max_size=100, rtol=1e-4),
-    )
+    intake = transactions_intake(served_fraction=0.0)
     changes = Changes()
     taken = intake.take_batch(batch(["tx-1", "tx-2"]), {}, changes)
     assert taken.positions == [0, 1]
