@@ -235,8 +235,8 @@ def _figure_text(value: Any) -> str:
 @dataclass(frozen=True)
 class FloorRow:
     """One live floor of a domain against its champion's figure: the value over the
-    window by positives, and the window whose whole interval is past the floor, as the
-    monitor judges its alarm (the window by positives first, then the window by time)."""
+    window by positives, and, when the monitor's last evaluation found this floor
+    breached (``floor_breach`` in its status), the window it was breached on."""
 
     figure: str
     bound: str  # ">=" or "<="
@@ -262,16 +262,6 @@ class FloorRow:
         return "holds" if self.holds else "below, without evidence yet"
 
 
-def _past(bound: str, floor: float, measured: Any) -> bool:
-    """Whether ``measured``'s whole interval is past ``floor`` (the monitor's rule)."""
-    if not isinstance(measured, dict):
-        return False
-    low, high = measured.get("low"), measured.get("high")
-    if low is None or high is None:
-        return False
-    return bool(high < floor) if bound == ">=" else bool(low > floor)
-
-
 def floors(settings: Settings, domain: Domain, status: dict[str, Any] | None) -> list[FloorRow]:
     """The domain's live floors (``monitor.<domain>_live_*``) beside the champion's figures."""
     section = settings.monitor
@@ -292,21 +282,17 @@ def floors(settings: Settings, domain: Domain, status: dict[str, Any] | None) ->
         ),
     ]
     champion = ((status or {}).get("roles") or {}).get("champion") or {}
-    windows = champion.get("windows") or {}
+    window = (champion.get("windows") or {}).get("positives") or {}
+    breach = (status or {}).get("floor_breach") or {}
+    if breach.get("version") != champion.get("version"):
+        breach = {}
     rows = []
     for figure, bound, floor, field_name in wanted:
         if floor is None:
             continue
-        measured = (windows.get("positives") or {}).get(field_name)
+        measured = window.get(field_name)
         value = measured.get("value") if isinstance(measured, dict) else None
-        breached = next(
-            (
-                name
-                for name in ("positives", "time")
-                if _past(bound, float(floor), (windows.get(name) or {}).get(field_name))
-            ),
-            None,
-        )
+        breached = breach.get("window") if field_name in (breach.get("breached") or {}) else None
         rows.append(FloorRow(figure, bound, float(floor), value, breached))
     return rows
 

@@ -134,6 +134,10 @@ class Decisions:
         self._unstored: list[KeptAction] = []
         # (champion, breached figures) of the floor alarm kept last, if not cleared since.
         self._floor_open = _open_floor(kept)
+        # The floor breach of the last evaluation (the alarm's detail: the champion, the
+        # window and each breached figure's interval), None while the floors hold: the
+        # status carries it, so the console shows the monitor's verdict, not its own.
+        self.floor_breach: dict[str, Any] | None = None
         self._metrics = metrics
 
     # -- per batch ---------------------------------------------------------------------------
@@ -242,6 +246,7 @@ class Decisions:
         breach = next(
             (a.detail for a in actions if isinstance(a, Alarm) and a.kind == "floor"), None
         )
+        self.floor_breach = None if breach is None else dict(breach)
         records = self._floor_records(snapshot, breach)
         alarm_only = self.policy.config.alarm_only
         for action, outcome in zip(actions, outcomes, strict=True):

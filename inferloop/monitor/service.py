@@ -372,6 +372,7 @@ class Monitor:
         status["alarms"], status["actions"] = list(alarms), list(moves)
         kept = self.decisions.take_kept()
         status["alarm_log"] = self.decisions.kept_status()  # stored, newest first
+        status["floor_breach"] = self.decisions.floor_breach
         status["probation"] = (
             None if snapshot.probation is None
             else {"version": snapshot.probation.new, "previous": snapshot.probation.old,

@@ -4,6 +4,7 @@ a redrive through the page."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from redis.typing import EncodableT, FieldT
@@ -32,9 +33,15 @@ def test_the_overview_shows_the_champions_live_figures_against_its_floor(
     # labels put the whole interval under it, as the monitor judges its alarm.
     recent = {**window, "f1": {"value": 0.69, "low": 0.55, "high": 0.80}}
     hour = {**window, "f1": {"value": 0.62, "low": 0.55, "high": 0.68}}
-    status = {"evaluated_at": "2026-12-07T17:00:00+00:00", "alarms": ["champion below floor"],
-              "roles": {"champion": {"version": 2,
-                                     "windows": {"positives": window}}}}  # fmt: skip
+    # The monitor's verdict of that evaluation (``floor_breach``), as its policy gives it.
+    on_positives = {"version": 2, "window": "positives", "breached": {"target_value": {}}}
+    on_time = {"version": 2, "window": "time", "breached": {"f1": {}}}
+    status: dict[str, Any] = {
+        "evaluated_at": "2026-12-07T17:00:00+00:00",
+        "alarms": ["champion below floor"],
+        "floor_breach": on_positives,
+        "roles": {"champion": {"version": 2, "windows": {"positives": window}}},
+    }
     key = loop.registry.keys.monitor_status("emails")
     loop.registry.client.set(key, json.dumps(status))
     page = client_factory(VIEWER_TOKEN).get("/").text
@@ -44,15 +51,22 @@ def test_the_overview_shows_the_champions_live_figures_against_its_floor(
         in page
     )
     assert "<td>f1</td><td>0.910</td><td>&gt;= 0.7</td><td>holds</td>" in page
-    status["roles"]["champion"]["windows"] = {"positives": recent}  # type: ignore[index]
+    status["roles"]["champion"]["windows"] = {"positives": recent}
+    status["floor_breach"] = None
     loop.registry.client.set(key, json.dumps(status))
     page = client_factory(VIEWER_TOKEN).get("/").text
     assert "<td>f1</td><td>0.690</td><td>&gt;= 0.7</td><td>below, without evidence yet</td>" in page
-    status["roles"]["champion"]["windows"] = {"positives": recent, "time": hour}  # type: ignore[index]
+    status["roles"]["champion"]["windows"] = {"positives": recent, "time": hour}
+    status["floor_breach"] = on_time
     loop.registry.client.set(key, json.dumps(status))
     page = client_factory(VIEWER_TOKEN).get("/").text
     assert "<td>f1</td><td>0.690</td><td>&gt;= 0.7</td><td>BELOW (window by time)</td>" in page
-    status["roles"]["champion"]["windows"] = {"positives": window}  # type: ignore[index]
+    status["floor_breach"] = {**on_time, "version": 1}  # a breach of an earlier champion
+    loop.registry.client.set(key, json.dumps(status))
+    page = client_factory(VIEWER_TOKEN).get("/").text
+    assert "<td>f1</td><td>0.690</td><td>&gt;= 0.7</td><td>below, without evidence yet</td>" in page
+    status["roles"]["champion"]["windows"] = {"positives": window}
+    status["floor_breach"] = on_positives
     loop.registry.client.set(key, json.dumps(status))
     page = client_factory(VIEWER_TOKEN).get("/").text
     assert "f1 0.910 [0.900, 0.920]" in page

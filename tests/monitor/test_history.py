@@ -300,7 +300,12 @@ def test_a_floor_alarm_and_its_trigger_are_kept_with_their_figure_across_a_resta
     monitor_thread(msettings, until_idle_s=3.0).join(120)
     after = read_actions(redis_client, keys, "transactions")
     assert [a for a in after if a.kind == "floor"] == floors
-    shown = cli_status(msettings)["alarm_log"]
+    status = cli_status(msettings)
+    shown = status["alarm_log"]
     assert recall.as_status() in shown
+    # The status carries the breach of its evaluation, for the console to show.
+    breach = status["floor_breach"]
+    assert (breach["version"], breach["window"]) == (bad.version, "positives")
+    assert breach["breached"]["target_value"]["high"] < floor
     assert any(a["kind"] == "retrain-trigger" for a in shown)
     assert [a["at_s"] for a in shown] == sorted((a["at_s"] for a in shown), reverse=True)
