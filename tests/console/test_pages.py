@@ -36,41 +36,32 @@ def test_the_overview_shows_the_champions_live_figures_against_its_floor(
     # The monitor's verdict of that evaluation (``floor_breach``), as its policy gives it.
     on_positives = {"version": 2, "window": "positives", "breached": {"target_value": {}}}
     on_time = {"version": 2, "window": "time", "breached": {"f1": {}}}
-    status: dict[str, Any] = {
-        "evaluated_at": "2026-12-07T17:00:00+00:00",
-        "alarms": ["champion below floor"],
-        "floor_breach": on_positives,
-        "roles": {"champion": {"version": 2, "windows": {"positives": window}}},
-    }
     key = loop.registry.keys.monitor_status("emails")
-    loop.registry.client.set(key, json.dumps(status))
-    page = client_factory(VIEWER_TOKEN).get("/").text
+
+    def overview(windows: dict[str, Any], breach: dict[str, Any] | None) -> str:
+        status = {"evaluated_at": "2026-12-07T17:00:00+00:00",
+                  "alarms": ["champion below floor"], "floor_breach": breach,
+                  "roles": {"champion": {"version": 2, "windows": windows}}}  # fmt: skip
+        loop.registry.client.set(key, json.dumps(status))
+        return str(client_factory(VIEWER_TOKEN).get("/").text)
+
+    page = overview({"positives": window}, on_positives)
     # emails' default floor: ham flagged at most 0.02; the champion flags 0.05.
     assert (
         "<td>ham_flagged</td><td>0.050</td><td>&lt;= 0.02</td><td>BELOW (window by positives)</td>"
         in page
     )
     assert "<td>f1</td><td>0.910</td><td>&gt;= 0.7</td><td>holds</td>" in page
-    status["roles"]["champion"]["windows"] = {"positives": recent}
-    status["floor_breach"] = None
-    loop.registry.client.set(key, json.dumps(status))
-    page = client_factory(VIEWER_TOKEN).get("/").text
-    assert "<td>f1</td><td>0.690</td><td>&gt;= 0.7</td><td>below, without evidence yet</td>" in page
-    status["roles"]["champion"]["windows"] = {"positives": recent, "time": hour}
-    status["floor_breach"] = on_time
-    loop.registry.client.set(key, json.dumps(status))
-    page = client_factory(VIEWER_TOKEN).get("/").text
-    assert "<td>f1</td><td>0.690</td><td>&gt;= 0.7</td><td>BELOW (window by time)</td>" in page
-    status["floor_breach"] = {**on_time, "version": 1}  # a breach of an earlier champion
-    loop.registry.client.set(key, json.dumps(status))
-    page = client_factory(VIEWER_TOKEN).get("/").text
-    assert "<td>f1</td><td>0.690</td><td>&gt;= 0.7</td><td>below, without evidence yet</td>" in page
-    status["roles"]["champion"]["windows"] = {"positives": window}
-    status["floor_breach"] = on_positives
-    loop.registry.client.set(key, json.dumps(status))
-    page = client_factory(VIEWER_TOKEN).get("/").text
     assert "f1 0.910 [0.900, 0.920]" in page
     assert "champion below floor" in page
+    page = overview({"positives": recent}, None)
+    assert "<td>f1</td><td>0.690</td><td>&gt;= 0.7</td><td>below, without evidence yet</td>" in page
+    page = overview({"positives": recent, "time": hour}, on_time)
+    assert "<td>f1</td><td>0.690</td><td>&gt;= 0.7</td><td>BELOW (window by time)</td>" in page
+    # A breach of an earlier champion is not this one's.
+    page = overview({"positives": recent, "time": hour}, {**on_time, "version": 1})
+    assert "<td>f1</td><td>0.690</td><td>&gt;= 0.7</td><td>below, without evidence yet</td>" in page
+    overview({"positives": window}, on_positives)
     versions = client_factory(VIEWER_TOKEN).get("/versions/emails").text
     assert "ham_flagged 0.050 [0.040, 0.060]" in versions
 
