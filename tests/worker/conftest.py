@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,11 +175,17 @@ class WorkerThread:
         self.worker.request_stop("test")
         return self.join(timeout_s)
 
+    def _where(self) -> str:
+        """The worker thread's stack now (what a hang waits on), and its summary so far."""
+        frame = sys._current_frames().get(self.thread.ident or -1) if self.thread else None
+        stack = "".join(traceback.format_stack(frame)) if frame is not None else "(gone)"
+        return f"{stack}consumed so far: {self.worker.summary.consumed}"
+
     def join(self, timeout_s: float = 60.0) -> RunSummary:
         """Wait until it ends on its own (bounded modes)."""
         assert self.thread is not None
         self.thread.join(timeout_s)
-        assert not self.thread.is_alive(), "the worker did not stop"
+        assert not self.thread.is_alive(), f"the worker did not stop; it is at:\n{self._where()}"
         if self.error is not None:
             raise self.error
         assert self.summary is not None
